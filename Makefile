@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:  make demo  (the main job)  and  make test  (the suite).
+# Both run `make setup` first; a second setup takes seconds (stamp file).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+APT_PACKAGES := python3-qgis python3-venv qgis
+VERSION := $(shell sed -n 's/^version=//p' metadata.txt)
+export QT_QPA_PLATFORM ?= offscreen
+# Debian's QGIS must use its own proj.db, not pyproj's or rasterio's.
+unexport PROJ_LIB PROJ_DATA
+
+.PHONY: setup test lint demo package bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.in constraints.txt pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh "$(VENV)" "$(APT_PACKAGES)"
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check paligemma_qgis tests scripts
+	$(VENV)/bin/ruff format --check paligemma_qgis tests scripts
+
+demo: setup
+	$(PY) scripts/demo.py
+
+package:
+	bash scripts/package.sh "$(VERSION)"
+
+clean:
+	rm -rf dist build .pytest_cache

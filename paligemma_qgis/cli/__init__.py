@@ -1,0 +1,51 @@
+"""Command line: ``python -m paligemma_qgis <command> ...``.
+
+Each command lives in its own module with ``add_parser(subparsers)``; the parser it adds
+sets ``func`` (args -> exit code). User-facing errors (PaliGemmaQgisError) are printed as
+one line without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from ..core.errors import PaliGemmaQgisError
+
+COMMAND_MODULES = ("segment", "export", "evaluate", "weights", "worker", "finetune")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m paligemma_qgis",
+        description="Map water in georeferenced rasters with PaliGemma.",
+    )
+    parser.add_argument("--version", action="version", version=f"paligemma_qgis {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:  # TEMPORARY while commands are being written
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except PaliGemmaQgisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Segmenters: turn batches of chips into water masks (see base.Segmenter)."""
