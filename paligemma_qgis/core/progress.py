@@ -5,8 +5,9 @@ The core never knows who is listening: it calls ``report`` and asks ``cancelled`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 
 class Cancelled(Exception):

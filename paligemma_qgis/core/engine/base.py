@@ -6,8 +6,9 @@ mask) and hands them over in batches; a segmenter returns one ChipResult per chi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
