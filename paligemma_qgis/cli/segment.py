@@ -1,0 +1,174 @@
+"""``segment``: map water in a raster and write polygons to a GeoPackage (core.pipeline)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+from typing import Any
+
+
+class _BarProgress:
+    """core.progress.Progress on a tqdm bar; Ctrl-C asks for a clean cancel (a second one stops)."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.message = ""
+        self._cancel = False
+
+    def report(self, done: int, total: int, message: str = "") -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="step", leave=False, dynamic_ncols=True)
+        if message != self.message:
+            self.message = message
+            self.bar.set_description(message)
+            self.bar.unit = "chip" if message == "segmenting chips" else "step"
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def cancelled(self) -> bool:
+        return self._cancel
+
+    def on_sigint(self, signum: int, frame: object) -> None:
+        if self._cancel:
+            raise KeyboardInterrupt
+        self._cancel = True
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _add_vae_arguments(p: argparse.ArgumentParser) -> None:
+    try:
+        from .weights import add_vae_arguments
+    except ImportError:  # the weights command is optional at this layer
+        p.add_argument("--vae", metavar="FILE", help="vae-oid.npz mask codec (default: the cached copy)")
+        p.add_argument(
+            "--allow-custom-vae",
+            action="store_true",
+            help="accept a VAE file whose checksum is not the published vae-oid.npz",
+        )
+        return
+    add_vae_arguments(p)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "segment",
+        help="map water in a raster -> GeoPackage (water polygons + chip audit layer)",
+        description="Cut a georeferenced raster into chips, segment water in each (PaliGemma or a "
+        "water index), merge the chips and write water polygons (layer 'water', areas in m2) and the "
+        "chip grid with each chip's status and model text (layer 'chips') to a GeoPackage.",
+    )
+    p.add_argument("raster", help="input raster (any GDAL format with a CRS)")
+    p.add_argument("output", help="output GeoPackage (.gpkg)")
+    p.add_argument("--engine", choices=("water-index", "paligemma"), default="water-index")
+    g = p.add_argument_group("bands")
+    g.add_argument("--bands", metavar="R,G,B", help="1-based RGB bands, e.g. 3,2,1 (one band: grey)")
+    g.add_argument("--preset", choices=("sentinel2", "landsat89", "naip"), help="sensor band order")
+    g.add_argument("--green", type=int, metavar="N", help="green band (water index)")
+    g.add_argument("--nir", type=int, metavar="N", help="near-infrared band (NDWI)")
+    g.add_argument("--swir", type=int, metavar="N", help="short-wave infrared band (MNDWI)")
+    g.add_argument("--threshold", type=float, metavar="X", help="water index threshold (default: Otsu)")
+    g.add_argument("--index", choices=("auto", "mndwi", "ndwi"), default="auto", help="water index")
+    c = p.add_argument_group("chips")
+    c.add_argument(
+        "--overlap", type=int, default=32, metavar="PX", help="chip overlap in pixels (default 32)"
+    )
+    c.add_argument(
+        "--resolution", type=float, metavar="M", help="resample to this ground resolution (metres)"
+    )
+    c.add_argument(
+        "--aoi", metavar="FILE|EXTENT", help="area of interest: vector file or xmin,ymin,xmax,ymax[,EPSG:x]"
+    )
+    c.add_argument(
+        "--min-valid",
+        type=float,
+        default=0.05,
+        metavar="F",
+        help="skip chips with less than this share of valid pixels (default 0.05)",
+    )
+    o = p.add_argument_group("output")
+    o.add_argument(
+        "--min-area", type=float, default=0.0, metavar="M2", help="drop polygons smaller than this"
+    )
+    o.add_argument(
+        "--simplify", type=float, default=0.0, metavar="M", help="simplify tolerance (raster CRS units)"
+    )
+    o.add_argument("--out-crs", metavar="EPSG:xxxx", help="CRS of the water layer (default: the raster's)")
+    o.add_argument("--mask-tif", metavar="FILE", help="also write the water mask as a GeoTIFF")
+    o.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    o.add_argument("--json", action="store_true", help="print the summary as JSON")
+    m = p.add_argument_group("paligemma engine")
+    m.add_argument("--model", metavar="ID_OR_DIR", help="Hugging Face model id or local folder")
+    _add_vae_arguments(m)
+    m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    m.add_argument("--batch-size", type=int, default=8, metavar="N")
+    m.add_argument("--classes", default="water", help="comma-separated classes to segment (default water)")
+    m.add_argument(
+        "--no-constrained",
+        dest="constrained",
+        action="store_false",
+        help="let the model generate freely (default: decoding constrained to valid segmentation text)",
+    )
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    from ..core.pipeline import SegmentOptions
+
+    return SegmentOptions(
+        raster=args.raster,
+        output=args.output,
+        engine=args.engine,
+        bands=args.bands,
+        preset=args.preset,
+        green=args.green,
+        nir=args.nir,
+        swir=args.swir,
+        threshold=args.threshold,
+        index=args.index,
+        overlap=args.overlap,
+        resolution=args.resolution,
+        aoi=args.aoi,
+        min_valid_fraction=args.min_valid,
+        min_area_m2=args.min_area,
+        simplify=args.simplify,
+        out_crs=args.out_crs,
+        mask_tif=args.mask_tif,
+        overwrite=args.overwrite,
+        batch_size=args.batch_size,
+        model=args.model,
+        vae=getattr(args, "vae", None),
+        allow_custom_vae=bool(getattr(args, "allow_custom_vae", False)),
+        device=args.device,
+        classes=[c.strip() for c in args.classes.replace(";", ",").split(",") if c.strip()],
+        constrained=args.constrained,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.pipeline import segment_raster
+    from ..core.progress import Cancelled
+
+    options = options_from_args(args)
+    progress = _BarProgress()
+    previous = signal.signal(signal.SIGINT, progress.on_sigint)
+    try:
+        summary = segment_raster(options, progress)
+    except Cancelled:
+        progress.close()
+        print("cancelled: no output written")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        progress.close()
+    if args.json:
+        print(json.dumps(summary.to_dict()))
+    else:
+        print(f"{summary.output}: {summary.one_line()}")
+    return 0

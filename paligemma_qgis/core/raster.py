@@ -1,0 +1,553 @@
+"""Windowed raster reading: band selection, band roles, nodata, one scene-wide 8-bit stretch.
+
+Why it looks like this:
+
+- Only windows are read (plus one decimated read of the whole scene for statistics), so a
+  20000 x 20000 scene costs what a chip costs.
+- 16-bit and float imagery is stretched to 8 bits with per-band percentiles computed *once
+  per scene* over valid pixels: per-chip stretching makes seams and turns a calm lake into
+  noise.
+- A pixel is valid when *any* band read has data (GDAL's dataset-mask rule), so a black
+  NIR value over water is data, not nodata. Alpha bands and internal masks are honoured; NaN
+  never counts as data. Invalid pixels are NaN in ``raw`` and 0 in ``rgb``.
+- Band roles (green, nir, swir, ...) come, in this order, from explicit overrides, from the
+  file's own band descriptions (``"nir"``, ``"B8"`` in a Sentinel-2 file), and from a preset's
+  assumed band order: a file that names its bands is trusted over a guess.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from .engine.base import RasterBands
+from .errors import InputError
+
+ROLES = ("red", "green", "blue", "nir", "swir")
+# Longest side of the decimated whole-scene read used for statistics (stretch, Otsu).
+OVERVIEW_SIZE = 1024
+PATCH_SAMPLING_FACTOR = 16  # rasters bigger than this many samples are sampled in patches
+PATCHES = 16  # patches per side
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A sensor's usual band order: RGB rendering bands and band roles (1-based)."""
+
+    rgb: tuple[int, int, int]
+    roles: dict[str, int]
+    # Per band count, a different role table (e.g. Sentinel-2 L2A has no B10).
+    roles_by_count: dict[int, dict[str, int]] | None = None
+    code_table: dict[str, str] | None = None  # band code ("8A", "11") -> role, for descriptions
+    counts: tuple[int, ...] | None = None  # band counts the order is known for (None: any)
+
+    def roles_for(self, count: int) -> dict[str, int]:
+        if self.roles_by_count and count in self.roles_by_count:
+            return self.roles_by_count[count]
+        return self.roles
+
+
+_S2_CODES = {"2": "blue", "3": "green", "4": "red", "8": "nir", "11": "swir"}
+_LANDSAT89_CODES = {"2": "blue", "3": "green", "4": "red", "5": "nir", "6": "swir"}
+
+PRESETS: dict[str, Preset] = {
+    # Sentinel-2 L1C, 13 bands B1..B8, B8A, B9, B10, B11, B12 (B11 is band 12); L2A (12 bands, no B10).
+    "sentinel2": Preset(
+        rgb=(4, 3, 2),
+        roles={"red": 4, "green": 3, "blue": 2, "nir": 8, "swir": 12},
+        roles_by_count={12: {"red": 4, "green": 3, "blue": 2, "nir": 8, "swir": 11}},
+        code_table=_S2_CODES,
+        counts=(12, 13),
+    ),
+    # Landsat 8/9 OLI: B1 coastal, B2 blue, B3 green, B4 red, B5 NIR, B6 SWIR1, B7 SWIR2.
+    "landsat89": Preset(
+        rgb=(4, 3, 2),
+        roles={"red": 4, "green": 3, "blue": 2, "nir": 5, "swir": 6},
+        code_table=_LANDSAT89_CODES,
+        counts=tuple(range(6, 13)),  # B1..B6 at least; up to B1..B11 plus QA
+    ),
+    # NAIP: R, G, B, NIR.
+    "naip": Preset(rgb=(1, 2, 3), roles={"red": 1, "green": 2, "blue": 3, "nir": 4}),
+}
+
+_CODE_RE = re.compile(r"^(?:.*[_\s-])?b0?(\d{1,2}a?)$")
+
+
+def parse_bands(value: str | Sequence[int] | None, *, path: str | os.PathLike = "") -> tuple[int, ...] | None:
+    """'3,2,1' or [3, 2, 1] -> (3, 2, 1); one band means grey."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            bands = tuple(int(v) for v in value.replace(" ", "").split(",") if v)
+        except ValueError:
+            raise InputError(
+                f"{path}: bad band list {value!r}; expected 1-based numbers like 3,2,1"
+            ) from None
+    else:
+        bands = tuple(int(v) for v in value)
+    if len(bands) not in (1, 3):
+        raise InputError(f"{path}: --bands needs 1 (grey) or 3 (R,G,B) band numbers, got {value!r}")
+    return bands
+
+
+def _role_from_description(desc: str | None, code_table: dict[str, str] | None) -> str | None:
+    if not desc:
+        return None
+    d = desc.strip().lower()
+    if "swir" in d:
+        return None if re.search(r"swir[\s_-]?2", d) else "swir"
+    if "nir" in d or "near infrared" in d or "near-infrared" in d:
+        return "nir"
+    if "edge" in d:  # red edge
+        return None
+    for role in ("green", "red", "blue"):
+        if re.search(rf"\b{role}\b", d):
+            return role
+    m = _CODE_RE.match(d)
+    if m and code_table:
+        return code_table.get(m.group(1))
+    return None
+
+
+def roles_from_descriptions(descriptions: Sequence[str | None], preset: str | None = None) -> dict[str, int]:
+    """Band roles named by the file itself; band codes (B3, B8A) need a known sensor."""
+    code_table = PRESETS[preset].code_table if preset in PRESETS else None
+    lowered = [(d or "").strip().lower() for d in descriptions]
+    if code_table is None and any(d in ("b8a", "b08a") or d.endswith("_b8a") for d in lowered):
+        code_table = _S2_CODES  # a B8A band only exists on Sentinel-2
+    roles: dict[str, int] = {}
+    for i, desc in enumerate(descriptions, start=1):
+        role = _role_from_description(desc, code_table)
+        if role and role not in roles:
+            roles[role] = i
+    return roles
+
+
+def _counts_text(counts: tuple[int, ...]) -> str:
+    if len(counts) > 2 and counts == tuple(range(counts[0], counts[-1] + 1)):
+        return f"{counts[0]} to {counts[-1]}"
+    return " or ".join(map(str, counts))
+
+
+def _stretch_lut_offset(dtype: str) -> int | None:
+    """Integer types small enough for a lookup table: offset that maps the minimum to index 0."""
+    if dtype == "uint16":
+        return 0
+    if dtype == "int16":
+        return 32768
+    return None
+
+
+class RasterSource:
+    """An open raster with its band choice, nodata rule and scene stretch; read with ``read_chip``.
+
+    Use as a context manager (``with open_raster(path) as src:``).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        bands: str | Sequence[int] | None = None,
+        preset: str | None = None,
+        resolution: float | None = None,
+        stretch: tuple[float, float] = (2, 98),
+        green: int | None = None,
+        nir: int | None = None,
+        swir: int | None = None,
+    ) -> None:
+        self.path = str(path)
+        if preset is not None and preset not in PRESETS:
+            raise InputError(f"{path}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        self.preset = preset
+        if not Path(path).exists() and "://" not in self.path and not self.path.startswith("/vsi"):
+            raise InputError(f"{path}: raster file not found")
+        try:
+            self._file = rasterio.open(path)
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputError(f"{path}: cannot open as a raster ({exc})") from None
+        self._vrt: WarpedVRT | None = None
+        try:
+            self._setup(bands, preset, resolution, stretch, {"green": green, "nir": nir, "swir": swir})
+        except BaseException:
+            self.close()
+            raise
+
+    # ---------------------------------------------------------------- setup
+    def _setup(self, bands, preset, resolution, stretch, overrides) -> None:
+        f = self._file
+        if f.crs is None:
+            raise InputError(
+                f"{self.path}: raster has no CRS (coordinate reference system); "
+                "assign one first, e.g. gdal_edit.py -a_srs EPSG:xxxx"
+            )
+        if f.count < 1:
+            raise InputError(f"{self.path}: raster has no bands")
+        self._ds = f
+        ds = f
+        self.crs = ds.crs
+        self.transform: Affine = ds.transform
+        self.width: int = ds.width
+        self.height: int = ds.height
+        self.res: tuple[float, float] = ds.res
+        self.count: int = f.count
+        self.descriptions: tuple[str | None, ...] = tuple(f.descriptions)
+        self.dtype: str = f.dtypes[0]
+        self.nodata: float | None = f.nodata
+        self.stretch_percentiles = (float(stretch[0]), float(stretch[1]))
+
+        interp = f.colorinterp
+        self.alpha_band: int | None = None
+        explicit = {
+            *(parse_bands(bands, path=self.path) or ()),
+            *(b for b in overrides.values() if b is not None),
+        }
+        if preset:
+            explicit |= {*PRESETS[preset].rgb, *PRESETS[preset].roles_for(f.count).values()}
+        if ColorInterp.alpha in interp and interp.index(ColorInterp.alpha) + 1 not in explicit:
+            # A band asked for by number is data, even if the file calls it alpha.
+            self.alpha_band = interp.index(ColorInterp.alpha) + 1
+        data_bands = [b for b in range(1, f.count + 1) if b != self.alpha_band]
+
+        def check(b: int, what: str) -> int:
+            if not 1 <= b <= f.count:
+                raise InputError(
+                    f"{self.path}: {what} band {b} does not exist (the raster has {f.count} bands)"
+                )
+            return b
+
+        # Band roles: overrides > descriptions > preset.
+        roles: dict[str, int] = {}
+        described = roles_from_descriptions(self.descriptions, preset)
+        if preset:
+            p = PRESETS[preset]
+            if p.counts and f.count not in p.counts and not described:
+                raise InputError(
+                    f"{self.path}: preset {preset!r} expects {_counts_text(p.counts)} bands but the "
+                    f"raster has {f.count}; use --bands and --green/--nir/--swir instead"
+                )
+            roles.update({r: b for r, b in p.roles_for(f.count).items() if b <= f.count})
+        roles.update(described)
+        for role, band in overrides.items():
+            if band is not None:
+                roles[role] = check(int(band), role)
+        self.band_roles: dict[str, int] = roles
+
+        # RGB rendering: --bands > preset > described red/green/blue > first three data bands.
+        chosen = parse_bands(bands, path=self.path)
+        if chosen is None and preset:
+            rgb = PRESETS[preset].rgb
+            if max(rgb) > f.count:
+                raise InputError(
+                    f"{self.path}: preset {preset!r} expects bands {rgb} but the raster has "
+                    f"{f.count}; use --bands and --green/--nir/--swir instead"
+                )
+            chosen = rgb
+        if chosen is None and all(r in roles for r in ("red", "green", "blue")):
+            chosen = (roles["red"], roles["green"], roles["blue"])
+        if chosen is None:
+            chosen = tuple(data_bands[:3]) if len(data_bands) >= 3 else (data_bands[0],)
+        for b in chosen:
+            check(b, "RGB")
+        self.rgb_bands: tuple[int, int, int] = tuple(chosen) * 3 if len(chosen) == 1 else tuple(chosen)  # type: ignore[assignment]
+
+        if resolution:
+            self._vrt = self._warped(float(resolution))
+            self._ds = self._vrt
+            ds = self._ds
+            self.transform, self.width, self.height, self.res = ds.transform, ds.width, ds.height, ds.res
+
+        flags = [f.mask_flag_enums[b - 1] for b in data_bands]
+        self._per_dataset_mask = self.alpha_band is None and any(
+            MaskFlags.per_dataset in fl and MaskFlags.alpha not in fl and MaskFlags.nodata not in fl
+            for fl in flags
+        )
+        if self._vrt is not None:
+            # The warped view marks invalid pixels with nodata or an added alpha band.
+            self.alpha_band = self._vrt_alpha
+            self._per_dataset_mask = False
+        self._float = np.dtype(self.dtype).kind == "f"
+        self._nodata_cmp = None if self.nodata is None or math.isnan(self.nodata) else self.nodata
+        # The scene stretch is computed on first use (read_sample computes it for free).
+        self._lo: np.ndarray | None = None
+        self._hi: np.ndarray | None = None
+        self._luts: np.ndarray | None = None
+
+    def _warped(self, resolution: float) -> WarpedVRT:
+        f = self._file
+        t = f.transform
+        if t.b != 0 or t.d != 0:
+            raise InputError(f"{self.path}: --resolution is not supported for rotated rasters")
+        if resolution <= 0:
+            raise InputError(f"{self.path}: resolution must be positive, got {resolution}")
+        if f.crs.is_geographic:
+            # Metres -> degrees at the scene centre (1 degree of latitude ~ 111.32 km).
+            lat = (f.bounds.top + f.bounds.bottom) / 2
+            res_y = resolution / 111_320.0
+            res_x = resolution / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
+        else:
+            factor = f.crs.linear_units_factor[1] if f.crs.linear_units_factor else 1.0
+            res_x = res_y = resolution / factor
+        left, bottom, right, top = f.bounds
+        width = max(1, round((right - left) / res_x))
+        height = max(1, round((top - bottom) / res_y))
+        transform = Affine(res_x, 0.0, left, 0.0, -res_y, top)
+        coarser = res_x > abs(t.a) * 1.01
+        kwargs: dict[str, Any] = dict(
+            crs=f.crs,
+            transform=transform,
+            width=width,
+            height=height,
+            resampling=Resampling.average if coarser else Resampling.bilinear,
+        )
+        self._vrt_alpha = self.alpha_band
+        if self.alpha_band is None:
+            if f.nodata is not None:
+                kwargs.update(src_nodata=f.nodata, nodata=f.nodata)
+            elif np.dtype(f.dtypes[0]).kind == "f":
+                kwargs.update(src_nodata=float("nan"), nodata=float("nan"))
+            else:
+                kwargs["add_alpha"] = True  # marks pixels the source mask (or no data) left out
+        vrt = WarpedVRT(f, **kwargs)
+        if kwargs.get("add_alpha"):
+            self._vrt_alpha = vrt.count
+        return vrt
+
+    def _ensure_stretch(self) -> None:
+        if self._lo is None and self.dtype != "uint8":
+            bands = sorted(set(self.rgb_bands))
+            values, valid = self._read_stats_sample(bands, OVERVIEW_SIZE)
+            self._set_stretch(values.astype(np.float32), valid, bands)
+
+    def _set_stretch(self, data: np.ndarray, valid: np.ndarray, bands: Sequence[int]) -> None:
+        """Per-band percentiles over valid pixels of one decimated read (never per chip)."""
+        lo_p, hi_p = self.stretch_percentiles
+        lo = np.zeros(3, np.float64)
+        hi = np.ones(3, np.float64)
+        for i, b in enumerate(self.rgb_bands):
+            v = data[list(bands).index(b)][valid]
+            v = v[np.isfinite(v)]
+            if v.size:
+                lo[i], hi[i] = np.percentile(v, [lo_p, hi_p])
+            if hi[i] <= lo[i]:
+                hi[i] = lo[i] + 1.0
+        offset = _stretch_lut_offset(self.dtype)
+        if offset is not None:
+            values = np.arange(65536, dtype=np.float64) - offset
+            self._luts = np.stack(
+                [np.clip((values - lo[i]) / (hi[i] - lo[i]) * 255.0 + 0.5, 0, 255) for i in range(3)]
+            ).astype(np.uint8)
+        self._lo, self._hi = lo, hi
+
+    # ---------------------------------------------------------------- info
+    @property
+    def raster_bands(self) -> RasterBands:
+        return RasterBands(count=self.count, descriptions=self.descriptions, rgb=self.rgb_bands)
+
+    @property
+    def stretch(self) -> list[tuple[float, float]] | None:
+        """(low, high) per RGB band, or None for 8-bit data shown as is."""
+        self._ensure_stretch()
+        if self._lo is None:
+            return None
+        return [(float(a), float(b)) for a, b in zip(self._lo, self._hi, strict=True)]
+
+    @property
+    def bounds(self):
+        return self._ds.bounds
+
+    # ---------------------------------------------------------------- reading
+    def _read(
+        self, bands: Sequence[int], window: Window | None, out_shape: tuple[int, int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One read of ``bands`` (+ the alpha band when there is one) -> (data, valid)."""
+        indexes = list(bands)
+        if self.alpha_band is not None and self.alpha_band not in indexes:
+            indexes.append(self.alpha_band)
+        kwargs: dict[str, Any] = {"window": window}
+        if out_shape is not None:
+            kwargs.update(out_shape=(len(indexes), *out_shape), resampling=Resampling.nearest)
+        data = self._ds.read(indexes, **kwargs)
+        n = len(bands)
+        values = data[:n]
+        if self.alpha_band is not None:
+            valid = data[indexes.index(self.alpha_band)] > 0
+        elif self._per_dataset_mask:
+            mkw: dict[str, Any] = {"window": window}
+            if out_shape is not None:
+                mkw.update(out_shape=out_shape, resampling=Resampling.nearest)
+            valid = self._ds.read_masks(1, **mkw) > 0
+        else:
+            valid = None
+        data_bands = [i for i, b in enumerate(bands) if b != self.alpha_band]
+        if self._nodata_cmp is not None or self._float:
+            v = values[data_bands]
+            has = np.ones(v.shape, bool) if self._nodata_cmp is None else v != self._nodata_cmp
+            if self._float:
+                has &= np.isfinite(v)
+            any_has = has.any(axis=0)
+            valid = any_has if valid is None else valid & any_has
+        if valid is None:
+            valid = np.ones(values.shape[1:], bool)
+        return values, valid
+
+    def _read_stats_sample(self, bands: list[int], max_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """A decimated whole-scene read, or for big rasters without overviews a patchwork.
+
+        GDAL's decimated read of a raster without overviews decompresses every block; past
+        ``PATCH_SAMPLING_FACTOR`` times the sample size, ``PATCHES`` x ``PATCHES`` small
+        windows spread evenly over the scene are read instead and laid side by side
+        (statistics only: the sample is not a map).
+        """
+        big = self.width * self.height > PATCH_SAMPLING_FACTOR * max_size * max_size
+        if not big or self._ds.overviews(bands[0]):
+            return self._read(bands, None, self.overview_shape(max_size))
+        n = PATCHES
+        ph, pw = max(1, min(max_size // n, self.height // n)), max(1, min(max_size // n, self.width // n))
+        values = np.empty((len(bands), n * ph, n * pw), self.dtype)
+        valid = np.empty((n * ph, n * pw), bool)
+        for i in range(n):
+            r = int((i + 0.5) * self.height / n - ph / 2)
+            for j in range(n):
+                c = int((j + 0.5) * self.width / n - pw / 2)
+                v, m = self._read(bands, Window(c, r, pw, ph), None)
+                values[:, i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = v
+                valid[i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = m
+        return values, valid
+
+    def read_overview(
+        self, bands: Sequence[int], max_size: int = OVERVIEW_SIZE
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Decimated (nearest) read of the whole scene: float32 (n, h, w) NaN-invalid, valid (h, w)."""
+        shape = self.overview_shape(max_size)
+        values, valid = self._read(list(bands), None, shape)
+        raw = values.astype(np.float32)
+        raw[:, ~valid] = np.nan
+        return raw, valid
+
+    def overview_shape(self, max_size: int = OVERVIEW_SIZE) -> tuple[int, int]:
+        """(rows, cols) of a decimated whole-scene read whose longest side is ``max_size``."""
+        scale = max(self.width, self.height) / max_size
+        if scale <= 1:
+            return self.height, self.width
+        return max(1, round(self.height / scale)), max(1, round(self.width / scale))
+
+    def read_sample(
+        self, raw_bands: Sequence[int] = (), max_size: int = OVERVIEW_SIZE
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The whole scene decimated (nearest) as one chip: (raw, rgb, valid), like ``read_chip``.
+
+        One read serves the scene stretch (when not yet known) and a segmenter's ``prepare``.
+        """
+        raw_bands = list(raw_bands)
+        bands = list(dict.fromkeys([*self.rgb_bands, *raw_bands]))
+        values, valid = self._read_stats_sample(bands, max_size)
+        if self._lo is None and self.dtype != "uint8":
+            as_float = values.astype(np.float32)
+            self._set_stretch(as_float, valid, bands)
+        rgb = self.to_rgb(values, valid, [bands.index(b) for b in self.rgb_bands])
+        raw = values[[bands.index(b) for b in raw_bands]].astype(np.float32)
+        raw[:, ~valid] = np.nan
+        return raw, rgb, valid
+
+    def to_rgb(self, values: np.ndarray, valid: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+        """8-bit (h, w, 3) rendering of ``values[positions]`` with the scene stretch; 0 where invalid."""
+        self._ensure_stretch()
+        h, w = valid.shape
+        rgb = np.empty((h, w, 3), np.uint8)
+        for i, p in enumerate(positions):
+            band = values[p]
+            if self.dtype == "uint8":
+                rgb[..., i] = band
+            elif self._luts is not None:
+                idx = band.astype(np.int32) + _stretch_lut_offset(self.dtype)  # type: ignore[operator]
+                rgb[..., i] = self._luts[i][idx]
+            else:
+                scaled = (band.astype(np.float32) - self._lo[i]) * (255.0 / (self._hi[i] - self._lo[i]))
+                np.nan_to_num(scaled, copy=False, nan=0.0)
+                rgb[..., i] = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+        rgb[~valid] = 0
+        return rgb
+
+    def read_chip(
+        self,
+        window: Window,
+        raw_bands: Sequence[int] = (),
+        out_shape: tuple[int, int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Read one window: (raw float32 (n,h,w) NaN-invalid, rgb uint8 (h,w,3), valid bool (h,w)).
+
+        One read call for the RGB and raw bands together. ``out_shape`` resamples the window
+        (nearest, so values and nodata stay exact), used for rasters smaller than a chip.
+        """
+        raw_bands = list(raw_bands)
+        bands = list(dict.fromkeys([*self.rgb_bands, *raw_bands]))
+        values, valid = self._read(bands, window, out_shape)
+        rgb = self.to_rgb(values, valid, [bands.index(b) for b in self.rgb_bands])
+        if raw_bands:
+            raw = values[[bands.index(b) for b in raw_bands]].astype(np.float32)
+            raw[:, ~valid] = np.nan
+        else:
+            raw = np.empty((0, *valid.shape), np.float32)
+        return raw, rgb, valid
+
+    # ---------------------------------------------------------------- lifetime
+    def close(self) -> None:
+        if self._vrt is not None:
+            self._vrt.close()
+            self._vrt = None
+        self._file.close()
+
+    def __enter__(self) -> RasterSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"RasterSource({self.path!r}, {self.width}x{self.height}x{self.count} {self.dtype}, "
+            f"{self.crs}, rgb={self.rgb_bands}, roles={self.band_roles})"
+        )
+
+
+def open_raster(
+    path: str | os.PathLike,
+    *,
+    bands: str | Sequence[int] | None = None,
+    preset: str | None = None,
+    resolution: float | None = None,
+    stretch: tuple[float, float] = (2, 98),
+    green: int | None = None,
+    nir: int | None = None,
+    swir: int | None = None,
+) -> RasterSource:
+    """Open any GDAL raster with a CRS for windowed chip reading (see RasterSource).
+
+    ``bands``: 1-based RGB rendering bands ("3,2,1", or one band for grey). ``preset``: one of
+    PRESETS. ``resolution``: target ground resolution in metres (resampled on the fly, same
+    CRS). ``green``/``nir``/``swir``: explicit band roles, overriding descriptions and preset.
+    """
+    return RasterSource(
+        path,
+        bands=bands,
+        preset=preset,
+        resolution=resolution,
+        stretch=stretch,
+        green=green,
+        nir=nir,
+        swir=swir,
+    )

@@ -1,0 +1,163 @@
+"""Water index segmenter: band resolution, NDWI/MNDWI, scene Otsu threshold, factory."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from paligemma_qgis.core.engine.base import ChipBatch, RasterBands
+from paligemma_qgis.core.engine.factory import make_segmenter
+from paligemma_qgis.core.engine.water_index import (
+    OTSU_BOUNDS,
+    WaterIndexSegmenter,
+    normalized_difference,
+    otsu_threshold,
+)
+from paligemma_qgis.core.errors import InputError
+
+RGBN = RasterBands(count=4, descriptions=(None,) * 4, rgb=(1, 2, 3))
+
+
+def _batch(green: np.ndarray, other: np.ndarray, valid: np.ndarray | None = None) -> ChipBatch:
+    raw = np.stack([green, other]).astype(np.float32)[None]
+    v = np.ones(green.shape, bool) if valid is None else valid
+    raw[:, :, ~v] = np.nan
+    return ChipBatch(raw=raw, rgb=np.zeros((1, *green.shape, 3), np.uint8), valid=v[None], ids=[0])
+
+
+@pytest.mark.parametrize(
+    "kwargs,bands,expected,index",
+    [
+        (dict(nir=4), RGBN, [2, 4], "ndwi"),  # green from the RGB rendering
+        (
+            dict(green=2, nir=4, swir=5),
+            RasterBands(5, (None,) * 5, (1, 2, 3)),
+            [2, 5],
+            "mndwi",
+        ),  # prefer MNDWI
+        (dict(green=2, nir=4, swir=5, index="ndwi"), RasterBands(5, (None,) * 5, (1, 2, 3)), [2, 4], "ndwi"),
+        (dict(nir=4), RasterBands(4, ("a", "b", "green", "d"), (1, 2, 3)), [3, 4], "ndwi"),  # described green
+    ],
+)
+def test_bands_needed(kwargs, bands, expected, index) -> None:
+    seg = WaterIndexSegmenter(**kwargs)
+    assert seg.bands_needed(bands) == expected
+    assert seg.index_name == index
+    assert seg.chip_size == 224 and seg.name == "water-index"
+
+
+def test_refuses_rgb_only() -> None:
+    with pytest.raises(
+        InputError, match="has no NIR or SWIR band; use --nir/--swir, a preset, or the paligemma"
+    ):
+        WaterIndexSegmenter().bands_needed(RasterBands(3, (None,) * 3, (1, 2, 3)))
+    with pytest.raises(InputError, match="no SWIR band"):
+        WaterIndexSegmenter(nir=4, index="mndwi").bands_needed(RGBN)
+    with pytest.raises(InputError, match="does not exist"):
+        WaterIndexSegmenter(nir=9).bands_needed(RGBN)
+    with pytest.raises(InputError, match="same band"):
+        WaterIndexSegmenter(green=4, nir=4).bands_needed(RGBN)
+
+
+def test_normalized_difference_edge_cases() -> None:
+    a = np.array([60, 0, np.nan, 10], np.float32)
+    b = np.array([15, 0, 5, 30], np.float32)
+    nd = normalized_difference(a, b)
+    assert (
+        nd[0] == pytest.approx(0.6) and np.isnan(nd[1]) and np.isnan(nd[2]) and nd[3] == pytest.approx(-0.5)
+    )
+
+
+@pytest.mark.parametrize("water_share", [0.05, 0.3, 0.6])
+def test_otsu_separates_modes(water_share: float) -> None:
+    rng = np.random.default_rng(0)
+    n = 20000
+    k = int(n * water_share)
+    values = np.r_[rng.normal(0.5, 0.08, k), rng.normal(-0.3, 0.08, n - k)]
+    t = otsu_threshold(values)
+    assert -0.1 < t < 0.35
+    assert otsu_threshold(np.array([np.nan])) == 0.0
+
+
+def test_clean_modes_threshold_in_the_middle() -> None:
+    values = np.r_[np.full(100, -0.24), np.full(50, 0.6)]
+    assert 0.0 < otsu_threshold(values) < 0.4
+
+
+def test_segment_and_prepare() -> None:
+    green = np.full((8, 8), 110.0)
+    nir = np.full((8, 8), 180.0)
+    green[:4], nir[:4] = 60, 15  # water on top
+    valid = np.ones((8, 8), bool)
+    valid[:, :2] = False  # nodata on the left, never water
+    seg = WaterIndexSegmenter(nir=4)
+    seg.bands_needed(RGBN)
+    seg.prepare(_batch(green, nir, valid))
+    assert OTSU_BOUNDS[0] <= seg.threshold <= OTSU_BOUNDS[1]
+    (res,) = seg.segment(_batch(green, nir, valid))
+    expected = np.zeros((8, 8), bool)
+    expected[:4, 2:] = True
+    assert (res.water == expected).all() and res.status == "ok"
+    assert seg.describe()["threshold_source"] == "otsu"
+
+
+def test_fixed_threshold_is_kept_and_empty_status() -> None:
+    seg = WaterIndexSegmenter(nir=4, threshold=0.9)
+    seg.bands_needed(RGBN)
+    green, nir = np.full((4, 4), 60.0), np.full((4, 4), 15.0)
+    seg.prepare(_batch(green, nir))
+    assert seg.threshold == 0.9
+    (res,) = seg.segment(_batch(green, nir))
+    assert not res.water.any() and res.status == "empty"
+
+
+def test_dry_scene_does_not_invent_water() -> None:
+    """A scene without water: Otsu splits land in two, the bound keeps it from calling land water."""
+    rng = np.random.default_rng(1)
+    green = rng.normal(100, 5, (64, 64))
+    nir = rng.normal(200, 30, (64, 64))
+    seg = WaterIndexSegmenter(nir=4)
+    seg.bands_needed(RGBN)
+    seg.prepare(_batch(green, nir))
+    (res,) = seg.segment(_batch(green, nir))
+    assert res.water.mean() < 0.01
+
+
+def test_factory_water_index() -> None:
+    seg = make_segmenter(
+        "water-index", green=2, nir=4, swir=None, threshold=0.2, model="ignored", device="cpu"
+    )
+    assert isinstance(seg, WaterIndexSegmenter) and seg.threshold == 0.2 and seg.nir == 4
+    with pytest.raises(InputError, match="unknown engine"):
+        make_segmenter("magic")
+
+
+def test_factory_paligemma_is_lazy(monkeypatch) -> None:
+    calls = {}
+
+    class FakeSegmenter:
+        @classmethod
+        def from_options(cls, **kw):
+            calls.update(kw)
+            return cls()
+
+    module = types.ModuleType("paligemma_qgis.core.engine.paligemma")
+    module.PaliGemmaSegmenter = FakeSegmenter
+    monkeypatch.setitem(sys.modules, "paligemma_qgis.core.engine.paligemma", module)
+    seg = make_segmenter(
+        "paligemma", model="m", vae="v.npz", device="cpu", batch_size=4, nir=4, classes=["water"]
+    )
+    assert isinstance(seg, FakeSegmenter)
+    assert calls == dict(
+        model="m",
+        vae="v.npz",
+        allow_custom_vae=False,
+        device="cpu",
+        batch_size=4,
+        classes=["water"],
+        constrained=True,
+        max_new_tokens=None,
+    )
