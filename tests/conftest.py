@@ -19,3 +19,72 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared test data not found at {SHARED_DATA} (set PALIGEMMA_QGIS_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def vae_npz(tmp_path_factory) -> Path:
+    """A vae-oid.npz-layout file with seeded random weights (load with allow_custom_vae=True)."""
+    from synthetic_vae import make_random_vae_npz
+
+    return make_random_vae_npz(tmp_path_factory.mktemp("vae") / "vae-oid.npz", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_paligemma(tmp_path_factory) -> Path:
+    """Folder of a tiny random-weight PaliGemma 2 (224 px, real tokenizer layout), built offline."""
+    pytest.importorskip("transformers")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_tiny_paligemma", REPO / "scripts" / "make_tiny_paligemma.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_tiny_paligemma(tmp_path_factory.mktemp("tiny_paligemma") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
+def plugin_zip(tmp_path_factory) -> Path:
+    """The installable plugin zip, built by scripts/package.sh (what `make package` runs)."""
+    import configparser
+    import subprocess
+
+    meta = configparser.ConfigParser()
+    meta.read(REPO / "metadata.txt", encoding="utf-8")
+    version = meta["general"]["version"]
+    dist = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        ["bash", str(REPO / "scripts" / "package.sh"), version, str(dist)], check=True, capture_output=True
+    )
+    return dist / f"paligemma_qgis-{version}.zip"
+
+
+@pytest.fixture(scope="session")
+def installed_plugins_dir(plugin_zip, tmp_path_factory) -> Path:
+    """A QGIS profile's python/plugins folder holding the unzipped plugin (paligemma_qgis/)."""
+    import zipfile
+
+    plugins = tmp_path_factory.mktemp("profile") / "python" / "plugins"
+    plugins.mkdir(parents=True)
+    with zipfile.ZipFile(plugin_zip) as zf:
+        zf.extractall(plugins)
+    return plugins
+
+
+@pytest.fixture
+def water_scene(tmp_path):
+    """A small synthetic RGBN GeoTIFF (UTM, uint8) with two lakes, a pond and a river."""
+    from synthetic_rasters import make_scene
+
+    return make_scene(tmp_path / "lakes.tif")
+
+
+@pytest.fixture
+def clean_project():
+    """The QGIS project, emptied after the test (layers left referenced make QGIS crash at exit)."""
+    from qgis.core import QgsProject
+
+    project = QgsProject.instance()
+    project.clear()
+    yield project
+    project.clear()

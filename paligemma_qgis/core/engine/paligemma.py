@@ -1,0 +1,305 @@
+"""The PaliGemma segmenter: RGB chips -> "segment water" -> <loc>/<seg> text -> chip masks.
+
+Per batch of chips: one batched greedy ``generate`` (constrained to valid segmentation
+text by default, see constrained.py), parse every chip's text (tokens.parse_segmentation),
+decode the accepted objects of the whole batch with the mask codec in one call on the
+model's device, and paste each mask into its chip at the chip's own size. The raw text
+and the per-object verdicts go back with every ChipResult for the audit trail.
+
+Chips of another size than the model's (224/448/896) are resized by the processor; the
+loc grid is relative to the chip, so pasting at chip size undoes that.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import InputError
+from .base import ChipBatch, ChipResult, RasterBands
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..codec import MaskCodec
+    from ..tokens import SegObject
+    from .models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CLASSES = ("water",)
+DEFAULT_MAX_OBJECTS = 8  # per chip; the token budget follows (about 23 tokens per object)
+
+
+def parse_classes(classes: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'water', 'water,river', 'water ; river' or a list -> ('water', 'river')."""
+    if classes is None:
+        return DEFAULT_CLASSES
+    items = classes.replace(";", ",").split(",") if isinstance(classes, str) else list(classes)
+    out = tuple(dict.fromkeys(" ".join(str(c).split()) for c in items if str(c).strip()))
+    if not out:
+        raise InputError("no class to segment given (e.g. --classes water or --classes water,river)")
+    bad = [c for c in out if any(ch in c for ch in "<>;\n")]
+    if bad:
+        raise InputError(f"class names may not contain '<', '>', ';' or newlines: {bad}")
+    return out
+
+
+class PaliGemmaSegmenter:
+    """Segmenter protocol implementation over a loaded PaliGemma and the mask codec."""
+
+    name = "paligemma"
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        codec: MaskCodec,
+        *,
+        classes: str | Sequence[str] | None = None,
+        batch_size: int | None = None,
+        constrained: bool = True,
+        max_new_tokens: int | None = None,
+        max_objects: int | None = None,
+        cache_implementation: str | None = "auto",
+        min_objects: int = 0,
+    ) -> None:
+        from .constrained import SegmentationGrammar, build_prompt
+
+        self.loaded = loaded
+        self.model = loaded.model
+        self.processor = loaded.processor
+        self.tokenizer = loaded.processor.tokenizer
+        self.codec = codec
+        self.chip_size = int(loaded.image_size)
+        self.classes = parse_classes(classes)
+        self.prompt = build_prompt(self.classes)
+        self.constrained = bool(constrained)
+        self.max_objects = int(max_objects or DEFAULT_MAX_OBJECTS)
+        self.min_objects = int(min_objects)  # benchmarks only: a known output length
+        if batch_size is not None and int(batch_size) < 1:
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size or (16 if loaded.device.type == "cuda" else 4))
+        self.grammar = SegmentationGrammar(self.tokenizer, self.classes)
+        if max_new_tokens is not None and int(max_new_tokens) < 1:
+            raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        self.max_new_tokens = int(max_new_tokens or self.grammar.max_new_tokens(self.max_objects))
+        # "auto" = transformers' default (dynamic) cache. A static cache would save the
+        # per-step concatenation on GPU, but with transformers 5.24 generate(...,
+        # cache_implementation="static") fails for PaliGemma 2 (its prefill receives the
+        # sliding/full mask dict where a tensor is expected), so it is opt-in only.
+        if cache_implementation == "auto":
+            cache_implementation = None
+        self.cache_implementation = cache_implementation
+        self._prompt_ids = self._tokenize_prompt()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_options(
+        cls,
+        model: str | None = None,
+        vae: str | None = None,
+        allow_custom_vae: bool = False,
+        device: str | None = None,
+        batch_size: int | None = None,
+        classes: str | Sequence[str] | None = None,
+        constrained: bool | None = True,
+        max_new_tokens: int | None = None,
+        *,
+        dtype: str | None = None,
+        offline: bool | None = None,
+        max_objects: int | None = None,
+        cache_implementation: str | None = "auto",
+    ) -> PaliGemmaSegmenter:
+        """Build from flat front-end options; the small VAE is checked before the big model loads."""
+        from ..codec import MaskCodec
+        from ..weights import find_vae
+        from .models import DEFAULT_MODEL, load_paligemma, select_device
+
+        dev = select_device(device)
+        classes_t = parse_classes(classes)  # bad input fails before any loading
+        codec = MaskCodec.from_npz(find_vae(vae), device=dev, allow_custom_vae=bool(allow_custom_vae))
+        loaded = load_paligemma(model or DEFAULT_MODEL, device=dev, dtype=dtype, offline=offline)
+        return cls(
+            loaded,
+            codec,
+            classes=classes_t,
+            batch_size=batch_size,
+            constrained=True if constrained is None else bool(constrained),
+            max_new_tokens=max_new_tokens,
+            max_objects=max_objects,
+            cache_implementation=cache_implementation,
+        )
+
+    def describe(self) -> str:
+        """For logs and the UI: which model, where it runs, how it decodes."""
+        mode = "constrained" if self.constrained else "free"
+        return (
+            f"PaliGemma {self.loaded.source} on {self.loaded.describe().split(' on ', 1)[-1]}; "
+            f"prompt {self.prompt!r}, {mode} decoding, batch {self.batch_size}, "
+            f"up to {self.max_new_tokens} new tokens"
+        )
+
+    def close(self) -> None:
+        """Drop the model and free GPU memory (a worker may live on after a run)."""
+        import torch
+
+        self.model = None
+        self.loaded.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ protocol
+    def bands_needed(self, bands: RasterBands) -> list[int]:
+        """None: the model sees ChipBatch.rgb."""
+        return []
+
+    def prepare(self, sample: ChipBatch) -> None:
+        """Nothing to fit per scene."""
+
+    def segment(self, batch: ChipBatch) -> list[ChipResult]:
+        rgb = np.asarray(batch.rgb)
+        if rgb.ndim != 4 or rgb.shape[-1] != 3:
+            raise ValueError(f"ChipBatch.rgb must be (B, H, W, 3), got {rgb.shape}")
+        n, height, width = rgb.shape[:3]
+        valid = (
+            np.asarray(batch.valid, bool) if batch.valid is not None else np.ones((n, height, width), bool)
+        )
+        todo = [i for i in range(n) if valid[i].any()]
+        texts: dict[int, str] = {}
+        for start in range(0, len(todo), self.batch_size):
+            idx = todo[start : start + self.batch_size]
+            for i, text in zip(idx, self.generate_text(rgb[idx]), strict=True):
+                texts[i] = text
+        return self._results(texts, n, height, width)
+
+    # ------------------------------------------------------------------ steps
+    def _tokenize_prompt(self) -> list[int]:
+        """The prompt ids the processor would build: <image>*N <bos> prompt \\n."""
+        proc = self.processor
+        text = proc.tokenizer.bos_token + self.prompt + "\n"
+        ids = proc.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return [proc.image_token_id] * proc.image_seq_length + list(ids)
+
+    def _fast_pixels(self, rgb: np.ndarray) -> torch.Tensor | None:
+        """Chips already at model size: (x/255 - mean)/std in torch, no PIL round trip.
+
+        Same result as the processor when it would not resize; None when it would.
+        """
+        import torch
+
+        ip = self.processor.image_processor
+        size = getattr(ip, "size", None) or {}
+        if (size.get("height"), size.get("width")) != (rgb.shape[1], rgb.shape[2]):
+            return None
+        if not (getattr(ip, "do_rescale", True) and getattr(ip, "do_normalize", True)):
+            return None
+        scale = float(getattr(ip, "rescale_factor", 1 / 255))
+        mean = torch.tensor(ip.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(ip.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float()
+        return (x * scale - mean) / std
+
+    def model_inputs(self, rgb: np.ndarray) -> dict[str, torch.Tensor]:
+        """Processor-equivalent inputs for a stack of uint8 RGB chips, on the model's device."""
+        import torch
+
+        pixels = self._fast_pixels(rgb)
+        if pixels is None:
+            enc = self.processor(
+                images=[np.ascontiguousarray(c) for c in rgb],
+                text=["<image>" + self.prompt] * len(rgb),
+                return_tensors="pt",
+                padding="longest",
+            )
+            inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids", "pixel_values")}
+        else:
+            ids = torch.tensor([self._prompt_ids] * len(rgb), dtype=torch.long)
+            inputs = {
+                "input_ids": ids,
+                "attention_mask": torch.ones_like(ids),
+                "token_type_ids": torch.zeros_like(ids),
+                "pixel_values": pixels,
+            }
+        dev, dt = self.loaded.device, self.loaded.dtype
+        out = {k: v.to(dev, non_blocking=True) for k, v in inputs.items()}
+        out["pixel_values"] = out["pixel_values"].to(dt)
+        return out
+
+    def generate_text(self, rgb: np.ndarray) -> list[str]:
+        """Raw model text (the generated suffix, special tokens removed) for each chip."""
+        import torch
+        from transformers import LogitsProcessorList
+
+        if self.model is None:
+            raise RuntimeError("segmenter was closed")
+        inputs = self.model_inputs(rgb)
+        prompt_len = int(inputs["input_ids"].shape[1])
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": False,
+            "num_beams": 1,
+            "eos_token_id": self.tokenizer.eos_token_id,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if self.constrained:
+            proc = self.grammar.processor(
+                max_new_tokens=self.max_new_tokens,
+                max_objects=self.max_objects,
+                min_objects=self.min_objects,
+                prompt_length=prompt_len,
+            )
+            kwargs["logits_processor"] = LogitsProcessorList([proc])
+        if self.cache_implementation:
+            kwargs["cache_implementation"] = self.cache_implementation
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        return self.tokenizer.batch_decode(
+            out[:, prompt_len:], skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+
+    def check_objects(self, text: str) -> list[SegObject]:
+        """Parse one chip's text; objects with a label that was not asked for are rejected."""
+        from ..tokens import parse_segmentation
+
+        wanted = {c.lower() for c in self.classes}
+        objects = parse_segmentation(text)
+        return [
+            replace(o, status=f"label {o.label!r} not asked for")
+            if o.accepted and o.label.lower() not in wanted
+            else o
+            for o in objects
+        ]
+
+    def _results(self, texts: dict[int, str], n: int, height: int, width: int) -> list[ChipResult]:
+        from ..masks import codes_array, paste_masks, usable_objects
+        from ..tokens import parse_summary
+
+        parsed = {i: self.check_objects(t) for i, t in texts.items()}
+        usable = {i: usable_objects(objs) for i, objs in parsed.items()}
+        all_codes = [codes_array(objs) for objs in parsed.values()]
+        codes = np.concatenate(all_codes) if all_codes else np.zeros((0, 16), np.int64)
+        decoded = self.codec.decode(codes) if len(codes) else np.zeros((0, 64, 64), np.float32)
+        results: list[ChipResult] = []
+        offset = 0
+        for i in range(n):
+            if i not in texts:
+                results.append(
+                    ChipResult(np.zeros((height, width), bool), "skipped: no valid pixels", None, [])
+                )
+                continue
+            objs, ok = parsed[i], usable[i]
+            water = paste_masks(ok, decoded[offset : offset + len(ok)], height, width)
+            offset += len(ok)
+            if not objs:
+                status = "empty"
+            elif all(o.accepted for o in objs):
+                status = "ok"
+            else:
+                status = parse_summary(objs)
+            records = [{"box": list(o.box), "label": o.label, "status": o.status} for o in objs]
+            results.append(ChipResult(water=water, status=status, text=texts[i], objects=records))
+        return results
