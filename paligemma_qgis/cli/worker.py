@@ -1,0 +1,379 @@
+"""``python -m paligemma_qgis worker``: the process the QGIS plugin runs the core in.
+
+Why a separate process: QGIS must never import torch or transformers (crashes, CUDA
+out-of-memory and numpy/GDAL clashes stay out of QGIS, GPU memory is freed after each
+run, cancel is a clean terminate). The plugin writes one JSON job on stdin::
+
+    {"task": "segment" | "export", "options": {...}}
+
+and reads JSON lines on stdout::
+
+    {"event": "progress", "done": 3, "total": 10, "message": "chips"}
+    {"event": "result", ...summary...}
+    {"event": "error", "message": "...", "details": "..."}
+    {"event": "cancelled", "message": "..."}
+
+Only these lines go to stdout: anything else that writes there (libraries, C code) is
+redirected to stderr, which the plugin keeps for its log panel. SIGTERM asks for a clean
+stop: the core notices at its next cancellation check (between batches), removes its
+temporary files and the worker exits with EXIT_CANCELLED.
+
+``worker --check`` prints one JSON object describing the worker Python (packages, CUDA,
+model, VAE) and the exact commands that fix what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+from .. import __version__
+from ..core.errors import PaliGemmaQgisError
+from ..core.progress import Cancelled
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CANCELLED = 130
+TASKS = ("segment", "export")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "worker",
+        help="run one job from stdin, reporting JSON lines on stdout (used by the QGIS plugin)",
+        description="Reads a JSON job {'task': 'segment'|'export', 'options': {...}} on stdin and "
+        "writes JSON lines (progress, result, error) on stdout. With --check, describes this "
+        "Python's readiness (torch, transformers, CUDA, model, VAE) as one JSON object.",
+    )
+    parser.add_argument("--check", action="store_true", help="describe this worker Python and exit")
+    parser.add_argument(
+        "--model", help="with --check: Hugging Face model id or local model folder to look for"
+    )
+    parser.add_argument("--vae", help="with --check: path of vae-oid.npz to look for")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.check:
+        print(json.dumps(check_environment(model=args.model, vae=args.vae)), flush=True)
+        return EXIT_OK
+    events = _private_stdout()
+    return run_job_stream(sys.stdin, events)
+
+
+# --------------------------------------------------------------------------- job mode
+
+
+class JsonLinesProgress:
+    """Progress protocol that reports JSON lines and turns SIGTERM into cancellation."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self.cancel_requested = threading.Event()
+
+    def emit(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"event": event, **fields}, default=_json_default)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def report(self, done: int, total: int, message: str = "") -> None:
+        self.emit("progress", done=int(done), total=int(total), message=str(message))
+
+    def cancelled(self) -> bool:
+        return self.cancel_requested.is_set()
+
+
+def run_job_stream(stdin: IO[str], events: IO[str]) -> int:
+    """Run one job read from ``stdin``; every outcome is reported as a JSON line on ``events``."""
+    progress = JsonLinesProgress(events)
+    _install_sigterm(progress)
+    try:
+        job = _read_job(stdin)
+        result = run_job(job, progress)
+    except Cancelled as exc:
+        progress.emit("cancelled", message=str(exc) or "cancelled by the user")
+        return EXIT_CANCELLED
+    except PaliGemmaQgisError as exc:
+        progress.emit("error", message=str(exc), details=type(exc).__name__)
+        return EXIT_ERROR
+    except MemoryError:
+        progress.emit("error", message="the worker ran out of memory", details=traceback.format_exc())
+        return EXIT_ERROR
+    except Exception as exc:  # the plugin shows the message and logs the traceback
+        message = _out_of_memory_message(exc) or f"{type(exc).__name__}: {exc}"
+        progress.emit("error", message=message, details=traceback.format_exc())
+        return EXIT_ERROR
+    # A SIGTERM after the last check lets the result stand; the plugin decides what to keep.
+    progress.emit("result", **result)
+    return EXIT_OK
+
+
+def run_job(job: dict, progress: JsonLinesProgress) -> dict:
+    """Dispatch a parsed job to the core; returns the summary as a JSON-ready dict."""
+    task = job.get("task")
+    options = job.get("options")
+    if task not in TASKS:
+        raise BadJob(f"worker job: unknown task {task!r} (expected one of {', '.join(TASKS)})")
+    if not isinstance(options, dict):
+        raise BadJob("worker job: 'options' must be a JSON object")
+    if task == "segment":
+        from ..core.pipeline import SegmentOptions, segment_raster
+
+        summary = segment_raster(SegmentOptions.from_dict(options), progress)
+    else:
+        summary = _run_export(options, progress)
+    return summary.to_dict() if hasattr(summary, "to_dict") else dict(summary)
+
+
+def _run_export(options: dict, progress: JsonLinesProgress) -> Any:
+    try:
+        export = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.core.export")
+    except ModuleNotFoundError as exc:
+        raise BadJob("worker job: training-data export is not available in this version") from exc
+    options_cls = getattr(export, "ExportOptions", None)
+    if options_cls is not None:
+        return export.export_training_data(options_cls.from_dict(options), progress)
+    return export.export_training_data(**options, progress=progress)
+
+
+class BadJob(PaliGemmaQgisError):
+    """The job on stdin is not what the worker protocol expects."""
+
+
+def _read_job(stdin: IO[str]) -> dict:
+    text = stdin.read()
+    if not text.strip():
+        raise BadJob("worker job: nothing on stdin (expected one JSON object)")
+    try:
+        job = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadJob(f"worker job: stdin is not valid JSON ({exc})") from exc
+    if not isinstance(job, dict):
+        raise BadJob("worker job: stdin must hold one JSON object")
+    return job
+
+
+def _install_sigterm(progress: JsonLinesProgress) -> None:
+    """First SIGTERM: cancel at the next check (clean). A second one: stop now."""
+
+    def handler(signum: int, frame: object) -> None:
+        if progress.cancel_requested.is_set():
+            raise Cancelled("terminated")
+        progress.cancel_requested.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _private_stdout() -> IO[str]:
+    """Keep the real stdout for events only; send fd 1 (prints, C libraries) to stderr."""
+    sys.stdout.flush()
+    events_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(events_fd, "w", encoding="utf-8", buffering=1)
+
+
+def _out_of_memory_message(exc: BaseException) -> str | None:
+    if "out of memory" in str(exc).lower() and "cuda" in str(exc).lower():
+        return (
+            "the GPU ran out of memory: lower the batch size, choose a smaller model or resolution, "
+            "or run on the CPU"
+        )
+    return None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)
+
+
+# --------------------------------------------------------------------------- check mode
+
+
+def _version_of(module_name: str) -> str | None:
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:  # missing, or broken install: both mean "not usable"
+        return None
+    return str(getattr(module, "__version__", "unknown"))
+
+
+def _cuda_info() -> dict:
+    info: dict[str, Any] = {"available": False, "device": None, "mps": False}
+    try:
+        import torch
+    except Exception:
+        return info
+    try:
+        if torch.cuda.is_available():
+            info["available"] = True
+            info["device"] = torch.cuda.get_device_name(0)
+            info["count"] = torch.cuda.device_count()
+    except Exception as exc:  # a broken driver should not break the check
+        info["error"] = str(exc)
+    mps = getattr(getattr(torch, "backends", None), "mps", None)
+    info["mps"] = bool(mps is not None and mps.is_available())
+    return info
+
+
+def _find_model(model: str | None) -> dict:
+    if not model:
+        return {"value": None, "found": False, "where": None, "needed": False}
+    path = Path(model).expanduser()
+    if path.exists():
+        found = (path / "config.json").is_file()
+        return {"value": model, "found": found, "where": str(path) if found else None, "local": True}
+    looks_like_id = model.count("/") == 1 and not model.startswith((".", "/", "~"))
+    where = None
+    if looks_like_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(model, "config.json")
+            if isinstance(cached, str):
+                where = str(Path(cached).parent)
+        except Exception:
+            where = None
+    return {"value": model, "found": where is not None, "where": where, "local": not looks_like_id}
+
+
+def _find_vae(vae: str | None) -> dict:
+    if vae:
+        path = Path(vae).expanduser()
+        return {"value": vae, "found": path.is_file(), "where": str(path) if path.is_file() else None}
+    try:  # the weights module knows the default cache location, when it exists
+        weights = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.core.weights")
+        finder = getattr(weights, "find_vae", None) or getattr(weights, "default_vae_path", None)
+        candidate = finder() if finder else None
+    except Exception:
+        candidate = None
+    if candidate and Path(candidate).is_file():
+        return {"value": None, "found": True, "where": str(candidate)}
+    return {"value": None, "found": False, "where": None}
+
+
+def check_environment(model: str | None = None, vae: str | None = None) -> dict:
+    """Describe this Python for the plugin's setup check, with a fix command for each gap."""
+    python = sys.executable
+    packages = {
+        name: _version_of(name)
+        for name in (
+            "numpy",
+            "rasterio",
+            "shapely",
+            "pyproj",
+            "geopandas",
+            "pyogrio",
+            "torch",
+            "transformers",
+        )
+    }
+    cuda = _cuda_info()
+    model_info = _find_model(model)
+    vae_info = _find_vae(vae)
+    requirements = requirements_file()
+    fixes: list[dict] = []
+    geo_missing = [
+        n for n in ("numpy", "rasterio", "shapely", "pyproj", "geopandas", "pyogrio") if not packages[n]
+    ]
+    ml_missing = [n for n in ("torch", "transformers") if not packages[n]]
+    install = f'"{python}" -m pip install ' + (
+        f'-r "{requirements}"'
+        if requirements
+        else "torch transformers rasterio geopandas pyogrio shapely pyproj"
+    )
+    if geo_missing:
+        fixes.append(
+            {"problem": f"missing {', '.join(geo_missing)} (needed by every engine)", "command": install}
+        )
+    if ml_missing:
+        fixes.append(
+            {
+                "problem": f"missing {', '.join(ml_missing)} (needed by the PaliGemma engine)",
+                "command": install,
+            }
+        )
+    if packages["torch"] and not cuda["available"]:
+        fixes.append(
+            {
+                "problem": "torch sees no CUDA GPU: PaliGemma will run on the CPU (slow)",
+                "command": f'"{python}" -m pip install --force-reinstall torch '
+                "--index-url https://download.pytorch.org/whl/cu124   # with an NVIDIA driver installed",
+                "optional": True,
+            }
+        )
+    if model and not model_info["found"]:
+        fixes.append(
+            {
+                "problem": f"model {model} not found locally"
+                + (
+                    ""
+                    if model_info.get("local")
+                    else " (Google's models are gated: accept the licence on "
+                    f"https://huggingface.co/{model} and log in with `hf auth login` first)"
+                ),
+                "command": f'"{python}" -c "import huggingface_hub as h; h.snapshot_download({model!r}, '
+                "allow_patterns=['*.json', '*.safetensors', 'tokenizer.model'])\""
+                if not model_info.get("local")
+                else f"check the folder {model} (it needs config.json and the model weights)",
+            }
+        )
+    if not vae_info["found"]:
+        fixes.append(
+            {
+                "problem": f"VAE codec file {vae or 'vae-oid.npz'} not found",
+                "command": module_command(python, "weights download"),
+            }
+        )
+    ready_water_index = not geo_missing
+    ready_paligemma = (
+        ready_water_index and not ml_missing and vae_info["found"] and (model_info["found"] or not model)
+    )
+    return {
+        "python": python,
+        "python_version": platform.python_version(),
+        "paligemma_qgis": __version__,
+        "packages": packages,
+        "torch": packages["torch"],
+        "transformers": packages["transformers"],
+        "cuda": cuda,
+        "model": model_info,
+        "vae": vae_info,
+        "ready": {"water-index": ready_water_index, "paligemma": bool(ready_paligemma)},
+        "fixes": fixes,
+    }
+
+
+def module_command(python: str, args: str) -> str:
+    """A shell command running ``python -m paligemma_qgis ARGS`` with this package importable."""
+    parent = Path(__file__).resolve().parents[2]
+    package = Path(__file__).resolve().parents[1].name
+    if sys.platform == "win32":
+        return f'set "PYTHONPATH={parent}" && "{python}" -m {package} {args}'
+    return f'PYTHONPATH="{parent}" "{python}" -m {package} {args}'
+
+
+def requirements_file() -> Path | None:
+    """The worker requirements shipped with the plugin (zip), or requirements.in of a checkout."""
+    package_dir = Path(__file__).resolve().parents[1]
+    for candidate in (package_dir / "requirements-worker.txt", package_dir.parent / "requirements.in"):
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,523 @@
+"""Processing algorithms: the same worker process as the dialog, for models, batch and qgis_process.
+
+The algorithm runs in Processing's thread (or qgis_process's main thread); it only starts
+the worker and relays its progress, so it needs no heavy import either.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProcessingParameterVectorDestination,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from .layers import WATER_LAYER, style_water
+from .options import DEFAULT_MODEL, DEVICES, ENGINES, PRESETS, raster_file, segment_job
+from .runner import run_worker
+from .worker_env import worker_command, worker_env
+
+# Keeps post-processors alive until QGIS has used them (it holds no Python reference).
+_POST_PROCESSORS: list[QgsProcessingLayerPostProcessorInterface] = []
+
+
+def _tr(text: str) -> str:
+    return QCoreApplication.translate("PaliGemmaProcessing", text)
+
+
+class WaterStyler(QgsProcessingLayerPostProcessorInterface):
+    """Gives the loaded water layer the plugin's blue style."""
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
+        if layer is not None and layer.isValid():
+            style_water(layer)
+
+
+class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
+    INPUT = "INPUT"
+    ENGINE = "ENGINE"
+    BANDS = "BANDS"
+    GREEN = "GREEN"
+    NIR = "NIR"
+    SWIR = "SWIR"
+    MODEL = "MODEL"
+    VAE = "VAE"
+    DEVICE = "DEVICE"
+    BATCH_SIZE = "BATCH_SIZE"
+    OVERLAP = "OVERLAP"
+    RESOLUTION = "RESOLUTION"
+    MIN_AREA = "MIN_AREA"
+    AOI = "AOI"
+    OUTPUT = "OUTPUT"
+
+    def name(self) -> str:
+        return "segment_water"
+
+    def displayName(self) -> str:  # noqa: N802
+        return _tr("Segment water")
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:  # noqa: N802
+        return ""
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return _tr(
+            "Maps water in a georeferenced raster and writes dissolved water polygons (areas in m²) to a "
+            "GeoPackage (layers 'water' and 'chips').\n\n"
+            "Engines: PaliGemma ('segment water', needs torch + transformers in the worker Python and "
+            "the model and vae-oid.npz) or a water index (NDWI/MNDWI, needs a NIR or SWIR band, no model).\n\n"
+            "BANDS: a preset name (naip, sentinel2, landsat89) or the RGB bands shown to the model, like 3,2,1. "
+            "The work runs in a separate worker Python (Raster > PaliGemma Water > Worker setup, or "
+            "the PALIGEMMA_QGIS_PYTHON environment variable)."
+        )
+
+    def createInstance(self) -> SegmentWaterAlgorithm:  # noqa: N802
+        return SegmentWaterAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, _tr("Input raster")))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.ENGINE, _tr("Engine"), options=[label for _, label in ENGINES], defaultValue=0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.BANDS,
+                _tr("Bands: preset (naip, sentinel2, landsat89) or RGB band numbers (e.g. 3,2,1)"),
+                defaultValue="",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.MODEL,
+                _tr("Model (Hugging Face id or folder)"),
+                defaultValue=DEFAULT_MODEL,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.VAE,
+                _tr("VAE mask codec (vae-oid.npz; empty: the downloaded one)"),
+                behavior=QgsProcessingParameterFile.File,
+                extension="npz",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.DEVICE, _tr("Device"), options=[label for _, label in DEVICES], defaultValue=0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.BATCH_SIZE,
+                _tr("Batch size (chips per model call)"),
+                QgsProcessingParameterNumber.Integer,
+                4,
+                False,
+                1,
+                256,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.OVERLAP,
+                _tr("Chip overlap (pixels)"),
+                QgsProcessingParameterNumber.Integer,
+                32,
+                False,
+                0,
+                200,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.RESOLUTION,
+                _tr("Target resolution (m/pixel; 0 = native)"),
+                QgsProcessingParameterNumber.Double,
+                0.0,
+                False,
+                0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.MIN_AREA,
+                _tr("Minimum polygon area (m²)"),
+                QgsProcessingParameterNumber.Double,
+                0.0,
+                False,
+                0.0,
+            )
+        )
+        advanced = [
+            QgsProcessingParameterFeatureSource(
+                self.AOI, _tr("Area of interest (polygons)"), [QgsProcessing.TypeVectorPolygon], optional=True
+            ),
+            QgsProcessingParameterNumber(
+                self.GREEN,
+                _tr("Green band (0 = automatic)"),
+                QgsProcessingParameterNumber.Integer,
+                0,
+                True,
+                0,
+            ),
+            QgsProcessingParameterNumber(
+                self.NIR, _tr("NIR band (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0, True, 0
+            ),
+            QgsProcessingParameterNumber(
+                self.SWIR, _tr("SWIR band (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0, True, 0
+            ),
+        ]
+        for param in advanced:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+        self.addParameter(
+            QgsProcessingParameterVectorDestination(
+                self.OUTPUT, _tr("Water polygons (GeoPackage)"), QgsProcessing.TypeVectorPolygon
+            )
+        )
+        self.addOutput(
+            QgsProcessingOutputVectorLayer("WATER_LAYER", _tr("Water layer"), QgsProcessing.TypeVectorPolygon)
+        )
+        self.addOutput(QgsProcessingOutputString("SUMMARY", _tr("Run summary (JSON)")))
+        self.addOutput(QgsProcessingOutputNumber("WATER_AREA_KM2", _tr("Water area (km²)")))
+
+    def processAlgorithm(  # noqa: N802
+        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict:
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        raster = raster_file(layer)
+        if raster is None:
+            source = layer.source() if layer is not None else parameters.get(self.INPUT)
+            raise QgsProcessingException(
+                f"{source}: the input must be a raster file on disk (GDAL), not a web service"
+            )
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if Path(output).suffix.lower() != ".gpkg":
+            raise QgsProcessingException(f"{output}: the output must be a GeoPackage (.gpkg)")
+        bands_text = (self.parameterAsString(parameters, self.BANDS, context) or "").strip()
+        preset_names = {name for name, _ in PRESETS if name}
+        preset = bands_text.lower() if bands_text.lower() in preset_names else None
+        aoi = None
+        if parameters.get(self.AOI):
+            aoi = self.parameterAsCompatibleSourceLayerPath(
+                parameters, self.AOI, context, ["gpkg", "shp", "geojson"], "gpkg", feedback
+            )
+        engine = ENGINES[self.parameterAsEnum(parameters, self.ENGINE, context)][0]
+        job = segment_job(
+            raster,
+            output,
+            engine=engine,
+            bands=None if preset else (bands_text or None),
+            preset=preset,
+            green=self.parameterAsInt(parameters, self.GREEN, context),
+            nir=self.parameterAsInt(parameters, self.NIR, context),
+            swir=self.parameterAsInt(parameters, self.SWIR, context),
+            overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
+            resolution=self.parameterAsDouble(parameters, self.RESOLUTION, context),
+            aoi=aoi,
+            min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            model=(self.parameterAsString(parameters, self.MODEL, context) or "").strip() or None,
+            vae=(self.parameterAsFile(parameters, self.VAE, context) or "").strip() or None,
+            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)][0],
+            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+            overwrite=True,  # Processing's file chooser already asked about replacing the file
+        )
+        result = _run(job, feedback)
+        water_uri = f"{output}|layername={WATER_LAYER}"
+        _load_water_layer_on_completion(context, output, water_uri)
+        return {
+            self.OUTPUT: output,
+            "WATER_LAYER": water_uri,
+            "SUMMARY": json.dumps(result),
+            "WATER_AREA_KM2": result.get("water_area_km2"),
+        }
+
+
+def _run(job: dict, feedback: QgsProcessingFeedback) -> dict:
+    """Run a worker job with Processing's progress and cancel; raise QgsProcessingException on failure."""
+    command = worker_command()
+    env = worker_env()
+    feedback.pushInfo(f"worker: {' '.join(command)} (PYTHONPATH={env['PYTHONPATH']})")
+    last = {"message": None}
+
+    def on_progress(done: int, total: int, message: str) -> None:
+        if total > 0:
+            feedback.setProgress(100.0 * done / total)
+        if message and message != last["message"]:
+            last["message"] = message
+            feedback.setProgressText(message)
+
+    outcome = run_worker(job, command, env=env, on_progress=on_progress, is_cancelled=feedback.isCanceled)
+    for line in outcome.log:
+        feedback.pushDebugInfo(line)
+    if outcome.status == "cancelled":
+        raise QgsProcessingException("cancelled; no output was kept")
+    if not outcome.ok:
+        if outcome.details:
+            feedback.reportError(outcome.details, fatalError=False)
+        raise QgsProcessingException(outcome.message)
+    return outcome.result
+
+
+def _load_water_layer_on_completion(context: QgsProcessingContext, output: str, water_uri: str) -> None:
+    """Make Processing load the GeoPackage's water layer (not its first layer), styled."""
+    layers = context.layersToLoadOnCompletion()
+    if output not in layers:
+        return
+    details = layers.pop(output)
+    if not details.name or details.name == SegmentWaterAlgorithm.OUTPUT:
+        details.name = WATER_LAYER
+    styler = WaterStyler()
+    _POST_PROCESSORS.append(styler)
+    details.setPostProcessor(styler)
+    layers[water_uri] = details
+    context.setLayersToLoadOnCompletion(layers)
+
+
+class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
+    """Raster + known water -> PaliGemma fine-tuning chips and JSONL (core.export in the worker)."""
+
+    INPUT = "INPUT"
+    LABELS_VECTOR = "LABELS_VECTOR"
+    LABELS_MASK = "LABELS_MASK"
+    MASK_THRESHOLD = "MASK_THRESHOLD"
+    BANDS = "BANDS"
+    VAE = "VAE"
+    ALLOW_CUSTOM_VAE = "ALLOW_CUSTOM_VAE"
+    RESOLUTION = "RESOLUTION"
+    OVERLAP = "OVERLAP"
+    VALID_FRACTION = "VALID_FRACTION"
+    BLOCK_SIZE = "BLOCK_SIZE"
+    EMPTY_POLICY = "EMPTY_POLICY"
+    MIN_OBJECT_PIXELS = "MIN_OBJECT_PIXELS"
+    SEED = "SEED"
+    OUTPUT = "OUTPUT"
+    EMPTY_POLICIES = ("cap", "keep", "drop")
+
+    def name(self) -> str:
+        return "export_training_data"
+
+    def displayName(self) -> str:  # noqa: N802
+        return _tr("Export training data (PaliGemma JSONL)")
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:  # noqa: N802
+        return ""
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return _tr(
+            "Cuts the raster into model-sized chips on the segmenter's grid and writes PNG chips, "
+            "train.jsonl / valid.jsonl (keys image, prefix, suffix: <loc>/<seg> tokens encoded with the "
+            "VQ-VAE) and chips.gpkg for review, for fine-tuning PaliGemma on your region.\n\n"
+            "Known water: a polygon layer, or a mask raster (water where value > threshold), or, when "
+            "neither is given, the water index. Chips go to train or valid by spatial blocks, so "
+            "neighbouring chips do not leak between the two."
+        )
+
+    def createInstance(self) -> ExportTrainingDataAlgorithm:  # noqa: N802
+        return ExportTrainingDataAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, _tr("Input raster")))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.LABELS_VECTOR,
+                _tr("Known water: polygons"),
+                [QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(
+                self.LABELS_MASK, _tr("Known water: mask raster"), optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.BANDS,
+                _tr("Bands: preset (naip, sentinel2, landsat89) or RGB band numbers (e.g. 3,2,1)"),
+                defaultValue="",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.VAE,
+                _tr("VAE mask codec (vae-oid.npz; empty: the downloaded one)"),
+                behavior=QgsProcessingParameterFile.File,
+                extension="npz",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.RESOLUTION,
+                _tr("Target resolution (m/pixel; 0 = native)"),
+                QgsProcessingParameterNumber.Double,
+                0.0,
+                False,
+                0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.VALID_FRACTION,
+                _tr("Validation share"),
+                QgsProcessingParameterNumber.Double,
+                0.2,
+                False,
+                0.0,
+                0.9,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.EMPTY_POLICY,
+                _tr("Chips without water"),
+                options=[_tr("Cap at 20% of each split"), _tr("Keep all"), _tr("Drop all")],
+                defaultValue=0,
+            )
+        )
+        advanced = [
+            QgsProcessingParameterNumber(
+                self.MASK_THRESHOLD,
+                _tr("Mask: water where value >"),
+                QgsProcessingParameterNumber.Double,
+                0.0,
+            ),
+            QgsProcessingParameterNumber(
+                self.OVERLAP,
+                _tr("Chip overlap (pixels)"),
+                QgsProcessingParameterNumber.Integer,
+                0,
+                False,
+                0,
+                200,
+            ),
+            QgsProcessingParameterNumber(
+                self.BLOCK_SIZE,
+                _tr("Spatial block (chips per side)"),
+                QgsProcessingParameterNumber.Integer,
+                4,
+                False,
+                1,
+            ),
+            QgsProcessingParameterNumber(
+                self.MIN_OBJECT_PIXELS,
+                _tr("Smallest water object (pixels)"),
+                QgsProcessingParameterNumber.Integer,
+                16,
+                False,
+                1,
+            ),
+            QgsProcessingParameterNumber(
+                self.SEED, _tr("Random seed"), QgsProcessingParameterNumber.Integer, 0
+            ),
+            QgsProcessingParameterBoolean(
+                self.ALLOW_CUSTOM_VAE, _tr("Accept a VAE file that is not Google's vae-oid.npz"), False
+            ),
+        ]
+        for param in advanced:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, _tr("Output folder")))
+        self.addOutput(
+            QgsProcessingOutputVectorLayer("CHIPS_LAYER", _tr("Chips"), QgsProcessing.TypeVectorPolygon)
+        )
+        self.addOutput(QgsProcessingOutputString("SUMMARY", _tr("Export summary (JSON)")))
+        self.addOutput(QgsProcessingOutputNumber("N_TRAIN", _tr("Training chips")))
+        self.addOutput(QgsProcessingOutputNumber("N_VALID", _tr("Validation chips")))
+
+    def processAlgorithm(  # noqa: N802
+        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict:
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        raster = raster_file(layer)
+        if raster is None:
+            source = layer.source() if layer is not None else parameters.get(self.INPUT)
+            raise QgsProcessingException(f"{source}: the input must be a raster file on disk (GDAL)")
+        has_vector = bool(parameters.get(self.LABELS_VECTOR))
+        mask_layer = self.parameterAsRasterLayer(parameters, self.LABELS_MASK, context)
+        if has_vector and mask_layer is not None:
+            raise QgsProcessingException("give known water as polygons or as a mask raster, not both")
+        if has_vector:
+            labels = self.parameterAsCompatibleSourceLayerPath(
+                parameters, self.LABELS_VECTOR, context, ["gpkg", "shp", "geojson"], "gpkg", feedback
+            )
+        elif mask_layer is not None:
+            labels = raster_file(mask_layer)
+            if labels is None:
+                raise QgsProcessingException(f"{mask_layer.source()}: the mask must be a raster file on disk")
+        else:
+            labels = "water-index"
+            feedback.pushInfo("no known water given: labels come from the water index")
+        out_dir = self.parameterAsString(parameters, self.OUTPUT, context)
+        bands_text = (self.parameterAsString(parameters, self.BANDS, context) or "").strip()
+        preset_names = {name for name, _ in PRESETS if name}
+        options: dict = {
+            "raster": raster,
+            "out_dir": out_dir,
+            "labels": labels,
+            "overlap": self.parameterAsInt(parameters, self.OVERLAP, context),
+            "valid_fraction": self.parameterAsDouble(parameters, self.VALID_FRACTION, context),
+            "block_size": self.parameterAsInt(parameters, self.BLOCK_SIZE, context),
+            "empty_policy": self.EMPTY_POLICIES[self.parameterAsEnum(parameters, self.EMPTY_POLICY, context)],
+            "min_object_pixels": self.parameterAsInt(parameters, self.MIN_OBJECT_PIXELS, context),
+            "mask_threshold": self.parameterAsDouble(parameters, self.MASK_THRESHOLD, context),
+            "seed": self.parameterAsInt(parameters, self.SEED, context),
+            "allow_custom_vae": self.parameterAsBool(parameters, self.ALLOW_CUSTOM_VAE, context),
+            "overwrite": True,  # Processing's folder chooser already asked
+        }
+        if bands_text.lower() in preset_names:
+            options["preset"] = bands_text.lower()
+        elif bands_text:
+            try:
+                options["bands"] = [int(b) for b in bands_text.replace(" ", "").split(",") if b]
+            except ValueError:
+                raise QgsProcessingException(
+                    f"bands {bands_text!r}: expected a preset or numbers like 3,2,1"
+                ) from None
+        resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context)
+        if resolution:
+            options["resolution"] = resolution
+        vae = (self.parameterAsFile(parameters, self.VAE, context) or "").strip()
+        if vae:
+            options["vae"] = vae
+        result = _run({"task": "export", "options": options}, feedback)
+        chips = str(Path(out_dir) / "chips.gpkg")
+        return {
+            self.OUTPUT: out_dir,
+            "CHIPS_LAYER": f"{chips}|layername=chips",
+            "SUMMARY": json.dumps(result),
+            "N_TRAIN": result.get("n_train"),
+            "N_VALID": result.get("n_valid"),
+        }

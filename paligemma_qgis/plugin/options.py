@@ -1,0 +1,93 @@
+"""Choices shared by the dialog and the Processing algorithms, and the job dicts they build.
+
+The plugin only builds plain JSON-ready dicts: the worker turns them into
+core.pipeline.SegmentOptions and validates them there, so QGIS never imports the core's
+heavy modules (rasterio, torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import QgsMapLayer, QgsProviderRegistry, QgsRasterLayer
+
+# (value sent to the worker, label shown to the user)
+ENGINES: list[tuple[str, str]] = [
+    ("paligemma", "PaliGemma (vision-language model)"),
+    ("water-index", "Water index (NDWI / MNDWI, no model)"),
+]
+DEVICES: list[tuple[str, str]] = [
+    ("auto", "Automatic (GPU when available)"),
+    ("cuda", "CUDA GPU"),
+    ("cpu", "CPU"),
+    ("mps", "Apple GPU (MPS)"),
+]
+# Band presets: same names as core.raster.PRESETS (a test keeps them in step).
+PRESETS: list[tuple[str, str]] = [
+    ("", "Automatic (band descriptions, else bands 1,2,3)"),
+    ("naip", "NAIP / aerial RGBN (R,G,B,NIR)"),
+    ("sentinel2", "Sentinel-2 L1C/L2A (B1..B12)"),
+    ("landsat89", "Landsat 8/9 OLI (B1..B7)"),
+]
+DEFAULT_MODEL = "google/paligemma2-3b-mix-224"
+KNOWN_MODELS = [
+    "google/paligemma2-3b-mix-224",
+    "google/paligemma2-3b-mix-448",
+    "google/paligemma2-10b-mix-224",
+    "google/paligemma-3b-mix-224",
+]
+
+
+def raster_file(layer: QgsMapLayer | None) -> str | None:
+    """The local file behind a raster layer, or None (web services, in-memory rasters)."""
+    if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+        return None
+    parts = QgsProviderRegistry.instance().decodeUri("gdal", layer.source())
+    path = parts.get("path") or layer.source()
+    return path if Path(path).is_file() else None
+
+
+def segment_job(
+    raster: str,
+    output: str,
+    *,
+    engine: str = "paligemma",
+    bands: str | None = None,
+    preset: str | None = None,
+    green: int | None = None,
+    nir: int | None = None,
+    swir: int | None = None,
+    overlap: int | None = None,
+    resolution: float | None = None,
+    aoi: str | None = None,
+    min_area_m2: float | None = None,
+    model: str | None = None,
+    vae: str | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """A worker job for core.pipeline.segment_raster; unset (None/empty/0) values are left out."""
+    options: dict = {"raster": raster, "output": output, "engine": engine, "overwrite": bool(overwrite)}
+    optional = {
+        "bands": bands or None,
+        "preset": preset or None,
+        "green": green or None,
+        "nir": nir or None,
+        "swir": swir or None,
+        "overlap": overlap,
+        "resolution": resolution or None,
+        "aoi": aoi or None,
+        "min_area_m2": min_area_m2,
+        "batch_size": batch_size or None,  # chips per batch, also how often a run checks for cancel
+    }
+    if engine == "paligemma":
+        optional.update(
+            {
+                "model": model or None,
+                "vae": vae or None,
+                "device": device or None,
+            }
+        )
+    options.update({k: v for k, v in optional.items() if v is not None})
+    return {"task": "segment", "options": options}

@@ -1,0 +1,95 @@
+"""The QGIS plugin object: a toolbar button, Raster-menu entries and the Processing provider.
+
+Start-up stays cheap: this module imports QGIS and the plugin's small modules only; the
+heavy work (rasterio, torch, transformers) lives in the worker process.
+"""
+
+from __future__ import annotations
+
+from qgis.core import QgsApplication, QgsRasterLayer
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import QAction
+
+from .resources import icon_path
+
+MENU = "PaliGemma &Water"
+TOOLBAR_NAME = "PaliGemma Water"
+TOOLBAR_OBJECT = "PaliGemmaWaterToolbar"
+
+
+class PaliGemmaPlugin:
+    def __init__(self, iface) -> None:
+        self.iface = iface
+        self.provider = None
+        self.toolbar = None
+        self.actions: list[QAction] = []
+        self.tasks: list = []  # running tasks, kept referenced until they end
+
+    # Processing only (qgis_process calls this without initGui).
+    def initProcessing(self) -> None:  # noqa: N802 - QGIS API
+        if self.provider is None:
+            from .provider import PaliGemmaProvider
+
+            self.provider = PaliGemmaProvider()
+            QgsApplication.processingRegistry().addProvider(self.provider)
+
+    def initGui(self) -> None:  # noqa: N802
+        self.initProcessing()
+        path = icon_path()
+        icon = QIcon(str(path)) if path else QIcon()
+        parent = self.iface.mainWindow()
+        self.run_action = QAction(icon, "Map water with PaliGemma…", parent)
+        self.run_action.setObjectName("paligemmaMapWater")
+        self.run_action.setToolTip("Map water bodies in a raster with PaliGemma or a water index")
+        self.run_action.triggered.connect(self.show_dialog)
+        self.setup_action = QAction("Worker setup…", parent)
+        self.setup_action.setObjectName("paligemmaWorkerSetup")
+        self.setup_action.triggered.connect(self.show_setup)
+        self.actions = [self.run_action, self.setup_action]
+        self.toolbar = self.iface.addToolBar(TOOLBAR_NAME)
+        self.toolbar.setObjectName(TOOLBAR_OBJECT)
+        self.toolbar.addAction(self.run_action)
+        for action in self.actions:
+            self.iface.addPluginToRasterMenu(MENU, action)
+
+    def unload(self) -> None:
+        for action in self.actions:
+            self.iface.removePluginRasterMenu(MENU, action)
+            action.deleteLater()
+        self.actions = []
+        if self.toolbar is not None:
+            self.toolbar.clear()
+            main_window = self.iface.mainWindow()
+            if main_window is not None:
+                main_window.removeToolBar(self.toolbar)
+            self.toolbar.setParent(None)
+            self.toolbar.deleteLater()
+            self.toolbar = None
+        if self.provider is not None:
+            QgsApplication.processingRegistry().removeProvider(self.provider)
+            self.provider = None
+
+    def show_dialog(self) -> None:
+        from .dialog import SegmentDialog
+
+        dialog = SegmentDialog(self.iface)
+        active = self.iface.activeLayer()
+        if isinstance(active, QgsRasterLayer):
+            dialog.set_raster_layer(active)
+        if dialog.exec_() and dialog.task is not None:
+            self._keep(dialog.task)
+
+    def show_setup(self) -> None:
+        from .setup_check import SetupCheckDialog
+
+        SetupCheckDialog(parent=self.iface.mainWindow()).exec_()
+
+    def _keep(self, task) -> None:
+        self.tasks.append(task)
+
+        def forget(*_args) -> None:
+            if task in self.tasks:
+                self.tasks.remove(task)
+
+        task.taskCompleted.connect(forget)
+        task.taskTerminated.connect(forget)

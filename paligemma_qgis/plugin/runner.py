@@ -1,0 +1,268 @@
+"""Runs one worker job in a child process and follows its JSON lines (no QGIS import).
+
+Shared by the dialog's QgsTask and the Processing algorithm so both cancel, clean up and
+report errors the same way. Cancel: SIGTERM (the worker stops cleanly at its next
+cancellation check, i.e. within one batch), then a hard kill after ``grace_s``; an
+output file this run created is removed, as are the core's temporary siblings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ProgressCallback = Callable[[int, int, str], None]
+CancelledCallback = Callable[[], bool]
+
+
+@dataclass
+class WorkerOutcome:
+    """What a worker run ended with: ``status`` is "ok", "error" or "cancelled"."""
+
+    status: str
+    result: dict = field(default_factory=dict)
+    message: str = ""
+    details: str = ""
+    returncode: int | None = None
+    stderr: str = ""
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def run_worker(
+    job: dict,
+    command: Sequence[str],
+    env: dict[str, str] | None = None,
+    on_progress: ProgressCallback | None = None,
+    is_cancelled: CancelledCallback | None = None,
+    grace_s: float = 20.0,
+    poll_s: float = 0.1,
+    cwd: str | None = None,
+) -> WorkerOutcome:
+    """Start ``command`` (a worker), send ``job`` on stdin and follow it to the end.
+
+    A segment job gets a scratch folder of its own (``workdir``, for the mosaic's temporary
+    rasters) that is removed afterwards, so even a worker killed mid-batch leaves nothing.
+    """
+    scratch = None
+    if job.get("task") == "segment" and not (job.get("options") or {}).get("workdir"):
+        scratch = tempfile.mkdtemp(prefix="paligemma_qgis_work_")
+        job = {**job, "options": {**job["options"], "workdir": scratch}}
+    try:
+        return _run_worker(job, command, env, on_progress, is_cancelled, grace_s, poll_s, cwd)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_worker(
+    job: dict,
+    command: Sequence[str],
+    env: dict[str, str] | None,
+    on_progress: ProgressCallback | None,
+    is_cancelled: CancelledCallback | None,
+    grace_s: float,
+    poll_s: float,
+    cwd: str | None,
+) -> WorkerOutcome:
+    output = _output_path(job)
+    output_existed = output is not None and output.exists()
+    temp_before = _temp_siblings(output)
+    try:
+        proc = subprocess.Popen(
+            list(command),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            **_popen_flags(),
+        )
+    except OSError as exc:
+        return WorkerOutcome(
+            status="error",
+            message=f"cannot start the worker Python {command[0]}: {exc.strerror or exc}",
+            details=" ".join(command),
+        )
+
+    lines: queue.Queue[str | None] = queue.Queue()
+    stderr_chunks: list[str] = []
+    threading.Thread(target=_pump_lines, args=(proc.stdout, lines), daemon=True).start()
+    stderr_thread = threading.Thread(target=_pump_text, args=(proc.stderr, stderr_chunks), daemon=True)
+    stderr_thread.start()
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(job))
+        proc.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass  # the worker died at start-up: its exit code and stderr tell why
+
+    outcome: WorkerOutcome | None = None
+    log: list[str] = []
+    cancelled = False
+    stdout_done = False
+    while not stdout_done:
+        if not cancelled and is_cancelled is not None and is_cancelled():
+            cancelled = True
+            _terminate(proc, grace_s)
+        try:
+            line = lines.get(timeout=poll_s)
+        except queue.Empty:
+            continue
+        if line is None:
+            stdout_done = True
+            continue
+        event = _parse_event(line)
+        if event is None:
+            log.append(line.rstrip())
+            continue
+        kind = event.pop("event", None)
+        if kind == "progress" and on_progress is not None:
+            on_progress(int(event.get("done", 0)), int(event.get("total", 0)), str(event.get("message", "")))
+        elif kind == "result":
+            outcome = WorkerOutcome(status="ok", result=event)
+        elif kind == "error":
+            outcome = WorkerOutcome(
+                status="error", message=str(event.get("message", "")), details=str(event.get("details", ""))
+            )
+        elif kind == "cancelled":
+            outcome = WorkerOutcome(status="cancelled", message=str(event.get("message", "cancelled")))
+
+    returncode = _wait(proc, grace_s if cancelled else 5.0)
+    stderr_thread.join(timeout=2.0)
+    for stream in (proc.stdout, proc.stderr):
+        with contextlib.suppress(OSError):
+            stream.close()
+    stderr = "".join(stderr_chunks)
+    if cancelled:
+        outcome = WorkerOutcome(status="cancelled", message="cancelled by the user")
+    elif outcome is None:
+        outcome = WorkerOutcome(
+            status="error",
+            message=f"the worker stopped without a result (exit code {returncode})",
+            details=_tail(stderr),
+        )
+    elif outcome.status == "ok" and returncode not in (0, None):
+        outcome = WorkerOutcome(status="error", message=f"the worker exited with code {returncode}")
+    if outcome.status != "ok":
+        _remove_partial(output, output_existed, temp_before)
+    outcome.returncode = returncode
+    outcome.stderr = stderr
+    outcome.log = log
+    if outcome.status == "error" and not outcome.details:
+        outcome.details = _tail(stderr)
+    return outcome
+
+
+def _popen_flags() -> dict:
+    if sys.platform == "win32":  # no console window popping up from QGIS
+        return {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)}
+    return {}
+
+
+def _pump_lines(stream, out: queue.Queue) -> None:
+    try:
+        for line in stream:
+            out.put(line)
+    finally:
+        out.put(None)
+
+
+def _pump_text(stream, chunks: list[str]) -> None:
+    for line in stream:
+        chunks.append(line)
+
+
+def _parse_event(line: str) -> dict | None:
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+def _terminate(proc: subprocess.Popen, grace_s: float) -> None:
+    """Ask the worker to stop (SIGTERM); a watchdog kills it if it has not gone in ``grace_s``."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.terminate()
+    except OSError:
+        return
+
+    def watchdog() -> None:
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(OSError):
+            proc.kill()
+
+    threading.Thread(target=watchdog, daemon=True).start()
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> int | None:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def _output_path(job: dict) -> Path | None:
+    options = job.get("options") or {}
+    value = options.get("output")
+    return Path(value) if value else None
+
+
+def _temp_siblings(output: Path | None) -> set[Path]:
+    """Files next to the output that look like the core's temporaries for it."""
+    if output is None or not output.parent.is_dir():
+        return set()
+    stem = output.name
+    return {
+        p
+        for p in output.parent.iterdir()
+        if p != output
+        and p.name != stem
+        and (p.name.startswith(f".{stem}") or p.name.startswith(f"{stem}.tmp"))
+    }
+
+
+def _remove_partial(output: Path | None, output_existed: bool, temp_before: set[Path]) -> None:
+    if output is None:
+        return
+    if not output_existed:
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            Path(f"{output}{suffix}").unlink(missing_ok=True)
+    for temp in _temp_siblings(output) - temp_before:
+        try:
+            if temp.is_file():
+                temp.unlink()
+        except OSError:
+            pass
+
+
+def _tail(text: str, limit: int = 4000) -> str:
+    return text[-limit:]

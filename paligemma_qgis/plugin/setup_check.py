@@ -1,0 +1,217 @@
+"""Worker setup: which Python runs the worker, is it ready, and the exact commands to fix it.
+
+Runs ``<python> -m paligemma_qgis worker --check`` (a QProcess, so QGIS stays responsive
+while torch imports) and shows packages, CUDA/GPU, model and VAE with a fix per gap.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+
+from qgis.gui import QgsFileWidget
+from qgis.PyQt.QtCore import QProcess, QProcessEnvironment
+from qgis.PyQt.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .worker_env import (
+    configured_python,
+    managed_venv_dir,
+    set_configured_python,
+    setup_commands,
+    worker_command,
+    worker_env,
+    worker_python,
+)
+
+
+def check_args(model: str | None, vae: str | None) -> list[str]:
+    args = ["--check"]
+    if model:
+        args += ["--model", model]
+    if vae:
+        args += ["--vae", vae]
+    return args
+
+
+def run_check(
+    python: str | None = None, model: str | None = None, vae: str | None = None, timeout: float = 120
+) -> dict:
+    """Run the check synchronously (tests, scripts); returns the worker's JSON or {"error": ...}."""
+    command = worker_command(*check_args(model, vae), python=python)
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, env=worker_env(), timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"cannot run {command[0]}: {exc}", "command": " ".join(command)}
+    return parse_check_output(proc.stdout, proc.stderr, proc.returncode, command)
+
+
+def parse_check_output(stdout: str, stderr: str, returncode: int | None, command: list[str]) -> dict:
+    for line in reversed(stdout.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                break
+    return {
+        "error": f"the worker check failed (exit code {returncode})",
+        "details": (stderr or stdout)[-3000:],
+        "command": " ".join(command),
+    }
+
+
+def _mark(ok: bool, optional: bool = False) -> str:
+    if ok:
+        return '<span style="color:#1a7f37">✔</span>'
+    return '<span style="color:#9a6700">●</span>' if optional else '<span style="color:#cf222e">✘</span>'
+
+
+def render_check(check: dict) -> str:
+    """HTML report of a worker check: one row per requirement, then the fix commands."""
+    esc = html.escape
+    if "error" in check:
+        return (
+            f"<p>{_mark(False)} <b>{esc(check['error'])}</b></p>"
+            f"<p>Command: <code>{esc(check.get('command', ''))}</code></p>"
+            f"<pre>{esc(check.get('details', ''))}</pre>"
+            "<p>Create the worker environment with the commands below, or choose another Python.</p>"
+        )
+    packages = check.get("packages", {})
+    cuda = check.get("cuda", {})
+    model = check.get("model", {})
+    vae = check.get("vae", {})
+    rows = [
+        (True, False, "Python", f"{check.get('python')} ({check.get('python_version')})"),
+    ]
+    for name in ("numpy", "rasterio", "geopandas", "pyogrio", "shapely", "pyproj"):
+        rows.append((bool(packages.get(name)), False, name, packages.get(name) or "missing"))
+    for name in ("torch", "transformers"):
+        rows.append(
+            (bool(packages.get(name)), False, name, packages.get(name) or "missing (PaliGemma engine only)")
+        )
+    gpu = cuda.get("device") if cuda.get("available") else ("Apple MPS" if cuda.get("mps") else None)
+    rows.append((bool(gpu), True, "GPU", gpu or "none: PaliGemma runs on the CPU (slow)"))
+    if model.get("value"):
+        rows.append(
+            (
+                bool(model.get("found")),
+                False,
+                "Model",
+                f"{model['value']}: {model.get('where') or 'not found locally'}",
+            )
+        )
+    rows.append(
+        (
+            bool(vae.get("found")),
+            False,
+            "VAE codec",
+            vae.get("where") or f"{vae.get('value') or 'vae-oid.npz'}: not found",
+        )
+    )
+    body = "".join(
+        f"<tr><td>{_mark(ok, optional)}</td><td><b>{esc(label)}</b></td><td>{esc(str(value))}</td></tr>"
+        for ok, optional, label, value in rows
+    )
+    ready = check.get("ready", {})
+    summary = (
+        f"<p>Water-index engine: {_mark(bool(ready.get('water-index')))} &nbsp; "
+        f"PaliGemma engine: {_mark(bool(ready.get('paligemma')))}</p>"
+    )
+    fixes = "".join(
+        f"<li>{esc(fix['problem'])}<br><code>{esc(fix['command'])}</code></li>"
+        for fix in check.get("fixes", [])
+    )
+    fixes_html = f"<p><b>To fix:</b></p><ol>{fixes}</ol>" if fixes else "<p>Nothing to fix.</p>"
+    return f"{summary}<table cellspacing='4'>{body}</table>{fixes_html}"
+
+
+class SetupCheckDialog(QDialog):
+    """Choose the worker Python, check it, and see the commands that prepare it."""
+
+    def __init__(
+        self, model: str | None = None, vae: str | None = None, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.vae = vae
+        self.process: QProcess | None = None
+        self.result: dict | None = None
+        self.setWindowTitle("PaliGemma Water — worker setup")
+        self.setMinimumSize(640, 520)
+        layout = QVBoxLayout(self)
+        intro = QLabel(
+            "The model runs in a separate Python (the worker) so that QGIS never loads torch. "
+            "Leave the field empty for the automatic choice: the plugin's own environment in the QGIS "
+            f"profile ({managed_venv_dir()}) when it exists, else QGIS's Python."
+        )
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        form = QFormLayout()
+        self.python_widget = QgsFileWidget()
+        self.python_widget.setFilePath(configured_python())
+        self.python_widget.lineEdit().setPlaceholderText(f"automatic: {worker_python()[0]}")
+        form.addRow("Worker Python", self.python_widget)
+        layout.addLayout(form)
+        self.check_button = QPushButton("Check the worker")
+        self.check_button.clicked.connect(self.start_check)
+        layout.addWidget(self.check_button)
+        self.report = QTextBrowser()
+        self.report.setOpenExternalLinks(True)
+        layout.addWidget(self.report, 1)
+        layout.addWidget(
+            QLabel("Commands that create the plugin's worker environment (run them in a terminal):")
+        )
+        self.commands = QPlainTextEdit("\n".join(setup_commands()))
+        self.commands.setReadOnly(True)
+        self.commands.setMaximumHeight(110)
+        layout.addWidget(self.commands)
+        buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Close)
+        buttons.accepted.connect(self.save)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+    def python(self) -> str:
+        return self.python_widget.filePath().strip() or worker_python()[0]
+
+    def save(self) -> None:
+        set_configured_python(self.python_widget.filePath())
+        self.accept()
+
+    def start_check(self) -> None:
+        """Run ``worker --check`` without blocking QGIS; the report fills in when it ends."""
+        command = worker_command(*check_args(self.model, self.vae), python=self.python())
+        self.report.setHtml(f"<p>Checking <code>{html.escape(' '.join(command))}</code> …</p>")
+        self.check_button.setEnabled(False)
+        process = QProcess(self)
+        env = QProcessEnvironment()
+        for key, value in worker_env().items():
+            env.insert(key, value)
+        process.setProcessEnvironment(env)
+        process.finished.connect(lambda code, _status: self._check_done(process, command, code))
+        process.errorOccurred.connect(lambda _err: self._check_failed(process, command))
+        self.process = process
+        process.start(command[0], command[1:])
+
+    def _check_done(self, process: QProcess, command: list[str], code: int) -> None:
+        stdout = bytes(process.readAllStandardOutput()).decode("utf-8", "replace")
+        stderr = bytes(process.readAllStandardError()).decode("utf-8", "replace")
+        self.show_result(parse_check_output(stdout, stderr, code, command))
+
+    def _check_failed(self, process: QProcess, command: list[str]) -> None:
+        if process.error() == QProcess.FailedToStart:
+            self.show_result({"error": f"cannot start {command[0]}", "command": " ".join(command)})
+
+    def show_result(self, check: dict) -> None:
+        self.result = check
+        self.report.setHtml(render_check(check))
+        self.check_button.setEnabled(True)

@@ -1,0 +1,149 @@
+"""QgsTask that runs one worker job in the background and adds the result on the main thread.
+
+``run`` (a QGIS worker thread) only talks to the child process; everything that touches
+the project or the GUI happens in ``finished`` (main thread), as QGIS requires.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
+
+from .layers import add_result_layers
+from .runner import WorkerOutcome, run_worker
+from .worker_env import worker_command, worker_env
+
+LOG_TAG = "PaliGemma Water"
+
+
+class WorkerTask(QgsTask):
+    """Runs ``{"task": ..., "options": ...}`` in the worker; adds layers for a segment job."""
+
+    def __init__(
+        self,
+        description: str,
+        job: dict,
+        python: str | None = None,
+        group_name: str | None = None,
+        iface=None,
+        add_layers: bool = True,
+        grace_s: float = 20.0,
+        cleanup: list | None = None,
+    ) -> None:
+        super().__init__(description, QgsTask.CanCancel)
+        self.job = job
+        self.python = python
+        self.group_name = group_name or Path(job.get("options", {}).get("raster", "result")).stem
+        self.iface = iface
+        self.add_layers = add_layers
+        self.grace_s = grace_s
+        self.cleanup = [Path(p) for p in cleanup or []]
+        self.outcome: WorkerOutcome | None = None
+        self.message = ""
+        self.layers: list = []
+        self.error: str = ""
+        self.finished_called = False  # set once finished() has run on the main thread
+        self.succeeded: bool | None = None  # finished()'s verdict (the C++ task may be gone by then)
+
+    # -- worker thread -------------------------------------------------------------
+    def run(self) -> bool:
+        def on_progress(done: int, total: int, message: str) -> None:
+            if total > 0:
+                self.setProgress(min(100.0, 100.0 * done / total))
+            self.message = message
+
+        self.outcome = run_worker(
+            self.job,
+            worker_command(python=self.python),
+            env=worker_env(),
+            on_progress=on_progress,
+            is_cancelled=self.isCanceled,
+            grace_s=self.grace_s,
+        )
+        return self.outcome.ok and not self.isCanceled()
+
+    # -- main thread ---------------------------------------------------------------
+    def finished(self, result: bool) -> None:
+        self.succeeded = bool(result)
+        try:
+            self._finished(result)
+        finally:
+            self.finished_called = True
+            for path in self.cleanup:  # temporary AOI files and the like
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+
+    def _finished(self, result: bool) -> None:
+        outcome = self.outcome
+        if outcome is not None and outcome.log:
+            QgsMessageLog.logMessage("\n".join(outcome.log), LOG_TAG, Qgis.Info)
+        if result and outcome is not None:
+            self._on_success(outcome)
+            return
+        if self.isCanceled() or (outcome is not None and outcome.status == "cancelled"):
+            self._push(f"{self.description()}: cancelled; no output was kept.", Qgis.Info)
+            return
+        message = outcome.message if outcome is not None else "the worker did not run"
+        self.error = message
+        details = "\n".join(
+            part
+            for part in (
+                f"{self.description()} failed: {message}",
+                f"command: {' '.join(worker_command(python=self.python))}",
+                outcome.details if outcome is not None else "",
+                f"worker stderr:\n{outcome.stderr[-4000:]}" if outcome is not None and outcome.stderr else "",
+            )
+            if part
+        )
+        QgsMessageLog.logMessage(details, LOG_TAG, Qgis.Critical)
+        self._push(f"{message} (details in the log panel, tab '{LOG_TAG}')", Qgis.Critical)
+
+    def _on_success(self, outcome: WorkerOutcome) -> None:
+        summary = outcome.result
+        QgsMessageLog.logMessage(f"{self.description()} finished: {summary}", LOG_TAG, Qgis.Info)
+        output = self.job.get("options", {}).get("output")
+        if self.job.get("task") == "segment" and self.add_layers and output:
+            try:
+                _, self.layers = add_result_layers(output, self.group_name, QgsProject.instance())
+            except ValueError as exc:
+                self.error = str(exc)
+                QgsMessageLog.logMessage(str(exc), LOG_TAG, Qgis.Critical)
+                self._push(str(exc), Qgis.Critical)
+                return
+        self._push(f"{self.description()}: {describe_summary(summary)}", Qgis.Success)
+
+    def _push(self, text: str, level) -> None:
+        iface = self.iface
+        if iface is None:
+            try:
+                from qgis.utils import iface as global_iface
+            except ImportError:  # pragma: no cover - qgis.utils always exists in QGIS
+                global_iface = None
+            iface = global_iface
+        if iface is not None:
+            iface.messageBar().pushMessage(
+                LOG_TAG, text, level=level, duration=0 if level == Qgis.Critical else 8
+            )
+        else:
+            QgsMessageLog.logMessage(text, LOG_TAG, level)
+
+
+def describe_summary(summary: dict) -> str:
+    """One line for the message bar from the worker's summary (keys vary by task)."""
+    parts = []
+    if isinstance(summary.get("polygons"), int):
+        parts.append(f"{summary['polygons']} water polygons")
+    if isinstance(summary.get("water_area_km2"), int | float):
+        parts.append(f"{summary['water_area_km2']:.3f} km² of water")
+    if isinstance(summary.get("chips"), int):
+        skipped = summary.get("skipped")
+        parts.append(f"{summary['chips']} chips" + (f" ({skipped} skipped)" if skipped else ""))
+    if isinstance(summary.get("seconds"), int | float):
+        parts.append(f"{summary['seconds']:.1f} s")
+    if summary.get("device"):
+        parts.append(f"on {summary['device']}")
+    return ", ".join(parts) or "done"

@@ -1,0 +1,79 @@
+"""The core and the CLI never import QGIS (they run in the worker and in plain Python)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "paligemma_qgis"
+
+
+def _modules(folder: str) -> list[str]:
+    names = []
+    for path in sorted((PACKAGE / folder).rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        names.append(".".join(parts))
+    return names
+
+
+def test_core_modules_found():
+    names = _modules("core")
+    for expected in ("paligemma_qgis.core", "paligemma_qgis.core.tokens", "paligemma_qgis.core.grid"):
+        assert expected in names
+    assert "paligemma_qgis.core.raster" in names
+
+
+def _imports_in_subprocess(modules: list[str]) -> dict:
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'qgis' or m.startswith('qgis.'))))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_importing_core_pulls_in_no_qgis():
+    assert _imports_in_subprocess(_modules("core")) == []
+
+
+def test_importing_cli_pulls_in_no_qgis():
+    assert _imports_in_subprocess(["paligemma_qgis.cli", *_modules("cli")]) == []
+
+
+def test_no_qgis_import_statement_outside_plugin():
+    """Also catches imports hidden inside functions, which the subprocess test cannot see."""
+    offenders = []
+    for folder in ("core", "cli"):
+        for path in (PACKAGE / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                if any(n == "qgis" or n.startswith("qgis.") for n in names):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_package_import_is_light():
+    """QGIS imports the package at start-up: no rasterio, torch or transformers there."""
+    code = (
+        "import json, sys, paligemma_qgis\n"
+        "print(json.dumps([m for m in ('torch', 'transformers', 'rasterio', 'geopandas', 'numpy') if m in sys.modules]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert json.loads(proc.stdout) == []

@@ -1,0 +1,371 @@
+"""End to end in a real QGIS: QgsTask + worker process, cancel, Processing, and qgis_process.
+
+The worker Python is this test's own interpreter (the project's venv): QGIS's process never
+imports rasterio or torch, the worker does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsApplication, QgsProcessingException, QgsVectorLayer
+from qgis.PyQt.QtCore import QCoreApplication
+
+from paligemma_qgis.cli.worker import EXIT_CANCELLED
+from paligemma_qgis.plugin.options import segment_job
+from paligemma_qgis.plugin.task import WorkerTask
+from paligemma_qgis.plugin.worker_env import ENV_PYTHON
+
+SLOW_WORKER = """
+import sys, time
+from paligemma_qgis.cli import worker
+
+_report = worker.JsonLinesProgress.report
+
+def slow_report(self, done, total, message=""):
+    _report(self, done, total, message)
+    if message == "segmenting chips":
+        time.sleep(0.4)
+
+worker.JsonLinesProgress.report = slow_report
+from paligemma_qgis.cli import main
+sys.exit(main(sys.argv[sys.argv.index("paligemma_qgis") + 1:]))
+"""
+
+
+def _wait(task: WorkerTask, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not task.finished_called:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+        assert time.monotonic() < deadline, f"task still running after {timeout} s"
+    QCoreApplication.processEvents()
+
+
+def _leftovers(folder: Path, output: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith((output.name, f".{output.name}")))
+
+
+def test_task_adds_styled_layers_in_a_group(water_scene, clean_project, qgis_iface, tmp_path):
+    output = tmp_path / "water.gpkg"
+    job = segment_job(str(water_scene.path), str(output), engine="water-index", preset="naip", overlap=16)
+    task = WorkerTask("Water in lakes", job, python=sys.executable, group_name="lakes", iface=qgis_iface)
+    progress = []
+    task.progressChanged.connect(progress.append)
+    QgsApplication.taskManager().addTask(task)
+    _wait(task)
+
+    assert task.succeeded, (task.error, task.outcome)
+    assert task.outcome.result["polygons"] >= 4  # two lakes, a pond and a river
+    assert progress and max(progress) == pytest.approx(100)
+    group = clean_project.layerTreeRoot().findGroup("lakes")
+    assert group is not None
+    nodes = {node.layer().name(): node for node in group.findLayers()}
+    assert set(nodes) == {"water", "chips"}
+    assert nodes["water"].isVisible() and not nodes["chips"].isVisible()
+    water = nodes["water"].layer()
+    assert water.featureCount() == task.outcome.result["polygons"]
+    assert water.crs().authid() == "EPSG:32633"
+    assert "area_m2" in water.fields().names()
+    symbol = water.renderer().symbol()
+    fill = symbol.color()
+    assert fill.blue() > fill.red() and 0 < fill.alpha() < 255  # blue, semi-transparent
+    assert symbol.symbolLayer(0).strokeColor().alpha() == 255  # with an outline
+    assert nodes["chips"].layer().featureCount() == task.outcome.result["chips"]
+    success = qgis_iface.messageBar().get_messages(3)  # Qgis.Success
+    assert any("water polygons" in m for m in success)
+
+
+def test_worker_error_reaches_message_bar_and_log(water_scene, clean_project, qgis_iface, tmp_path):
+    from qgis.core import Qgis
+
+    logged = []
+
+    def on_message(msg, tag, level):
+        logged.append((tag, msg))
+
+    QgsApplication.messageLog().messageReceived.connect(on_message)
+    output = tmp_path / "water.gpkg"
+    # RGB shown, but no NIR/SWIR named: the water index cannot run on bands 1-3 alone.
+    job = segment_job(str(water_scene.path), str(output), engine="water-index", bands="1,2,3")
+    job["options"]["nir"] = 99
+    task = WorkerTask("Water in lakes", job, python=sys.executable, iface=qgis_iface)
+    QgsApplication.taskManager().addTask(task)
+    _wait(task)
+    assert task.succeeded is False
+    assert "99" in task.error
+    critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
+    assert any("99" in m and "log panel" in m for m in critical)
+    assert any(tag == "PaliGemma Water" and "failed" in msg for tag, msg in logged)
+    assert not output.exists()
+    assert clean_project.layerTreeRoot().findGroup("lakes") is None
+    QgsApplication.messageLog().messageReceived.disconnect(on_message)
+
+
+def test_cancel_stops_worker_and_leaves_no_output(water_scene, clean_project, qgis_iface, tmp_path):
+    """Cancel mid-run: the worker stops at its next batch (SIGTERM, clean exit) and no file stays."""
+    slow = tmp_path / "slow_worker.py"
+    slow.write_text(SLOW_WORKER)
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{slow}" "$@"\n')
+    wrapper.chmod(0o755)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    output = out_dir / "water.gpkg"
+    job = segment_job(str(water_scene.path), str(output), engine="water-index", preset="naip", batch_size=1)
+    task = WorkerTask("Water in lakes", job, python=str(wrapper), iface=qgis_iface)
+    QgsApplication.taskManager().addTask(task)
+    deadline = time.monotonic() + 60
+    while task.message != "segmenting chips":
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+        assert time.monotonic() < deadline and not task.finished_called, "worker never started segmenting"
+    started = time.monotonic()
+    task.cancel()
+    _wait(task, timeout=30)
+    assert time.monotonic() - started < 10  # within about one batch, not at the end of the run
+    assert task.outcome.status == "cancelled"
+    assert task.outcome.returncode == EXIT_CANCELLED  # the worker stopped itself cleanly
+    assert not output.exists()
+    assert _leftovers(out_dir, output) == []
+    assert clean_project.layerTreeRoot().findGroup("lakes") is None
+
+
+@pytest.fixture
+def provider(qgis_processing, monkeypatch):
+    from paligemma_qgis.plugin.provider import PaliGemmaProvider
+
+    monkeypatch.setenv(ENV_PYTHON, sys.executable)
+    registry = QgsApplication.processingRegistry()
+    existing = registry.providerById("paligemma")
+    if existing is not None:
+        registry.removeProvider(existing)
+    prov = PaliGemmaProvider()
+    assert registry.addProvider(prov)
+    yield prov
+    registry.removeProvider(prov)
+
+
+def test_processing_run_produces_water_layer(provider, water_scene, clean_project, tmp_path):
+    import processing
+
+    output = tmp_path / "water.gpkg"
+    result = processing.run(
+        "paligemma:segment_water",
+        {
+            "INPUT": str(water_scene.path),
+            "ENGINE": 1,
+            "BANDS": "naip",
+            "MIN_AREA": 100,
+            "OUTPUT": str(output),
+        },
+    )
+    assert result["OUTPUT"] == str(output)
+    layer = QgsVectorLayer(result["WATER_LAYER"], "water", "ogr")
+    assert layer.isValid() and layer.featureCount() >= 4
+    assert min(f["area_m2"] for f in layer.getFeatures()) >= 100
+    summary = json.loads(result["SUMMARY"])
+    assert summary["polygons"] == layer.featureCount()
+    assert result["WATER_AREA_KM2"] == pytest.approx(summary["water_area_km2"])
+    del layer
+
+
+def test_processing_reports_worker_errors(provider, water_scene, clean_project, tmp_path):
+    import processing
+
+    with pytest.raises(QgsProcessingException, match="NIR"):
+        processing.run(
+            "paligemma:segment_water",
+            {
+                "INPUT": str(water_scene.path),
+                "ENGINE": 1,
+                "BANDS": "1,2,3",
+                "OUTPUT": str(tmp_path / "w.gpkg"),
+            },
+        )
+    assert not (tmp_path / "w.gpkg").exists()
+
+
+def _qgis_process() -> str | None:
+    """qgis_process, or its .bin when Debian's wrapper breaks (it passes --noversioncheck from
+    /etc/default/qgis, which qgis_process 3.22 refuses)."""
+    exe = shutil.which("qgis_process")
+    if exe is None:
+        return None
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    probe = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env, timeout=60)
+    if probe.returncode == 0 and "not known" not in probe.stdout + probe.stderr:
+        return exe
+    binary = Path(exe).with_name("qgis_process.bin")
+    return str(binary) if binary.is_file() else None
+
+
+@pytest.mark.slow
+def test_qgis_process_runs_the_installed_plugin(installed_plugins_dir, water_scene, tmp_path):
+    exe = _qgis_process()
+    if exe is None:
+        pytest.skip("qgis_process not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA", "PYTHONPATH")}
+    env.update(
+        QT_QPA_PLATFORM="offscreen",
+        QGIS_PLUGINPATH=str(installed_plugins_dir),  # an extra plugins folder, as for a profile
+        QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "qgis_config"),  # a throw-away profile
+        **{ENV_PYTHON: sys.executable},
+    )
+    enable = subprocess.run(
+        [exe, "plugins", "enable", "paligemma_qgis"], capture_output=True, text=True, env=env
+    )
+    assert enable.returncode == 0, enable.stdout + enable.stderr
+    ini = (tmp_path / "qgis_config" / "profiles" / "default" / "QGIS" / "QGIS3.ini").read_text()
+    assert "paligemma_qgis=true" in ini
+
+    output = tmp_path / "water.gpkg"
+    run = subprocess.run(
+        [exe, "--json", "run", "paligemma:segment_water", "--",
+         f"INPUT={water_scene.path}", "ENGINE=1", "BANDS=naip", f"OUTPUT={output}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    reply = json.loads(run.stdout[run.stdout.index("{") :])
+    assert reply["results"]["OUTPUT"] == str(output)
+    layer = QgsVectorLayer(f"{output}|layername=water", "water", "ogr")
+    assert layer.isValid() and layer.featureCount() >= 4
+    # The worker ran the plugin's own copy (from the zip), not the source checkout.
+    assert str(installed_plugins_dir) in run.stdout + run.stderr
+    del layer
+
+
+def test_processing_export_training_data(provider, water_scene, vae_npz, clean_project, tmp_path):
+    """Known water as a polygon layer -> chips + JSONL through the worker (random-weight VAE)."""
+    import processing
+    from qgis.core import QgsFeature, QgsGeometry
+
+    lakes = QgsVectorLayer("Polygon?crs=EPSG:32633", "known water", "memory")
+    features = []
+    for geom in water_scene.water:
+        f = QgsFeature()
+        f.setGeometry(QgsGeometry.fromWkt(geom.wkt))
+        features.append(f)
+    lakes.dataProvider().addFeatures(features)
+    out_dir = tmp_path / "training"
+    result = processing.run(
+        "paligemma:export_training_data",
+        {
+            "INPUT": str(water_scene.path),
+            "LABELS_VECTOR": lakes,
+            "BANDS": "naip",
+            "VAE": str(vae_npz),
+            "ALLOW_CUSTOM_VAE": True,
+            "VALID_FRACTION": 0.3,
+            "BLOCK_SIZE": 1,
+            "EMPTY_POLICY": 1,
+            "OUTPUT": str(out_dir),
+        },
+    )
+    summary = json.loads(result["SUMMARY"])
+    assert result["N_TRAIN"] + result["N_VALID"] == summary["n_train"] + summary["n_valid"] > 0
+    records = [
+        json.loads(line)
+        for name in ("train.jsonl", "valid.jsonl")
+        for line in (out_dir / name).read_text().splitlines()
+        if line.strip()
+    ]
+    assert len(records) == summary["n_train"] + summary["n_valid"]
+    assert all(set(r) >= {"image", "prefix", "suffix"} for r in records)
+    assert all(
+        (out_dir / r["image"]).is_file() or (out_dir / "images" / r["image"]).is_file() for r in records
+    )
+    assert any("<seg" in r["suffix"] and "water" in r["suffix"] for r in records)
+    chips = QgsVectorLayer(result["CHIPS_LAYER"], "chips", "ogr")
+    assert chips.isValid() and chips.featureCount() >= len(records)
+    del chips, lakes
+
+
+STUBBORN_WORKER = """
+import json, signal, sys, time
+from pathlib import Path
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a worker stuck in a long batch
+job = json.load(sys.stdin)
+out = Path(job["options"]["output"])
+out.write_text("partial")
+(out.parent / f".{out.name}.x1y2.tmp.gpkg").write_text("temp")
+print("workdir=" + job["options"]["workdir"], file=sys.stderr, flush=True)
+print(json.dumps({"event": "progress", "done": 1, "total": 10, "message": "segmenting chips"}), flush=True)
+time.sleep(60)
+"""
+
+
+def test_runner_kills_a_worker_that_ignores_cancel_and_cleans_up(tmp_path):
+    from paligemma_qgis.plugin.runner import run_worker
+
+    script = tmp_path / "stubborn.py"
+    script.write_text(STUBBORN_WORKER)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    output = out_dir / "w.gpkg"
+    go = []
+    started = time.monotonic()
+    outcome = run_worker(
+        {"task": "segment", "options": {"raster": "x.tif", "output": str(output)}},
+        [sys.executable, str(script)],
+        on_progress=lambda done, total, message: go.append(done),
+        is_cancelled=lambda: bool(go),
+        grace_s=1.0,
+    )
+    assert time.monotonic() - started < 20
+    assert outcome.status == "cancelled"
+    assert outcome.returncode == -9  # killed after the grace period
+    assert _leftovers(out_dir, output) == []
+    workdir = Path(outcome.stderr.split("workdir=")[1].split()[0])
+    assert not workdir.exists()
+
+
+def test_runner_reports_a_worker_that_dies_without_a_result(tmp_path):
+    from paligemma_qgis.plugin.runner import run_worker
+
+    code = "import sys; sys.stdin.read(); print('not json'); print('boom', file=sys.stderr); sys.exit(3)"
+    outcome = run_worker(
+        {"task": "segment", "options": {"output": str(tmp_path / "w.gpkg")}}, [sys.executable, "-c", code]
+    )
+    assert outcome.status == "error"
+    assert "exit code 3" in outcome.message
+    assert "boom" in outcome.details
+    assert outcome.log == ["not json"]
+    missing = run_worker({"task": "segment", "options": {}}, [str(tmp_path / "no_python")])
+    assert missing.status == "error" and "cannot start the worker Python" in missing.message
+
+
+@pytest.mark.slow
+def test_task_with_paligemma_engine_tiny_model(
+    water_scene, tiny_paligemma, vae_npz, clean_project, qgis_iface, tmp_path
+):
+    """The PaliGemma options the dialog sends (model folder, VAE, device, batch) run in the worker."""
+    output = tmp_path / "water.gpkg"
+    job = segment_job(
+        str(water_scene.path),
+        str(output),
+        engine="paligemma",
+        model=str(tiny_paligemma),
+        vae=str(vae_npz),
+        device="cpu",
+        batch_size=4,
+    )
+    job["options"]["allow_custom_vae"] = True  # random-weight test VAE
+    task = WorkerTask("Water in lakes", job, python=sys.executable, group_name="lakes", iface=qgis_iface)
+    QgsApplication.taskManager().addTask(task)
+    _wait(task, timeout=300)
+    assert task.succeeded, (task.error, task.outcome)
+    assert task.outcome.result["engine"] == "paligemma"
+    assert task.outcome.result["chips"] == 9
+    group = clean_project.layerTreeRoot().findGroup("lakes")
+    assert group is not None and {n.layer().name() for n in group.findLayers()} == {"water", "chips"}
