@@ -1,0 +1,56 @@
+"""``evaluate``: pixel IoU / precision / recall / F1 of predicted water, and the invalid-output share."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from .export import add_vae_args
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="score predicted water against known water",
+        description="PRED is segment's GeoPackage (layer 'water'; its 'chips' layer gives the share of "
+        "invalid model outputs) or a JSONL of model outputs ({'image', 'model_output'}). TRUTH is a "
+        "vector file or mask raster (georeferenced case) or a folder of same-named masks / a JSONL with "
+        "truth suffixes (pairs case). Pixel scores are summed over the whole scene or all pairs.",
+    )
+    p.add_argument("pred", help="prediction: GeoPackage/vector file, or .jsonl of model outputs")
+    p.add_argument("truth", help="truth: vector file, mask raster, masks folder, or .jsonl with suffixes")
+    p.add_argument("--raster", metavar="REF", help="reference grid (and valid pixels) for vector truth")
+    p.add_argument("--pred-layer", default="water", help="layer of PRED holding water (default water)")
+    p.add_argument("--truth-layer", help="layer of a multi-layer truth vector file")
+    p.add_argument("--truth-where", help="attribute filter of the truth vectors, e.g. \"label = 'water'\"")
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        help="truth mask: water where value > this (default 0 for rasters, 150 for JPEG masks)",
+    )
+    p.add_argument("--images", help="pairs with a JSONL truth: folder of the images (for their sizes)")
+    add_vae_args(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.evaluate import evaluate
+
+    result = evaluate(
+        args.pred,
+        args.truth,
+        raster=args.raster,
+        images=args.images,
+        vae=args.vae,
+        allow_custom_vae=args.allow_custom_vae,
+        pred_layer=args.pred_layer,
+        truth_layer=args.truth_layer,
+        truth_where=args.truth_where,
+        mask_threshold=args.mask_threshold,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(result.table())
+    return 0

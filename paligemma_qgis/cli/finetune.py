@@ -1,0 +1,89 @@
+"""``finetune``: train PaliGemma on an export folder; the result loads with ``segment --model DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+class _TqdmProgress:
+    def __init__(self) -> None:
+        self.bar = None
+
+    def report(self, done: int, total: int, message: str = "") -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", desc="finetune")
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.set_postfix_str(message)
+        self.bar.refresh()
+
+    def cancelled(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "finetune",
+        help="fine-tune PaliGemma on exported chips",
+        description="Train on DATA_DIR/train.jsonl (+ images/), report the loss on valid.jsonl after each "
+        "epoch, and save a model folder (LoRA merged) with its processor to OUT_DIR. The vision tower "
+        "and projector stay frozen unless --unfreeze-vision. bfloat16 on CUDA, float32 on CPU.",
+    )
+    p.add_argument("data_dir", help="folder written by export / export-pairs")
+    p.add_argument("out_dir", help="output model folder")
+    p.add_argument("--model", required=True, help="base model: Hugging Face id or local folder")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--lr", type=float, help="learning rate (default 2e-5, or 2e-4 with --lora)")
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--grad-accum", type=int, default=8, help="batches per optimizer step (default 8)")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged before saving)")
+    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument("--unfreeze-vision", action="store_true", help="train the vision tower and projector too")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", help="auto (default: bfloat16 on CUDA), bfloat16 or float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--offline", action="store_true", default=None, help="use the local Hugging Face cache only"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.finetune import FinetuneOptions, finetune
+
+    opts = FinetuneOptions(
+        data_dir=args.data_dir,
+        out_dir=args.out_dir,
+        model=args.model,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        lora=args.lora,
+        lora_rank=args.lora_rank,
+        lora_alpha=2 * args.lora_rank,
+        unfreeze_vision=args.unfreeze_vision,
+        max_steps=args.max_steps,
+        device=args.device,
+        dtype=args.dtype,
+        seed=args.seed,
+        offline=args.offline,
+        overwrite=args.overwrite,
+    )
+    progress = _TqdmProgress()
+    try:
+        summary = finetune(opts, progress)
+    finally:
+        progress.close()
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else "\n".join(summary.lines()))
+    return 0
