@@ -483,6 +483,7 @@ def test_cli_segment_end_to_end(tmp_path, tiny_paligemma, vae_npz):
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert SECRET not in proc.stdout + proc.stderr
+    assert "device cpu (" in proc.stdout + proc.stderr  # "is my GPU used?" is answered
     layers = {name for name, _ in pyogrio.list_layers(out)}
     assert {"water", "chips"} <= layers
     chips = pyogrio.read_dataframe(out, layer="chips")

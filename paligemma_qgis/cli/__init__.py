@@ -13,6 +13,7 @@ import sys
 
 from .. import __version__
 from ..core.errors import PaliGemmaQgisError
+from ..core.progress import Cancelled
 
 COMMAND_MODULES = ("segment", "export", "evaluate", "weights", "worker", "finetune")
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except Cancelled:
+        print("cancelled: no output written", file=sys.stderr)
+        return 130
     except PaliGemmaQgisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

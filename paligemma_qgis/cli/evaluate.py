@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from .weights import add_vae_arguments
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from .export import add_vae_args
-
     p = subparsers.add_parser(
         "evaluate",
         help="score predicted water against known water",
@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="truth mask: water where value > this (default 0 for rasters, 150 for JPEG masks)",
     )
     p.add_argument("--images", help="pairs with a JSONL truth: folder of the images (for their sizes)")
-    add_vae_args(p)
+    add_vae_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 

@@ -6,41 +6,8 @@ import argparse
 import json
 
 from ..core.export import EMPTY_POLICIES, WATER_INDEX
-
-
-class TqdmProgress:
-    """core.progress.Progress on a tqdm bar (created on the first report)."""
-
-    def __init__(self, desc: str) -> None:
-        self.desc = desc
-        self.bar = None
-
-    def report(self, done: int, total: int, message: str = "") -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, desc=self.desc, unit="chip", leave=False)
-        self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
-
-    def cancelled(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def add_vae_args(p: argparse.ArgumentParser) -> None:
-    """--vae/--allow-custom-vae from cli.weights (the same flags everywhere)."""
-    try:
-        from .weights import add_vae_arguments
-    except ImportError:  # pragma: no cover - cli.weights ships with the package
-        p.add_argument("--vae", metavar="FILE", help="vae-oid.npz mask codec (default: the cached copy)")
-        p.add_argument("--allow-custom-vae", action="store_true", help="accept a VAE with another checksum")
-        return
-    add_vae_arguments(p)
+from .progress import cli_progress
+from .weights import add_vae_arguments
 
 
 def _add_common(
@@ -60,7 +27,7 @@ def _add_common(
         metavar="N",
         help="keep only the N largest components of a chip (0: all; each costs ~24 tokens)",
     )
-    add_vae_args(p)
+    add_vae_arguments(p)
     p.add_argument(
         "--valid-fraction",
         type=float,
@@ -191,11 +158,8 @@ def run_export(args: argparse.Namespace) -> int:
         max_nodata_fraction=args.max_nodata,
         overwrite=args.overwrite,
     )
-    progress = TqdmProgress("export")
-    try:
+    with cli_progress("export", "chip") as progress:
         summary = export_training_data(opts, progress)
-    finally:
-        progress.close()
     _print_summary(summary, args.json)
     return 0
 
@@ -220,10 +184,7 @@ def run_export_pairs(args: argparse.Namespace) -> int:
         size=args.size,
         overwrite=args.overwrite,
     )
-    progress = TqdmProgress("export-pairs")
-    try:
+    with cli_progress("export-pairs", "chip") as progress:
         summary = export_pairs(opts, progress)
-    finally:
-        progress.close()
     _print_summary(summary, args.json)
     return 0

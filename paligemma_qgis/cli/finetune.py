@@ -5,27 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-
-class _TqdmProgress:
-    def __init__(self) -> None:
-        self.bar = None
-
-    def report(self, done: int, total: int, message: str = "") -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="step", desc="finetune")
-        self.bar.total = total
-        self.bar.n = done
-        self.bar.set_postfix_str(message)
-        self.bar.refresh()
-
-    def cancelled(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+from .progress import cli_progress
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -80,10 +60,7 @@ def run(args: argparse.Namespace) -> int:
         offline=args.offline,
         overwrite=args.overwrite,
     )
-    progress = _TqdmProgress()
-    try:
+    with cli_progress("finetune", "step") as progress:
         summary = finetune(opts, progress)
-    finally:
-        progress.close()
     print(json.dumps(summary.to_dict(), indent=2) if args.json else "\n".join(summary.lines()))
     return 0

@@ -4,56 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 from typing import Any
 
-
-class _BarProgress:
-    """core.progress.Progress on a tqdm bar; Ctrl-C asks for a clean cancel (a second one stops)."""
-
-    def __init__(self) -> None:
-        self.bar: Any = None
-        self.message = ""
-        self._cancel = False
-
-    def report(self, done: int, total: int, message: str = "") -> None:
-        from tqdm import tqdm
-
-        if self.bar is None:
-            self.bar = tqdm(total=total, unit="step", leave=False, dynamic_ncols=True)
-        if message != self.message:
-            self.message = message
-            self.bar.set_description(message)
-            self.bar.unit = "chip" if message == "segmenting chips" else "step"
-        self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh()
-
-    def cancelled(self) -> bool:
-        return self._cancel
-
-    def on_sigint(self, signum: int, frame: object) -> None:
-        if self._cancel:
-            raise KeyboardInterrupt
-        self._cancel = True
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _add_vae_arguments(p: argparse.ArgumentParser) -> None:
-    try:
-        from .weights import add_vae_arguments
-    except ImportError:  # the weights command is optional at this layer
-        p.add_argument("--vae", metavar="FILE", help="vae-oid.npz mask codec (default: the cached copy)")
-        p.add_argument(
-            "--allow-custom-vae",
-            action="store_true",
-            help="accept a VAE file whose checksum is not the published vae-oid.npz",
-        )
-        return
-    add_vae_arguments(p)
+from .progress import cli_progress
+from .weights import add_vae_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -105,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     o.add_argument("--json", action="store_true", help="print the summary as JSON")
     m = p.add_argument_group("paligemma engine")
     m.add_argument("--model", metavar="ID_OR_DIR", help="Hugging Face model id or local folder")
-    _add_vae_arguments(m)
+    add_vae_arguments(m)
     m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     m.add_argument("--batch-size", type=int, default=8, metavar="N")
     m.add_argument("--classes", default="water", help="comma-separated classes to segment (default water)")
@@ -153,20 +107,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.pipeline import segment_raster
-    from ..core.progress import Cancelled
 
     options = options_from_args(args)
-    progress = _BarProgress()
-    previous = signal.signal(signal.SIGINT, progress.on_sigint)
-    try:
+    with cli_progress("segment", "chip") as progress:
         summary = segment_raster(options, progress)
-    except Cancelled:
-        progress.close()
-        print("cancelled: no output written")
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        progress.close()
     if args.json:
         print(json.dumps(summary.to_dict()))
     else:

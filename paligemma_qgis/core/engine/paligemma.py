@@ -134,14 +134,23 @@ class PaliGemmaSegmenter:
             cache_implementation=cache_implementation,
         )
 
-    def describe(self) -> str:
-        """For logs and the UI: which model, where it runs, how it decodes."""
-        mode = "constrained" if self.constrained else "free"
-        return (
-            f"PaliGemma {self.loaded.source} on {self.loaded.describe().split(' on ', 1)[-1]}; "
-            f"prompt {self.prompt!r}, {mode} decoding, batch {self.batch_size}, "
-            f"up to {self.max_new_tokens} new tokens"
-        )
+    @property
+    def device(self) -> str:
+        """Where the model runs, e.g. 'cuda:0 (NVIDIA H100 80GB HBM3), bfloat16' (users ask)."""
+        from .models import describe_device
+
+        return describe_device(self.loaded.device, self.loaded.dtype)
+
+    def describe(self) -> dict:
+        """For the run summary and logs: which model, where it runs, how it decodes."""
+        return {
+            "model": self.loaded.source,
+            "device": self.device,
+            "prompt": self.prompt,
+            "decoding": "constrained" if self.constrained else "free",
+            "batch_size": self.batch_size,
+            "max_new_tokens": self.max_new_tokens,
+        }
 
     def close(self) -> None:
         """Drop the model and free GPU memory (a worker may live on after a run)."""
