@@ -256,9 +256,9 @@ def evaluate_pairs(
     def get_codec() -> Any:
         nonlocal codec
         if codec is None:
-            from .export import _load_codec
+            from .export import load_codec
 
-            codec = _load_codec(vae, allow_custom_vae)
+            codec = load_codec(vae, allow_custom_vae)
         return codec
 
     truth_suffix: dict[str, str] | None = None

@@ -1,0 +1,174 @@
+"""Known water for a georeferenced export: a vector file, a mask raster, or the water index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .options import WATER_INDEX, ExportOptions
+
+
+@dataclass
+class ChipLabel:
+    """Known water for one chip window, on the chip's pixels."""
+
+    water: np.ndarray  # bool (h, w)
+    labelled: np.ndarray  # bool (h, w): the label source says something here
+
+
+class _VectorLabels:
+    """Water polygons in any CRS, reprojected once to the raster CRS, rasterised per chip."""
+
+    kind = "vector"
+
+    def __init__(self, path: str, layer: str | None, where: str | None, src: Any) -> None:
+        import pyogrio
+        import shapely
+
+        try:
+            gdf = pyogrio.read_dataframe(path, layer=layer, where=where)
+        except Exception as exc:  # pyogrio raises several error types
+            raise InputError(f"{path}: cannot read water labels as vectors ({exc})") from None
+        if gdf.crs is None:
+            raise InputError(f"{path}: label vectors have no CRS")
+        gdf = gdf[gdf.geometry.notna()]
+        polys = gdf[gdf.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
+        if polys.empty:
+            kinds = ", ".join(sorted(set(gdf.geometry.geom_type))) or "no features"
+            raise InputError(f"{path}: label layer holds no polygons ({kinds}); water labels must be areas")
+        polys = polys.to_crs(src.crs)
+        geoms = shapely.make_valid(polys.geometry.values)
+        self.geoms = np.asarray(geoms)
+        self.tree = shapely.STRtree(self.geoms)
+        self.path = path
+        self.label_bounds = tuple(shapely.total_bounds(self.geoms))
+        self.n_features = len(polys)
+        self.n_skipped = len(gdf) - len(polys)
+
+    def chip(self, window: Any, transform: Any, shape: tuple[int, int]) -> ChipLabel:
+        from rasterio import features
+        from shapely.geometry import box
+
+        h, w = shape
+        c0, r0 = transform * (0, 0)
+        c1, r1 = transform * (w, h)
+        hits = self.tree.query(box(min(c0, c1), min(r0, r1), max(c0, c1), max(r0, r1)))
+        if len(hits):
+            water = features.rasterize(
+                [(g, 1) for g in self.geoms[hits]], out_shape=shape, transform=transform, dtype="uint8"
+            ).astype(bool)
+        else:
+            water = np.zeros(shape, bool)
+        # A vector of water says "land" everywhere else: every pixel is labelled.
+        return ChipLabel(water=water, labelled=np.ones(shape, bool))
+
+    def close(self) -> None:
+        pass
+
+
+class _MaskLabels:
+    """A mask raster warped (mode resampling) onto the raster grid; read window by window."""
+
+    kind = "mask"
+
+    def __init__(self, path: str, threshold: float, src: Any) -> None:
+        import rasterio
+        from rasterio.enums import Resampling
+        from rasterio.vrt import WarpedVRT
+
+        try:
+            self._ds = rasterio.open(path)
+        except rasterio.errors.RasterioIOError as exc:
+            raise InputError(f"{path}: cannot open label mask as a raster ({exc})") from None
+        if self._ds.crs is None:
+            self._ds.close()
+            raise InputError(f"{path}: label mask has no CRS")
+        kwargs: dict[str, Any] = dict(
+            crs=src.crs,
+            transform=src.transform,
+            width=src.width,
+            height=src.height,
+            resampling=Resampling.mode,
+        )
+        self._alpha = False
+        if self._ds.nodata is not None:
+            kwargs.update(src_nodata=self._ds.nodata, nodata=self._ds.nodata)
+        else:
+            kwargs["add_alpha"] = True
+            self._alpha = True
+        self._vrt = WarpedVRT(self._ds, **kwargs)
+        self.threshold = threshold
+        self.path = path
+        from rasterio.warp import transform_bounds
+
+        self.label_bounds = tuple(transform_bounds(self._ds.crs, src.crs, *self._ds.bounds))
+
+    def chip(self, window: Any, transform: Any, shape: tuple[int, int]) -> ChipLabel:
+        if self._alpha:
+            data = self._vrt.read([1, self._vrt.count], window=window)
+            values, labelled = data[0], data[1] > 0
+        else:
+            values = self._vrt.read(1, window=window)
+            labelled = self._vrt.read_masks(1, window=window) > 0
+        values = values.astype(np.float64)
+        labelled &= np.isfinite(values)
+        return ChipLabel(water=(values > self.threshold) & labelled, labelled=labelled)
+
+    def close(self) -> None:
+        self._vrt.close()
+        self._ds.close()
+
+
+class _IndexLabels:
+    """The water-index segmenter's mask as the label (a quick start, not ground truth)."""
+
+    kind = "water-index"
+
+    def __init__(self, src: Any) -> None:
+        from ..engine.base import ChipBatch
+        from ..engine.water_index import WaterIndexSegmenter
+
+        roles = src.band_roles
+        self.seg = WaterIndexSegmenter(green=roles.get("green"), nir=roles.get("nir"), swir=roles.get("swir"))
+        self.bands = list(self.seg.bands_needed(src.raster_bands))
+        # One scene-wide threshold (Otsu on a decimated read), as the segment command does.
+        raw, valid = src.read_overview(self.bands)
+        rgb = np.zeros((*valid.shape, 3), np.uint8)
+        self.seg.prepare(ChipBatch(raw=raw[None], rgb=rgb[None], valid=valid[None], ids=[-1]))
+        self.label_bounds = tuple(src.bounds)
+        self.path = WATER_INDEX
+
+    def segment(self, raw: np.ndarray, rgb: np.ndarray, valid: np.ndarray) -> ChipLabel:
+        from ..engine.base import ChipBatch
+
+        res = self.seg.segment(ChipBatch(raw=raw[None], rgb=rgb[None], valid=valid[None], ids=[0]))[0]
+        return ChipLabel(water=np.asarray(res.water, bool) & valid, labelled=valid.copy())
+
+    def close(self) -> None:
+        pass
+
+
+def _open_labels(opts: ExportOptions, src: Any) -> Any:
+    if opts.labels == WATER_INDEX:
+        return _IndexLabels(src)
+    path = Path(opts.labels)
+    if not path.exists() and "://" not in opts.labels and not opts.labels.startswith("/vsi"):
+        raise InputError(
+            f"{opts.labels}: label file not found (give a vector file, a mask raster or 'water-index')"
+        )
+    import rasterio
+
+    is_raster = False
+    if path.suffix.lower() not in {".gpkg", ".geojson", ".json", ".shp", ".fgb", ".kml", ".gml", ".sqlite"}:
+        try:
+            with rasterio.open(path) as ds:
+                is_raster = ds.count >= 1 and ds.width > 0
+        except rasterio.errors.RasterioIOError:
+            is_raster = False
+    if is_raster:
+        return _MaskLabels(str(path), opts.mask_threshold, src)
+    return _VectorLabels(str(path), opts.label_layer, opts.label_where, src)

@@ -1,0 +1,51 @@
+"""Export folders: built in a temp folder and moved into place; only our own folders are replaced."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..errors import OutputExistsError
+
+# What an output folder of ours holds; --overwrite only ever deletes a folder that has one.
+_EXPORT_MARKERS = ("train.jsonl", "valid.jsonl", "images", "chips.gpkg", "export.json")
+
+
+def prepare_output_dir(out_dir: Path, overwrite: bool) -> Path:
+    """A fresh temp folder beside ``out_dir``; refuses an existing non-empty folder unless asked."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise OutputExistsError(f"{out_dir} exists and is not a folder")
+        contents = list(out_dir.iterdir())
+        if contents and not overwrite:
+            raise OutputExistsError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
+        if contents and not any((out_dir / m).exists() for m in _EXPORT_MARKERS):
+            raise OutputExistsError(
+                f"{out_dir} is not empty and does not look like an export folder; refusing to replace it"
+            )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    (tmp / "images").mkdir()
+    return tmp
+
+
+def finish_output_dir(tmp: Path, out_dir: Path) -> None:
+    """Move the finished temp folder into place (the old export, if any, goes only now)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> int:
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    return n
