@@ -1,4 +1,4 @@
-"""Render the plugin's dialog and a result map to PNG (offscreen) for the docs.
+"""Render the plugin's dialogs and a result map to PNG (offscreen) for the docs.
 
     .venv/bin/python scripts/render_docs.py [--out docs] [--raster FILE --preset naip]
 
@@ -40,6 +40,25 @@ def render_dialog(out: Path, raster: Path) -> Path:
     dialog.show()
     _settle()
     path = out / "dialog.png"
+    _save(dialog.grab().toImage(), path)
+    dialog.close()
+    dialog.deleteLater()
+    return path
+
+
+def render_export_dialog(out: Path, raster: Path) -> Path:
+    from paligemma_qgis.plugin.export_dialog import ExportDialog
+
+    dialog = ExportDialog(None)
+    dialog.raster_picker.set_file(str(raster))
+    dialog.labels_combo.setCurrentIndex(dialog.labels_combo.findData("vector"))
+    dialog.vector_widget.setFilePath(str(Path.home() / "data" / "known_water.gpkg"))
+    dialog.preset_combo.setCurrentIndex(dialog.preset_combo.findData("naip"))
+    dialog.output_widget.setFilePath(str(Path.home() / "training" / f"{raster.stem}_chips"))
+    dialog.adjustSize()
+    dialog.show()
+    _settle()
+    path = out / "export_dialog.png"
     _save(dialog.grab().toImage(), path)
     dialog.close()
     dialog.deleteLater()
@@ -103,7 +122,11 @@ def render_map(out: Path, raster: Path, preset: str | None, workdir: Path) -> Pa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(REPO / "docs"), help="folder for dialog.png and result_map.png")
+    parser.add_argument(
+        "--out",
+        default=str(REPO / "docs"),
+        help="folder for dialog.png, export_dialog.png and result_map.png",
+    )
     parser.add_argument("--raster", help="raster to map (default: shared NAIP tile, else a synthetic scene)")
     parser.add_argument("--preset", help="band preset of --raster (naip, sentinel2, landsat89)")
     args = parser.parse_args(argv)
@@ -131,7 +154,11 @@ def main(argv: list[str] | None = None) -> int:
                 from synthetic_rasters import make_scene
 
                 raster, preset = make_scene(workdir / "synthetic_lakes.tif").path, "naip"
-            for path in (render_dialog(out, raster), render_map(out, raster, preset, workdir)):
+            for path in (
+                render_dialog(out, raster),
+                render_export_dialog(out, raster),
+                render_map(out, raster, preset, workdir),
+            ):
                 print(f"render_docs: wrote {path}")
         finally:
             app.exitQgis()

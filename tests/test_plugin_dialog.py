@@ -266,3 +266,248 @@ def test_setup_check_with_a_python_that_does_not_exist(tmp_path):
     check = run_check(python=str(tmp_path / "nope" / "python"))
     assert "error" in check
     assert "cannot run" in render_check(check)
+
+
+# --------------------------------------------------------------------------- training-data export
+
+
+@pytest.fixture
+def export_dlg(qgis_iface, clean_project):
+    from paligemma_qgis.plugin.export_dialog import ExportDialog
+
+    d = ExportDialog(qgis_iface)
+    yield d
+    d.close()
+    d.deleteLater()
+
+
+def _memory_lakes(water_scene, crs="EPSG:32633"):
+    lakes = QgsVectorLayer(f"Polygon?crs={crs}", "known water", "memory")
+    feats = []
+    for geom in water_scene.water:
+        f = QgsFeature()
+        f.setGeometry(QgsGeometry.fromWkt(geom.wkt))
+        feats.append(f)
+    lakes.dataProvider().addFeatures(feats)
+    return lakes
+
+
+def test_export_dialog_opens_with_defaults(export_dlg):
+    export_dlg.show()
+    assert export_dlg.isVisible()
+    assert export_dlg.labels_source() == "layer"
+    assert export_dlg.size_combo.currentData() == 224
+    assert export_dlg.min_pixels_spin.value() == 16
+    assert export_dlg.valid_spin.value() == pytest.approx(0.2)
+    assert export_dlg.empty_combo.currentData() == "cap"
+    assert export_dlg.run_button.text() == "Export"
+    assert not export_dlg.nir_spin.isEnabled()  # water-index bands only for water-index labels
+
+
+def test_export_refuses_missing_inputs_with_messages(export_dlg):
+    assert export_dlg.run() is None
+    text = " | ".join(item.text() for item in export_dlg.message_bar.items())
+    assert "Choose the input raster" in text
+    assert "Choose the polygon layer" in text
+    assert "Choose the output folder" in text
+    assert export_dlg.task is None
+
+
+def test_export_refuses_bad_values(export_dlg, raster_layer, tmp_path, water_scene):
+    d = export_dlg
+    d.set_raster_layer(raster_layer)
+    _set_combo(d.labels_combo, "vector")
+    d.vector_widget.setFilePath(str(tmp_path / "nope.gpkg"))
+    d.bands_edit.setText("3,2,9")
+    d.vae_widget.setFilePath(str(tmp_path / "missing.npz"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    d.output_widget.setFilePath(str(out))
+    joined = "\n".join(d.validate())
+    assert "nope.gpkg: vector file not found" in joined
+    assert "Bands '3,2,9': the raster has bands 1 to 4" in joined
+    assert "missing.npz: VAE file not found" in joined
+    assert "exists and is not empty" in joined
+    d.overwrite_check.setChecked(True)
+    assert any("does not hold an earlier export" in e for e in d.validate())
+    assert d.run() is None
+    assert "vector file not found" in " | ".join(i.text() for i in d.message_bar.items())
+
+    # Points are not water areas; a mask that GDAL cannot read; an output folder holding the input.
+    points = tmp_path / "points.geojson"
+    points.write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+        '"geometry": {"type": "Point", "coordinates": [500100, 4999900]}}]}'
+    )
+    d.vector_widget.setFilePath(str(points))
+    assert any("must be polygons" in e for e in d.validate())
+    _set_combo(d.labels_combo, "mask")
+    not_raster = tmp_path / "mask.tif"
+    not_raster.write_text("not a raster")
+    d.mask_picker.set_file(str(not_raster))
+    assert any("GDAL cannot open" in e for e in d.validate())
+    _set_combo(d.labels_combo, "water-index")
+    d.bands_edit.clear()
+    d.vae_widget.setFilePath("")
+    d.output_widget.setFilePath(str(water_scene.path.parent))
+    assert any("holds the input" in e for e in d.validate())
+    d.output_widget.setFilePath(str(tmp_path / "training"))
+    assert d.validate() == []
+
+
+def test_export_polygon_layer_job_is_accepted_by_export_options(
+    export_dlg, raster_layer, water_scene, clean_project, tmp_path, vae_npz
+):
+    from paligemma_qgis.core.export import ExportOptions
+
+    lakes = _memory_lakes(water_scene)
+    clean_project.addMapLayer(lakes)
+    d = export_dlg
+    d.set_raster_layer(raster_layer)
+    d.polygon_combo.setLayer(lakes)
+    d.polygon_selected_check.setChecked(True)
+    d.output_widget.setFilePath(str(tmp_path / "training"))
+    assert any("no features are selected" in e for e in d.validate())
+    lakes.selectByIds(lakes.allFeatureIds()[:2])
+    _set_combo(d.preset_combo, "naip")
+    d.size_combo.setCurrentIndex(d.size_combo.findData(448))
+    d.overlap_spin.setValue(32)
+    d.min_pixels_spin.setValue(40)
+    d.vae_widget.setFilePath(str(vae_npz))
+    d.allow_custom_check.setChecked(True)
+    d.valid_spin.setValue(0.3)
+    d.block_spin.setValue(2)
+    d.seed_spin.setValue(7)
+    _set_combo(d.empty_combo, "drop")
+    assert d.validate() == []
+    job = d.build_job(tmp_path)
+    assert job["task"] == "export"
+    opts = ExportOptions.from_dict(job["options"])
+    assert opts.raster == water_scene.path.as_posix() or Path(opts.raster) == water_scene.path
+    assert (opts.size, opts.overlap, opts.min_object_pixels) == (448, 32, 40)
+    assert (opts.preset, opts.valid_fraction, opts.block_size, opts.seed) == ("naip", 0.3, 2, 7)
+    assert (opts.empty_policy, opts.allow_custom_vae, opts.vae) == ("drop", True, str(vae_npz))
+    assert opts.out_dir == str(tmp_path / "training") and opts.overwrite is False
+    assert opts.nir is None and opts.green is None  # water-index bands stay out
+    # The selection was copied to a GeoPackage the worker can read.
+    assert opts.label_layer == "labels"
+    copied = QgsVectorLayer(f"{opts.labels}|layername=labels", "copied", "ogr")
+    assert copied.isValid() and copied.featureCount() == 2
+    del copied
+
+
+def test_export_file_backed_layer_mask_and_water_index_jobs(
+    export_dlg, raster_layer, water_scene, clean_project, tmp_path
+):
+    from qgis.core import QgsCoordinateTransformContext, QgsVectorFileWriter
+
+    from paligemma_qgis.core.export import ExportOptions
+
+    gpkg = tmp_path / "lakes.gpkg"
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName, options.layerName = "GPKG", "lakes"
+    QgsVectorFileWriter.writeAsVectorFormatV3(
+        _memory_lakes(water_scene), str(gpkg), QgsCoordinateTransformContext(), options
+    )
+    on_disk = QgsVectorLayer(f"{gpkg}|layername=lakes", "lakes", "ogr")
+    assert on_disk.isValid()
+    clean_project.addMapLayer(on_disk)
+    d = export_dlg
+    d.set_raster_layer(raster_layer)
+    d.polygon_combo.setLayer(on_disk)
+    d.output_widget.setFilePath(str(tmp_path / "training"))
+    assert d.validate() == []
+    opts = ExportOptions.from_dict(d.build_job(tmp_path / "tmp")["options"])
+    assert (Path(opts.labels), opts.label_layer) == (gpkg, "lakes")  # read in place, no copy
+
+    _set_combo(d.labels_combo, "mask")
+    d.mask_picker.set_file(str(water_scene.path))
+    d.mask_threshold_spin.setValue(100)
+    assert d.validate() == []
+    opts = ExportOptions.from_dict(d.build_job(tmp_path)["options"])
+    assert (opts.labels, opts.mask_threshold, opts.label_layer) == (str(water_scene.path), 100.0, None)
+
+    _set_combo(d.labels_combo, "water-index")
+    d.nir_spin.setValue(4)
+    d.bands_edit.setText("1,2,3")
+    opts = ExportOptions.from_dict(d.build_job(tmp_path)["options"])
+    assert (opts.labels, opts.nir, opts.bands) == ("water-index", 4, [1, 2, 3])
+    d.nir_spin.setValue(7)
+    assert any("NIR band 7" in e for e in d.validate())
+
+
+def test_export_settings_persist(qgis_iface, raster_layer, clean_project, tmp_path):
+    from paligemma_qgis.plugin.export_dialog import ExportDialog
+
+    first = ExportDialog(qgis_iface)
+    first.set_raster_layer(raster_layer)
+    _set_combo(first.labels_combo, "vector")
+    first.vector_widget.setFilePath(str(tmp_path / "lakes.gpkg"))
+    first.vector_layer_edit.setText("lakes")
+    first.size_combo.setCurrentIndex(first.size_combo.findData(896))
+    first.overlap_spin.setValue(24)
+    first.min_pixels_spin.setValue(50)
+    first.allow_custom_check.setChecked(True)
+    first.valid_spin.setValue(0.15)
+    first.seed_spin.setValue(42)
+    _set_combo(first.empty_combo, "keep")
+    first.output_widget.setFilePath(str(tmp_path / "training"))
+    first.overwrite_check.setChecked(True)
+    first.save_settings()
+    first.deleteLater()
+
+    second = ExportDialog(qgis_iface)
+    assert second.raster_picker.layer() is raster_layer
+    assert second.labels_source() == "vector"
+    assert second.labels_stack.currentIndex() == 1
+    assert second.vector_widget.filePath() == str(tmp_path / "lakes.gpkg")
+    assert second.vector_layer_edit.text() == "lakes"
+    assert (second.size_combo.currentData(), second.overlap_spin.value()) == (896, 24)
+    assert second.min_pixels_spin.value() == 50 and second.allow_custom_check.isChecked()
+    assert second.valid_spin.value() == pytest.approx(0.15) and second.seed_spin.value() == 42
+    assert second.empty_combo.currentData() == "keep" and not second.empty_cap_spin.isEnabled()
+    assert second.output_widget.filePath() == str(tmp_path / "training")
+    assert second.overwrite_check.isChecked()
+    second.deleteLater()
+
+
+def test_segment_dialog_offers_the_export(dlg):
+    assert dlg.export_button.text() == "Training data…"
+    dlg.export_button.click()
+    assert dlg.export_requested and dlg.task is None
+
+
+def test_export_job_leaves_out_unset_values():
+    from paligemma_qgis.plugin.options import export_job
+
+    job = export_job(
+        "in.tif", "out", "water-index", nir=0, resolution=0.0, empty_policy="keep", empty_cap=0.3
+    )
+    assert job == {
+        "task": "export",
+        "options": {
+            "raster": "in.tif",
+            "out_dir": "out",
+            "labels": "water-index",
+            "size": 224,
+            "overlap": 0,
+            "min_object_pixels": 16,
+            "allow_custom_vae": False,
+            "valid_fraction": 0.2,
+            "seed": 0,
+            "empty_policy": "keep",
+            "overwrite": False,
+        },
+    }
+
+
+def test_export_choices_match_the_core():
+    from paligemma_qgis.core import export as core_export
+    from paligemma_qgis.core.export import outputs as core_outputs
+    from paligemma_qgis.plugin.export_dialog import EXPORT_MARKERS
+    from paligemma_qgis.plugin.options import EMPTY_POLICIES, WATER_INDEX_LABELS
+
+    assert {name for name, _ in EMPTY_POLICIES} == set(core_export.EMPTY_POLICIES)
+    assert WATER_INDEX_LABELS == core_export.WATER_INDEX
+    assert set(EXPORT_MARKERS) == set(core_outputs._EXPORT_MARKERS)

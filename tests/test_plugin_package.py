@@ -119,9 +119,9 @@ def test_load_start_unload_with_qgis_utils(plugin_from_zip, qgis_iface, installe
     assert toolbar is not None and plugin.run_action in toolbar.actions()
     assert not plugin.run_action.icon().isNull()
     assert qgis_iface.mainWindow().findChild(type(toolbar), "PaliGemmaWaterToolbar") is toolbar
-    assert qgis_iface.addPluginToRasterMenu.call_count == menu_calls + 2
-    menu_actions = [c.args[1] for c in qgis_iface.addPluginToRasterMenu.call_args_list[-2:]]
-    assert plugin.run_action in menu_actions and plugin.setup_action in menu_actions
+    assert qgis_iface.addPluginToRasterMenu.call_count == menu_calls + 3
+    menu_actions = [c.args[1] for c in qgis_iface.addPluginToRasterMenu.call_args_list[-3:]]
+    assert {plugin.run_action, plugin.export_action, plugin.setup_action} == set(menu_actions)
     provider = registry.providerById("paligemma")
     assert provider is not None
     assert registry.algorithmById("paligemma:segment_water") is not None
@@ -132,8 +132,8 @@ def test_load_start_unload_with_qgis_utils(plugin_from_zip, qgis_iface, installe
     assert utils.unloadPlugin(PACKAGE)
     assert PACKAGE not in utils.active_plugins
     assert registry.providerById("paligemma") is None
-    assert qgis_iface.removePluginRasterMenu.call_count == removed_before + 2
-    removed = [c.args[1] for c in qgis_iface.removePluginRasterMenu.call_args_list[-2:]]
+    assert qgis_iface.removePluginRasterMenu.call_count == removed_before + 3
+    removed = [c.args[1] for c in qgis_iface.removePluginRasterMenu.call_args_list[-3:]]
     assert run_action in removed
     QgsApplication.processEvents()
     assert qgis_iface.mainWindow().findChild(type(toolbar), "PaliGemmaWaterToolbar") is None
@@ -160,12 +160,22 @@ INNER_TEST = textwrap.dedent(
         assert utils.loadPlugin("paligemma_qgis") and utils.startPlugin("paligemma_qgis")
         report["file"] = sys.modules["paligemma_qgis"].__file__
         from paligemma_qgis.plugin.dialog import SegmentDialog
+        from paligemma_qgis.plugin.export_dialog import ExportDialog
         from paligemma_qgis.plugin.setup_check import SetupCheckDialog
+        from paligemma_qgis.plugin.setup_tasks import venv_steps, weights_steps
 
         dialog = SegmentDialog(qgis_iface)
         dialog.show()
         dialog.close()
-        SetupCheckDialog().close()
+        export = ExportDialog(qgis_iface)
+        export.show()
+        export.validate()
+        export.close()
+        setup = SetupCheckDialog()
+        setup.show()
+        setup.close()
+        venv_steps()
+        weights_steps()
         report["after_start"] = [m for m in HEAVY if m in sys.modules]
         report["unloaded"] = utils.unloadPlugin("paligemma_qgis")
         Path(REPORT).write_text(json.dumps(report))

@@ -361,11 +361,253 @@ def test_task_with_paligemma_engine_tiny_model(
         batch_size=4,
     )
     job["options"]["allow_custom_vae"] = True  # random-weight test VAE
+    logged = []
+
+    def on_message(msg, tag, level):
+        logged.append(msg)
+
+    QgsApplication.messageLog().messageReceived.connect(on_message)
     task = WorkerTask("Water in lakes", job, python=sys.executable, group_name="lakes", iface=qgis_iface)
     QgsApplication.taskManager().addTask(task)
-    _wait(task, timeout=300)
+    try:
+        _wait(task, timeout=300)
+    finally:
+        QgsApplication.messageLog().messageReceived.disconnect(on_message)
     assert task.succeeded, (task.error, task.outcome)
     assert task.outcome.result["engine"] == "paligemma"
     assert task.outcome.result["chips"] == 9
     group = clean_project.layerTreeRoot().findGroup("lakes")
     assert group is not None and {n.layer().name() for n in group.findLayers()} == {"water", "chips"}
+    # Where it ran reaches the message bar ("... on cpu (N threads), float32") and the log
+    # has the summary's details (model, decoding, batch).
+    device = task.outcome.result["device"]
+    assert device.startswith("cpu (") and "float32" in device
+    success = qgis_iface.messageBar().get_messages(3)  # Qgis.Success
+    assert any(m.endswith(f" on {device}") and "water polygons" in m for m in success), success
+    details = next(m for m in logged if "finished:" in m)
+    assert f"device: {device}" in details
+    assert f"model: {tiny_paligemma}" in details and "decoding: constrained" in details
+
+
+# --------------------------------------------------------------------------- training-data export
+
+
+def test_export_dialog_run_adds_chips_and_review(
+    water_scene, vae_npz, clean_project, qgis_iface, tmp_path, monkeypatch
+):
+    """The Export dialog's job runs in the worker (QgsTask) and adds chips + review in a group."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsRasterLayer, QgsSettings
+
+    from paligemma_qgis.plugin.export_dialog import ExportDialog
+    from paligemma_qgis.plugin.worker_env import SETTINGS_GROUP
+
+    monkeypatch.setenv(ENV_PYTHON, sys.executable)
+    QgsSettings().remove(SETTINGS_GROUP)
+    raster = QgsRasterLayer(str(water_scene.path), "lakes", "gdal")
+    lakes = QgsVectorLayer("Polygon?crs=EPSG:32633", "known water", "memory")
+    features = []
+    for geom in water_scene.water:
+        f = QgsFeature()
+        f.setGeometry(QgsGeometry.fromWkt(geom.wkt))
+        features.append(f)
+    lakes.dataProvider().addFeatures(features)
+    clean_project.addMapLayers([raster, lakes])
+    dialog = ExportDialog(qgis_iface)
+    dialog.set_raster_layer(raster)
+    dialog.polygon_combo.setLayer(lakes)
+    dialog.preset_combo.setCurrentIndex(dialog.preset_combo.findData("naip"))
+    dialog.vae_widget.setFilePath(str(vae_npz))
+    dialog.allow_custom_check.setChecked(True)
+    dialog.valid_spin.setValue(0.3)
+    dialog.block_spin.setValue(1)
+    dialog.empty_combo.setCurrentIndex(dialog.empty_combo.findData("keep"))
+    out_dir = tmp_path / "training"
+    dialog.output_widget.setFilePath(str(out_dir))
+    progress = []
+    task = dialog.run()
+    assert task is not None, [i.text() for i in dialog.message_bar.items()]
+    task.progressChanged.connect(progress.append)
+    try:
+        _wait(task, timeout=180)
+    finally:
+        dialog.deleteLater()
+        QgsSettings().remove(SETTINGS_GROUP)
+    assert task.succeeded, (task.error, task.outcome)
+    summary = task.outcome.result
+    assert summary["n_train"] + summary["n_valid"] == 9 and summary["n_objects"] >= 4
+    assert progress and max(progress) == pytest.approx(100)
+    group = clean_project.layerTreeRoot().findGroup("lakes training data")
+    assert group is not None
+    layers = {node.layer().name(): node.layer() for node in group.findLayers()}
+    assert set(layers) == {"chips", "review"}
+    assert layers["chips"].featureCount() == 9
+    assert layers["review"].featureCount() >= summary["n_objects"]
+    assert layers["chips"].renderer().type() == "categorizedSymbol"  # by split
+    success = qgis_iface.messageBar().get_messages(3)
+    expected = f"mean decode-back IoU {summary['mean_codec_iou']:.3f}"
+    assert any(expected in m and "train +" in m for m in success), success
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp folder left
+    del lakes, raster
+
+
+# --------------------------------------------------------------------------- worker setup tasks
+
+
+@pytest.fixture
+def fresh_settings():
+    from qgis.core import QgsSettings
+
+    from paligemma_qgis.plugin.worker_env import SETTINGS_GROUP
+
+    QgsSettings().remove(SETTINGS_GROUP)
+    yield
+    QgsSettings().remove(SETTINGS_GROUP)
+
+
+def test_setup_commands_are_the_documented_ones(tmp_path):
+    from paligemma_qgis.plugin.setup_tasks import venv_steps, weights_steps
+    from paligemma_qgis.plugin.worker_env import PACKAGE_DIR, venv_python
+
+    req = tmp_path / "requirements-worker.txt"
+    req.write_text("")
+    venv = tmp_path / "profile" / "paligemma_qgis" / "venv"
+    create, install = venv_steps(venv, "/usr/bin/python3", req)
+    assert create.command == ["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)]
+    assert install.command == [str(venv_python(venv)), "-m", "pip", "install", "-r", str(req)]
+    assert "PYTHONPATH" not in create.env and "PROJ_LIB" not in create.env
+    (download,) = weights_steps("/opt/worker/bin/python")
+    assert download.command[:5] == ["/opt/worker/bin/python", "-m", "paligemma_qgis", "weights", "download"]
+    assert download.env["PYTHONPATH"] == str(PACKAGE_DIR.parent)  # this very plugin
+    default = venv_steps()  # the profile's venv and the plugin's requirements
+    assert default[0].command[-1].endswith(str(Path("paligemma_qgis") / "venv"))
+    assert Path(default[1].command[-1]).name in ("requirements-worker.txt", "requirements.in")
+
+
+def _wait_setup(task, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not task.finished_called:
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+        assert time.monotonic() < deadline, f"setup task still running after {timeout} s"
+    QCoreApplication.processEvents()
+
+
+def test_create_worker_environment_task(qgis_iface, fresh_settings, tmp_path):
+    """The real venv step into tmp, pip with an empty requirements file and --no-index (no network)."""
+    from paligemma_qgis.plugin.setup_tasks import create_venv_task
+    from paligemma_qgis.plugin.worker_env import configured_python, venv_python, worker_python
+
+    req = tmp_path / "requirements-worker.txt"
+    req.write_text("# nothing to install\n")
+    venv = tmp_path / "venv"
+    task = create_venv_task(venv, sys.executable, req, pip_args=["--no-index"], iface=qgis_iface)
+    progress = []
+    task.progressChanged.connect(progress.append)
+    QgsApplication.taskManager().addTask(task)
+    _wait_setup(task)
+    assert task.succeeded, (task.error, task.outcome)
+    python = venv_python(venv)
+    assert python.is_file()
+    assert configured_python() == str(python) == worker_python()[0]
+    assert max(progress) == pytest.approx(100)
+    # --system-site-packages: QGIS's own packages stay visible to the worker.
+    probe = subprocess.run(
+        [str(python), "-c", "import qgis, sys; print(sys.prefix)"], capture_output=True, text=True
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert Path(probe.stdout.strip()) == venv
+    assert any("worker environment: done" in m for m in qgis_iface.messageBar().get_messages(3))
+
+
+def test_setup_task_reports_a_failing_step(qgis_iface, fresh_settings, tmp_path):
+    from qgis.core import Qgis
+
+    from paligemma_qgis.plugin.setup_tasks import create_venv_task, download_weights_task
+    from paligemma_qgis.plugin.worker_env import configured_python
+
+    req = tmp_path / "requirements-worker.txt"
+    req.write_text("")
+    venv = tmp_path / "venv"
+    missing = tmp_path / "no" / "python3"
+    task = create_venv_task(venv, str(missing), req, iface=qgis_iface)
+    QgsApplication.taskManager().addTask(task)
+    _wait_setup(task)
+    assert task.succeeded is False
+    assert "Create the worker environment: cannot start" in task.error and str(missing) in task.error
+    critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
+    assert any(str(missing) in m and "log panel" in m for m in critical)
+    assert configured_python() == "" and not venv.exists()
+
+    # pip fails (a package that no index has): exit code and pip's own words; no half-made venv.
+    req.write_text("no-such-package-paligemma-qgis==1.0\n")
+    task = create_venv_task(venv, sys.executable, req, pip_args=["--no-index"], iface=qgis_iface)
+    QgsApplication.taskManager().addTask(task)
+    _wait_setup(task)
+    assert task.succeeded is False
+    assert task.error.startswith("Install the worker packages failed (exit code 1)")
+    assert "no-such-package-paligemma-qgis" in "\n".join(task.outcome.output)
+    assert configured_python() == "" and not venv.exists()
+
+    task = download_weights_task(str(missing), iface=qgis_iface)
+    QgsApplication.taskManager().addTask(task)
+    _wait_setup(task)
+    assert task.succeeded is False and "cannot start" in task.error
+
+
+def test_run_steps_cancel_stops_the_running_command():
+    from paligemma_qgis.plugin.setup_tasks import Step, run_steps
+
+    seen = []
+    steps = [
+        Step("slow", [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"]),
+        Step("never", [sys.executable, "-c", "print('should not run')"]),
+    ]
+    started = time.monotonic()
+    outcome = run_steps(steps, is_cancelled=lambda: "started" in seen, on_line=seen.append, grace_s=2)
+    assert time.monotonic() - started < 20
+    assert outcome.status == "cancelled" and outcome.failed is steps[0]
+    assert "should not run" not in seen
+
+
+def test_setup_dialog_download_button_reports_failure(qgis_iface, fresh_settings, tmp_path):
+    """The dialog's button runs the task in the background and shows why it failed."""
+    from paligemma_qgis.plugin.setup_check import RUNNING, SetupCheckDialog
+
+    dialog = SetupCheckDialog()
+    missing = tmp_path / "no" / "python3"
+    dialog.python_widget.setFilePath(str(missing))
+    task = dialog.download_weights()
+    assert task in RUNNING and not dialog.weights_button.isEnabled()
+    assert task.steps[0].command[0] == str(missing)
+    _wait_setup(task)
+    QCoreApplication.processEvents()
+    assert task not in RUNNING
+    assert dialog.weights_button.isEnabled() and dialog.venv_button.isEnabled()
+    report = dialog.report.toPlainText()
+    assert "Download the VAE weights failed" in report and str(missing) in report
+    dialog.deleteLater()
+
+
+def test_runner_removes_the_temp_folder_of_a_killed_export(tmp_path):
+    """core.export cleans up after itself, except when killed: then the runner does."""
+    from paligemma_qgis.plugin.runner import run_worker
+
+    code = (
+        "import json, sys, tempfile, time; from pathlib import Path; "
+        "o = json.load(sys.stdin)['options']; out = Path(o['out_dir']); "
+        "tempfile.mkdtemp(prefix='.' + out.name + '.', suffix='.tmp', dir=out.parent); "
+        "print(json.dumps({'event': 'progress', 'done': 1, 'total': 9, 'message': 'chip'}), flush=True); "
+        "time.sleep(60)"
+    )
+    earlier = tmp_path / ".training.earlier.tmp"  # not this run's: left alone
+    earlier.mkdir()
+    go = []
+    outcome = run_worker(
+        {"task": "export", "options": {"out_dir": str(tmp_path / "training")}},
+        [sys.executable, "-c", code],
+        on_progress=lambda done, total, message: go.append(done),
+        is_cancelled=lambda: bool(go),
+        grace_s=1.0,
+    )
+    assert outcome.status == "cancelled"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [earlier.name]

@@ -108,10 +108,14 @@ class SegmentDialog(QDialog):
         self.buttons = QDialogButtonBox()
         self.run_button = self.buttons.addButton("Run", QDialogButtonBox.AcceptRole)
         self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.HelpRole)
+        self.export_button = self.buttons.addButton("Training data…", QDialogButtonBox.ActionRole)
+        self.export_button.setToolTip("Export chips + known water as PaliGemma fine-tuning data")
+        self.export_requested = False
         self.buttons.addButton(QDialogButtonBox.Close)
         self.buttons.accepted.connect(self.run)
         self.buttons.rejected.connect(self.reject)
         self.setup_button.clicked.connect(self.open_setup)
+        self.export_button.clicked.connect(self.open_export)
         layout.addWidget(self.buttons)
         self.load_settings()
         self._update_enabled()
@@ -431,6 +435,11 @@ class SegmentDialog(QDialog):
         QgsApplication.taskManager().addTask(task)
         self.accept()
         return task
+
+    def open_export(self) -> None:
+        """Close this dialog and open the training-data export (the caller opens it, see plugin.py)."""
+        self.export_requested = True
+        self.reject()
 
     def open_setup(self) -> None:
         from .setup_check import SetupCheckDialog

@@ -5,16 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from qgis.core import (
+    QgsCategorizedSymbolRenderer,
     QgsFillSymbol,
     QgsLayerTreeGroup,
     QgsProject,
     QgsProviderRegistry,
+    QgsRendererCategory,
     QgsSingleSymbolRenderer,
     QgsVectorLayer,
 )
 
 WATER_LAYER = "water"
 CHIPS_LAYER = "chips"
+REVIEW_LAYER = "review"
+EXPORT_GPKG = "chips.gpkg"
 
 
 def gpkg_layer_names(path: str | Path) -> list[str]:
@@ -85,3 +89,71 @@ def add_result_layers(
             node.setItemVisibilityChecked(False)
             added.append(chips)
     return group, added
+
+
+# Chip outlines of an export, by split: what trains, what validates, what was left out.
+_SPLIT_COLOURS = {
+    "train": ("26,127,55,255", "solid"),
+    "valid": ("207,34,46,255", "solid"),
+    "excluded": ("130,130,130,255", "dash"),
+    "skipped": ("130,130,130,255", "dot"),
+}
+
+
+def style_export_chips(layer: QgsVectorLayer) -> None:
+    """Chips outlined by split (train green, valid red, left-out grey), so the split is visible."""
+    categories = []
+    for value, (colour, style) in _SPLIT_COLOURS.items():
+        symbol = QgsFillSymbol.createSimple(
+            {
+                "style": "no",
+                "outline_color": colour,
+                "outline_style": style,
+                "outline_width": "0.4" if value in ("train", "valid") else "0.26",
+                "outline_width_unit": "MM",
+            }
+        )
+        categories.append(QgsRendererCategory(value, symbol, value))
+    field = "split" if "split" in layer.fields().names() else None
+    if field is None:
+        style_chips(layer)
+        return
+    layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
+
+
+def style_review(layer: QgsVectorLayer) -> None:
+    """What the 16 mask tokens decode back to: a teal fill to compare with the labels."""
+    symbol = QgsFillSymbol.createSimple(
+        {
+            "color": "0,170,170,90",
+            "outline_color": "0,110,110,255",
+            "outline_width": "0.26",
+            "outline_width_unit": "MM",
+        }
+    )
+    layer.setRenderer(QgsSingleSymbolRenderer(symbol))
+
+
+def add_export_layers(
+    out_dir: str | Path, group_name: str, project: QgsProject | None = None
+) -> tuple[QgsLayerTreeGroup, list[QgsVectorLayer]]:
+    """Add ``chips`` and ``review`` of ``OUT_DIR/chips.gpkg`` (a training-data export) in a new group."""
+    project = project or QgsProject.instance()
+    gpkg = Path(out_dir) / EXPORT_GPKG
+    if not gpkg.is_file():
+        raise ValueError(f"{gpkg}: the export wrote no chips.gpkg")
+    names = gpkg_layer_names(gpkg)
+    layers = []
+    for name, style in ((REVIEW_LAYER, style_review), (CHIPS_LAYER, style_export_chips)):
+        layer = open_layer(gpkg, name) if name in names else None
+        if layer is None and name == REVIEW_LAYER:
+            continue  # no water decoded back (e.g. every chip dry): the chips still tell the story
+        if layer is None:
+            raise ValueError(f"{gpkg}: no readable layer '{name}' (layers: {', '.join(names) or 'none'})")
+        style(layer)
+        layers.append(layer)
+    group = project.layerTreeRoot().insertGroup(0, group_name)
+    for layer in layers:
+        project.addMapLayer(layer, False)
+        group.addLayer(layer)
+    return group, layers

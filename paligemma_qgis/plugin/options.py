@@ -91,3 +91,75 @@ def segment_job(
         )
     options.update({k: v for k, v in optional.items() if v is not None})
     return {"task": "segment", "options": options}
+
+
+# Training-data export (core.export.ExportOptions): where the known water comes from.
+LABEL_SOURCES: list[tuple[str, str]] = [
+    ("layer", "Polygon layer of the project"),
+    ("vector", "Vector file (GeoPackage, Shapefile, GeoJSON…)"),
+    ("mask", "Mask raster (water where value > threshold)"),
+    ("water-index", "Water index (NDWI / MNDWI; a quick start, not ground truth)"),
+]
+EMPTY_POLICIES: list[tuple[str, str]] = [
+    ("cap", "Cap at a share of each split"),
+    ("keep", "Keep all"),
+    ("drop", "Drop all"),
+]
+CHIP_SIZES = (224, 448, 896)  # PaliGemma's input sizes
+WATER_INDEX_LABELS = "water-index"  # core.export.WATER_INDEX
+
+
+def export_job(
+    raster: str,
+    out_dir: str,
+    labels: str,
+    *,
+    label_layer: str | None = None,
+    bands: str | None = None,
+    preset: str | None = None,
+    green: int | None = None,
+    nir: int | None = None,
+    swir: int | None = None,
+    resolution: float | None = None,
+    size: int = 224,
+    overlap: int = 0,
+    min_object_pixels: int = 16,
+    mask_threshold: float | None = None,
+    vae: str | None = None,
+    allow_custom_vae: bool = False,
+    valid_fraction: float = 0.2,
+    block_size: int | None = None,
+    seed: int = 0,
+    empty_policy: str = "cap",
+    empty_cap: float | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """A worker job for core.export.export_training_data; unset (None/empty/0) values are left out."""
+    options: dict = {
+        "raster": raster,
+        "out_dir": out_dir,
+        "labels": labels,
+        "size": int(size),
+        "overlap": int(overlap),
+        "min_object_pixels": int(min_object_pixels),
+        "allow_custom_vae": bool(allow_custom_vae),
+        "valid_fraction": float(valid_fraction),
+        "seed": int(seed),
+        "empty_policy": empty_policy,
+        "overwrite": bool(overwrite),
+    }
+    optional = {
+        "label_layer": label_layer or None,
+        "bands": [int(b) for b in bands.replace(" ", "").split(",") if b] if bands else None,
+        "preset": preset or None,
+        "green": green or None,
+        "nir": nir or None,
+        "swir": swir or None,
+        "resolution": resolution or None,
+        "mask_threshold": mask_threshold,
+        "vae": vae or None,
+        "block_size": block_size or None,
+        "empty_cap": empty_cap if empty_policy == "cap" else None,
+    }
+    options.update({k: v for k, v in optional.items() if v is not None})
+    return {"task": "export", "options": options}

@@ -42,10 +42,14 @@ class PaliGemmaPlugin:
         self.run_action.setObjectName("paligemmaMapWater")
         self.run_action.setToolTip("Map water bodies in a raster with PaliGemma or a water index")
         self.run_action.triggered.connect(self.show_dialog)
+        self.export_action = QAction("Export training data…", parent)
+        self.export_action.setObjectName("paligemmaExportTrainingData")
+        self.export_action.setToolTip("Chips + known water -> PaliGemma fine-tuning JSONL")
+        self.export_action.triggered.connect(self.show_export)
         self.setup_action = QAction("Worker setup…", parent)
         self.setup_action.setObjectName("paligemmaWorkerSetup")
         self.setup_action.triggered.connect(self.show_setup)
-        self.actions = [self.run_action, self.setup_action]
+        self.actions = [self.run_action, self.export_action, self.setup_action]
         self.toolbar = self.iface.addToolBar(TOOLBAR_NAME)
         self.toolbar.setObjectName(TOOLBAR_OBJECT)
         self.toolbar.addAction(self.run_action)
@@ -76,6 +80,18 @@ class PaliGemmaPlugin:
         active = self.iface.activeLayer()
         if isinstance(active, QgsRasterLayer):
             dialog.set_raster_layer(active)
+        if dialog.exec_() and dialog.task is not None:
+            self._keep(dialog.task)
+        if dialog.export_requested:
+            self.show_export(dialog.raster_combo.currentLayer())
+
+    def show_export(self, layer=None) -> None:
+        from .export_dialog import ExportDialog
+
+        dialog = ExportDialog(self.iface)
+        layer = layer if isinstance(layer, QgsRasterLayer) else self.iface.activeLayer()
+        if isinstance(layer, QgsRasterLayer):
+            dialog.set_raster_layer(layer)
         if dialog.exec_() and dialog.task is not None:
             self._keep(dialog.task)
 

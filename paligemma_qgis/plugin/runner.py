@@ -81,6 +81,8 @@ def _run_worker(
     output = _output_path(job)
     output_existed = output is not None and output.exists()
     temp_before = _temp_siblings(output)
+    out_dir = _out_dir(job)
+    temp_dirs_before = _temp_dirs(out_dir)
     try:
         proc = subprocess.Popen(
             list(command),
@@ -163,6 +165,8 @@ def _run_worker(
         outcome = WorkerOutcome(status="error", message=f"the worker exited with code {returncode}")
     if outcome.status != "ok":
         _remove_partial(output, output_existed, temp_before)
+        for folder in _temp_dirs(out_dir) - temp_dirs_before:  # an export killed mid-run
+            shutil.rmtree(folder, ignore_errors=True)
     outcome.returncode = returncode
     outcome.stderr = stderr
     outcome.log = log
@@ -234,6 +238,24 @@ def _output_path(job: dict) -> Path | None:
     options = job.get("options") or {}
     value = options.get("output")
     return Path(value) if value else None
+
+
+def _out_dir(job: dict) -> Path | None:
+    """The output folder of an export job (core.export writes it through a temp folder beside it)."""
+    options = job.get("options") or {}
+    value = options.get("out_dir") if job.get("task") == "export" else None
+    return Path(value) if value else None
+
+
+def _temp_dirs(out_dir: Path | None) -> set[Path]:
+    """Folders next to ``out_dir`` named like core.export's temp folders (.NAME.xxxx.tmp)."""
+    if out_dir is None or not out_dir.parent.is_dir():
+        return set()
+    return {
+        p
+        for p in out_dir.parent.iterdir()
+        if p.is_dir() and p.name.startswith(f".{out_dir.name}.") and p.name.endswith(".tmp")
+    }
 
 
 def _temp_siblings(output: Path | None) -> set[Path]:

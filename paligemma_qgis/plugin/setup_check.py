@@ -1,7 +1,9 @@
 """Worker setup: which Python runs the worker, is it ready, and the exact commands to fix it.
 
 Runs ``<python> -m paligemma_qgis worker --check`` (a QProcess, so QGIS stays responsive
-while torch imports) and shows packages, CUDA/GPU, model and VAE with a fix per gap.
+while torch imports) and shows packages, CUDA/GPU, model and VAE with a fix per gap. Two
+buttons apply the usual fixes in background tasks (setup_tasks): create the plugin's worker
+venv (and make it the worker Python), and download the VAE weights.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import html
 import json
 import subprocess
 
+from qgis.core import QgsApplication
 from qgis.gui import QgsFileWidget
 from qgis.PyQt.QtCore import QProcess, QProcessEnvironment
 from qgis.PyQt.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QPushButton,
@@ -24,15 +28,34 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from .setup_tasks import SetupTask, create_venv_task, download_weights_task
 from .worker_env import (
     configured_python,
     managed_venv_dir,
     set_configured_python,
     setup_commands,
+    venv_python,
     worker_command,
     worker_env,
     worker_python,
 )
+
+# Setup tasks outlive the dialog that started them: keep them referenced until they end.
+RUNNING: list[SetupTask] = []
+
+
+def start_setup_task(task: SetupTask) -> SetupTask:
+    """Hand ``task`` to QGIS's task manager (progress in the status bar, cancel from there)."""
+    RUNNING.append(task)
+
+    def forget(*_args) -> None:
+        if task in RUNNING:
+            RUNNING.remove(task)
+
+    task.taskCompleted.connect(forget)
+    task.taskTerminated.connect(forget)
+    QgsApplication.taskManager().addTask(task)
+    return task
 
 
 def check_args(model: str | None, vae: str | None) -> list[str]:
@@ -168,13 +191,34 @@ class SetupCheckDialog(QDialog):
         self.report = QTextBrowser()
         self.report.setOpenExternalLinks(True)
         layout.addWidget(self.report, 1)
-        layout.addWidget(
-            QLabel("Commands that create the plugin's worker environment (run them in a terminal):")
+        commands_label = QLabel(
+            "Commands that create the plugin's worker environment (run them in a terminal, "
+            "or let the buttons below run them in the background):"
         )
+        commands_label.setWordWrap(True)
+        layout.addWidget(commands_label)
         self.commands = QPlainTextEdit("\n".join(setup_commands()))
         self.commands.setReadOnly(True)
         self.commands.setMaximumHeight(110)
         layout.addWidget(self.commands)
+        fix_row = QHBoxLayout()
+        self.venv_button = QPushButton("Create worker environment")
+        self.venv_button.setToolTip(
+            f"Runs the venv and pip install commands above in the background (progress and cancel in QGIS's "
+            f"task bar), then uses {venv_python(managed_venv_dir())} as the worker Python. "
+            "Downloads about 1 GB (torch) on the first run."
+        )
+        self.venv_button.clicked.connect(self.create_environment)
+        self.weights_button = QPushButton("Download VAE weights")
+        self.weights_button.setToolTip(
+            "Runs 'weights download' in the worker Python (8.5 MB, sha256 checked)"
+        )
+        self.weights_button.clicked.connect(self.download_weights)
+        fix_row.addWidget(self.venv_button)
+        fix_row.addWidget(self.weights_button)
+        fix_row.addStretch(1)
+        layout.addLayout(fix_row)
+        self.task: SetupTask | None = None
         buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Close)
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.reject)
@@ -186,6 +230,47 @@ class SetupCheckDialog(QDialog):
     def save(self) -> None:
         set_configured_python(self.python_widget.filePath())
         self.accept()
+
+    def create_environment(self) -> SetupTask | None:
+        """Start the venv + pip task; when it succeeds its Python is the worker Python and is checked."""
+        try:
+            task = create_venv_task()
+        except (FileNotFoundError, OSError) as exc:
+            self.report.setHtml(
+                f"<p><b>Cannot create the worker environment:</b> {html.escape(str(exc))}</p>"
+            )
+            return None
+        return self._start(task, self._environment_created)
+
+    def download_weights(self) -> SetupTask | None:
+        """Start ``weights download`` in the chosen worker Python; the check runs again afterwards."""
+        return self._start(download_weights_task(self.python()), self.start_check)
+
+    def _start(self, task: SetupTask, on_done) -> SetupTask:
+        self.task = task
+        self.venv_button.setEnabled(False)
+        self.weights_button.setEnabled(False)
+        task.taskCompleted.connect(on_done)
+        task.taskCompleted.connect(self._task_ended)
+        task.taskTerminated.connect(self._task_ended)
+        self.report.setHtml(
+            f"<p>{html.escape(task.description())}: running in the background; follow it (or cancel it) "
+            "in QGIS's task bar. Its output goes to the log panel, tab 'PaliGemma Water'.</p>"
+        )
+        return start_setup_task(task)
+
+    def _task_ended(self) -> None:
+        self.venv_button.setEnabled(True)
+        self.weights_button.setEnabled(True)
+        if self.task is not None and self.task.succeeded is False and self.task.error:
+            self.report.setHtml(
+                f"<p>{_mark(False)} <b>{html.escape(self.task.description())} failed:</b> "
+                f"{html.escape(self.task.error)}</p><p>Details are in the log panel, tab 'PaliGemma Water'.</p>"
+            )
+
+    def _environment_created(self) -> None:
+        self.python_widget.setFilePath(configured_python())
+        self.start_check()
 
     def start_check(self) -> None:
         """Run ``worker --check`` without blocking QGIS; the report fills in when it ends."""

@@ -119,7 +119,7 @@ def setup_commands() -> list[str]:
     req = requirements_file()
     install = f'-r "{req}"' if req else "torch transformers rasterio geopandas pyogrio shapely pyproj tqdm"
     return [
-        f'"{base}" -m venv "{venv}"',
+        f'"{base}" -m venv --system-site-packages "{venv}"',
         f'"{python}" -m pip install --upgrade pip',
         f'"{python}" -m pip install {install}',
         module_shell_command(str(python), "weights download"),
