@@ -124,13 +124,17 @@ def count_params(model) -> dict[str, int]:
 
 
 def flops_per_chip(params: dict[str, int], cfg, prompt_tokens: int, new_tokens: int) -> dict[str, float]:
-    """2 x params x tokens per part, plus attention score/value FLOPs (small at these lengths)."""
+    """2 x params x tokens per part, plus attention score/value FLOPs (small at these lengths).
+
+    The prefix (image + prompt) attends bidirectionally, so its scores are a full L x L
+    matrix (4 L^2 d: QK^T and AV), not the causal half.
+    """
     tc = cfg.text_config
     n_img = (cfg.vision_config.image_size // cfg.vision_config.patch_size) ** 2
     vision = 2 * params["vision"] * n_img
     vis_attn = 4 * n_img * n_img * cfg.vision_config.hidden_size * cfg.vision_config.num_hidden_layers
     attn_dim = tc.num_attention_heads * tc.head_dim * tc.num_hidden_layers
-    prefill = 2 * params["text"] * prompt_tokens + 2 * params["head"] + 4 * prompt_tokens**2 * attn_dim / 2
+    prefill = 2 * params["text"] * prompt_tokens + 2 * params["head"] + 4 * prompt_tokens**2 * attn_dim
     ctx = prompt_tokens + new_tokens / 2
     decode = new_tokens * (2 * (params["text"] + params["head"]) + 4 * ctx * attn_dim)
     total = vision + vis_attn + prefill + decode
@@ -323,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     for bs in sizes:
         seg = segmenter(bs)
         batch = chips[:n_chips]
+        # warm-up at this batch size (allocator growth, kernel choice), not timed
+        seg.segment(ChipBatch(np.zeros((bs, 0, 1, 1)), batch[:bs], valid(bs), list(range(bs))))
         _sync(loaded.device)
         t = time.perf_counter()
         res = seg.segment(

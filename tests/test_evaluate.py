@@ -185,3 +185,12 @@ def test_statuses_without_text_and_water_index_chips():
     r = EvalResult(mode="raster", scores=Scores())
     _count_outputs(r, [None, None])  # water-index chips carry no model text
     assert r.n_outputs == 0 and r.invalid_share is None
+
+
+def test_skipped_chips_are_not_model_outputs():
+    """Chips skipped for missing data never went to the model: they must not dilute the invalid share."""
+    from paligemma_qgis.core.evaluate import EvalResult, _count_statuses
+
+    r = EvalResult(mode="raster", scores=Scores())
+    _count_statuses(r, ["1 ok, 1 rejected: truncated", "skipped: 3.0% valid", "skipped: no valid pixels"])
+    assert (r.n_outputs, r.n_invalid_outputs) == (1, 1) and r.invalid_share == 1.0

@@ -156,3 +156,63 @@ def test_cli_finetune(tiny_paligemma, data_dir, tmp_path, capsys):
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps"] == 1 and (out / "config.json").is_file()
+
+
+def test_output_folder_refused_before_training(tiny_paligemma, data_dir, tmp_path, monkeypatch):
+    """A folder that will be refused at the end must be refused before hours of training."""
+    import paligemma_qgis.core.engine.models as models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded although the output folder is refused")
+
+    monkeypatch.setattr(models, "load_paligemma", no_loading)
+    precious = tmp_path / "my_documents"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("keep me")
+    opts = dict(data_dir=str(data_dir), model=str(tiny_paligemma), device="cpu", overwrite=True)
+    with pytest.raises(OutputExistsError, match="not a model folder"):
+        finetune(FinetuneOptions(out_dir=str(precious), **opts))
+    assert (precious / "thesis.txt").read_text() == "keep me"
+    a_file = tmp_path / "model.bin"
+    a_file.write_text("x")
+    with pytest.raises(OutputExistsError):
+        finetune(FinetuneOptions(out_dir=str(a_file), **{**opts, "overwrite": False}))
+
+
+def test_bfloat16_full_finetune_keeps_float32_master_weights(tiny_paligemma, data_dir, tmp_path):
+    """Adam steps of ~lr are below bfloat16's spacing for most weights: pure-bf16 training drops them.
+
+    With float32 master weights the small steps add up, and the saved model is bfloat16 again.
+    """
+    out = tmp_path / "bf16"
+    lr = 2e-4
+    s = finetune(
+        FinetuneOptions(
+            data_dir=str(data_dir),
+            out_dir=str(out),
+            model=str(tiny_paligemma),
+            epochs=10,
+            lr=lr,
+            batch_size=2,
+            grad_accum=1,
+            max_steps=10,
+            device="cpu",
+            dtype="bfloat16",
+        )
+    )
+    assert s.steps == 10 and all(math.isfinite(v) for v in s.train_losses)
+    base = load_paligemma(tiny_paligemma, device="cpu", dtype="bfloat16").model
+    tuned = load_paligemma(out, device="cpu", dtype="bfloat16").model
+    assert all(p.dtype == torch.bfloat16 for p in tuned.parameters())
+    from safetensors import safe_open
+
+    with safe_open(str(next(out.glob("*.safetensors"))), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}  # noqa: SIM118 (not a dict)
+    changed = total = 0
+    b, t = base.state_dict(), tuned.state_dict()
+    for k in b:
+        if "language_model" in k and k.endswith("proj.weight"):
+            changed += int((b[k] != t[k]).sum())
+            total += b[k].numel()
+    # pure bf16: only |w| < ~0.06 can move by 2e-4 (about 40% here); with master weights almost all do
+    assert changed / total > 0.8, changed / total

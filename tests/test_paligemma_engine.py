@@ -497,3 +497,56 @@ def test_cli_segment_end_to_end(tmp_path, tiny_paligemma, vae_npz):
         assert all(o.accepted for o in objects), text
         n_objects += len(objects)
     assert n_objects > 0
+
+
+class _TwoTokenLabelTok(_Tok):
+    """' flooded area' is two tokens (15, 16), ' water' one (10)."""
+
+    def __call__(self, text, add_special_tokens=False):
+        seqs = {" water": [10], " water ; ": [10, 11, 12], " flooded area": [15, 16]}
+        seqs[" flooded area ; "] = [15, 16, 11, 12]
+        return {"input_ids": seqs[text]}
+
+
+def test_grammar_budget_leaves_room_for_the_longest_label():
+    """An object is only started when any allowed label still fits: no label cut at the budget."""
+    g = SegmentationGrammar(_TwoTokenLabelTok(), ["water", "flooded area"])
+    obj = [100, 101, 900, 901] + [1200] * 16
+    tight = g.processor(max_new_tokens=21, prompt_length=5)  # room for ' water' but not ' flooded area'
+    assert _step(tight, [[]])[0].nonzero().flatten().tolist() == [1]
+    roomy = g.processor(max_new_tokens=22, prompt_length=5)
+    assert _step(roomy, [[]])[0].sum() == 1024
+    assert sorted(
+        _step(g.processor(max_new_tokens=22, prompt_length=5), [obj])[0].nonzero().flatten().tolist()
+    ) == [10, 15]
+    # a 2nd object after ' water ; ' likewise needs room for the longer label
+    first = obj + [10]
+    allowed = _step(g.processor(max_new_tokens=21 + 2 + 21, prompt_length=5), [first])[0]
+    assert allowed.nonzero().flatten().tolist() == [1]  # 21 + 2 + 22 needed
+    allowed = _step(g.processor(max_new_tokens=21 + 2 + 22, prompt_length=5), [first])[0]
+    assert sorted(allowed.nonzero().flatten().tolist()) == [1, 11]
+
+
+def test_generation_gets_a_bidirectional_prefix(segmenter, images, monkeypatch):
+    """PaliGemma attends fully over image + prompt; transformers does so only given token_type_ids.
+
+    Without them the prefix is silently causal (other logits, no error), so the segmenter must
+    pass them to generate(), 0 over the whole prompt.
+    """
+    inputs = segmenter.model_inputs(images[:1])
+    with torch.inference_mode():
+        full = segmenter.model(**inputs).logits[:, -1]
+        causal = segmenter.model(**{k: v for k, v in inputs.items() if k != "token_type_ids"}).logits[:, -1]
+    assert not torch.allclose(full, causal, atol=1e-4)  # the mask matters for this model
+
+    seen = {}
+    real = segmenter.model.generate
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(segmenter.model, "generate", spy)
+    segmenter.generate_text(images[:2])
+    tt = seen["token_type_ids"]
+    assert tt.shape == seen["input_ids"].shape and not tt.any()

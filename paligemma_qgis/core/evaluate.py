@@ -167,6 +167,8 @@ def _count_statuses(result: EvalResult, statuses: list[str]) -> None:
     """Chips layer without model text: use the statuses the pipeline wrote (tokens.parse_summary)."""
     for st in statuses:
         st = st or ""
+        if st.startswith("skipped"):  # too little valid data: the model never saw the chip
+            continue
         result.n_outputs += 1
         m = _STATUS_RE.search(st)
         if m:

@@ -11,12 +11,18 @@ The recipe of the Hugging Face PaliGemma fine-tuning guides, kept small and expl
   tower's when it is unfrozen); they are merged into the weights before saving, so the
   output folder is a plain PaliGemma folder that ``segment --model DIR`` loads as is.
 - bfloat16 weights on CUDA (``engine.models.select_dtype``), float32 elsewhere; LoRA
-  adapters stay float32. Gradient accumulation gives large effective batches on small GPUs.
+  adapters stay float32. Full fine-tuning in a 16-bit dtype keeps float32 master copies of
+  the trained weights and runs the forward pass under autocast: an Adam step of about
+  ``lr`` (2e-5) is below bfloat16's spacing for most weights (|w| > ~0.01), so pure-bf16
+  training would silently drop it. That costs twice the memory for the trained weights;
+  LoRA is the low-memory choice. The saved model is in the 16-bit dtype again.
+  Gradient accumulation gives large effective batches on small GPUs.
 - A validation loss after each epoch (when valid.jsonl has lines).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -166,6 +172,15 @@ def configure_trainable(model: Any, *, lora: bool, unfreeze_vision: bool, rank: 
     return model
 
 
+def _autocast(device: Any, dtype: Any, enabled: bool) -> Any:
+    """Mixed precision for float32 master weights over a 16-bit model; a no-op otherwise."""
+    import torch
+
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
 def _batch_to(batch: Any, device: Any, dtype: Any) -> dict:
     out = {}
     for k, v in batch.items():
@@ -178,13 +193,19 @@ def _batch_to(batch: Any, device: Any, dtype: Any) -> dict:
 
 
 def _evaluate_loss(
-    model: Any, processor: Any, examples: list[dict], batch_size: int, device: Any, dtype: Any
+    model: Any,
+    processor: Any,
+    examples: list[dict],
+    batch_size: int,
+    device: Any,
+    dtype: Any,
+    mixed: bool = False,
 ) -> float:
     import torch
 
     model.eval()
     total, count = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), _autocast(device, dtype, mixed):
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
             batch = _batch_to(collate(processor, chunk), device, dtype)
@@ -199,12 +220,19 @@ def _evaluate_loss(
 # --------------------------------------------------------------------------- output folder
 
 
-def _prepare_out(out_dir: Path, overwrite: bool) -> Path:
+def _check_out(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an output that may not be replaced: checked before training and again before saving."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         if not overwrite:
             raise OutputExistsError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
-        if out_dir.is_dir() and not (out_dir / "config.json").is_file():
+        if not out_dir.is_dir():
+            raise OutputExistsError(f"{out_dir} is a file, not a model folder; refusing to replace it")
+        if not (out_dir / "config.json").is_file():
             raise OutputExistsError(f"{out_dir} is not a model folder; refusing to replace it")
+
+
+def _prepare_out(out_dir: Path, overwrite: bool) -> Path:
+    _check_out(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
 
@@ -233,8 +261,7 @@ def finetune(options: FinetuneOptions, progress: Progress | None = None) -> Fine
     if not train:
         raise InputError(f"{data_dir / 'train.jsonl'}: no training examples")
     valid = read_split(data_dir, "valid")
-    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
-        raise OutputExistsError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
+    _check_out(out_dir, opts.overwrite)  # before hours of training, not after
 
     torch.manual_seed(opts.seed)
     loaded = load_paligemma(opts.model, device=opts.device, dtype=opts.dtype, offline=opts.offline)
@@ -248,6 +275,11 @@ def finetune(options: FinetuneOptions, progress: Progress | None = None) -> Fine
     )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    # Full fine-tuning of a 16-bit model: float32 master weights + autocast (see module doc).
+    mixed = not opts.lora and dtype in (torch.bfloat16, torch.float16)
+    if mixed:
+        for p in params:
+            p.data = p.data.float()
     summary = FinetuneSummary(
         out_dir=str(out_dir),
         trainable_parameters=sum(p.numel() for p in params),
@@ -281,7 +313,8 @@ def finetune(options: FinetuneOptions, progress: Progress | None = None) -> Fine
             step_loss = 0.0
             for batch, n in zip(encoded, n_tokens, strict=True):
                 # Token-weighted mean over the accumulated batches (not a mean of means).
-                loss = model(**batch).loss * (n / total_tokens)
+                with _autocast(device, dtype, mixed):
+                    loss = model(**batch).loss * (n / total_tokens)
                 loss.backward()
                 step_loss += float(loss.detach())
                 summary.examples_seen += int(batch["input_ids"].shape[0])
@@ -301,7 +334,7 @@ def finetune(options: FinetuneOptions, progress: Progress | None = None) -> Fine
                 break
         if valid:
             summary.valid_losses.append(
-                _evaluate_loss(model, processor, valid, opts.batch_size, device, dtype)
+                _evaluate_loss(model, processor, valid, opts.batch_size, device, dtype, mixed)
             )
         if done:
             break
@@ -312,6 +345,8 @@ def finetune(options: FinetuneOptions, progress: Progress | None = None) -> Fine
     try:
         if opts.lora:
             model = model.merge_and_unload()
+        if mixed:
+            model.to(dtype)  # master weights back to the model's dtype
         model.eval()
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)

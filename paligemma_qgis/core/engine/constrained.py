@@ -255,7 +255,8 @@ class ConstrainedSegmentationProcessor(LogitsProcessor):
         g = self.g
         # tokens still allowed, this one included
         remaining = self.budget - self.consumed
-        new_object = _BOX_AND_SEG + g.min_end_len
+        # an object needs room for the longest label: the model picks the label only at its end
+        new_object = _BOX_AND_SEG + g.max_end_len
         plan = []  # per row: table row, loc low, loc high (high < low: no loc token)
         for row in self.rows:
             p = row.phase
