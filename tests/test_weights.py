@@ -150,6 +150,7 @@ def test_download_from_url(server, tmp_path):
     got = w.download_vae(dest, url=f"{base}/vae-oid.npz", sha256=digest, progress=False)
     assert got == dest and dest.read_bytes() == payload
     assert _leftovers(dest.parent) == ["vae-oid.npz"]
+    assert dest.stat().st_mode & 0o777 == 0o644  # readable by the QGIS worker of another user
     # a folder as dest gets the standard name; an up-to-date file is kept as is
     assert w.download_vae(dest.parent, url=f"{base}/missing", sha256=digest, progress=False) == dest
 

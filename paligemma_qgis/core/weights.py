@@ -205,6 +205,7 @@ def _fetch(url: str, dest: Path, *, sha256: str | None, progress: bool, timeout:
         digest = h.hexdigest()
         if sha256 is not None and digest != sha256:
             raise WeightsError(f"{url}: downloaded file has sha256 {digest}, expected {sha256}")
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a shared cache must stay readable
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
