@@ -31,5 +31,8 @@ demo: setup
 package:
 	bash scripts/package.sh "$(VERSION)"
 
+bench: setup
+	bash scripts/bench_all.sh
+
 clean:
 	rm -rf dist build .pytest_cache

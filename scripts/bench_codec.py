@@ -9,7 +9,9 @@ speed). Goal: decode >= 200 masks/s on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
+import shutil
 import sys
 import tempfile
 import time
@@ -52,7 +54,9 @@ def main() -> int:
     else:
         from synthetic_vae import make_random_vae_npz
 
-        path, custom = make_random_vae_npz(Path(tempfile.mkdtemp()) / "vae-oid.npz"), True
+        tmp = tempfile.mkdtemp(prefix="bench_codec_")
+        atexit.register(shutil.rmtree, tmp, True)
+        path, custom = make_random_vae_npz(Path(tmp) / "vae-oid.npz"), True
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rng = np.random.default_rng(0)

@@ -24,7 +24,9 @@ paste). MFU: model FLOPs per chip (2 x params x tokens, counted per part) / time
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -269,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="bench_paligemma_"))
+    atexit.register(shutil.rmtree, tmp, True)  # the tiny model and VAE are rebuilt every run
     vae = make_random_vae_npz(tmp / "vae-oid.npz", seed=0)
     t0 = time.perf_counter()
     if args.tiny:

@@ -9,9 +9,10 @@ overlapping write), its block cache adds its own memory, and each small window c
 GDAL round-trip; raw files give O(1) random window updates. Resident memory is kept flat
 by dropping mapped pages from the process with ``madvise(MADV_DONTNEED)`` (for a shared
 file mapping the data stays in the page cache / on disk): reads copy 256-row strips and
-drop them at once; adds drop everything once ~32 MB may have been touched (counting the
-kernel's 64 KiB fault-around), so chips along a row still share their pages (mapping each
-chip's rows anew made add() 20x slower). RSS is thus bounded whatever the raster size;
+drop them at once; adds drop everything once ~32 MB may be mapped (the bounding box of
+the windows added since the last drop, plus the kernel's 64 KiB fault-around), so chips
+along a row still share their pages (mapping each chip's rows anew made add() 20x slower;
+counting every chip as new pages made it re-fault them every few chips on wide rasters). RSS is thus bounded whatever the raster size;
 the mapping reserves address space of raster size, not memory. The files are
 preallocated with ``posix_fallocate`` so a full disk is a clean error at construction,
 never a SIGBUS when a mapped page is first written. Disk use: 2 bytes per pixel (5 GB for
@@ -251,7 +252,7 @@ class Mosaic:
         self._paths = [self._dir / "votes.u8", self._dir / "coverage.u8"]
         self._files: list[Any] = []
         self._maps: list[mmap.mmap] = []
-        self._touched = 0
+        self._span: list[int] | None = None  # rows/cols added to since the last trim
         self._finalizer = weakref.finalize(
             self, Mosaic._release, self._maps, self._files, list(self._paths), self._dir
         )
@@ -307,10 +308,25 @@ class Mosaic:
 
     def _view(self, which: int, r0: int, c0: int, h: int, w: int) -> np.ndarray:
         """Writable view of a window of one count file (drop it promptly)."""
-        # pages the kernel may map per row: the window plus fault-around (64 KiB) on each side
-        self._touched += h * min(self.width, w + 2 * _FAULT_AROUND)
         rows = np.frombuffer(self._maps[which], dtype=np.uint8, count=h * self.width, offset=r0 * self.width)
         return rows.reshape(h, self.width)[:, c0 : c0 + w]
+
+    def _resident_bound(self) -> int:
+        """Upper bound of the mapped bytes (both files) that adds since the last trim can hold.
+
+        Adds touch the rows and columns of the bounding box of their windows; the kernel's
+        fault-around maps at most 64 KiB on each side of a touched range. Counting the box
+        rather than every chip matters: chips along a row share their pages, and counting
+        each one (4.5 MB per chip at 20000 px) dropped and re-faulted them every few chips.
+        """
+        if self._span is None:
+            return 0
+        r0, r1, c0, c1 = self._span
+        if (c1 - c0) + 2 * _FAULT_AROUND >= self.width:
+            per_file = (r1 - r0) * self.width + 2 * _FAULT_AROUND
+        else:
+            per_file = (r1 - r0) * ((c1 - c0) + 2 * _FAULT_AROUND)
+        return per_file * len(self._maps)
 
     def _drop_rows(self, r0: int, h: int) -> None:
         """Unmap the pages of rows [r0, r0 + h) from the process after a read (data stays)."""
@@ -321,12 +337,18 @@ class Mosaic:
         for mm in self._maps:
             mm.madvise(mmap.MADV_DONTNEED, start, length)
 
-    def _trim(self) -> None:
-        """Drop mapped pages from the process once RESIDENT_BUDGET bytes were touched."""
-        if self._touched > self.RESIDENT_BUDGET and hasattr(mmap, "MADV_DONTNEED"):
+    def _trim(self, r0: int, c0: int, h: int, w: int) -> None:
+        """Note an add's window; drop mapped pages once RESIDENT_BUDGET bytes may be mapped."""
+        span = self._span
+        if span is None:
+            self._span = [r0, r0 + h, c0, c0 + w]
+        else:
+            span[0], span[1] = min(span[0], r0), max(span[1], r0 + h)
+            span[2], span[3] = min(span[2], c0), max(span[3], c0 + w)
+        if self._resident_bound() > self.RESIDENT_BUDGET and hasattr(mmap, "MADV_DONTNEED"):
             for mm in self._maps:
                 mm.madvise(mmap.MADV_DONTNEED)
-            self._touched = 0
+            self._span = None
 
     # -- writing ------------------------------------------------------------------------
     def add(self, window: Any, water: np.ndarray, valid: np.ndarray) -> None:
@@ -344,13 +366,13 @@ class Mosaic:
         valid = valid.astype(bool, copy=False)
         vote = np.logical_and(water.astype(bool, copy=False), valid)
         cov = self._view(1, r0, c0, h, w)
-        if np.any((cov == MAX_COVERAGE) & valid):
+        if cov.max() == MAX_COVERAGE and np.any((cov == MAX_COVERAGE) & valid):
             raise ValueError(f"more than {MAX_COVERAGE} chips cover a pixel of window {window}")
         cov += valid
         votes = self._view(0, r0, c0, h, w)
         votes += vote
         del cov, votes
-        self._trim()
+        self._trim(r0, c0, h, w)
 
     # -- reading ------------------------------------------------------------------------
     def read_counts(self, window: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -365,7 +387,6 @@ class Mosaic:
             s1 = min(h, s0 + _READ_STRIP)
             votes[s0:s1] = self._view(0, r0 + s0, c0, s1 - s0, w)
             cov[s0:s1] = self._view(1, r0 + s0, c0, s1 - s0, w)
-            self._touched -= 2 * (s1 - s0) * min(self.width, w + 2 * _FAULT_AROUND)
             self._drop_rows(r0 + s0, s1 - s0)
         return votes, cov
 

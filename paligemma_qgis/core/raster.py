@@ -142,13 +142,8 @@ def _counts_text(counts: tuple[int, ...]) -> str:
     return " or ".join(map(str, counts))
 
 
-def _stretch_lut_offset(dtype: str) -> int | None:
-    """Integer types small enough for a lookup table: offset that maps the minimum to index 0."""
-    if dtype == "uint16":
-        return 0
-    if dtype == "int16":
-        return 32768
-    return None
+# 16-bit integer types are stretched through a 65536-entry lookup table per band.
+_LUT_DTYPES = ("uint16", "int16")
 
 
 class RasterSource:
@@ -170,6 +165,15 @@ class RasterSource:
         swir: int | None = None,
     ) -> None:
         self.path = str(path)
+        self._init_args: dict[str, Any] = dict(
+            bands=bands,
+            preset=preset,
+            resolution=resolution,
+            stretch=stretch,
+            green=green,
+            nir=nir,
+            swir=swir,
+        )
         if preset is not None and preset not in PRESETS:
             raise InputError(f"{path}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         self.preset = preset
@@ -344,9 +348,9 @@ class RasterSource:
                 lo[i], hi[i] = np.percentile(v, [lo_p, hi_p])
             if hi[i] <= lo[i]:
                 hi[i] = lo[i] + 1.0
-        offset = _stretch_lut_offset(self.dtype)
-        if offset is not None:
-            values = np.arange(65536, dtype=np.float64) - offset
+        if self.dtype in _LUT_DTYPES:
+            # Indexed by the raw 16 bits (an int16 array viewed as uint16): one np.take per band.
+            values = np.arange(65536, dtype=np.uint16).view(self.dtype).astype(np.float64)
             self._luts = np.stack(
                 [np.clip((values - lo[i]) / (hi[i] - lo[i]) * 255.0 + 0.5, 0, 255) for i in range(3)]
             ).astype(np.uint8)
@@ -473,13 +477,13 @@ class RasterSource:
             if self.dtype == "uint8":
                 rgb[..., i] = band
             elif self._luts is not None:
-                idx = band.astype(np.int32) + _stretch_lut_offset(self.dtype)  # type: ignore[operator]
-                rgb[..., i] = self._luts[i][idx]
+                rgb[..., i] = np.take(self._luts[i], band.astype(self.dtype, copy=False).view(np.uint16))
             else:
                 scaled = (band.astype(np.float32) - self._lo[i]) * (255.0 / (self._hi[i] - self._lo[i]))
                 np.nan_to_num(scaled, copy=False, nan=0.0)
                 rgb[..., i] = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
-        rgb[~valid] = 0
+        if not valid.all():
+            rgb[~valid] = 0
         return rgb
 
     def read_chip(
@@ -503,6 +507,23 @@ class RasterSource:
         else:
             raw = np.empty((0, *valid.shape), np.float32)
         return raw, rgb, valid
+
+    @property
+    def block_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the file's storage blocks (tiles or strips) as GDAL reads them."""
+        rows, cols = self._ds.block_shapes[0]
+        return int(rows), int(cols)
+
+    def clone(self) -> RasterSource:
+        """Another handle on the same raster, same settings and the same scene stretch.
+
+        A GDAL dataset handle must not be read from two threads at once: each reading
+        thread gets its own clone (the stretch is copied, never recomputed, so chips read
+        through any clone are identical).
+        """
+        other = RasterSource(self.path, **self._init_args)
+        other._lo, other._hi, other._luts = self._lo, self._hi, self._luts
+        return other
 
     # ---------------------------------------------------------------- lifetime
     def close(self) -> None:

@@ -1,0 +1,126 @@
+"""The fast paths of the chip loop: several reading threads, the 16-bit stretch table, mosaic paging."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+from synthetic_rasters import make_scene
+
+import paligemma_qgis.core.pipeline as pipeline
+from paligemma_qgis.core.grid import chip_windows
+from paligemma_qgis.core.mosaic import Mosaic
+from paligemma_qgis.core.pipeline import SegmentOptions, _block_cache_bytes, _split_chips, segment_raster
+from paligemma_qgis.core.raster import open_raster
+
+
+def test_split_chips_cuts_tiled_files_into_column_bands_at_tile_edges() -> None:
+    chips = chip_windows(2000, 700, 224, 32)
+    groups = _split_chips(chips, 2000, 700, (256, 256), 2)
+    assert len(groups) == 2
+    assert sorted(c.id for g in groups for c in g) == [c.id for c in chips]  # each chip once
+    cut = 1024  # 1000 rounded to the 256-px tile grid
+    for g, inside in zip(groups, (lambda x: x < cut, lambda x: x >= cut), strict=True):
+        assert all(inside(c.col_off + c.window.width / 2) for c in g)
+        assert [c.id for c in g] == sorted(c.id for c in g)  # order kept within a group
+
+
+def test_split_chips_cuts_full_width_strips_into_row_bands() -> None:
+    chips = chip_windows(1000, 3000, 224, 32)
+    groups = _split_chips(chips, 1000, 3000, (16, 1000), 2)
+    assert len(groups) == 2
+    top = max(c.row_off for c in groups[0])
+    assert all(c.row_off > top - 224 for c in groups[1])  # bands of rows, not columns
+    assert _split_chips(chips[:1], 1000, 3000, (16, 1000), 2) == [chips[:1]]
+    assert _split_chips(chips, 1000, 3000, (16, 1000), 1) == [chips]
+
+
+def test_clone_reads_the_same_chips_with_the_same_stretch(tmp_path) -> None:
+    scene = make_scene(tmp_path / "s.tif", dtype="uint16")
+    with open_raster(scene.path, nir=4) as src:
+        src.read_sample([2, 4])
+        other = src.clone()
+        try:
+            assert other.stretch == src.stretch
+            for window in (Window(0, 0, 224, 224), Window(300, 200, 224, 224)):
+                for a, b in zip(src.read_chip(window, [2, 4]), other.read_chip(window, [2, 4]), strict=True):
+                    np.testing.assert_array_equal(a, b)
+        finally:
+            other.close()
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "int16"])
+def test_16_bit_stretch_table_matches_the_formula(tmp_path, dtype: str) -> None:
+    """The lookup table (indexed by the raw 16 bits) gives what the float formula gives."""
+    path = tmp_path / "s.tif"
+    rng = np.random.default_rng(1)
+    lo = -3000 if dtype == "int16" else 0
+    data = rng.integers(lo, 20000, size=(3, 64, 64)).astype(dtype)
+    profile = dict(driver="GTiff", width=64, height=64, count=3, dtype=dtype, crs="EPSG:32633")
+    with rasterio.open(path, "w", transform=Affine(1, 0, 0, 0, -1, 64), **profile) as dst:
+        dst.write(data)
+    with open_raster(path) as src:
+        _, rgb, valid = src.read_chip(Window(0, 0, 64, 64))
+        assert valid.all()
+        for i, (a, b) in enumerate(src.stretch):
+            expected = np.clip((data[i].astype(np.float64) - a) / (b - a) * 255.0 + 0.5, 0, 255).astype(
+                np.uint8
+            )
+            np.testing.assert_array_equal(rgb[..., i], expected)
+
+
+def test_two_reading_threads_give_the_same_output_as_one(tmp_path, monkeypatch) -> None:
+    scene = make_scene(tmp_path / "s.tif", width=900, height=700, dtype="uint16", collar=True)
+    layers = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(pipeline, "_reader_threads", lambda w=workers: w)
+        out = tmp_path / f"out{workers}.gpkg"
+        summary = segment_raster(SegmentOptions(raster=str(scene.path), output=str(out), nir=4, batch_size=3))
+        assert summary.chips + summary.skipped == len(chip_windows(900, 700, 224, 32))
+        layers[workers] = (
+            pyogrio.read_dataframe(out, layer="water"),
+            pyogrio.read_dataframe(out, layer="chips"),
+        )
+    (w1, c1), (w2, c2) = layers[1], layers[2]
+    assert len(w1) == len(w2) > 0
+    assert all(a.equals_exact(b, 0) for a, b in zip(w1.geometry, w2.geometry, strict=True))
+    np.testing.assert_array_equal(w1.area_m2, w2.area_m2)
+    assert list(c1.chip_id) == list(c2.chip_id) == sorted(c1.chip_id)
+    assert list(c1.status) == list(c2.status)
+
+
+def test_block_cache_grows_for_wide_rasters_only(tmp_path) -> None:
+    class Src:
+        block_shape = (512, 512)
+        height = 50000
+        count = 4
+        dtype = "uint16"
+
+    src = Src()
+    src.width = 20000
+    assert _block_cache_bytes(src, 224) == pipeline.GDAL_CACHE_MB << 20
+    src.width = 60000  # a 512-row tile row of 4 uint16 bands is 246 MB: three must fit
+    assert _block_cache_bytes(src, 224) == 3 * 60000 * 512 * 4 * 2
+    src.width = 500000
+    assert _block_cache_bytes(src, 224) == pipeline.GDAL_CACHE_MAX_MB << 20
+
+
+def test_mosaic_pages_are_dropped_by_the_bounding_box_of_adds(tmp_path) -> None:
+    """Chips along a row share pages: the budget counts their box, not each chip again."""
+    width = 20000
+    ones = np.ones((224, 224), bool)
+    drops = 0
+    with Mosaic(width, 600, Affine(10, 0, 0, 0, -10, 0), "EPSG:32633", workdir=tmp_path) as m:
+        for r in (0, 192, 376):
+            for c in [*range(0, width - 224, 192), width - 224]:
+                m.add(Window(c, r, 224, 224), ones, ones)
+                drops += m._span is None  # the pages were just dropped
+                assert m._resident_bound() <= Mosaic.RESIDENT_BUDGET
+            if r == 0:
+                assert drops == 0  # one chip row is 224 x 20000 px x 2 files = 9 MB: kept
+        assert drops <= 2  # three chip rows (600 x 20000 x 2 = 24 MB + fault-around)
+        _, cov = m.read_counts(Window(0, 0, width, 600))
+        assert cov[:192, :100].min() == 1 and cov[200:224, :100].min() == 2 and cov.min() >= 1
