@@ -87,7 +87,39 @@ def main() -> int:
     print(f"demo: {summary.one_line()}")
     print(f"demo: water index {summary.details}")
     print(f"demo: output {summary.output} (layers 'water' and 'chips'), mask {summary.mask_tif}")
+    paligemma_demo(raster, preset)
     return 0
+
+
+def paligemma_demo(raster: Path, preset: str | None) -> None:
+    """The same scene with PaliGemma, when the user already has the model and vae-oid.npz locally."""
+    from paligemma_qgis.core.errors import PaliGemmaQgisError
+    from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+
+    try:
+        from paligemma_qgis.core.engine.models import DEFAULT_MODEL, resolve_model_folder
+        from paligemma_qgis.core.weights import find_vae
+
+        find_vae()
+        resolve_model_folder(DEFAULT_MODEL, offline=True)
+    except (ImportError, PaliGemmaQgisError) as exc:
+        print(f"demo: PaliGemma step skipped: {str(exc).splitlines()[0]}")
+        print(
+            "demo: to run it: accept the licence of google/paligemma2-3b-mix-224 on Hugging Face, "
+            "`hf auth login`, `python -m paligemma_qgis weights download`, then `make demo` again"
+        )
+        return
+    options = SegmentOptions(
+        raster=str(raster),
+        output=str(OUT / "water_paligemma.gpkg"),
+        engine="paligemma",
+        preset=preset,
+        min_area_m2=100.0,
+        overwrite=True,
+    )
+    summary = segment_raster(options)
+    print(f"demo: PaliGemma {summary.one_line()}")
+    print(f"demo: output {summary.output}")
 
 
 if __name__ == "__main__":
