@@ -555,3 +555,81 @@ def test_export_pairs_on_kaggle_subset(shared_data, vae_npz, tmp_path):
         assert len(objs) == len(comps)
     meta = json.loads((out / "export.json").read_text())
     assert meta["summary"]["mean_codec_iou"] is not None
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+def _windows_overlap(a, b, size):
+    return a[0] < b[0] + size and b[0] < a[0] + size and a[1] < b[1] + size and b[1] < a[1] + size
+
+
+def test_snapped_edge_chips_never_leak_between_train_and_valid(vae_npz, tmp_path):
+    """With overlap 0 the last row/column still overlaps its neighbour (edge snapping)."""
+    sc = make_scene(tmp_path / "s.tif", width=600, height=500)  # no collar: edge chips are used
+    vec = tmp_path / "w.geojson"
+    gpd.GeoDataFrame(geometry=sc.water, crs=sc.crs).to_file(vec)
+    out = tmp_path / "out"
+    run_export((sc, vec), vae_npz, out, size=64, overlap=0, valid_fraction=0.4, empty_policy="keep")
+    chips = gpd.read_file(out / "chips.gpkg", layer="chips")
+    valid = [(r.row_off, r.col_off) for r in chips.itertuples() if r.split == "valid"]
+    train = [(r.row_off, r.col_off) for r in chips.itertuples() if r.split == "train"]
+    assert valid and train
+    leaks = [(t, v) for t in train for v in valid if _windows_overlap(t, v, 64)]
+    assert not leaks
+
+
+def _chip_water_vs_truth(out: Path, truth: np.ndarray, size: int) -> float:
+    chips = gpd.read_file(out / "chips.gpkg", layer="chips")
+    worst = 0.0
+    for r in chips.itertuples():
+        t = truth[r.row_off : r.row_off + size, r.col_off : r.col_off + size].mean()
+        worst = max(worst, abs(t - r.water_fraction))
+    return worst
+
+
+def test_rotated_raster_vector_labels_reach_every_chip(vae_npz, tmp_path):
+    """Labels were looked up by the box of two chip corners: on a rotated grid that misses water."""
+    from affine import Affine
+    from shapely import affinity
+
+    sc = make_scene(tmp_path / "n.tif", width=300, height=250)
+    with rasterio.open(sc.path) as src:
+        data, profile = src.read(), src.profile
+    t = sc.transform
+    rot = Affine.translation(t.c, t.f) * Affine.rotation(45) * Affine.scale(t.a, t.e)
+    profile["transform"] = rot
+    with rasterio.open(tmp_path / "rot.tif", "w", **profile) as dst:
+        dst.write(data)
+    water = [affinity.affine_transform(g, [rot.a, rot.b, rot.d, rot.e, rot.c, rot.f]) for g in sc.water_px]
+    vec = tmp_path / "w.geojson"
+    gpd.GeoDataFrame(geometry=water, crs=sc.crs).to_file(vec)
+    out = tmp_path / "out"
+    run_export((sc, vec), vae_npz, out, raster=str(tmp_path / "rot.tif"), size=64, empty_policy="keep")
+    assert _chip_water_vs_truth(out, sc.water_mask(), 64) < 0.02
+
+
+def test_south_up_raster_and_mask_labels(vae_npz, tmp_path):
+    """A south-up raster (positive e) used to be refused: 'labels do not overlap the raster'."""
+    from affine import Affine
+
+    sc = make_scene(tmp_path / "n.tif", width=300, height=250)
+    with rasterio.open(sc.path) as src:
+        data, profile = src.read(), src.profile
+    t = sc.transform
+    profile["transform"] = Affine(t.a, 0, t.c, 0, -t.e, t.f + t.e * sc.height)
+    with rasterio.open(tmp_path / "s.tif", "w", **profile) as dst:
+        dst.write(data[:, ::-1, :])
+    mask_profile = dict(profile, count=1, nodata=255)
+    with rasterio.open(tmp_path / "mask.tif", "w", **mask_profile) as dst:
+        dst.write(sc.water_mask()[::-1].astype("uint8"), 1)
+    vec = tmp_path / "w.geojson"
+    gpd.GeoDataFrame(geometry=sc.water, crs=sc.crs).to_file(vec)
+    truth = sc.water_mask()[::-1]
+    for labels in (vec, tmp_path / "mask.tif"):
+        out = tmp_path / Path(labels).stem
+        summary = run_export(
+            (sc, labels), vae_npz, out, raster=str(tmp_path / "s.tif"), size=64, empty_policy="keep"
+        )
+        assert summary.n_objects > 0 and not summary.warnings
+        assert _chip_water_vs_truth(out, truth, 64) < 0.02

@@ -309,3 +309,33 @@ def test_shared_sentinel2_mndwi(shared_data, tmp_path) -> None:
     share = summary.water_area_km2 / 26.0
     assert 0.1 < share < 0.4
     assert water.crs.to_epsg() == 4326
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        # stride 4: 56 x 56 chips over one pixel; the mosaic counts at most 255 (was a ValueError mid-run)
+        (dict(overlap=220), "overlap 220.*255"),
+        (dict(out_crs="EPSG:999999"), "EPSG:999999"),  # was a pyproj CRSError after all the work
+    ],
+)
+def test_bad_options_refused_before_any_chip(tmp_path, kwargs, match) -> None:
+    scene = make_scene(tmp_path / "s.tif", width=600, height=500)
+    seg = Recording(nir=4)
+    opts = SegmentOptions(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), **kwargs)
+    with pytest.raises(InputError, match=match):
+        segment_raster(opts, segmenter=seg)
+    assert seg.seen == []
+
+
+def test_simplify_in_degrees_of_a_geographic_raster_is_guarded(tmp_path) -> None:
+    """--simplify 10 meant as metres is 10 degrees on EPSG:4326: every lake became a triangle."""
+    scene = make_scene(tmp_path / "s.tif", crs="EPSG:4326", width=300, height=250)
+    opts = dict(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), nir=4)
+    with pytest.raises(InputError, match="degrees"):
+        segment_raster(SegmentOptions(**opts, simplify=10))
+    summary = segment_raster(SegmentOptions(**opts, simplify=0.0002))  # two pixels: fine
+    assert summary.polygons >= 3

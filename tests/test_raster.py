@@ -272,3 +272,87 @@ def test_big_raster_stats_come_from_patches(tmp_path) -> None:
         full.read_sample([2, 4], max_size=1024)
         (flo, fhi), *_ = full.stretch
     assert lo == pytest.approx(flo, rel=0.05) and hi == pytest.approx(fhi, rel=0.05)
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+def _south_up(tmp_path):
+    """A south-up copy (positive e, origin at the bottom-left) of a north-up scene."""
+    scene = make_scene(tmp_path / "n.tif", width=300, height=250)
+    with rasterio.open(scene.path) as src:
+        data, profile = src.read(), src.profile
+    t = scene.transform
+    profile["transform"] = Affine(t.a, 0, t.c, 0, -t.e, t.f + t.e * scene.height)
+    path = tmp_path / "south_up.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data[:, ::-1, :])
+    return scene, path
+
+
+def test_south_up_bounds_are_ordered_and_resolution_keeps_the_extent(tmp_path) -> None:
+    scene, path = _south_up(tmp_path)
+    with open_raster(scene.path) as north, open_raster(path) as south:
+        assert tuple(south.bounds) == pytest.approx(tuple(north.bounds))
+    with open_raster(path, resolution=20) as src:
+        # was 150 x 1: the warped grid took bottom > top from the south-up bounds
+        assert (src.width, src.height) == (150, 125)
+        assert tuple(src.bounds) == pytest.approx(tuple(open_raster(scene.path).bounds))
+        _, _, valid = src.read_chip(Window(0, 0, 150, 125))
+        assert valid.all()
+
+
+def test_rgba_alpha_is_not_read_as_nir_by_a_preset(tmp_path) -> None:
+    """Band 4 of a real RGBA file is alpha (0/255): a preset's guess must not make it NIR."""
+    from rasterio.enums import ColorInterp
+
+    rgb = np.random.default_rng(0).integers(20, 200, (3, 40, 50)).astype("uint8")
+    alpha = np.full((1, 40, 50), 255, "uint8")
+    alpha[:, :, :10] = 0
+    path = _write(tmp_path / "rgba.tif", np.concatenate([rgb, alpha]), photometric="rgb")
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    with open_raster(path, preset="naip") as src:
+        assert src.alpha_band == 4
+        assert "nir" not in src.band_roles
+        _, _, valid = src.read_chip(Window(0, 0, 50, 40))
+        assert not valid[:, :10].any() and valid[:, 10:].all()
+    with open_raster(path, nir=4) as src:  # asked for by number: data
+        assert src.alpha_band is None and src.band_roles["nir"] == 4
+
+
+def test_nir_mistagged_as_alpha_still_works_with_a_preset(tmp_path) -> None:
+    """GDAL tags band 4 of any 4-band uint8 file alpha by default; NAIP written that way has NIR there."""
+    data = np.random.default_rng(1).integers(1, 250, (4, 40, 50)).astype("uint8")
+    path = tmp_path / "naip_rgba.tif"
+    profile = dict(
+        driver="GTiff",
+        width=50,
+        height=40,
+        count=4,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(1, 0, 500_000, 0, -1, 5_000_000),
+    )
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    with rasterio.open(path) as ds:
+        assert ds.colorinterp[3].name == "alpha"
+    with open_raster(path, preset="naip") as src:
+        assert src.alpha_band is None and src.band_roles["nir"] == 4
+
+
+def test_gcp_only_raster_is_refused_with_a_warp_hint(tmp_path) -> None:
+    from rasterio.control import GroundControlPoint as Gcp
+    from rasterio.crs import CRS
+
+    path = tmp_path / "gcp.tif"
+    profile = dict(driver="GTiff", width=50, height=40, count=1, dtype="uint8")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.ones((1, 40, 50), "uint8"))
+        dst.gcps = (
+            [Gcp(0, 0, 500_000, 5_000_000), Gcp(0, 50, 500_500, 5_000_000), Gcp(40, 0, 500_000, 4_999_600)],
+            CRS.from_epsg(32633),
+        )
+    with pytest.raises(InputError, match="ground control points.*gdalwarp"):
+        open_raster(path)

@@ -375,3 +375,49 @@ def test_write_geopackage_missing_folder_is_a_clear_error(tmp_path):
 
     with pytest.raises(PaliGemmaQgisError, match="does not exist"):
         write_geopackage(tmp_path / "nope" / "x.gpkg", {"chips": chips_frame([], UTM, 32633)})
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+@pytest.mark.parametrize(
+    "box_px",
+    [(0, 0, 180, 360), (20, 100, 160, 350), (0, 0, 30, 360)],  # r0, c0, r1, c1 at 1 degree
+)
+def test_areas_of_continent_and_globe_sized_polygons(box_px) -> None:
+    """Polygons wider than a hemisphere broke the single equal-area centre (global rasters)."""
+    r0, c0, r1, c1 = box_px
+    mask = np.zeros((180, 360), bool)
+    mask[r0:r1, c0:c1] = True
+    mask[60:70, 200:210] = False  # an island
+    with mosaic_of(mask, Affine(1.0, 0, -180.0, 0, -1.0, 90.0), 4326) as m:
+        gdf = vectorize_mosaic(m)
+        exact = m.stats()["water_area_m2"]  # per-row ellipsoidal quadrangles: exact
+    assert gdf.area_m2.sum() == pytest.approx(exact, rel=1e-6)
+
+    def ring(r0, c0, r1, c1):  # geodesic length of a pixel rectangle's densified ring
+        n = 4000
+        cols = np.r_[np.linspace(c0, c1, n), np.full(n, c1), np.linspace(c1, c0, n), np.full(n, c0)]
+        rows = np.r_[np.full(n, r0), np.linspace(r0, r1, n), np.full(n, r1), np.linspace(r1, r0, n)]
+        return GEOD.line_length(cols - 180.0, 90.0 - rows)
+
+    island = r0 <= 60 and r1 >= 70 and c0 <= 200 and c1 >= 210
+    truth = ring(r0, c0, r1, c1) + (ring(60, 200, 70, 210) if island else 0.0)
+    assert gdf.perimeter_m.sum() == pytest.approx(truth, rel=1e-4)
+
+
+def test_out_crs_that_cannot_hold_the_polygons_is_a_clear_error() -> None:
+    """PROJ gives finite nonsense there (y = 2.4e8 m at the pole in Web Mercator): refuse it."""
+    from paligemma_qgis.core.errors import PaliGemmaQgisError
+
+    mask = np.zeros((20, 20), bool)
+    mask[0:5, 5:10] = True  # touches the north pole
+    with (
+        mosaic_of(mask, Affine(0.5, 0, 0.0, 0, -0.5, 90.0), 4326) as m,
+        pytest.raises(PaliGemmaQgisError, match="EPSG:3857"),
+    ):
+        vectorize_mosaic(m, out_crs="EPSG:3857")
+    with mosaic_of(lake_with_island()) as m:  # UTM 33N scene, UTM 1N output: far side of the Earth
+        with pytest.raises(PaliGemmaQgisError, match="EPSG:32601"):
+            vectorize_mosaic(m, out_crs="EPSG:32601")
+        assert len(vectorize_mosaic(m, out_crs="EPSG:32634")) > 0  # the next zone: fine

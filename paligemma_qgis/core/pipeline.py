@@ -34,6 +34,7 @@ import numpy as np
 
 from .engine.base import ChipBatch, ChipResult
 from .errors import InputError, OutputExistsError
+from .mosaic import MAX_COVERAGE
 from .progress import Progress, SilentProgress, check_cancelled
 
 _END = object()
@@ -184,6 +185,20 @@ def _back_to_window(arr: np.ndarray, h: int, w: int) -> np.ndarray:
     rows = ((np.arange(h) + 0.5) * size_h / h).astype(np.int64)
     cols = ((np.arange(w) + 0.5) * size_w / w).astype(np.int64)
     return arr[np.ix_(rows, cols)]
+
+
+def _max_chips_per_pixel(width: int, height: int, size: int, overlap: int) -> int:
+    """Most chips over any one pixel: the product of the two axes' maxima (the grid is separable)."""
+    from .grid import axis_offsets
+
+    most = 1
+    for dim in (width, height):
+        count = np.zeros(dim + 1, np.int64)
+        for off in axis_offsets(dim, size, overlap):
+            count[off] += 1
+            count[min(off + size, dim)] -= 1
+        most *= int(np.cumsum(count).max())
+    return most
 
 
 def _split_chips(chips: list, width: int, height: int, block: tuple[int, int], parts: int) -> list[list]:
@@ -371,6 +386,13 @@ def segment_raster(
         raise InputError(f"batch size must be at least 1, got {options.batch_size}")
     if not 0 <= options.min_valid_fraction <= 1:
         raise InputError(f"min valid fraction must be in [0, 1], got {options.min_valid_fraction}")
+    if options.out_crs:
+        import pyproj
+
+        try:
+            pyproj.CRS.from_user_input(options.out_crs)
+        except pyproj.exceptions.CRSError:
+            raise InputError(f"{options.out_crs}: unknown output CRS (use e.g. EPSG:4326)") from None
     progress.report(0, 1, "opening raster")
 
     import rasterio
@@ -403,6 +425,17 @@ def segment_raster(
         size = int(segmenter.chip_size)
         if not 0 <= options.overlap < size:
             raise InputError(f"overlap must be between 0 and {size - 1} pixels, got {options.overlap}")
+        stack = _max_chips_per_pixel(src.width, src.height, size, options.overlap)
+        if stack > MAX_COVERAGE:
+            raise InputError(
+                f"overlap {options.overlap} is too large: {stack} chips would cover one pixel "
+                f"(at most {MAX_COVERAGE}); use an overlap below about {size // 2}"
+            )
+        if options.simplify > 0 and src.crs.is_geographic and options.simplify > 100 * abs(src.res[0]):
+            raise InputError(
+                f"{src.path}: simplify tolerance {options.simplify} is in degrees for this raster "
+                f"({src.crs}), over 100 pixels; a tolerance in metres needs a projected raster"
+            )
 
         aoi = aoi_mask = None
         if options.aoi is not None and options.aoi != "":

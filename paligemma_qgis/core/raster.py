@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio.coords import BoundingBox
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -142,6 +143,21 @@ def _counts_text(counts: tuple[int, ...]) -> str:
     return " or ".join(map(str, counts))
 
 
+def ordered_bounds(ds: Any) -> BoundingBox:
+    """A dataset's extent as (xmin, ymin, xmax, ymax): rasterio gives bottom > top when south-up."""
+    left, bottom, right, top = ds.bounds
+    return BoundingBox(min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+
+
+def _holds_alpha(f: Any, band: int) -> bool:
+    """Whether a band tagged alpha holds alpha values: (almost) only 0 and full opacity."""
+    scale = max(f.width, f.height) / 256
+    shape = (max(1, round(f.height / scale)), max(1, round(f.width / scale))) if scale > 1 else None
+    values = f.read(band, out_shape=shape, resampling=Resampling.nearest)
+    full = np.iinfo(values.dtype).max if values.dtype.kind in "ui" else 1.0
+    return float(np.isin(values, (0, full)).mean()) >= 0.95
+
+
 # 16-bit integer types are stretched through a 65536-entry lookup table per band.
 _LUT_DTYPES = ("uint16", "int16")
 
@@ -193,6 +209,11 @@ class RasterSource:
     # ---------------------------------------------------------------- setup
     def _setup(self, bands, preset, resolution, stretch, overrides) -> None:
         f = self._file
+        if f.crs is None and f.gcps[0]:
+            raise InputError(
+                f"{self.path}: raster is georeferenced by ground control points only; "
+                "warp it to a map grid first, e.g. gdalwarp -r bilinear in.tif out.tif"
+            )
         if f.crs is None:
             raise InputError(
                 f"{self.path}: raster has no CRS (coordinate reference system); "
@@ -219,11 +240,14 @@ class RasterSource:
             *(parse_bands(bands, path=self.path) or ()),
             *(b for b in overrides.values() if b is not None),
         }
-        if preset:
-            explicit |= {*PRESETS[preset].rgb, *PRESETS[preset].roles_for(f.count).values()}
-        if ColorInterp.alpha in interp and interp.index(ColorInterp.alpha) + 1 not in explicit:
-            # A band asked for by number is data, even if the file calls it alpha.
-            self.alpha_band = interp.index(ColorInterp.alpha) + 1
+        guessed = {*PRESETS[preset].rgb, *PRESETS[preset].roles_for(f.count).values()} if preset else set()
+        if ColorInterp.alpha in interp:
+            a = interp.index(ColorInterp.alpha) + 1
+            # A band asked for by number is data, even if the file calls it alpha. A preset
+            # only guesses: it wins over the tag only when the band does not hold alpha
+            # values (GDAL tags band 4 of any 4-band uint8 file alpha, NIR included).
+            if a not in explicit and (a not in guessed or _holds_alpha(f, a)):
+                self.alpha_band = a
         data_bands = [b for b in range(1, f.count + 1) if b != self.alpha_band]
 
         def check(b: int, what: str) -> int:
@@ -243,7 +267,9 @@ class RasterSource:
                     f"{self.path}: preset {preset!r} expects {_counts_text(p.counts)} bands but the "
                     f"raster has {f.count}; use --bands and --green/--nir/--swir instead"
                 )
-            roles.update({r: b for r, b in p.roles_for(f.count).items() if b <= f.count})
+            roles.update(
+                {r: b for r, b in p.roles_for(f.count).items() if b <= f.count and b != self.alpha_band}
+            )
         roles.update(described)
         for role, band in overrides.items():
             if band is not None:
@@ -297,15 +323,15 @@ class RasterSource:
             raise InputError(f"{self.path}: --resolution is not supported for rotated rasters")
         if resolution <= 0:
             raise InputError(f"{self.path}: resolution must be positive, got {resolution}")
+        left, bottom, right, top = ordered_bounds(f)  # also for south-up rasters
         if f.crs.is_geographic:
             # Metres -> degrees at the scene centre (1 degree of latitude ~ 111.32 km).
-            lat = (f.bounds.top + f.bounds.bottom) / 2
+            lat = (top + bottom) / 2
             res_y = resolution / 111_320.0
             res_x = resolution / (111_320.0 * max(math.cos(math.radians(lat)), 1e-6))
         else:
             factor = f.crs.linear_units_factor[1] if f.crs.linear_units_factor else 1.0
             res_x = res_y = resolution / factor
-        left, bottom, right, top = f.bounds
         width = max(1, round((right - left) / res_x))
         height = max(1, round((top - bottom) / res_y))
         transform = Affine(res_x, 0.0, left, 0.0, -res_y, top)
@@ -370,8 +396,9 @@ class RasterSource:
         return [(float(a), float(b)) for a, b in zip(self._lo, self._hi, strict=True)]
 
     @property
-    def bounds(self):
-        return self._ds.bounds
+    def bounds(self) -> BoundingBox:
+        """(left, bottom, right, top) with bottom < top, also for south-up rasters."""
+        return ordered_bounds(self._ds)
 
     # ---------------------------------------------------------------- reading
     def _read(

@@ -33,6 +33,8 @@ from .progress import Progress, check_cancelled
 _GROUP_DEG = 2.0  # size of the lon/lat cells that share one equal-area centre
 _DENSIFY_DEG = 0.01
 _DENSIFY_M = 1000.0
+_LARGE_DEG = 20.0  # geographic polygons wider or taller than this are measured cell by cell ...
+_CELL_DEG = 10.0  # ... on cells this size (one equal-area centre cannot hold a hemisphere)
 
 
 @lru_cache(maxsize=64)
@@ -79,6 +81,10 @@ def metric_area_perimeter(geoms: Any) -> tuple[np.ndarray, np.ndarray]:
     g = arr[ok]
     unit = pcrs.axis_info[0].unit_conversion_factor  # radians or metres per CRS unit
     max_seg = math.radians(_DENSIFY_DEG) / unit if pcrs.is_geographic else _DENSIFY_M / unit
+    large = np.zeros(len(g), dtype=bool)
+    if pcrs.is_geographic:
+        b = shapely.bounds(g) * math.degrees(unit)
+        large = ((b[:, 2] - b[:, 0]) > _LARGE_DEG) | ((b[:, 3] - b[:, 1]) > _LARGE_DEG)
     g = shapely.segmentize(g, max_seg)
     cxy = shapely.get_coordinates(shapely.centroid(g))
     cx, cy = np.ascontiguousarray(cxy[:, 0]), np.ascontiguousarray(cxy[:, 1])
@@ -96,10 +102,12 @@ def metric_area_perimeter(geoms: Any) -> tuple[np.ndarray, np.ndarray]:
     a_ok = np.full(len(g), np.nan)
     p_ok = np.full(len(g), np.nan)
     wkt = pcrs.to_wkt()
+    for i in np.flatnonzero(large):
+        a_ok[i], p_ok[i] = _large_geographic(arr[ok][i], pcrs, wkt, math.degrees(unit))
     uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     for k, (kx, ky) in enumerate(uniq):
-        idx = np.flatnonzero((inverse == k) & finite)
+        idx = np.flatnonzero((inverse == k) & finite & ~large)
         if idx.size == 0:
             continue
         lon0 = (kx + 0.5) * _GROUP_DEG
@@ -110,6 +118,39 @@ def metric_area_perimeter(geoms: Any) -> tuple[np.ndarray, np.ndarray]:
     area[ok] = a_ok
     perim[ok] = p_ok
     return area, perim
+
+
+def _large_geographic(geom: Any, pcrs: Any, wkt: str, deg: float) -> tuple[float, float]:
+    """Area and perimeter of a continent-sized polygon in a geographic CRS (``deg`` degrees per unit).
+
+    Area: the polygon is cut on a grid of _CELL_DEG cells and each piece is measured in an
+    equal-area projection centred on its cell (a ring around the globe, or one reaching
+    the antipode of a single centre, folds over in that projection). Perimeter: geodesic
+    length of the (densified) rings, shores of islands included.
+    """
+    import shapely
+
+    x0, y0, x1, y1 = (v * deg for v in geom.bounds)
+    lons = np.arange(math.floor(x0 / _CELL_DEG) * _CELL_DEG, x1, _CELL_DEG)
+    lats = np.arange(math.floor(y0 / _CELL_DEG) * _CELL_DEG, y1, _CELL_DEG)
+    lon0, lat0 = (a.ravel() for a in np.meshgrid(lons, lats))
+    cells = shapely.box(lon0 / deg, lat0 / deg, (lon0 + _CELL_DEG) / deg, (lat0 + _CELL_DEG) / deg)
+    shapely.prepare(geom)
+    pieces = shapely.intersection(geom, cells)
+    step = _DENSIFY_DEG / deg  # cut edges are straight in degrees: curves on the ground
+    area = 0.0
+    for piece, lo, la in zip(pieces, lon0, lat0, strict=True):
+        if piece.is_empty:
+            continue
+        centre = (float(lo + _CELL_DEG / 2), float(np.clip(la + _CELL_DEG / 2, -90.0, 90.0)))
+        projected = _apply_transformer(
+            np.array([shapely.segmentize(piece, step)]), _laea_transformer(wkt, *centre)
+        )
+        area += float(shapely.area(projected)[0])
+    geod = pcrs.get_geod()
+    rings = shapely.get_rings(shapely.get_parts(shapely.segmentize(geom, step)))
+    perimeter = sum(geod.line_length(*(np.asarray(r.xy) * deg)) for r in rings)
+    return area, float(perimeter)
 
 
 def _polygon_pieces(water: np.ndarray, row_off: int, col_off: int) -> list[Any]:
@@ -237,9 +278,41 @@ def vectorize_mosaic(
         crs=src_crs,
     )
     if out_crs is not None:
-        gdf = gdf.to_crs(_to_pyproj(out_crs))
+        dst = _to_pyproj(out_crs)
+        if len(gdf) and src_crs is not None:
+            _check_area_of_use(gdf.total_bounds, src_crs, dst, out_crs)
+        gdf = gdf.to_crs(dst)
+        if not np.isfinite(shapely.get_coordinates(gdf.geometry.values)).all():
+            raise PaliGemmaQgisError(
+                f"output CRS {out_crs} cannot hold the water polygons; choose another or keep the raster's"
+            )
     gdf.attrs["geometry_type"] = "Polygon"
     return gdf
+
+
+def _check_area_of_use(bounds: Any, src: Any, dst: Any, name: Any, margin: float = 1.0) -> None:
+    """Refuse an output CRS whose area of use the polygons miss or overrun in latitude.
+
+    PROJ returns finite but meaningless numbers there (the pole in Web Mercator, a UTM
+    zone on the far side of the Earth). Longitude is checked for a disjoint extent only,
+    with a wide margin: a scene a little past its UTM zone's edge is common and fine.
+    """
+    import pyproj
+
+    aou = dst.area_of_use
+    if aou is None:
+        return
+    to_ll = pyproj.Transformer.from_crs(src, "EPSG:4326", always_xy=True)
+    west, south, east, north = to_ll.transform_bounds(*bounds, densify_pts=21)
+    outside = south < aou.south - margin or north > aou.north + margin
+    if aou.west <= aou.east and east >= west:  # neither extent crosses the antimeridian
+        outside |= east < aou.west - 10 * margin or west > aou.east + 10 * margin
+    if outside:
+        raise PaliGemmaQgisError(
+            f"output CRS {name} is meant for {aou.west:.1f}..{aou.east:.1f} E, {aou.south:.1f}..{aou.north:.1f} N "
+            f"but the water polygons lie at {west:.1f}..{east:.1f} E, {south:.1f}..{north:.1f} N; "
+            "choose another output CRS or keep the raster's"
+        )
 
 
 def chips_frame(records: list[dict], transform: Any, crs: Any):

@@ -116,8 +116,8 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
             splits = split_blocks(
                 spatial_blocks(wins, opts.block_size * opts.size), opts.valid_fraction, opts.seed
             )
-            if opts.overlap > 0:
-                splits = exclude_overlaps(wins, splits)
+            # Also with overlap 0: the snapped last row/column overlaps its neighbour.
+            splits = exclude_overlaps(wins, splits)
             for i, split in zip(usable, splits, strict=True):
                 rows[i]["split"] = split
                 if split == "excluded":

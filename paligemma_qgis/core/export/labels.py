@@ -51,12 +51,11 @@ class _VectorLabels:
 
     def chip(self, window: Any, transform: Any, shape: tuple[int, int]) -> ChipLabel:
         from rasterio import features
-        from shapely.geometry import box
+        from shapely.geometry import Polygon
 
         h, w = shape
-        c0, r0 = transform * (0, 0)
-        c1, r1 = transform * (w, h)
-        hits = self.tree.query(box(min(c0, c1), min(r0, r1), max(c0, c1), max(r0, r1)))
+        # All four corners: on a rotated grid two opposite corners do not span the chip.
+        hits = self.tree.query(Polygon([transform * xy for xy in ((0, 0), (w, 0), (w, h), (0, h))]))
         if len(hits):
             water = features.rasterize(
                 [(g, 1) for g in self.geoms[hits]], out_shape=shape, transform=transform, dtype="uint8"
@@ -105,7 +104,9 @@ class _MaskLabels:
         self.path = path
         from rasterio.warp import transform_bounds
 
-        self.label_bounds = tuple(transform_bounds(self._ds.crs, src.crs, *self._ds.bounds))
+        from ..raster import ordered_bounds
+
+        self.label_bounds = tuple(transform_bounds(self._ds.crs, src.crs, *ordered_bounds(self._ds)))
 
     def chip(self, window: Any, transform: Any, shape: tuple[int, int]) -> ChipLabel:
         if self._alpha:
