@@ -339,3 +339,15 @@ def test_simplify_in_degrees_of_a_geographic_raster_is_guarded(tmp_path) -> None
         segment_raster(SegmentOptions(**opts, simplify=10))
     summary = segment_raster(SegmentOptions(**opts, simplify=0.0002))  # two pixels: fine
     assert summary.polygons >= 3
+
+
+def test_unwritable_output_folder_refused_before_any_chip(tmp_path) -> None:
+    """A file where the output folder should be: a clear error up front, not a raw OSError."""
+    scene = make_scene(tmp_path / "s.tif", width=300, height=250)
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    seg = Recording(nir=4)
+    opts = SegmentOptions(raster=str(scene.path), output=str(blocker / "o.gpkg"))
+    with pytest.raises(InputError, match="cannot write to"):
+        segment_raster(opts, segmenter=seg)
+    assert seg.seen == []

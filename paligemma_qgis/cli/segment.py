@@ -51,7 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--min-area", type=float, default=0.0, metavar="M2", help="drop polygons smaller than this"
     )
     o.add_argument(
-        "--simplify", type=float, default=0.0, metavar="M", help="simplify tolerance (raster CRS units)"
+        "--simplify",
+        type=float,
+        default=0.0,
+        metavar="TOL",
+        help="simplify tolerance in the raster CRS units (metres for UTM, degrees for EPSG:4326)",
     )
     o.add_argument("--out-crs", metavar="EPSG:xxxx", help="CRS of the water layer (default: the raster's)")
     o.add_argument("--mask-tif", metavar="FILE", help="also write the water mask as a GeoTIFF")

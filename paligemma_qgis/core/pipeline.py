@@ -151,10 +151,22 @@ def _check_outputs(options: SegmentOptions) -> tuple[Path, Path | None]:
             raise OutputExistsError(f"{p}: output exists (use --overwrite to replace it)")
         if p.exists() and p.is_dir():
             raise InputError(f"{p}: output is a folder")
-        p.parent.mkdir(parents=True, exist_ok=True)
+        _check_writable(p)
     if mask is not None and mask.resolve() == out.resolve():
         raise InputError(f"{out}: the mask GeoTIFF and the GeoPackage must be different files")
     return out, mask
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before the work, not after it, when the output folder cannot take a file."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write to {path.parent} ({exc.strerror or exc})") from None
 
 
 def _engine_options(options: SegmentOptions, roles: dict[str, int]) -> dict[str, Any]:
