@@ -2,6 +2,7 @@
 
     python scripts/bench_gpu.py                 # real paligemma2-3b-mix-224 architecture, random bf16 weights (GPU)
     python scripts/bench_gpu.py --tiny          # tiny random model on CPU (exercises this script anywhere)
+    python scripts/bench_gpu.py --cache dynamic,static --compile off,on   # sweep decode paths (the default)
 
 Nothing is downloaded: the full-size model is built from its config (values below, from
 google/paligemma2-3b-mix-224 config.json) with random weights, and the tokenizer is the
@@ -13,10 +14,14 @@ same number of tokens in every mode.
 Modes, in the same run and on the same chips:
 - naive: what a model-card snippet does: processor + ``generate`` per chip (batch 1,
   default settings, no grammar), then parse + codec per chip; token count matched.
-- engine at each --batch-sizes: PaliGemmaSegmenter.segment (fast input path, batched
-  constrained greedy generate, one batched codec call, paste).
+- engine at each --batch-sizes x --cache x --compile: PaliGemmaSegmenter.segment (fast
+  input path, batched constrained greedy decoding, one batched codec call, paste).
+  cache "dynamic" is transformers' generate(); "static" the engine's own loop over a
+  pre-allocated StaticCache; compile "on" (static only) torch.compiles the decode step
+  (CUDA graphs on CUDA). Every configuration must give the same texts as the first one
+  (greedy decoding, same chips): the script checks it and says so.
 
-Where time goes (engine, largest batch): inputs (preprocess + host->device), prefill
+Where time goes (engine, largest batch, per cache/compile configuration): inputs (preprocess + host->device), prefill
 (vision tower + prompt forward), decode (per step), codec (batched decode), post (parse +
 paste). MFU: model FLOPs per chip (2 x params x tokens, counted per part) / time / peak.
 """
@@ -250,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         "--peak-tflops", type=float, default=None, help="device peak for MFU (default: by GPU name)"
     )
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--cache", default="dynamic,static", help="comma list of dynamic, static (default both)")
+    ap.add_argument(
+        "--compile",
+        default=None,
+        help="comma list of off, on (default off,on on CUDA, off on CPU); on applies to cache static only",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = ap.parse_args(argv)
 
@@ -291,9 +302,22 @@ def main(argv: list[str] | None = None) -> int:
     codec = MaskCodec.from_npz(vae, device=loaded.device, allow_custom_vae=True)
     print(f"model {loaded.source} on {describe_device(loaded.device, loaded.dtype)} (setup {setup_s:.1f} s)")
 
-    def segmenter(bs: int) -> PaliGemmaSegmenter:
+    caches = [c.strip() for c in args.cache.split(",") if c.strip()]
+    default_compile = "off,on" if loaded.device.type == "cuda" else "off"
+    compiles = [c.strip() == "on" for c in (args.compile or default_compile).split(",") if c.strip()]
+    configs = [(c, k) for c in caches for k in compiles if c == "static" or not k]
+    if not configs:
+        ap.error("no configuration to run: compile on needs cache static")
+
+    def segmenter(bs: int, cache: str = "dynamic", compiled: bool = False) -> PaliGemmaSegmenter:
         return PaliGemmaSegmenter(
-            loaded, codec, batch_size=bs, max_objects=args.objects, min_objects=args.objects
+            loaded,
+            codec,
+            batch_size=bs,
+            max_objects=args.objects,
+            min_objects=args.objects,
+            cache=cache,
+            compile=compiled,
         )
 
     chips = make_chips(max(n_chips, n_naive), loaded.image_size)
@@ -327,41 +351,76 @@ def main(argv: list[str] | None = None) -> int:
     print(f"naive (1 generate per chip, processor, default settings): {naive_cps:.2f} chips/s")
     results["naive_chips_per_s"] = naive_cps
     rows = []
-    for bs in sizes:
-        seg = segmenter(bs)
-        batch = chips[:n_chips]
-        # warm-up at this batch size (allocator growth, kernel choice), not timed
-        seg.segment(ChipBatch(np.zeros((bs, 0, 1, 1)), batch[:bs], valid(bs), list(range(bs))))
-        _sync(loaded.device)
-        t = time.perf_counter()
-        res = seg.segment(
-            ChipBatch(np.zeros((n_chips, 0, 1, 1)), batch, valid(n_chips), list(range(n_chips)))
-        )
-        _sync(loaded.device)
-        dt = time.perf_counter() - t
-        cps = n_chips / dt
-        n_obj = sum(len(r.objects) for r in res)
-        ok = all(o["status"] == "ok" for r in res for o in r.objects)
-        mfu = (cps * flops["total"] / 1e12 / peak) if peak else None
-        rows.append({"batch": bs, "chips_per_s": cps, "speedup_vs_naive": cps / naive_cps, "mfu": mfu})
-        mfu_s = f"{100 * mfu:.1f}%" if mfu is not None else "n/a"
-        print(
-            f"engine batch {bs:3d}: {cps:8.2f} chips/s  x{cps / naive_cps:5.2f} vs naive  MFU {mfu_s}  "
-            f"({n_obj} objects, all parse: {ok})"
-        )
-    results["engine"] = rows
+    reference: list[str] | None = None  # texts of the first configuration; all must match
+    breakdowns: dict[str, dict[str, float]] = {}
     best = max(sizes)
-    parts = breakdown(segmenter(best), chips[:best])
-    total = sum(v for k, v in parts.items() if k != "decode_step_ms")
-    print(f"where time goes (batch {best}, ms per chip):")
-    for k, v in parts.items():
-        if k == "decode_step_ms":
-            print(f"  decode step  {v:8.2f} ms per step for the whole batch")
-        else:
-            print(f"  {k:11s} {1000 * v:8.2f} ms  ({100 * v / total:4.1f}%)")
+    for cache, compiled in configs:
+        label = f"{cache}{'+compile' if compiled else ''}"
+        t = time.perf_counter()
+        # one segmenter per configuration: torch.compile caches its graphs per object, and
+        # dynamo allows only 8 recompilations of a function (then it silently runs eager)
+        seg = segmenter(best, cache, compiled)
+        for bs in sizes:
+            # warm-up at this batch size (allocator, kernel choice, compilation), not timed
+            seg.batch_size = bs
+            seg.segment(ChipBatch(np.zeros((bs, 0, 1, 1)), chips[:bs], valid(bs), list(range(bs))))
+        _sync(loaded.device)
+        print(f"[{label}] warm-up (compilation included) {time.perf_counter() - t:.1f} s")
+        for bs in sizes:
+            seg.batch_size = bs
+            batch = chips[:n_chips]
+            _sync(loaded.device)
+            t = time.perf_counter()
+            res = seg.segment(
+                ChipBatch(np.zeros((n_chips, 0, 1, 1)), batch, valid(n_chips), list(range(n_chips)))
+            )
+            _sync(loaded.device)
+            dt = time.perf_counter() - t
+            cps = n_chips / dt
+            texts = [r.text for r in res]
+            reference = texts if reference is None else reference
+            same = texts == reference
+            n_obj = sum(len(r.objects) for r in res)
+            ok = all(o["status"] == "ok" for r in res for o in r.objects)
+            mfu = (cps * flops["total"] / 1e12 / peak) if peak else None
+            rows.append(
+                {
+                    "cache": cache,
+                    "compile": compiled,
+                    "batch": bs,
+                    "chips_per_s": cps,
+                    "speedup_vs_naive": cps / naive_cps,
+                    "mfu": mfu,
+                    "same_text": same,
+                }
+            )
+            mfu_s = f"{100 * mfu:.1f}%" if mfu is not None else "n/a"
+            print(
+                f"engine {label:16s} batch {bs:3d}: {cps:8.2f} chips/s  x{cps / naive_cps:5.2f} vs naive  "
+                f"MFU {mfu_s}  ({n_obj} objects, all parse: {ok}, same text: {same})"
+            )
+        seg.batch_size = best
+        parts = breakdown(seg, chips[:best])
+        breakdowns[label] = parts
+        total = sum(v for k, v in parts.items() if k != "decode_step_ms")
+        print(f"[{label}] where time goes (batch {best}, ms per chip):")
+        for k, v in parts.items():
+            if k == "decode_step_ms":
+                print(f"  decode step  {v:8.2f} ms per step for the whole batch")
+            else:
+                print(f"  {k:11s} {1000 * v:8.2f} ms  ({100 * v / total:4.1f}%)")
+    results["engine"] = rows
     results["breakdown_ms_per_chip"] = {
-        k: (v if k == "decode_step_ms" else 1000 * v) for k, v in parts.items()
+        label: {k: (v if k == "decode_step_ms" else 1000 * v) for k, v in parts.items()}
+        for label, parts in breakdowns.items()
     }
+    top = max(rows, key=lambda r: r["chips_per_s"])
+    print(
+        f"best: {top['cache']}{'+compile' if top['compile'] else ''} batch {top['batch']}: "
+        f"{top['chips_per_s']:.2f} chips/s, x{top['speedup_vs_naive']:.2f} vs naive"
+        + (f", MFU {100 * top['mfu']:.1f}%" if top["mfu"] is not None else "")
+        + f"; all configurations give the same text: {all(r['same_text'] for r in rows)}"
+    )
     if loaded.device.type == "cuda":
         results["max_memory_gib"] = torch.cuda.max_memory_allocated(loaded.device) / 2**30
         print(f"peak GPU memory {results['max_memory_gib']:.1f} GiB")

@@ -550,3 +550,79 @@ def test_generation_gets_a_bidirectional_prefix(segmenter, images, monkeypatch):
     segmenter.generate_text(images[:2])
     tt = seen["token_type_ids"]
     assert tt.shape == seen["input_ids"].shape and not tt.any()
+
+
+# --------------------------------------------------------------------------- static cache, compile
+
+
+@pytest.mark.parametrize("constrained", [True, False], ids=["constrained", "free"])
+def test_static_cache_loop_gives_the_same_tokens_as_generate(loaded, vae_npz, images, constrained):
+    """The engine's own decode loop over a StaticCache is generate(), token for token.
+
+    Rows stop at different steps (EOS, then pad), the grammar sees every step, and the
+    cache is reused by the next call without leaking the previous batch into it.
+    """
+    from paligemma_qgis.core.codec import MaskCodec
+    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+
+    codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
+    opts = {"batch_size": 8, "constrained": constrained, "max_objects": 3}
+    if not constrained:
+        opts["max_new_tokens"] = 40
+    dynamic = PaliGemmaSegmenter(loaded, codec, **opts)
+    static = PaliGemmaSegmenter(loaded, codec, cache="static", **opts)
+    chips = images[:8]
+    want = dynamic.generate_ids(chips)
+    got = static.generate_ids(chips)
+    assert got.shape == want.shape and torch.equal(got, want)
+    eos = loaded.processor.tokenizer.eos_token_id
+    if constrained:
+        ends = [(row == eos).nonzero().flatten().tolist()[:1] for row in want]
+        assert len({e[0] for e in ends if e}) > 1 or any(not e for e in ends)  # rows end at different steps
+    # a second, different batch reuses the same cache: still identical to generate()
+    other = images[8:16]
+    assert torch.equal(static.generate_ids(other), dynamic.generate_ids(other))
+    assert len(static._static_caches) == 1
+    assert static.generate_text(chips) == dynamic.generate_text(chips)
+    assert static.describe()["cache"] == "static"
+
+
+def test_static_cache_segment_results_match_dynamic(loaded, vae_npz, images):
+    from paligemma_qgis.core.codec import MaskCodec
+    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+
+    codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
+    a = PaliGemmaSegmenter(loaded, codec, batch_size=3).segment(_batch(images[:5]))
+    b = PaliGemmaSegmenter(loaded, codec, batch_size=3, cache="static").segment(_batch(images[:5]))
+    assert [r.text for r in a] == [r.text for r in b]
+    assert all(np.array_equal(x.water, y.water) for x, y in zip(a, b, strict=True))
+
+
+def test_cache_and_compile_options_are_checked(loaded, vae_npz):
+    from paligemma_qgis.core.codec import MaskCodec
+    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+    from paligemma_qgis.core.errors import InputError
+
+    codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
+    assert PaliGemmaSegmenter(loaded, codec).cache == "dynamic"  # the default
+    with pytest.raises(InputError, match="cache must be one of"):
+        PaliGemmaSegmenter(loaded, codec, cache="hybrid")
+    with pytest.raises(InputError, match="compile needs cache='static'"):
+        PaliGemmaSegmenter(loaded, codec, compile=True)
+
+
+@pytest.mark.skipif(
+    not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")),
+    reason="torch.compile on CPU needs a C++ compiler",
+)
+def test_compiled_decode_step_gives_the_same_tokens(loaded, vae_npz, images):
+    """torch.compile of the decode step (about 20 s of compilation on CPU) changes no token."""
+    from paligemma_qgis.core.codec import MaskCodec
+    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+
+    codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
+    opts = {"batch_size": 4, "max_objects": 1}
+    want = PaliGemmaSegmenter(loaded, codec, **opts).generate_ids(images[:4])
+    seg = PaliGemmaSegmenter(loaded, codec, cache="static", compile=True, **opts)
+    assert torch.equal(seg.generate_ids(images[:4]), want)
+    assert seg._step is not None and "compiled" in seg.describe()["cache"]

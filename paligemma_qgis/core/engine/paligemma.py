@@ -1,7 +1,8 @@
 """The PaliGemma segmenter: RGB chips -> "segment water" -> <loc>/<seg> text -> chip masks.
 
-Per batch of chips: one batched greedy ``generate`` (constrained to valid segmentation
-text by default, see constrained.py), parse every chip's text (tokens.parse_segmentation),
+Per batch of chips: one batched greedy decode (constrained to valid segmentation text by
+default, see constrained.py; transformers' ``generate`` by default, or the engine's own loop
+over a static KV cache, optionally with a compiled decode step: options cache / compile), parse every chip's text (tokens.parse_segmentation),
 decode the accepted objects of the whole batch with the mask codec in one call on the
 model's device, and paste each mask into its chip at the chip's own size. The raw text
 and the per-object verdicts go back with every ChipResult for the audit trail.
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLASSES = ("water",)
 DEFAULT_MAX_OBJECTS = 8  # per chip; the token budget follows (about 23 tokens per object)
+CACHE_MODES = ("dynamic", "static")
 
 
 def parse_classes(classes: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -64,7 +66,8 @@ class PaliGemmaSegmenter:
         constrained: bool = True,
         max_new_tokens: int | None = None,
         max_objects: int | None = None,
-        cache_implementation: str | None = "auto",
+        cache: str = "dynamic",
+        compile: bool = False,
         min_objects: int = 0,
     ) -> None:
         from .constrained import SegmentationGrammar, build_prompt
@@ -87,13 +90,17 @@ class PaliGemmaSegmenter:
         if max_new_tokens is not None and int(max_new_tokens) < 1:
             raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         self.max_new_tokens = int(max_new_tokens or self.grammar.max_new_tokens(self.max_objects))
-        # "auto" = transformers' default (dynamic) cache. A static cache would save the
-        # per-step concatenation on GPU, but with transformers 5.24 generate(...,
-        # cache_implementation="static") fails for PaliGemma 2 (its prefill receives the
-        # sliding/full mask dict where a tensor is expected), so it is opt-in only.
-        if cache_implementation == "auto":
-            cache_implementation = None
-        self.cache_implementation = cache_implementation
+        # "dynamic": transformers' generate() with its default cache. "static": our own greedy
+        # loop over a pre-allocated StaticCache (see _generate_static for why not generate()),
+        # which fixes every decode-step shape, so the step can be compiled (CUDA graphs on GPU).
+        if cache not in CACHE_MODES:
+            raise InputError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
+        if compile and cache != "static":
+            raise InputError("compile needs cache='static' (a dynamic cache changes shape at every step)")
+        self.cache = cache
+        self.compile = bool(compile)
+        self._static_caches: dict[tuple[int, int], Any] = {}
+        self._step: Any = None
         self._prompt_ids = self._tokenize_prompt()
 
     # ------------------------------------------------------------------ construction
@@ -112,7 +119,8 @@ class PaliGemmaSegmenter:
         dtype: str | None = None,
         offline: bool | None = None,
         max_objects: int | None = None,
-        cache_implementation: str | None = "auto",
+        cache: str = "dynamic",
+        compile: bool = False,
     ) -> PaliGemmaSegmenter:
         """Build from flat front-end options; the small VAE is checked before the big model loads."""
         from ..codec import MaskCodec
@@ -131,7 +139,8 @@ class PaliGemmaSegmenter:
             constrained=True if constrained is None else bool(constrained),
             max_new_tokens=max_new_tokens,
             max_objects=max_objects,
-            cache_implementation=cache_implementation,
+            cache=cache,
+            compile=compile,
         )
 
     @property
@@ -150,6 +159,7 @@ class PaliGemmaSegmenter:
             "decoding": "constrained" if self.constrained else "free",
             "batch_size": self.batch_size,
             "max_new_tokens": self.max_new_tokens,
+            "cache": self.cache + (" (compiled decode step)" if self.compile else ""),
         }
 
     def close(self) -> None:
@@ -158,6 +168,8 @@ class PaliGemmaSegmenter:
 
         self.model = None
         self.loaded.model = None
+        self._static_caches.clear()
+        self._step = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -240,6 +252,12 @@ class PaliGemmaSegmenter:
 
     def generate_text(self, rgb: np.ndarray) -> list[str]:
         """Raw model text (the generated suffix, special tokens removed) for each chip."""
+        return self.tokenizer.batch_decode(
+            self.generate_ids(rgb), skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
+
+    def generate_ids(self, rgb: np.ndarray) -> torch.Tensor:
+        """Greedy token ids after the prompt, (chips, steps); finished rows are padded with pad."""
         import torch
         from transformers import LogitsProcessorList
 
@@ -247,28 +265,123 @@ class PaliGemmaSegmenter:
             raise RuntimeError("segmenter was closed")
         inputs = self.model_inputs(rgb)
         prompt_len = int(inputs["input_ids"].shape[1])
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": False,
-            "num_beams": 1,
-            "eos_token_id": self.tokenizer.eos_token_id,
-            "pad_token_id": self.tokenizer.pad_token_id,
-        }
+        processors = LogitsProcessorList()
         if self.constrained:
-            proc = self.grammar.processor(
-                max_new_tokens=self.max_new_tokens,
-                max_objects=self.max_objects,
-                min_objects=self.min_objects,
-                prompt_length=prompt_len,
+            processors.append(
+                self.grammar.processor(
+                    max_new_tokens=self.max_new_tokens,
+                    max_objects=self.max_objects,
+                    min_objects=self.min_objects,
+                    prompt_length=prompt_len,
+                )
             )
-            kwargs["logits_processor"] = LogitsProcessorList([proc])
-        if self.cache_implementation:
-            kwargs["cache_implementation"] = self.cache_implementation
         with torch.inference_mode():
-            out = self.model.generate(**inputs, **kwargs)
-        return self.tokenizer.batch_decode(
-            out[:, prompt_len:], skip_special_tokens=True, clean_up_tokenization_spaces=False
+            if self.cache == "static":
+                return self._generate_static(inputs, processors)
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=self.tokenizer.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=processors,
+            )
+        return out[:, prompt_len:]
+
+    def _generate_static(self, inputs: dict[str, torch.Tensor], processors: Any) -> torch.Tensor:
+        """generate()'s greedy loop over a pre-allocated StaticCache, token for token the same.
+
+        Why not ``generate(cache_implementation="static")``: in transformers 5.24, for a
+        compileable cache, GenerationMixin.prepare_inputs_for_generation turns the 2D mask
+        into the {"full_attention", "sliding_attention"} dict of PaliGemma 2, and
+        PaliGemmaModel.forward then hands that dict to create_causal_mask, which wants a
+        tensor (AttributeError: 'dict' object has no attribute 'ndim'). Called directly
+        with a 2D mask, the model builds the masks itself from the cache, which is the path
+        generate() takes with a dynamic cache. The mask covers the whole cache (future
+        slots are hidden by causality), so every decode step has the same shapes.
+        """
+        import torch
+
+        ids, attn = inputs["input_ids"], inputs["attention_mask"]
+        n, length = ids.shape
+        total = length + self.max_new_tokens
+        cache = self._static_cache(n, total)
+        mask = torch.ones((n, total), dtype=attn.dtype, device=ids.device)
+        mask[:, :length] = attn
+        # generate(): positions from the mask (left padding), PaliGemma counts from 1
+        positions = (attn.long().cumsum(-1) - 1).masked_fill(attn == 0, 0) + 1
+        out = self.model(
+            input_ids=ids,
+            pixel_values=inputs["pixel_values"],
+            token_type_ids=inputs["token_type_ids"],
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
         )
+        logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+        del out
+        seq = torch.empty((n, total), dtype=ids.dtype, device=ids.device)
+        seq[:, :length] = ids
+        eos, pad = int(self.tokenizer.eos_token_id), int(self.tokenizer.pad_token_id)
+        unfinished = torch.ones(n, dtype=torch.bool, device=ids.device)
+        pos = positions[:, -1:]
+        step = self._decode_step()
+        for t in range(self.max_new_tokens):
+            scores = processors(seq[:, : length + t], logits)
+            tokens = torch.where(unfinished, scores.argmax(-1), pad)
+            seq[:, length + t] = tokens
+            unfinished &= tokens != eos
+            if t + 1 == self.max_new_tokens or not bool(unfinished.any()):
+                return seq[:, length : length + t + 1]
+            pos = pos + 1
+            logits = step(tokens[:, None], mask, pos, cache).to(copy=True, dtype=torch.float32)
+        return seq[:, length:length]  # max_new_tokens >= 1: not reached
+
+    def _static_cache(self, batch: int, length: int) -> Any:
+        """One StaticCache per (batch, length), reused: fixed addresses for CUDA graphs."""
+        from transformers import StaticCache
+
+        key = (batch, length)
+        cache = self._static_caches.get(key)
+        if cache is None:
+            cache = StaticCache(config=self.model.config, max_cache_len=length)
+            self._static_caches[key] = cache
+        else:
+            cache.reset()
+        return cache
+
+    def _forward_step(self, tokens: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> Any:
+        """One decode step: last-position logits for one new token per row."""
+        out = self.model(
+            input_ids=tokens,
+            attention_mask=mask,
+            position_ids=pos,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out.logits[:, -1]
+
+    def _decode_step(self) -> Any:
+        """The decode step, compiled once when asked (CUDA: CUDA graphs via reduce-overhead)."""
+        if not self.compile:
+            return self._forward_step
+        if self._step is None:
+            import torch
+
+            mode = "reduce-overhead" if self.loaded.device.type == "cuda" else "default"
+            compiled = torch.compile(self._forward_step, mode=mode, fullgraph=False)
+
+            def step(*args: Any) -> Any:
+                if self.loaded.device.type == "cuda":
+                    torch.compiler.cudagraph_mark_step_begin()
+                return compiled(*args)
+
+            self._step = step
+        return self._step
 
     def check_objects(self, text: str) -> list[SegObject]:
         """Parse one chip's text; objects with a label that was not asked for are rejected."""
