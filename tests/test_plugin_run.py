@@ -35,8 +35,7 @@ def slow_report(self, done, total, message=""):
         time.sleep(0.4)
 
 worker.JsonLinesProgress.report = slow_report
-from paligemma_qgis.cli import main
-sys.exit(main(sys.argv[sys.argv.index("paligemma_qgis") + 1:]))
+sys.exit(worker.main(sys.argv[sys.argv.index("paligemma_qgis.cli.worker") + 1:]))
 """
 
 

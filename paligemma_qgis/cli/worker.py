@@ -20,6 +20,10 @@ temporary files and the worker exits with EXIT_CANCELLED.
 
 ``worker --check`` prints one JSON object describing the worker Python (packages, CUDA,
 model, VAE) and the exact commands that fix what is missing.
+
+The plugin starts it as ``python -m paligemma_qgis.cli.worker`` (same arguments): that imports
+this module alone, not every CLI command, so a Python that lacks a package (QGIS's own, on a
+fresh install) still answers --check and reports a missing package as one clear message.
 """
 
 from __future__ import annotations
@@ -46,20 +50,38 @@ EXIT_CANCELLED = 130
 TASKS = ("segment", "export")
 
 
+DESCRIPTION = (
+    "Reads a JSON job {'task': 'segment'|'export', 'options': {...}} on stdin and "
+    "writes JSON lines (progress, result, error) on stdout. With --check, describes this "
+    "Python's readiness (torch, transformers, CUDA, model, VAE) as one JSON object."
+)
+# Packages only the PaliGemma engine needs (the water index runs without them).
+MODEL_PACKAGES = ("torch", "transformers", "accelerate", "safetensors", "tokenizers", "sentencepiece")
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "worker",
         help="run one job from stdin, reporting JSON lines on stdout (used by the QGIS plugin)",
-        description="Reads a JSON job {'task': 'segment'|'export', 'options': {...}} on stdin and "
-        "writes JSON lines (progress, result, error) on stdout. With --check, describes this "
-        "Python's readiness (torch, transformers, CUDA, model, VAE) as one JSON object.",
+        description=DESCRIPTION,
     )
+    _add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true", help="describe this worker Python and exit")
     parser.add_argument(
         "--model", help="with --check: Hugging Face model id or local model folder to look for"
     )
     parser.add_argument("--vae", help="with --check: path of vae-oid.npz to look for")
-    parser.set_defaults(func=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m paligemma_qgis.cli.worker``: the worker without the other commands' imports."""
+    parser = argparse.ArgumentParser(prog="python -m paligemma_qgis.cli.worker", description=DESCRIPTION)
+    _add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,6 +129,9 @@ def run_job_stream(stdin: IO[str], events: IO[str]) -> int:
     except PaliGemmaQgisError as exc:
         progress.emit("error", message=str(exc), details=type(exc).__name__)
         return EXIT_ERROR
+    except ModuleNotFoundError as exc:  # QGIS's own Python, or a half-made environment
+        progress.emit("error", message=missing_module_message(exc), details=traceback.format_exc())
+        return EXIT_ERROR
     except MemoryError:
         progress.emit("error", message="the worker ran out of memory", details=traceback.format_exc())
         return EXIT_ERROR
@@ -137,9 +162,12 @@ def run_job(job: dict, progress: JsonLinesProgress) -> dict:
 
 
 def _run_export(options: dict, progress: JsonLinesProgress) -> Any:
+    module = f"{__package__.rsplit('.', 1)[0]}.core.export"
     try:
-        export = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.core.export")
+        export = importlib.import_module(module)
     except ModuleNotFoundError as exc:
+        if exc.name != module:  # a package core.export needs: reported as such by the caller
+            raise
         raise BadJob("worker job: training-data export is not available in this version") from exc
     options_cls = getattr(export, "ExportOptions", None)
     if options_cls is not None:
@@ -183,6 +211,21 @@ def _private_stdout() -> IO[str]:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return os.fdopen(events_fd, "w", encoding="utf-8", buffering=1)
+
+
+def missing_module_message(exc: ModuleNotFoundError) -> str:
+    """'the worker Python X has no torch (needed by the PaliGemma engine): open ... Worker setup'."""
+    name = (exc.name or "").split(".")[0]
+    if not name:
+        return f"the worker Python {sys.executable} cannot import a module: {exc}"
+    if name == __package__.split(".")[0]:
+        return f"the worker cannot import {exc.name}: the plugin's files are incomplete, reinstall the plugin"
+    needed = "the PaliGemma engine" if name in MODEL_PACKAGES else "the worker"
+    return (
+        f"the worker Python {sys.executable} has no {name} (needed by {needed}): open "
+        "Raster > PaliGemma Water > Worker setup… to create the worker environment, "
+        "or choose a Python that has it"
+    )
 
 
 def _out_of_memory_message(exc: BaseException) -> str | None:
@@ -377,3 +420,7 @@ def requirements_file() -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,8 @@ heavy work (rasterio, torch, transformers) lives in the worker process.
 
 from __future__ import annotations
 
+import contextlib
+
 from qgis.core import QgsApplication, QgsRasterLayer
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
@@ -57,6 +59,11 @@ class PaliGemmaPlugin:
             self.iface.addPluginToRasterMenu(MENU, action)
 
     def unload(self) -> None:
+        # A run outliving its plugin would add layers from unloaded code, and an update may
+        # replace the files its worker imports: stop it (the task cleans up its output).
+        for task in list(self.tasks):
+            with contextlib.suppress(RuntimeError):  # the C++ task is already gone
+                task.cancel()
         for action in self.actions:
             self.iface.removePluginRasterMenu(MENU, action)
             action.deleteLater()

@@ -4,14 +4,21 @@ Shared by the dialog's QgsTask and the Processing algorithm so both cancel, clea
 report errors the same way. Cancel: SIGTERM (the worker stops cleanly at its next
 cancellation check, i.e. within one batch), then a hard kill after ``grace_s``; an
 output file this run created is removed, as are the core's temporary siblings.
+
+On POSIX the worker runs in a process group of its own and signals go to the whole group:
+a worker Python that is a wrapper script (``conda activate ...; python "$@"``) and helper
+processes the worker starts are stopped with it, and none outlives the run. On Windows
+``terminate`` is TerminateProcess, a hard kill: the cleanup above still runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,52 +113,31 @@ def _run_worker(
 
     lines: queue.Queue[str | None] = queue.Queue()
     stderr_chunks: list[str] = []
-    threading.Thread(target=_pump_lines, args=(proc.stdout, lines), daemon=True).start()
+    stdout_thread = threading.Thread(target=_pump_lines, args=(proc.stdout, lines), daemon=True)
+    stdout_thread.start()
     stderr_thread = threading.Thread(target=_pump_text, args=(proc.stderr, stderr_chunks), daemon=True)
     stderr_thread.start()
     try:
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(job))
-        proc.stdin.close()
-    except (BrokenPipeError, OSError):
-        pass  # the worker died at start-up: its exit code and stderr tell why
-
-    outcome: WorkerOutcome | None = None
-    log: list[str] = []
-    cancelled = False
-    stdout_done = False
-    while not stdout_done:
-        if not cancelled and is_cancelled is not None and is_cancelled():
-            cancelled = True
-            _terminate(proc, grace_s)
         try:
-            line = lines.get(timeout=poll_s)
-        except queue.Empty:
-            continue
-        if line is None:
-            stdout_done = True
-            continue
-        event = _parse_event(line)
-        if event is None:
-            log.append(line.rstrip())
-            continue
-        kind = event.pop("event", None)
-        if kind == "progress" and on_progress is not None:
-            on_progress(int(event.get("done", 0)), int(event.get("total", 0)), str(event.get("message", "")))
-        elif kind == "result":
-            outcome = WorkerOutcome(status="ok", result=event)
-        elif kind == "error":
-            outcome = WorkerOutcome(
-                status="error", message=str(event.get("message", "")), details=str(event.get("details", ""))
-            )
-        elif kind == "cancelled":
-            outcome = WorkerOutcome(status="cancelled", message=str(event.get("message", "cancelled")))
-
-    returncode = _wait(proc, grace_s if cancelled else 5.0)
-    stderr_thread.join(timeout=2.0)
-    for stream in (proc.stdout, proc.stderr):
-        with contextlib.suppress(OSError):
-            stream.close()
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(job))
+            proc.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # the worker died at start-up: its exit code and stderr tell why
+        outcome, log, cancelled = _follow(proc, lines, on_progress, is_cancelled, grace_s, poll_s)
+        returncode = _wait(proc, grace_s if cancelled else 5.0)
+    except BaseException:  # never leave a worker running (and writing) unobserved
+        _signal(proc, _SIGKILL)
+        _wait(proc, 5.0)
+        _remove_partial(output, output_existed, temp_before)
+        raise
+    finally:
+        _signal(proc, _SIGKILL)  # POSIX: what the worker started and left behind
+        for thread, stream in ((stdout_thread, proc.stdout), (stderr_thread, proc.stderr)):
+            thread.join(timeout=2.0)
+            if not thread.is_alive():  # closing a pipe another thread reads could block
+                with contextlib.suppress(OSError):
+                    stream.close()
     stderr = "".join(stderr_chunks)
     if cancelled:
         outcome = WorkerOutcome(status="cancelled", message="cancelled by the user")
@@ -175,10 +161,74 @@ def _run_worker(
     return outcome
 
 
+def _follow(
+    proc: subprocess.Popen,
+    lines: queue.Queue,
+    on_progress: ProgressCallback | None,
+    is_cancelled: CancelledCallback | None,
+    grace_s: float,
+    poll_s: float,
+    drain_s: float = 2.0,
+) -> tuple[WorkerOutcome | None, list[str], bool]:
+    """Read the worker's events until its stdout ends, or ``drain_s`` after the worker exited
+    (a process it started may hold stdout open); terminate it when ``is_cancelled``."""
+    outcome: WorkerOutcome | None = None
+    log: list[str] = []
+    cancelled = False
+    exited_at: float | None = None
+    while True:
+        if not cancelled and is_cancelled is not None and is_cancelled():
+            cancelled = True
+            _terminate(proc, grace_s)
+        try:
+            line = lines.get(timeout=poll_s)
+        except queue.Empty:
+            if proc.poll() is not None:
+                exited_at = exited_at or time.monotonic()
+                if time.monotonic() - exited_at > drain_s:
+                    break
+            continue
+        if line is None:
+            break
+        event = _parse_event(line)
+        if event is None:
+            log.append(line.rstrip())
+            continue
+        kind = event.pop("event", None)
+        if kind == "progress" and on_progress is not None:
+            on_progress(int(event.get("done", 0)), int(event.get("total", 0)), str(event.get("message", "")))
+        elif kind == "result":
+            outcome = WorkerOutcome(status="ok", result=event)
+        elif kind == "error":
+            outcome = WorkerOutcome(
+                status="error", message=str(event.get("message", "")), details=str(event.get("details", ""))
+            )
+        elif kind == "cancelled":
+            outcome = WorkerOutcome(status="cancelled", message=str(event.get("message", "cancelled")))
+    return outcome, log, cancelled
+
+
+_SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+
+
 def _popen_flags() -> dict:
     if sys.platform == "win32":  # no console window popping up from QGIS
         return {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)}
-    return {}
+    return {"start_new_session": True}  # a process group of its own: signals reach all of it
+
+
+def _signal(proc: subprocess.Popen, sig: int) -> None:
+    """Send ``sig`` to the worker's process group (POSIX), or terminate it (Windows)."""
+    if sys.platform == "win32":
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                if sig == _SIGKILL:
+                    proc.kill()
+                else:
+                    proc.terminate()
+        return
+    with contextlib.suppress(OSError):  # ProcessLookupError: nothing left in the group
+        os.killpg(proc.pid, sig)
 
 
 def _pump_lines(stream, out: queue.Queue) -> None:
@@ -209,10 +259,7 @@ def _terminate(proc: subprocess.Popen, grace_s: float) -> None:
     """Ask the worker to stop (SIGTERM); a watchdog kills it if it has not gone in ``grace_s``."""
     if proc.poll() is not None:
         return
-    try:
-        proc.terminate()
-    except OSError:
-        return
+    _signal(proc, signal.SIGTERM)
 
     def watchdog() -> None:
         deadline = time.monotonic() + grace_s
@@ -220,8 +267,7 @@ def _terminate(proc: subprocess.Popen, grace_s: float) -> None:
             if proc.poll() is not None:
                 return
             time.sleep(0.05)
-        with contextlib.suppress(OSError):
-            proc.kill()
+        _signal(proc, _SIGKILL)
 
     threading.Thread(target=watchdog, daemon=True).start()
 
@@ -230,7 +276,7 @@ def _wait(proc: subprocess.Popen, timeout: float) -> int | None:
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _signal(proc, _SIGKILL)
         return proc.wait()
 
 

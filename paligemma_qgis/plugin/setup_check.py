@@ -8,6 +8,7 @@ venv (and make it the worker Python), and download the VAE weights.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import subprocess
@@ -73,7 +74,14 @@ def run_check(
     """Run the check synchronously (tests, scripts); returns the worker's JSON or {"error": ...}."""
     command = worker_command(*check_args(model, vae), python=python)
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, env=worker_env(), timeout=timeout)
+        proc = subprocess.run(
+            command,
+            capture_output=True,
+            encoding="utf-8",  # the worker writes UTF-8 (PYTHONIOENCODING), not the locale's code page
+            errors="replace",
+            env=worker_env(),
+            timeout=timeout,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": f"cannot run {command[0]}: {exc}", "command": " ".join(command)}
     return parse_check_output(proc.stdout, proc.stderr, proc.returncode, command)
@@ -226,6 +234,23 @@ class SetupCheckDialog(QDialog):
 
     def python(self) -> str:
         return self.python_widget.filePath().strip() or worker_python()[0]
+
+    def done(self, result: int) -> None:  # Save, Close and the window's X all end here
+        self._stop_check()
+        super().done(result)
+
+    def _stop_check(self) -> None:
+        """Stop a check still running: its handlers must not fire on a closed (deleted) page."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        for signal in (process.finished, process.errorOccurred):
+            with contextlib.suppress(TypeError, RuntimeError):  # not connected / already gone
+                signal.disconnect()
+        with contextlib.suppress(RuntimeError):
+            if process.state() != QProcess.NotRunning:
+                process.kill()
+                process.waitForFinished(2000)
 
     def save(self) -> None:
         set_configured_python(self.python_widget.filePath())

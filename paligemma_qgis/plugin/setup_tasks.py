@@ -296,7 +296,11 @@ class SetupTask(QgsTask):
         def on_line(line: str) -> None:
             QgsMessageLog.logMessage(line, LOG_TAG, Qgis.Info)
 
-        self.outcome = run_steps(self.steps, on_progress, self.isCanceled, on_line)
+        try:
+            self.outcome = run_steps(self.steps, on_progress, self.isCanceled, on_line)
+        except Exception as exc:  # escaping run(), it would abort QGIS (PyQt's qFatal)
+            self.outcome = StepsOutcome(status="error", message=f"{type(exc).__name__}: {exc}")
+            return False
         return self.outcome.ok and not self.isCanceled()
 
     def finished(self, result: bool) -> None:  # main thread

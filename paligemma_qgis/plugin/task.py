@@ -7,6 +7,7 @@ the project or the GUI happens in ``finished`` (main thread), as QGIS requires.
 from __future__ import annotations
 
 import shutil
+import traceback
 from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
@@ -59,14 +60,20 @@ class WorkerTask(QgsTask):
                 self.setProgress(min(100.0, 100.0 * done / total))
             self.message = message
 
-        self.outcome = run_worker(
-            self.job,
-            worker_command(python=self.python),
-            env=worker_env(),
-            on_progress=on_progress,
-            is_cancelled=self.isCanceled,
-            grace_s=self.grace_s,
-        )
+        try:
+            self.outcome = run_worker(
+                self.job,
+                worker_command(python=self.python),
+                env=worker_env(),
+                on_progress=on_progress,
+                is_cancelled=self.isCanceled,
+                grace_s=self.grace_s,
+            )
+        except Exception as exc:  # escaping run(), it would abort QGIS (PyQt's qFatal)
+            self.outcome = WorkerOutcome(
+                status="error", message=f"{type(exc).__name__}: {exc}", details=traceback.format_exc()
+            )
+            return False
         return self.outcome.ok and not self.isCanceled()
 
     # -- main thread ---------------------------------------------------------------

@@ -99,8 +99,13 @@ def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def worker_command(*args: str, python: str | None = None) -> list[str]:
-    """``<python> -m paligemma_qgis worker ARGS``."""
-    return [python or worker_python()[0], "-m", PACKAGE_DIR.name, "worker", *args]
+    """``<python> -m paligemma_qgis.cli.worker ARGS`` (the CLI's ``worker`` command).
+
+    The worker module alone, not ``-m paligemma_qgis worker``: the full CLI imports every
+    command (rasterio, platformdirs...), so a bare Python would crash before it could say
+    what it lacks.
+    """
+    return [python or worker_python()[0], "-m", f"{PACKAGE_DIR.name}.cli.worker", *args]
 
 
 def requirements_file() -> Path | None:
