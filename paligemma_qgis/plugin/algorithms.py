@@ -53,7 +53,74 @@ class WaterStyler(QgsProcessingLayerPostProcessorInterface):
             style_water(layer)
 
 
-class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
+class WorkerAlgorithm(QgsProcessingAlgorithm):
+    """What both algorithms share: the input raster file, the band choice, the parameters
+    they declare alike (bands, VAE, resolution) and the advanced-parameter flag."""
+
+    INPUT = "INPUT"
+    BANDS = "BANDS"
+    VAE = "VAE"
+    RESOLUTION = "RESOLUTION"
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:  # noqa: N802
+        return ""
+
+    def _add_shared_parameter(self, name: str) -> None:
+        """Add BANDS, VAE or RESOLUTION, declared the same way in both algorithms."""
+        if name == self.BANDS:
+            param = QgsProcessingParameterString(
+                self.BANDS,
+                _tr("Bands: preset (naip, sentinel2, landsat89) or RGB band numbers (e.g. 3,2,1)"),
+                defaultValue="",
+                optional=True,
+            )
+        elif name == self.VAE:
+            param = QgsProcessingParameterFile(
+                self.VAE,
+                _tr("VAE mask codec (vae-oid.npz; empty: the downloaded one)"),
+                behavior=QgsProcessingParameterFile.File,
+                extension="npz",
+                optional=True,
+            )
+        else:
+            param = QgsProcessingParameterNumber(
+                self.RESOLUTION,
+                _tr("Target resolution (m/pixel; 0 = native)"),
+                QgsProcessingParameterNumber.Double,
+                0.0,
+                False,
+                0.0,
+            )
+        self.addParameter(param)
+
+    def _add_advanced(self, params: list) -> None:
+        for param in params:
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(param)
+
+    def _raster_input(self, parameters: dict, context: QgsProcessingContext, hint: str = "") -> str:
+        """The input raster's file; QgsProcessingException when it is not a GDAL file on disk."""
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        raster = raster_file(layer)
+        if raster is None:
+            source = layer.source() if layer is not None else parameters.get(self.INPUT)
+            raise QgsProcessingException(f"{source}: the input must be a raster file on disk (GDAL){hint}")
+        return raster
+
+    def _bands_choice(self, parameters: dict, context: QgsProcessingContext) -> tuple[str | None, str]:
+        """(preset name or None, the BANDS text): BANDS names a preset or lists band numbers."""
+        bands_text = (self.parameterAsString(parameters, self.BANDS, context) or "").strip()
+        preset_names = {name for name, _ in PRESETS if name}
+        return (bands_text.lower() if bands_text.lower() in preset_names else None), bands_text
+
+    def _vae(self, parameters: dict, context: QgsProcessingContext) -> str | None:
+        return (self.parameterAsFile(parameters, self.VAE, context) or "").strip() or None
+
+
+class SegmentWaterAlgorithm(WorkerAlgorithm):
     INPUT = "INPUT"
     ENGINE = "ENGINE"
     BANDS = "BANDS"
@@ -76,12 +143,6 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
     def displayName(self) -> str:  # noqa: N802
         return _tr("Segment water")
 
-    def group(self) -> str:
-        return ""
-
-    def groupId(self) -> str:  # noqa: N802
-        return ""
-
     def shortHelpString(self) -> str:  # noqa: N802
         return _tr(
             "Maps water in a georeferenced raster and writes dissolved water polygons (areas in m²) to a "
@@ -103,14 +164,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
                 self.ENGINE, _tr("Engine"), options=[label for _, label in ENGINES], defaultValue=0
             )
         )
-        self.addParameter(
-            QgsProcessingParameterString(
-                self.BANDS,
-                _tr("Bands: preset (naip, sentinel2, landsat89) or RGB band numbers (e.g. 3,2,1)"),
-                defaultValue="",
-                optional=True,
-            )
-        )
+        self._add_shared_parameter(self.BANDS)
         self.addParameter(
             QgsProcessingParameterString(
                 self.MODEL,
@@ -119,15 +173,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.VAE,
-                _tr("VAE mask codec (vae-oid.npz; empty: the downloaded one)"),
-                behavior=QgsProcessingParameterFile.File,
-                extension="npz",
-                optional=True,
-            )
-        )
+        self._add_shared_parameter(self.VAE)
         self.addParameter(
             QgsProcessingParameterEnum(
                 self.DEVICE, _tr("Device"), options=[label for _, label in DEVICES], defaultValue=0
@@ -155,16 +201,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
                 200,
             )
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.RESOLUTION,
-                _tr("Target resolution (m/pixel; 0 = native)"),
-                QgsProcessingParameterNumber.Double,
-                0.0,
-                False,
-                0.0,
-            )
-        )
+        self._add_shared_parameter(self.RESOLUTION)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.MIN_AREA,
@@ -194,9 +231,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
                 self.SWIR, _tr("SWIR band (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0, True, 0
             ),
         ]
-        for param in advanced:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(param)
+        self._add_advanced(advanced)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, _tr("Water polygons (GeoPackage)"), QgsProcessing.TypeVectorPolygon
@@ -211,19 +246,11 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(  # noqa: N802
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict:
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        raster = raster_file(layer)
-        if raster is None:
-            source = layer.source() if layer is not None else parameters.get(self.INPUT)
-            raise QgsProcessingException(
-                f"{source}: the input must be a raster file on disk (GDAL), not a web service"
-            )
+        raster = self._raster_input(parameters, context, ", not a web service")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if Path(output).suffix.lower() != ".gpkg":
             raise QgsProcessingException(f"{output}: the output must be a GeoPackage (.gpkg)")
-        bands_text = (self.parameterAsString(parameters, self.BANDS, context) or "").strip()
-        preset_names = {name for name, _ in PRESETS if name}
-        preset = bands_text.lower() if bands_text.lower() in preset_names else None
+        preset, bands_text = self._bands_choice(parameters, context)
         aoi = None
         if parameters.get(self.AOI):
             aoi = self.parameterAsCompatibleSourceLayerPath(
@@ -244,7 +271,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             aoi=aoi,
             min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),
             model=(self.parameterAsString(parameters, self.MODEL, context) or "").strip() or None,
-            vae=(self.parameterAsFile(parameters, self.VAE, context) or "").strip() or None,
+            vae=self._vae(parameters, context),
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)][0],
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             overwrite=True,  # Processing's file chooser already asked about replacing the file
@@ -301,7 +328,7 @@ def _load_water_layer_on_completion(context: QgsProcessingContext, output: str, 
     context.setLayersToLoadOnCompletion(layers)
 
 
-class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
+class ExportTrainingDataAlgorithm(WorkerAlgorithm):
     """Raster + known water -> PaliGemma fine-tuning chips and JSONL (core.export in the worker)."""
 
     INPUT = "INPUT"
@@ -326,12 +353,6 @@ class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
 
     def displayName(self) -> str:  # noqa: N802
         return _tr("Export training data (PaliGemma JSONL)")
-
-    def group(self) -> str:
-        return ""
-
-    def groupId(self) -> str:  # noqa: N802
-        return ""
 
     def shortHelpString(self) -> str:  # noqa: N802
         return _tr(
@@ -361,33 +382,9 @@ class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
                 self.LABELS_MASK, _tr("Known water: mask raster"), optional=True
             )
         )
-        self.addParameter(
-            QgsProcessingParameterString(
-                self.BANDS,
-                _tr("Bands: preset (naip, sentinel2, landsat89) or RGB band numbers (e.g. 3,2,1)"),
-                defaultValue="",
-                optional=True,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.VAE,
-                _tr("VAE mask codec (vae-oid.npz; empty: the downloaded one)"),
-                behavior=QgsProcessingParameterFile.File,
-                extension="npz",
-                optional=True,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.RESOLUTION,
-                _tr("Target resolution (m/pixel; 0 = native)"),
-                QgsProcessingParameterNumber.Double,
-                0.0,
-                False,
-                0.0,
-            )
-        )
+        self._add_shared_parameter(self.BANDS)
+        self._add_shared_parameter(self.VAE)
+        self._add_shared_parameter(self.RESOLUTION)
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.VALID_FRACTION,
@@ -446,9 +443,7 @@ class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
                 self.ALLOW_CUSTOM_VAE, _tr("Accept a VAE file that is not Google's vae-oid.npz"), False
             ),
         ]
-        for param in advanced:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(param)
+        self._add_advanced(advanced)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, _tr("Output folder")))
         self.addOutput(
             QgsProcessingOutputVectorLayer("CHIPS_LAYER", _tr("Chips"), QgsProcessing.TypeVectorPolygon)
@@ -460,11 +455,7 @@ class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(  # noqa: N802
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict:
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        raster = raster_file(layer)
-        if raster is None:
-            source = layer.source() if layer is not None else parameters.get(self.INPUT)
-            raise QgsProcessingException(f"{source}: the input must be a raster file on disk (GDAL)")
+        raster = self._raster_input(parameters, context)
         has_vector = bool(parameters.get(self.LABELS_VECTOR))
         mask_layer = self.parameterAsRasterLayer(parameters, self.LABELS_MASK, context)
         if has_vector and mask_layer is not None:
@@ -481,8 +472,7 @@ class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
             labels = "water-index"
             feedback.pushInfo("no known water given: labels come from the water index")
         out_dir = self.parameterAsString(parameters, self.OUTPUT, context)
-        bands_text = (self.parameterAsString(parameters, self.BANDS, context) or "").strip()
-        preset_names = {name for name, _ in PRESETS if name}
+        preset, bands_text = self._bands_choice(parameters, context)
         options: dict = {
             "raster": raster,
             "out_dir": out_dir,
@@ -497,8 +487,8 @@ class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
             "allow_custom_vae": self.parameterAsBool(parameters, self.ALLOW_CUSTOM_VAE, context),
             "overwrite": True,  # Processing's folder chooser already asked
         }
-        if bands_text.lower() in preset_names:
-            options["preset"] = bands_text.lower()
+        if preset:
+            options["preset"] = preset
         elif bands_text:
             try:
                 options["bands"] = [int(b) for b in bands_text.replace(" ", "").split(",") if b]
@@ -509,7 +499,7 @@ class ExportTrainingDataAlgorithm(QgsProcessingAlgorithm):
         resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context)
         if resolution:
             options["resolution"] = resolution
-        vae = (self.parameterAsFile(parameters, self.VAE, context) or "").strip()
+        vae = self._vae(parameters, context)
         if vae:
             options["vae"] = vae
         result = _run({"task": "export", "options": options}, feedback)

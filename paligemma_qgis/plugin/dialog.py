@@ -7,42 +7,45 @@ WorkerTask. It never imports the core's heavy modules: the worker validates the 
 
 from __future__ import annotations
 
-import re
-import shutil
 import tempfile
 from pathlib import Path
 
 from qgis.core import (
-    Qgis,
-    QgsApplication,
+    QgsApplication,  # noqa: F401 - tests reach the task manager through this module
     QgsMapLayerProxyModel,
-    QgsProject,
     QgsRasterLayer,
     QgsSettings,
-    QgsVectorFileWriter,
     QgsVectorLayer,
 )
-from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsMessageBar
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
-    QLineEdit,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from .options import DEFAULT_MODEL, DEVICES, ENGINES, KNOWN_MODELS, PRESETS, raster_file, segment_job
-from .task import WorkerTask
-from .worker_env import SETTINGS_GROUP, worker_python
+from .layers import write_gpkg
+from .options import DEFAULT_MODEL, DEVICES, ENGINES, KNOWN_MODELS, segment_job
+from .widgets import (
+    ONE_BAND_INDEX,
+    BandsGroup,
+    JobDialog,
+    RasterPicker,
+    check_vae,
+    combo_box,
+    row,
+    set_combo_value,
+    vae_file_widget,
+)
+from .worker_env import SETTINGS_GROUP
 
 SETTINGS_PREFIX = f"{SETTINGS_GROUP}/dialog"
 AREAS: list[tuple[str, str]] = [
@@ -50,29 +53,6 @@ AREAS: list[tuple[str, str]] = [
     ("canvas", "Current map canvas extent"),
     ("layer", "Polygons of a layer"),
 ]
-_BANDS_RE = re.compile(r"^\s*\d+\s*(,\s*\d+\s*){0,2}$")
-
-
-def _combo(items: list[tuple[str, str]]) -> QComboBox:
-    combo = QComboBox()
-    for value, label in items:
-        combo.addItem(label, value)
-    return combo
-
-
-def _set_combo_value(combo: QComboBox, value: str) -> None:
-    index = combo.findData(value)
-    if index >= 0:
-        combo.setCurrentIndex(index)
-
-
-def _row(*widgets: QWidget) -> QWidget:
-    holder = QWidget()
-    layout = QHBoxLayout(holder)
-    layout.setContentsMargins(0, 0, 0, 0)
-    for widget in widgets:
-        layout.addWidget(widget)
-    return holder
 
 
 def _looks_like_path(model: str) -> bool:
@@ -85,20 +65,13 @@ def _looks_like_path(model: str) -> bool:
     )
 
 
-class SegmentDialog(QDialog):
+class SegmentDialog(JobDialog):
     """Choose a raster, bands, area, engine and output; Run starts a background WorkerTask."""
 
     def __init__(self, iface=None, parent: QWidget | None = None) -> None:
-        super().__init__(
-            parent if parent is not None else (iface.mainWindow() if iface is not None else None)
-        )
-        self.iface = iface
-        self.task: WorkerTask | None = None
-        self.errors: list[str] = []
-        self.setWindowTitle("PaliGemma Water — map water in a raster")
+        super().__init__(iface, parent, "PaliGemma Water — map water in a raster")
         self.setMinimumWidth(560)
         layout = QVBoxLayout(self)
-        self.message_bar = QgsMessageBar(self)
         layout.addWidget(self.message_bar)
         layout.addWidget(self._input_group())
         layout.addWidget(self._bands_group())
@@ -124,59 +97,39 @@ class SegmentDialog(QDialog):
     def _input_group(self) -> QGroupBox:
         box = QGroupBox("Input raster")
         form = QFormLayout(box)
-        self.raster_combo = QgsMapLayerComboBox()
-        self.raster_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
-        self.raster_combo.setAllowEmptyLayer(True)
-        self.raster_combo.setCurrentIndex(
-            self.raster_combo.count() - 1 if self.raster_combo.count() > 1 else 0
-        )
-        self.raster_browse = QToolButton()
-        self.raster_browse.setText("…")
-        self.raster_browse.setToolTip("Choose a raster file that is not in the project")
-        self.raster_browse.clicked.connect(self._browse_raster)
-        form.addRow("Raster", _row(self.raster_combo, self.raster_browse))
-        self.raster_combo.setMinimumWidth(380)
+        self.raster_picker = RasterPicker("Raster", min_width=380, select_last=True)
+        self.raster_combo = self.raster_picker.combo
+        form.addRow("Raster", self.raster_picker)
         return box
 
     def _bands_group(self) -> QGroupBox:
-        box = QGroupBox("Bands")
-        form = QFormLayout(box)
-        self.preset_combo = _combo(PRESETS)
-        form.addRow("Preset", self.preset_combo)
-        self.bands_edit = QLineEdit()
-        self.bands_edit.setPlaceholderText("automatic, or R,G,B band numbers like 3,2,1 (one number: grey)")
-        form.addRow("Bands shown to the model", self.bands_edit)
-        self.green_spin, self.nir_spin, self.swir_spin = (self._band_spin() for _ in range(3))
-        form.addRow(
+        self.bands_box = BandsGroup(
+            "Bands shown to the model",
+            "automatic, or R,G,B band numbers like 3,2,1 (one number: grey)",
             "Green / NIR / SWIR band",
-            _row(self.green_spin, self.nir_spin, self.swir_spin),
+            "Band number for the water index; auto = band descriptions, then the preset",
         )
-        return box
-
-    @staticmethod
-    def _band_spin() -> QSpinBox:
-        spin = QSpinBox()
-        spin.setRange(0, 200)
-        spin.setSpecialValueText("auto")
-        spin.setToolTip("Band number for the water index; auto = band descriptions, then the preset")
-        return spin
+        self.preset_combo, self.bands_edit, self.green_spin, self.nir_spin, self.swir_spin = (
+            self.bands_box.widgets()
+        )
+        return self.bands_box
 
     def _area_group(self) -> QGroupBox:
         box = QGroupBox("Area")
         form = QFormLayout(box)
-        self.area_combo = _combo(AREAS)
+        self.area_combo = combo_box(AREAS)
         self.area_combo.currentIndexChanged.connect(self._update_enabled)
         form.addRow("Map", self.area_combo)
         self.aoi_combo = QgsMapLayerComboBox()
         self.aoi_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
         self.selected_check = QCheckBox("Selected features only")
-        form.addRow("Polygon layer", _row(self.aoi_combo, self.selected_check))
+        form.addRow("Polygon layer", row(self.aoi_combo, self.selected_check))
         return box
 
     def _engine_group(self) -> QGroupBox:
         box = QGroupBox("Engine")
         form = QFormLayout(box)
-        self.engine_combo = _combo(ENGINES)
+        self.engine_combo = combo_box(ENGINES)
         self.engine_combo.currentIndexChanged.connect(self._update_enabled)
         form.addRow("Engine", self.engine_combo)
         self.model_combo = QComboBox()
@@ -186,13 +139,11 @@ class SegmentDialog(QDialog):
         self.model_browse = QToolButton()
         self.model_browse.setText("…")
         self.model_browse.clicked.connect(self._browse_model)
-        form.addRow("Model", _row(self.model_combo, self.model_browse))
+        form.addRow("Model", row(self.model_combo, self.model_browse))
         self.model_combo.setMinimumWidth(380)
-        self.vae_widget = QgsFileWidget()
-        self.vae_widget.setFilter("VAE codec (*.npz)")
-        self.vae_widget.lineEdit().setPlaceholderText("vae-oid.npz (empty: the downloaded one)")
+        self.vae_widget = vae_file_widget()
         form.addRow("VAE file", self.vae_widget)
-        self.device_combo = _combo(DEVICES)
+        self.device_combo = combo_box(DEVICES)
         form.addRow("Device", self.device_combo)
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(1, 256)
@@ -232,13 +183,6 @@ class SegmentDialog(QDialog):
         return box
 
     # ------------------------------------------------------------------ helpers
-    def _browse_raster(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Raster", "", "Rasters (*.tif *.tiff *.vrt *.img *.jp2);;All files (*)"
-        )
-        if path:
-            self.set_raster_file(path)
-
     def _browse_model(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Model folder")
         if path:
@@ -246,26 +190,16 @@ class SegmentDialog(QDialog):
 
     def set_raster_file(self, path: str) -> None:
         """Offer a raster file that is not a project layer and select it."""
-        items = list(self.raster_combo.additionalItems())
-        if path not in items:
-            self.raster_combo.setAdditionalItems(items + [path])
-        self.raster_combo.setCurrentIndex(self.raster_combo.findText(path))
+        self.raster_picker.set_file(path)
 
     def set_raster_layer(self, layer: QgsRasterLayer) -> None:
-        self.raster_combo.setLayer(layer)
+        self.raster_picker.set_layer(layer)
 
     def raster_path(self) -> str | None:
-        layer = self.raster_combo.currentLayer()
-        if layer is not None:
-            return raster_file(layer)
-        text = self.raster_combo.currentText()
-        return text if text and Path(text).is_file() else None
+        return self.raster_picker.path()
 
     def raster_name(self) -> str:
-        layer = self.raster_combo.currentLayer()
-        if layer is not None:
-            return layer.name()
-        return Path(self.raster_combo.currentText() or "raster").stem
+        return self.raster_picker.name()
 
     def engine(self) -> str:
         return self.engine_combo.currentData()
@@ -286,47 +220,15 @@ class SegmentDialog(QDialog):
         self.aoi_combo.setEnabled(on_layer)
         self.selected_check.setEnabled(on_layer)
 
-    def show_errors(self, errors: list[str]) -> None:
-        self.message_bar.clearWidgets()
-        for error in reversed(errors):
-            self.message_bar.pushMessage("Cannot run", error, Qgis.Warning, 0)
-
     # ------------------------------------------------------------------ validation
     def validate(self) -> list[str]:
         """Problems that stop a run, in words the user can act on (empty when all is fine)."""
         errors: list[str] = []
-        layer = self.raster_combo.currentLayer()
+        band_count = self.raster_picker.check("an input raster", errors)
         raster = self.raster_path()
-        band_count = None
-        if layer is None and not self.raster_combo.currentText():
-            errors.append("Choose an input raster (a raster layer of the project, or a file with …).")
-        elif raster is None:
-            name = layer.name() if layer is not None else self.raster_combo.currentText()
-            errors.append(
-                f"{name}: not a raster file on disk (web and in-memory rasters cannot be read by the worker)."
-            )
-        elif layer is not None:
-            band_count = layer.bandCount()
-        else:
-            probe = QgsRasterLayer(raster, "probe", "gdal")
-            if not probe.isValid():
-                errors.append(f"{raster}: GDAL cannot open this file as a raster.")
-            else:
-                band_count = probe.bandCount()
-
-        bands = self.bands_edit.text().strip()
-        if bands:
-            if not _BANDS_RE.match(bands) or len(bands.split(",")) == 2:
-                errors.append(f"Bands '{bands}': give one band (grey) or three (R,G,B), like 3,2,1.")
-            elif band_count is not None and any(not 1 <= int(b) <= band_count for b in bands.split(",")):
-                errors.append(f"Bands '{bands}': the raster has bands 1 to {band_count}.")
-        for label, spin in (("Green", self.green_spin), ("NIR", self.nir_spin), ("SWIR", self.swir_spin)):
-            if band_count is not None and spin.value() > band_count:
-                errors.append(f"{label} band {spin.value()}: the raster has bands 1 to {band_count}.")
+        self.bands_box.check(band_count, errors)
         if self.engine() == "water-index" and band_count is not None and band_count < 2:
-            errors.append(
-                "The water index needs a green band and a NIR or SWIR band; this raster has one band."
-            )
+            errors.append(ONE_BAND_INDEX)
 
         if self.area() == "canvas" and (self.iface is None or self.iface.mapCanvas() is None):
             errors.append("No map canvas to take the extent from.")
@@ -349,9 +251,7 @@ class SegmentDialog(QDialog):
                     errors.append(f"{model}: model folder not found.")
                 elif not (folder / "config.json").is_file():
                     errors.append(f"{model}: not a model folder (no config.json).")
-            vae = self.vae_widget.filePath().strip()
-            if vae and not Path(vae).expanduser().is_file():
-                errors.append(f"{vae}: VAE file not found.")
+            check_vae(self.vae_widget, errors)
 
         output = self.output_widget.filePath().strip()
         if not output:
@@ -393,8 +293,8 @@ class SegmentDialog(QDialog):
             self.raster_path() or "",
             str(Path(self.output_widget.filePath().strip()).expanduser()),
             engine=self.engine(),
-            bands=self.bands_edit.text().replace(" ", "") or None,
-            preset=self.preset_combo.currentData() or None,
+            bands=self.bands_box.bands(),
+            preset=self.bands_box.preset(),
             green=self.green_spin.value(),
             nir=self.nir_spin.value(),
             swir=self.swir_spin.value(),
@@ -409,32 +309,9 @@ class SegmentDialog(QDialog):
             overwrite=self.overwrite_check.isChecked(),
         )
 
-    def run(self) -> WorkerTask | None:
-        """Validate, remember the choices, start the background task (None when invalid)."""
-        errors = self.validate()
-        if errors:
-            self.show_errors(errors)
-            return None
-        self.save_settings()
-        temp_dir = Path(tempfile.mkdtemp(prefix="paligemma_qgis_"))
-        try:
-            job = self.build_job(temp_dir)
-        except ValueError as exc:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-            self.show_errors([str(exc)])
-            return None
-        task = WorkerTask(
-            f"Water in {self.raster_name()}",
-            job,
-            python=worker_python()[0],
-            group_name=self.raster_name(),
-            iface=self.iface,
-            cleanup=[temp_dir],
-        )
-        self.task = task
-        QgsApplication.taskManager().addTask(task)
-        self.accept()
-        return task
+    def task_names(self) -> tuple[str, str]:
+        name = self.raster_name()
+        return f"Water in {name}", name
 
     def open_export(self) -> None:
         """Close this dialog and open the training-data export (the caller opens it, see plugin.py)."""
@@ -455,11 +332,7 @@ class SegmentDialog(QDialog):
         s = QgsSettings()
         p = SETTINGS_PREFIX
         s.setValue(f"{p}/raster", self.raster_path() or "")
-        s.setValue(f"{p}/preset", self.preset_combo.currentData())
-        s.setValue(f"{p}/bands", self.bands_edit.text().strip())
-        s.setValue(f"{p}/green", self.green_spin.value())
-        s.setValue(f"{p}/nir", self.nir_spin.value())
-        s.setValue(f"{p}/swir", self.swir_spin.value())
+        self.bands_box.save(s, p)
         s.setValue(f"{p}/area", self.area())
         s.setValue(f"{p}/selected_only", self.selected_check.isChecked())
         s.setValue(f"{p}/engine", self.engine())
@@ -476,27 +349,14 @@ class SegmentDialog(QDialog):
     def load_settings(self) -> None:
         s = QgsSettings()
         p = SETTINGS_PREFIX
-        raster = s.value(f"{p}/raster", "", type=str)
-        if raster:
-            layer = next(
-                (lyr for lyr in QgsProject.instance().mapLayers().values() if raster_file(lyr) == raster),
-                None,
-            )
-            if layer is not None:
-                self.set_raster_layer(layer)
-            elif Path(raster).is_file():
-                self.set_raster_file(raster)
-        _set_combo_value(self.preset_combo, s.value(f"{p}/preset", "", type=str))
-        self.bands_edit.setText(s.value(f"{p}/bands", "", type=str))
-        self.green_spin.setValue(s.value(f"{p}/green", 0, type=int))
-        self.nir_spin.setValue(s.value(f"{p}/nir", 0, type=int))
-        self.swir_spin.setValue(s.value(f"{p}/swir", 0, type=int))
-        _set_combo_value(self.area_combo, s.value(f"{p}/area", "raster", type=str))
+        self.raster_picker.restore(s.value(f"{p}/raster", "", type=str))
+        self.bands_box.load(s, p)
+        set_combo_value(self.area_combo, s.value(f"{p}/area", "raster", type=str))
         self.selected_check.setChecked(s.value(f"{p}/selected_only", False, type=bool))
-        _set_combo_value(self.engine_combo, s.value(f"{p}/engine", "paligemma", type=str))
+        set_combo_value(self.engine_combo, s.value(f"{p}/engine", "paligemma", type=str))
         self.model_combo.setEditText(s.value(f"{p}/model", DEFAULT_MODEL, type=str) or DEFAULT_MODEL)
         self.vae_widget.setFilePath(s.value(f"{p}/vae", "", type=str))
-        _set_combo_value(self.device_combo, s.value(f"{p}/device", "auto", type=str))
+        set_combo_value(self.device_combo, s.value(f"{p}/device", "auto", type=str))
         self.batch_spin.setValue(s.value(f"{p}/batch_size", 4, type=int))
         self.overlap_spin.setValue(s.value(f"{p}/overlap", 32, type=int))
         self.resolution_spin.setValue(s.value(f"{p}/resolution", 0.0, type=float))
@@ -507,14 +367,7 @@ class SegmentDialog(QDialog):
 
 def write_aoi(layer: QgsVectorLayer, selected_only: bool, path: Path) -> str:
     """Copy a polygon layer (or its selection) to a GeoPackage the worker can read."""
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName = "GPKG"
-    options.layerName = "aoi"
-    options.onlySelectedFeatures = selected_only
-    result = QgsVectorFileWriter.writeAsVectorFormatV3(
-        layer, str(path), QgsProject.instance().transformContext(), options
-    )
-    error, message = result[0], result[1]
-    if error != QgsVectorFileWriter.NoError:
+    message = write_gpkg(layer, path, "aoi", selected_only)
+    if message is not None:
         raise ValueError(f"{layer.name()}: cannot copy the area of interest ({message})")
     return str(path)

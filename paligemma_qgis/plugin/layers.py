@@ -1,4 +1,7 @@
-"""Result layers: load the GeoPackage the worker wrote, style it, group it (main thread only)."""
+"""Result layers: load the GeoPackage the worker wrote, style it, group it (main thread only).
+
+Also ``write_gpkg``: the copy of a project layer the worker reads (area of interest, labels).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from qgis.core import (
     QgsProviderRegistry,
     QgsRendererCategory,
     QgsSingleSymbolRenderer,
+    QgsVectorFileWriter,
     QgsVectorLayer,
 )
 
@@ -35,31 +39,38 @@ def open_layer(path: str | Path, layer_name: str, display_name: str | None = Non
     return layer if layer.isValid() else None
 
 
+def write_gpkg(layer: QgsVectorLayer, path: str | Path, layer_name: str, selected_only: bool) -> str | None:
+    """Copy ``layer`` (or its selection) to the GeoPackage ``path``; the error message, None when done."""
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    options.layerName = layer_name
+    options.onlySelectedFeatures = selected_only
+    result = QgsVectorFileWriter.writeAsVectorFormatV3(
+        layer, str(path), QgsProject.instance().transformContext(), options
+    )
+    return None if result[0] == QgsVectorFileWriter.NoError else result[1]
+
+
+def _fill(**props: str) -> QgsFillSymbol:
+    """A simple fill symbol; widths are in millimetres."""
+    return QgsFillSymbol.createSimple({**props, "outline_width_unit": "MM"})
+
+
 def style_water(layer: QgsVectorLayer) -> None:
     """Blue, semi-transparent fill with a darker outline: the raster stays readable underneath."""
-    symbol = QgsFillSymbol.createSimple(
-        {
-            "color": "30,120,230,110",
-            "outline_color": "10,60,160,255",
-            "outline_width": "0.4",
-            "outline_width_unit": "MM",
-        }
-    )
+    symbol = _fill(color="30,120,230,110", outline_color="10,60,160,255", outline_width="0.4")
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
     layer.triggerRepaint()
 
 
 def style_chips(layer: QgsVectorLayer) -> None:
     """Chip footprints as thin dashed outlines (an audit layer, hidden by default)."""
-    symbol = QgsFillSymbol.createSimple(
-        {
-            "color": "0,0,0,0",
-            "style": "no",
-            "outline_color": "230,120,20,255",
-            "outline_style": "dash",
-            "outline_width": "0.26",
-            "outline_width_unit": "MM",
-        }
+    symbol = _fill(
+        color="0,0,0,0",
+        style="no",
+        outline_color="230,120,20,255",
+        outline_style="dash",
+        outline_width="0.26",
     )
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
 
@@ -104,14 +115,11 @@ def style_export_chips(layer: QgsVectorLayer) -> None:
     """Chips outlined by split (train green, valid red, left-out grey), so the split is visible."""
     categories = []
     for value, (colour, style) in _SPLIT_COLOURS.items():
-        symbol = QgsFillSymbol.createSimple(
-            {
-                "style": "no",
-                "outline_color": colour,
-                "outline_style": style,
-                "outline_width": "0.4" if value in ("train", "valid") else "0.26",
-                "outline_width_unit": "MM",
-            }
+        symbol = _fill(
+            style="no",
+            outline_color=colour,
+            outline_style=style,
+            outline_width="0.4" if value in ("train", "valid") else "0.26",
         )
         categories.append(QgsRendererCategory(value, symbol, value))
     field = "split" if "split" in layer.fields().names() else None
@@ -123,14 +131,7 @@ def style_export_chips(layer: QgsVectorLayer) -> None:
 
 def style_review(layer: QgsVectorLayer) -> None:
     """What the 16 mask tokens decode back to: a teal fill to compare with the labels."""
-    symbol = QgsFillSymbol.createSimple(
-        {
-            "color": "0,170,170,90",
-            "outline_color": "0,110,110,255",
-            "outline_width": "0.26",
-            "outline_width_unit": "MM",
-        }
-    )
+    symbol = _fill(color="0,170,170,90", outline_color="0,110,110,255", outline_width="0.26")
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
 
 

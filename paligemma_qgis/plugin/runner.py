@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .processes import popen_text, pump_lines, stop_later, wait_or_kill
+
 ProgressCallback = Callable[[int, int, str], None]
 CancelledCallback = Callable[[], bool]
 
@@ -91,19 +93,7 @@ def _run_worker(
     out_dir = _out_dir(job)
     temp_dirs_before = _temp_dirs(out_dir)
     try:
-        proc = subprocess.Popen(
-            list(command),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=cwd,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            bufsize=1,
-            **_popen_flags(),
-        )
+        proc = popen_text(command, subprocess.PIPE, subprocess.PIPE, env, cwd, new_session=True)
     except OSError as exc:
         return WorkerOutcome(
             status="error",
@@ -113,7 +103,7 @@ def _run_worker(
 
     lines: queue.Queue[str | None] = queue.Queue()
     stderr_chunks: list[str] = []
-    stdout_thread = threading.Thread(target=_pump_lines, args=(proc.stdout, lines), daemon=True)
+    stdout_thread = threading.Thread(target=pump_lines, args=(proc.stdout, lines), daemon=True)
     stdout_thread.start()
     stderr_thread = threading.Thread(target=_pump_text, args=(proc.stderr, stderr_chunks), daemon=True)
     stderr_thread.start()
@@ -211,12 +201,6 @@ def _follow(
 _SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
 
 
-def _popen_flags() -> dict:
-    if sys.platform == "win32":  # no console window popping up from QGIS
-        return {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)}
-    return {"start_new_session": True}  # a process group of its own: signals reach all of it
-
-
 def _signal(proc: subprocess.Popen, sig: int) -> None:
     """Send ``sig`` to the worker's process group (POSIX), or terminate it (Windows)."""
     if sys.platform == "win32":
@@ -229,14 +213,6 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
         return
     with contextlib.suppress(OSError):  # ProcessLookupError: nothing left in the group
         os.killpg(proc.pid, sig)
-
-
-def _pump_lines(stream, out: queue.Queue) -> None:
-    try:
-        for line in stream:
-            out.put(line)
-    finally:
-        out.put(None)
 
 
 def _pump_text(stream, chunks: list[str]) -> None:
@@ -257,27 +233,11 @@ def _parse_event(line: str) -> dict | None:
 
 def _terminate(proc: subprocess.Popen, grace_s: float) -> None:
     """Ask the worker to stop (SIGTERM); a watchdog kills it if it has not gone in ``grace_s``."""
-    if proc.poll() is not None:
-        return
-    _signal(proc, signal.SIGTERM)
-
-    def watchdog() -> None:
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return
-            time.sleep(0.05)
-        _signal(proc, _SIGKILL)
-
-    threading.Thread(target=watchdog, daemon=True).start()
+    stop_later(proc, grace_s, lambda: _signal(proc, signal.SIGTERM), lambda: _signal(proc, _SIGKILL))
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> int | None:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _signal(proc, _SIGKILL)
-        return proc.wait()
+    return wait_or_kill(proc, timeout, lambda: _signal(proc, _SIGKILL))
 
 
 def _output_path(job: dict) -> Path | None:

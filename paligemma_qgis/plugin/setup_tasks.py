@@ -15,15 +15,15 @@ import os
 import queue
 import shutil
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
 
+from .messages import LOG_TAG, push_message
+from .processes import popen_text, pump_lines, stop_later, wait_or_kill
 from .worker_env import (
     PACKAGE_DIR,
     managed_venv_dir,
@@ -34,8 +34,6 @@ from .worker_env import (
     worker_env,
     worker_python,
 )
-
-LOG_TAG = "PaliGemma Water"
 
 
 @dataclass
@@ -155,18 +153,7 @@ def run_steps(
         if on_line is not None:
             on_line(f"$ {step.shell()}")
         try:
-            proc = subprocess.Popen(
-                step.command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=step.env,
-                text=True,
-                encoding="utf-8",
-                errors="replace",
-                bufsize=1,
-                **_popen_flags(),
-            )
+            proc = popen_text(step.command, subprocess.DEVNULL, subprocess.STDOUT, step.env)
         except OSError as exc:
             return StepsOutcome(
                 status="error",
@@ -175,7 +162,7 @@ def run_steps(
                 output=output,
             )
         lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
+        threading.Thread(target=pump_lines, args=(proc.stdout, lines), daemon=True).start()
         step_output: list[str] = []
         cancelled = False
         while True:
@@ -221,45 +208,22 @@ def run_steps(
     return StepsOutcome(status="ok", output=output)
 
 
-def _popen_flags() -> dict:
-    if sys.platform == "win32":  # no console window popping up from QGIS
-        return {"creationflags": getattr(subprocess, "CREATE_NO_WINDOW", 0)}
-    return {}
-
-
-def _pump(stream, out: queue.Queue) -> None:
-    try:
-        for line in stream:
-            out.put(line)
-    finally:
-        out.put(None)
-
-
 def _terminate(proc: subprocess.Popen, grace_s: float) -> None:
     """SIGTERM now, SIGKILL if the command is still there after ``grace_s``."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(OSError):
-        proc.terminate()
 
-    def watchdog() -> None:
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                return
-            time.sleep(0.05)
+    def stop() -> None:
+        with contextlib.suppress(OSError):
+            proc.terminate()
+
+    def kill() -> None:
         with contextlib.suppress(OSError):
             proc.kill()
 
-    threading.Thread(target=watchdog, daemon=True).start()
+    stop_later(proc, grace_s, stop, kill)
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
+    return wait_or_kill(proc, timeout, proc.kill)
 
 
 class SetupTask(QgsTask):
@@ -336,19 +300,7 @@ class SetupTask(QgsTask):
         )
 
     def _push(self, text: str, level) -> None:
-        iface = self.iface
-        if iface is None:
-            try:
-                from qgis.utils import iface as global_iface
-            except ImportError:  # pragma: no cover
-                global_iface = None
-            iface = global_iface
-        if iface is not None:
-            iface.messageBar().pushMessage(
-                LOG_TAG, text, level=level, duration=0 if level == Qgis.Critical else 8
-            )
-        else:
-            QgsMessageLog.logMessage(text, LOG_TAG, level)
+        push_message(self.iface, text, level)
 
 
 def create_venv_task(

@@ -13,10 +13,9 @@ from pathlib import Path
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 
 from .layers import add_export_layers, add_result_layers
+from .messages import LOG_TAG, push_message
 from .runner import WorkerOutcome, run_worker
 from .worker_env import worker_command, worker_env
-
-LOG_TAG = "PaliGemma Water"
 
 
 class WorkerTask(QgsTask):
@@ -134,19 +133,7 @@ class WorkerTask(QgsTask):
         self._push(f"{self.description()}: {describe_summary(summary)}", Qgis.Success)
 
     def _push(self, text: str, level) -> None:
-        iface = self.iface
-        if iface is None:
-            try:
-                from qgis.utils import iface as global_iface
-            except ImportError:  # pragma: no cover - qgis.utils always exists in QGIS
-                global_iface = None
-            iface = global_iface
-        if iface is not None:
-            iface.messageBar().pushMessage(
-                LOG_TAG, text, level=level, duration=0 if level == Qgis.Critical else 8
-            )
-        else:
-            QgsMessageLog.logMessage(text, LOG_TAG, level)
+        push_message(self.iface, text, level)
 
 
 def describe_summary(summary: dict) -> str:

@@ -1,0 +1,310 @@
+"""Form pieces the "Map water" and "Export training data" dialogs share.
+
+Rows and combos, the raster picker, the band choice (widgets, checks and QgsSettings keys),
+the VAE file picker and its check, and ``JobDialog``: the part of both dialogs that shows
+problems in the message bar and starts the validated job as a WorkerTask. No heavy import.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsMapLayerProxyModel,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSettings,
+)
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsMessageBar
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
+
+from .options import PRESETS, raster_file
+from .task import WorkerTask
+from .worker_env import worker_python
+
+BANDS_RE = re.compile(r"^\s*\d+\s*(,\s*\d+\s*){0,2}$")
+RASTER_FILTER = "Rasters (*.tif *.tiff *.vrt *.img *.jp2);;All files (*)"
+
+
+def combo_box(items: list[tuple[str, str]]) -> QComboBox:
+    """A combo of ``(value, label)`` items; ``currentData()`` is the value."""
+    combo = QComboBox()
+    for value, label in items:
+        combo.addItem(label, value)
+    return combo
+
+
+def set_combo_value(combo: QComboBox, value: str) -> None:
+    index = combo.findData(value)
+    if index >= 0:
+        combo.setCurrentIndex(index)
+
+
+def row(*widgets: QWidget) -> QWidget:
+    """Widgets side by side, as one form row."""
+    holder = QWidget()
+    layout = QHBoxLayout(holder)
+    layout.setContentsMargins(0, 0, 0, 0)
+    for widget in widgets:
+        layout.addWidget(widget)
+    return holder
+
+
+class RasterPicker(QWidget):
+    """A raster layer of the project, or a raster file chosen with the … button.
+
+    ``select_last``: start on the project's last raster layer instead of on nothing.
+    """
+
+    def __init__(
+        self, title: str, parent: QWidget | None = None, min_width: int = 300, select_last: bool = False
+    ) -> None:
+        super().__init__(parent)
+        self.title = title
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.combo = QgsMapLayerComboBox()
+        self.combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.combo.setAllowEmptyLayer(True)
+        if select_last:
+            self.combo.setCurrentIndex(self.combo.count() - 1 if self.combo.count() > 1 else 0)
+        else:
+            self.combo.setLayer(None)
+        self.combo.setMinimumWidth(min_width)
+        self.browse = QToolButton()
+        self.browse.setText("…")
+        self.browse.setToolTip("Choose a raster file that is not in the project")
+        self.browse.clicked.connect(self._browse)
+        layout.addWidget(self.combo, 1)
+        layout.addWidget(self.browse)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, self.title, "", RASTER_FILTER)
+        if path:
+            self.set_file(path)
+
+    def set_file(self, path: str) -> None:
+        """Offer a raster file that is not a project layer and select it."""
+        items = list(self.combo.additionalItems())
+        if path not in items:
+            self.combo.setAdditionalItems(items + [path])
+        self.combo.setCurrentIndex(self.combo.findText(path))
+
+    def set_layer(self, layer: QgsRasterLayer | None) -> None:
+        self.combo.setLayer(layer)
+
+    def layer(self) -> QgsRasterLayer | None:
+        return self.combo.currentLayer()
+
+    def path(self) -> str | None:
+        """The raster file on disk (None: nothing chosen, or a web/in-memory layer)."""
+        layer = self.combo.currentLayer()
+        if layer is not None:
+            return raster_file(layer)
+        text = self.combo.currentText()
+        return text if text and Path(text).is_file() else None
+
+    def name(self) -> str:
+        layer = self.combo.currentLayer()
+        if layer is not None:
+            return layer.name()
+        return Path(self.combo.currentText() or "raster").stem
+
+    def restore(self, path: str) -> None:
+        """Select a remembered raster file again: its project layer if there is one, else the file."""
+        if not path:
+            return
+        layer = next(
+            (lyr for lyr in QgsProject.instance().mapLayers().values() if raster_file(lyr) == path),
+            None,
+        )
+        if layer is not None:
+            self.set_layer(layer)
+        elif Path(path).is_file():
+            self.set_file(path)
+
+    def check(self, what: str, errors: list[str]) -> int | None:
+        """Append a problem with the choice to ``errors``; return the band count when readable.
+
+        ``what`` names the choice with its article ("the mask raster").
+        """
+        layer = self.combo.currentLayer()
+        path = self.path()
+        if layer is None and not self.combo.currentText():
+            errors.append(f"Choose {what} (a raster layer of the project, or a file with …).")
+            return None
+        if path is None:
+            name = layer.name() if layer is not None else self.combo.currentText()
+            errors.append(
+                f"{name}: not a raster file on disk (web and in-memory rasters cannot be read by the worker)."
+            )
+            return None
+        if layer is not None:
+            return layer.bandCount()
+        probe = QgsRasterLayer(path, "probe", "gdal")
+        if not probe.isValid():
+            errors.append(f"{path}: GDAL cannot open this file as a raster.")
+            return None
+        return probe.bandCount()
+
+
+class BandsGroup(QGroupBox):
+    """The "Bands" box: preset, the bands shown (R,G,B or one grey band), green / NIR / SWIR."""
+
+    def __init__(self, bands_label: str, placeholder: str, spins_label: str, spin_tooltip: str) -> None:
+        super().__init__("Bands")
+        form = QFormLayout(self)
+        self.preset_combo = combo_box(PRESETS)
+        form.addRow("Preset", self.preset_combo)
+        self.bands_edit = QLineEdit()
+        self.bands_edit.setPlaceholderText(placeholder)
+        form.addRow(bands_label, self.bands_edit)
+        self.green_spin, self.nir_spin, self.swir_spin = (band_spin(spin_tooltip) for _ in range(3))
+        form.addRow(spins_label, row(self.green_spin, self.nir_spin, self.swir_spin))
+
+    def widgets(self) -> tuple[QComboBox, QLineEdit, QSpinBox, QSpinBox, QSpinBox]:
+        """(preset combo, bands edit, green, NIR and SWIR spins), for a dialog's own attributes."""
+        return self.preset_combo, self.bands_edit, self.green_spin, self.nir_spin, self.swir_spin
+
+    def check(self, band_count: int | None, errors: list[str], index_bands: bool = True) -> None:
+        """Append problems with the bands (and, with ``index_bands``, the water-index bands)."""
+        bands = self.bands_edit.text().strip()
+        if bands:
+            if not BANDS_RE.match(bands) or len(bands.split(",")) == 2:
+                errors.append(f"Bands '{bands}': give one band (grey) or three (R,G,B), like 3,2,1.")
+            elif band_count is not None and any(not 1 <= int(b) <= band_count for b in bands.split(",")):
+                errors.append(f"Bands '{bands}': the raster has bands 1 to {band_count}.")
+        if not index_bands:
+            return
+        for label, spin in (("Green", self.green_spin), ("NIR", self.nir_spin), ("SWIR", self.swir_spin)):
+            if band_count is not None and spin.value() > band_count:
+                errors.append(f"{label} band {spin.value()}: the raster has bands 1 to {band_count}.")
+
+    def bands(self) -> str | None:
+        """The bands for the job ("3,2,1"), None for automatic."""
+        return self.bands_edit.text().replace(" ", "") or None
+
+    def preset(self) -> str | None:
+        return self.preset_combo.currentData() or None
+
+    def save(self, s: QgsSettings, prefix: str) -> None:
+        s.setValue(f"{prefix}/preset", self.preset_combo.currentData())
+        s.setValue(f"{prefix}/bands", self.bands_edit.text().strip())
+        s.setValue(f"{prefix}/green", self.green_spin.value())
+        s.setValue(f"{prefix}/nir", self.nir_spin.value())
+        s.setValue(f"{prefix}/swir", self.swir_spin.value())
+
+    def load(self, s: QgsSettings, prefix: str) -> None:
+        set_combo_value(self.preset_combo, s.value(f"{prefix}/preset", "", type=str))
+        self.bands_edit.setText(s.value(f"{prefix}/bands", "", type=str))
+        self.green_spin.setValue(s.value(f"{prefix}/green", 0, type=int))
+        self.nir_spin.setValue(s.value(f"{prefix}/nir", 0, type=int))
+        self.swir_spin.setValue(s.value(f"{prefix}/swir", 0, type=int))
+
+
+def band_spin(tooltip: str) -> QSpinBox:
+    """A band number, 0 shown as "auto"."""
+    spin = QSpinBox()
+    spin.setRange(0, 200)
+    spin.setSpecialValueText("auto")
+    spin.setToolTip(tooltip)
+    return spin
+
+
+ONE_BAND_INDEX = "The water index needs a green band and a NIR or SWIR band; this raster has one band."
+
+
+def vae_file_widget() -> QgsFileWidget:
+    """The VAE codec picker (empty: the downloaded vae-oid.npz)."""
+    widget = QgsFileWidget()
+    widget.setFilter("VAE codec (*.npz)")
+    widget.lineEdit().setPlaceholderText("vae-oid.npz (empty: the downloaded one)")
+    return widget
+
+
+def check_vae(widget: QgsFileWidget, errors: list[str]) -> None:
+    vae = widget.filePath().strip()
+    if vae and not Path(vae).expanduser().is_file():
+        errors.append(f"{vae}: VAE file not found.")
+
+
+class JobDialog(QDialog):
+    """What both dialogs do around their own widgets: a message bar for the problems that stop
+    a run, and ``run()``: validate, remember the choices, start the job as a WorkerTask.
+
+    A subclass gives ``validate``, ``build_job``, ``save_settings`` and ``task_names``.
+    """
+
+    ERROR_TITLE = "Cannot run"
+
+    def __init__(self, iface, parent: QWidget | None, title: str) -> None:
+        super().__init__(
+            parent if parent is not None else (iface.mainWindow() if iface is not None else None)
+        )
+        self.iface = iface
+        self.task: WorkerTask | None = None
+        self.errors: list[str] = []
+        self.setWindowTitle(title)
+        self.message_bar = QgsMessageBar(self)
+
+    def validate(self) -> list[str]:
+        raise NotImplementedError
+
+    def build_job(self, temp_dir: Path | None = None) -> dict:
+        raise NotImplementedError
+
+    def save_settings(self) -> None:
+        raise NotImplementedError
+
+    def task_names(self) -> tuple[str, str]:
+        """(task description, layer group name) of the task ``run`` starts."""
+        raise NotImplementedError
+
+    def show_errors(self, errors: list[str]) -> None:
+        self.message_bar.clearWidgets()
+        for error in reversed(errors):
+            self.message_bar.pushMessage(self.ERROR_TITLE, error, Qgis.Warning, 0)
+
+    def run(self) -> WorkerTask | None:
+        """Validate, remember the choices, start the background task (None when invalid)."""
+        errors = self.validate()
+        if errors:
+            self.show_errors(errors)
+            return None
+        self.save_settings()
+        temp_dir = Path(tempfile.mkdtemp(prefix="paligemma_qgis_"))
+        try:
+            job = self.build_job(temp_dir)
+        except ValueError as exc:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            self.show_errors([str(exc)])
+            return None
+        description, group_name = self.task_names()
+        task = WorkerTask(
+            description,
+            job,
+            python=worker_python()[0],
+            group_name=group_name,
+            iface=self.iface,
+            cleanup=[temp_dir],
+        )
+        self.task = task
+        QgsApplication.taskManager().addTask(task)
+        self.accept()
+        return task
