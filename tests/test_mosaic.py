@@ -10,33 +10,14 @@ import numpy as np
 import pyproj
 import pytest
 import rasterio
-import shapely
 from affine import Affine
+from geodesy import GEOD, GRIDS, UTM, rectangle_truth
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from paligemma_qgis.core.errors import OutputExistsError
 from paligemma_qgis.core.mosaic import NODATA, Mosaic
 from paligemma_qgis.core.progress import CallbackProgress, Cancelled
-
-UTM = Affine(10, 0, 500_000, 0, -10, 6_650_000)
-GEOD = pyproj.Geod(ellps="WGS84")
-
-
-def _merc_origin() -> tuple[float, float]:
-    return pyproj.Transformer.from_crs(4326, 3857, always_xy=True).transform(15.0, 60.0)
-
-
-GRIDS = {
-    "utm": (UTM, 32633),
-    "wgs84": (Affine(1e-4, 0, 15.0, 0, -1e-4, 60.0), 4326),
-    "webmerc": (Affine(20, 0, _merc_origin()[0], 0, -20, _merc_origin()[1]), 3857),
-    "utm_rotated": (
-        Affine.translation(500_000, 6_650_000) * Affine.rotation(30) * Affine.scale(10, -10),
-        32633,
-    ),
-    "wgs84_rotated": (Affine.translation(15.0, 60.0) * Affine.rotation(10) * Affine.scale(1e-4, -1e-4), 4326),
-}
 
 
 def _lonlat(transform: Affine, epsg: int, cols: np.ndarray, rows: np.ndarray):
@@ -52,20 +33,6 @@ def circle_mask(transform: Affine, epsg: int, shape: tuple[int, int], radius_m: 
     lon0, lat0 = _lonlat(transform, epsg, w / 2, h / 2)
     _, _, dist = GEOD.inv(np.full(lon.size, lon0), np.full(lat.size, lat0), lon.ravel(), lat.ravel())
     return (dist < radius_m).reshape(shape)
-
-
-def ground_truth(transform: Affine, epsg: int, r0: int, c0: int, r1: int, c1: int) -> tuple[float, float]:
-    """Geodesic area and perimeter of a pixel rectangle (edges straight in the raster CRS)."""
-    cols = np.array([c0, c1, c1, c0, c0], dtype=float)
-    rows = np.array([r0, r0, r1, r1, r0], dtype=float)
-    x, y = transform * (cols, rows)
-    ring = shapely.segmentize(
-        shapely.LinearRing(np.column_stack([x, y])), max(c1 - c0, r1 - r0) * abs(transform.a) / 400
-    )
-    xy = shapely.get_coordinates(ring)
-    lon, lat = pyproj.Transformer.from_crs(epsg, 4326, always_xy=True).transform(xy[:, 0], xy[:, 1])
-    area, perim = GEOD.polygon_area_perimeter(lon, lat)
-    return abs(area), perim
 
 
 def full(shape, value=True):
@@ -285,7 +252,7 @@ def test_write_mask_tif_failure_keeps_old_file(tmp_path):
 
 
 @pytest.mark.parametrize("grid", GRIDS)
-def test_stats_area_of_a_circle_matches_ground_truth(grid):
+def test_stats_area_of_a_circle_matches_rectangle_truth(grid):
     transform, epsg = GRIDS[grid]
     shape = (400, 400)
     radius = 1000.0
@@ -303,7 +270,7 @@ def test_stats_area_of_a_rectangle_matches_geodesic_area(grid):
     transform, epsg = GRIDS[grid]
     water = np.zeros((400, 400), bool)
     water[100:300, 60:340] = True
-    truth, _ = ground_truth(transform, epsg, 100, 60, 300, 340)
+    truth, _ = rectangle_truth(transform, epsg, 100, 60, 300, 340)
     with Mosaic(400, 400, transform, epsg) as m:
         m.add(Window(0, 0, 400, 400), water, full((400, 400)))
         s = m.stats(block=96)
