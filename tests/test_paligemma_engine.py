@@ -626,3 +626,127 @@ def test_compiled_decode_step_gives_the_same_tokens(loaded, vae_npz, images):
     seg = PaliGemmaSegmenter(loaded, codec, cache="static", compile=True, **opts)
     assert torch.equal(seg.generate_ids(images[:4]), want)
     assert seg._step is not None and "compiled" in seg.describe()["cache"]
+
+
+def test_decoding_options_reach_the_engine_through_the_pipeline(tmp_path, tiny_paligemma, vae_npz):
+    """--max-objects / --cache from SegmentOptions change what the engine does, not just a field."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import pyogrio
+    from synthetic_rasters import make_scene
+
+    from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+
+    scene = make_scene(tmp_path / "synth.tif", width=300, height=240)
+    common = {
+        "raster": str(scene.path),
+        "engine": "paligemma",
+        "model": str(tiny_paligemma),
+        "vae": str(vae_npz),
+        "allow_custom_vae": True,
+        "device": "cpu",
+        "batch_size": 4,
+        "max_objects": 1,
+    }
+    texts = {}
+    for cache in ("dynamic", "static"):
+        out = tmp_path / f"{cache}.gpkg"
+        summary = segment_raster(SegmentOptions(output=str(out), cache=cache, **common))
+        assert summary.details["cache"] == cache
+        assert summary.details["max_new_tokens"] == 22  # one object: 4 loc + 16 seg + " water" + EOS
+        chips = pyogrio.read_dataframe(out, layer="chips")
+        ran = chips[~chips["status"].str.startswith("skipped")]
+        assert len(ran) > 0
+        texts[cache] = list(ran["text"])
+        assert all(len(parse_segmentation(t)) <= 1 for t in texts[cache])
+    assert texts["static"] == texts["dynamic"]
+
+
+def test_bad_decoding_options_fail_before_the_model_loads(tmp_path, vae_npz, capsys):
+    """A typo in --cache/--compile/--max-objects must not cost a 3B model load first."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from synthetic_rasters import make_scene
+
+    from paligemma_qgis.cli import main
+
+    scene = make_scene(tmp_path / "synth.tif", width=300, height=240)
+    out = tmp_path / "out.gpkg"
+    base = [
+        "segment",
+        str(scene.path),
+        str(out),
+        "--engine",
+        "paligemma",
+        "--model",
+        str(tmp_path / "no-such-model"),  # loading it would fail with another message
+        "--vae",
+        str(vae_npz),
+        "--allow-custom-vae",
+        "--device",
+        "cpu",
+    ]
+    for extra, message in (
+        (["--compile"], "compile needs cache='static'"),
+        (["--max-objects", "0"], "max_objects must be at least 1"),
+    ):
+        assert main(base + extra) == 1
+        err = capsys.readouterr().err
+        assert message in err and "no-such-model" not in err, err
+    assert not out.exists()
+    assert main(base + ["--cache", "static", "--compile"]) == 1  # valid options: now the model load fails
+    assert "no-such-model" in capsys.readouterr().err
+
+
+def test_out_of_gpu_memory_halves_the_batch_and_loses_no_chip(loaded, vae_npz, images, caplog):
+    """A batch too big for the GPU is retried at half size; results equal a run that fitted."""
+    from paligemma_qgis.core.codec import MaskCodec
+    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+    from paligemma_qgis.core.errors import InputError
+
+    codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
+    want = PaliGemmaSegmenter(loaded, codec, batch_size=2, max_objects=2).segment(_batch(images[:7]))
+
+    class SmallGpu(PaliGemmaSegmenter):
+        limit = 3
+        calls: list[int] = []
+
+        def generate_text(self, rgb):
+            self.calls.append(len(rgb))
+            if len(rgb) > self.limit:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return super().generate_text(rgb)
+
+    seg = SmallGpu(loaded, codec, batch_size=8, max_objects=2)
+    with caplog.at_level(logging.WARNING):
+        got = seg.segment(_batch(images[:7]))
+    assert seg.calls == [7, 3, 3, 1]  # 7 fails, then 7 chips in batches of 3
+    assert seg.batch_size == 3  # later calls start at the size that fitted
+    assert [r.text for r in got] == [r.text for r in want]
+    assert all(np.array_equal(a.water, b.water) for a, b in zip(got, want, strict=True))
+    assert "out of GPU memory" in caplog.text
+
+    SmallGpu.limit = 0
+    with pytest.raises(InputError, match="out of GPU memory with one chip"):
+        SmallGpu(loaded, codec, batch_size=4).segment(_batch(images[:2]))
+
+
+def test_auto_batch_size_follows_free_gpu_memory():
+    """The real 3B config: about 0.1 GiB per chip, so a 24 GB card fills the cap, a small one not."""
+    import importlib.util
+
+    from transformers import PaliGemmaConfig
+
+    from paligemma_qgis.core.engine.paligemma import MAX_AUTO_BATCH, auto_batch_size, chip_memory_bytes
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", REPO / "scripts" / "bench_gpu.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = PaliGemmaConfig(**bench.PALIGEMMA2_3B_224)
+    per_chip = chip_memory_bytes(config, 260, 185, 2)
+    kv = 2 * 26 * 4 * 256 * (260 + 185) * 2  # layers x kv heads x head dim x tokens x bf16, K and V
+    assert kv < per_chip < 4 * kv
+    assert chip_memory_bytes(config, 260, 185, 4) > per_chip  # float32 needs more
+    assert chip_memory_bytes(config, 1040, 185, 2) > 2 * per_chip  # 448 px: 4x the image tokens
+    gib = 2**30
+    assert auto_batch_size(70 * gib, per_chip) == MAX_AUTO_BATCH
+    assert 1 < auto_batch_size(2 * gib, per_chip) < MAX_AUTO_BATCH
+    assert auto_batch_size(0, per_chip) == 1

@@ -65,13 +65,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--model", metavar="ID_OR_DIR", help="Hugging Face model id or local folder")
     add_vae_arguments(m)
     m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    m.add_argument("--batch-size", type=int, default=8, metavar="N")
+    m.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="chips per model call (default: on a GPU as many as its free memory holds, up to 64; "
+        "4 on CPU; halved automatically when the GPU runs out of memory)",
+    )
     m.add_argument("--classes", default="water", help="comma-separated classes to segment (default water)")
     m.add_argument(
         "--no-constrained",
         dest="constrained",
         action="store_false",
         help="let the model generate freely (default: decoding constrained to valid segmentation text)",
+    )
+    m.add_argument(
+        "--max-objects",
+        type=int,
+        metavar="N",
+        help="most objects per chip (default 8); the token budget follows (about 23 tokens per object)",
+    )
+    m.add_argument(
+        "--dtype",
+        choices=("auto", "bfloat16", "float32"),
+        default="auto",
+        help="model weights (default auto: bfloat16 on a GPU that has it natively, else float32)",
+    )
+    m.add_argument(
+        "--cache",
+        choices=("dynamic", "static"),
+        default="dynamic",
+        help="KV cache: dynamic = transformers' generate() (default); static = the engine's loop over "
+        "a pre-allocated cache, same text (see docs/BENCHMARKS.md)",
+    )
+    m.add_argument(
+        "--compile",
+        action="store_true",
+        help="with --cache static: torch.compile the decode step (CUDA graphs on CUDA); the first "
+        "batch of each size pays the compilation",
     )
     p.set_defaults(func=run)
 
@@ -106,6 +137,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
         device=args.device,
         classes=[c.strip() for c in args.classes.replace(";", ",").split(",") if c.strip()],
         constrained=args.constrained,
+        max_objects=args.max_objects,
+        dtype=args.dtype,
+        cache=args.cache,
+        compile=args.compile,
     )
 
 

@@ -65,7 +65,7 @@ class SegmentOptions:
     aoi: str | list[float] | None = None  # vector file, or "xmin,ymin,xmax,ymax[,EPSG:x]", or a list
     aoi_crs: str | None = None  # CRS of an extent or list AOI (default: the raster's)
     min_valid_fraction: float = 0.05
-    batch_size: int = 8
+    batch_size: int | None = None  # None: the engine's choice (GPU: what memory holds), else 8
     # outputs
     min_area_m2: float = 0.0
     simplify: float = 0.0  # tolerance in raster CRS units
@@ -81,6 +81,10 @@ class SegmentOptions:
     classes: list[str] | None = None
     constrained: bool = True
     max_new_tokens: int | None = None
+    max_objects: int | None = None  # per chip (default 8); sets the token budget when max_new_tokens is None
+    dtype: str | None = None  # None/auto: bfloat16 on CUDA with native bf16, float32 elsewhere
+    cache: str = "dynamic"  # "static": the engine's own loop over a pre-allocated KV cache
+    compile: bool = False  # static cache only: torch.compile the decode step (CUDA graphs on CUDA)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegmentOptions:
@@ -184,6 +188,10 @@ def _engine_options(options: SegmentOptions, roles: dict[str, int]) -> dict[str,
         "classes": options.classes,
         "constrained": options.constrained,
         "max_new_tokens": options.max_new_tokens,
+        "max_objects": options.max_objects,
+        "dtype": options.dtype,
+        "cache": options.cache,
+        "compile": options.compile,
     }
 
 
@@ -394,7 +402,7 @@ def segment_raster(
     if isinstance(options, dict):
         options = SegmentOptions.from_dict(options)
     out, mask_path = _check_outputs(options)
-    if options.batch_size < 1:
+    if options.batch_size is not None and options.batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {options.batch_size}")
     if not 0 <= options.min_valid_fraction <= 1:
         raise InputError(f"min valid fraction must be in [0, 1], got {options.min_valid_fraction}")
@@ -435,6 +443,7 @@ def segment_raster(
             if not 1 <= b <= src.count:
                 raise InputError(f"{src.path}: band {b} does not exist (the raster has {src.count} bands)")
         size = int(segmenter.chip_size)
+        batch_size = int(options.batch_size or getattr(segmenter, "batch_size", None) or 8)
         if not 0 <= options.overlap < size:
             raise InputError(f"overlap must be between 0 and {size - 1} pixels, got {options.overlap}")
         stack = _max_chips_per_pixel(src.width, src.height, size, options.overlap)
@@ -475,7 +484,7 @@ def segment_raster(
             rasterio.Env(**({"GDAL_CACHEMAX": _block_cache_bytes(src, size)} if wide else {})),
             Mosaic(src.width, src.height, src.transform, src.crs, workdir=options.workdir) as mosaic,
             _ChipReader(
-                src, chips, raw_bands, size, aoi, depth=2 * options.batch_size, workers=_reader_threads()
+                src, chips, raw_bands, size, aoi, depth=2 * batch_size, workers=_reader_threads()
             ) as reader,
         ):
             batch: list[tuple] = []
@@ -514,7 +523,7 @@ def segment_raster(
                         progress.report(n_done + n_skipped, total, "segmenting chips")
                     continue
                 batch.append(item)
-                if len(batch) >= options.batch_size:
+                if len(batch) >= batch_size:
                     n_done += len(batch)
                     run_batch()
                     progress.report(n_done + n_skipped, total, "segmenting chips")

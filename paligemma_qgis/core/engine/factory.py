@@ -22,6 +22,10 @@ _PALIGEMMA_KEYS = (
     "classes",
     "constrained",
     "max_new_tokens",
+    "max_objects",
+    "dtype",
+    "cache",
+    "compile",
 )
 
 
@@ -40,5 +44,7 @@ def make_segmenter(engine: str, **options: Any) -> Any:
             kwargs["allow_custom_vae"] = False
         if kwargs["constrained"] is None:
             kwargs["constrained"] = True
+        kwargs["cache"] = kwargs["cache"] or "dynamic"
+        kwargs["compile"] = bool(kwargs["compile"])
         return PaliGemmaSegmenter.from_options(**kwargs)
     raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLASSES = ("water",)
 DEFAULT_MAX_OBJECTS = 8  # per chip; the token budget follows (about 23 tokens per object)
+MAX_AUTO_BATCH = 64  # beyond this, per-chip gains are small and cancel/progress get coarse
 CACHE_MODES = ("dynamic", "static")
 
 
@@ -49,6 +50,53 @@ def parse_classes(classes: str | Sequence[str] | None) -> tuple[str, ...]:
     if bad:
         raise InputError(f"class names may not contain '<', '>', ';' or newlines: {bad}")
     return out
+
+
+def torch_oom() -> type[BaseException]:
+    """torch's CUDA out-of-memory error class (a RuntimeError subclass)."""
+    import torch
+
+    return torch.cuda.OutOfMemoryError
+
+
+def chip_memory_bytes(config: Any, prompt_tokens: int, new_tokens: int, itemsize: int) -> int:
+    """Rough GPU bytes one chip needs during generation, on top of the weights.
+
+    KV cache (every layer, key and value) for the whole sequence, plus the largest prefill
+    activations: the MLP's intermediate, and eager attention's float32 score matrix (Gemma 2
+    soft-caps logits, so it runs eager attention). Doubled for the allocator's slack and
+    temporaries; the OOM back-off in segment() covers what this misses.
+    """
+    tc = getattr(config, "text_config", config)
+    vc = getattr(config, "vision_config", None)
+    layers, kv_heads = int(tc.num_hidden_layers), int(tc.num_key_value_heads)
+    head_dim = int(getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads)
+    seq = prompt_tokens + new_tokens
+    kv = 2 * layers * kv_heads * head_dim * seq * itemsize
+    mlp = prompt_tokens * int(tc.intermediate_size) * 2 * itemsize
+    scores = int(tc.num_attention_heads) * prompt_tokens * prompt_tokens * 4 * 2
+    vision = 0
+    if vc is not None:
+        n_img = (int(vc.image_size) // int(vc.patch_size)) ** 2
+        vision = n_img * (int(vc.intermediate_size) * 2 + int(vc.num_attention_heads) * n_img * 4) * itemsize
+    logits = int(tc.vocab_size) * 4 * 2  # last-position logits in float32, and the grammar's mask
+    return 2 * (kv + max(mlp + scores, vision) + logits)
+
+
+def auto_batch_size(free_bytes: int, per_chip_bytes: int, fraction: float = 0.7) -> int:
+    """Chips per batch that fit in ``fraction`` of the free memory, 1 to MAX_AUTO_BATCH."""
+    fits = int(fraction * free_bytes) // max(1, int(per_chip_bytes))
+    return max(1, min(MAX_AUTO_BATCH, fits))
+
+
+def check_decode_options(cache: str, compile: bool, max_objects: int | None = None) -> None:
+    """Refuse bad decoding options before the (slow) model load."""
+    if cache not in CACHE_MODES:
+        raise InputError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
+    if compile and cache != "static":
+        raise InputError("compile needs cache='static' (a dynamic cache changes shape at every step)")
+    if max_objects is not None and int(max_objects) < 1:
+        raise InputError(f"max_objects must be at least 1, got {max_objects}")
 
 
 class PaliGemmaSegmenter:
@@ -85,23 +133,20 @@ class PaliGemmaSegmenter:
         self.min_objects = int(min_objects)  # benchmarks only: a known output length
         if batch_size is not None and int(batch_size) < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
-        self.batch_size = int(batch_size or (16 if loaded.device.type == "cuda" else 4))
         self.grammar = SegmentationGrammar(self.tokenizer, self.classes)
         if max_new_tokens is not None and int(max_new_tokens) < 1:
             raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         self.max_new_tokens = int(max_new_tokens or self.grammar.max_new_tokens(self.max_objects))
+        self._prompt_ids = self._tokenize_prompt()
+        self.batch_size = int(batch_size or self._default_batch_size())
         # "dynamic": transformers' generate() with its default cache. "static": our own greedy
         # loop over a pre-allocated StaticCache (see _generate_static for why not generate()),
         # which fixes every decode-step shape, so the step can be compiled (CUDA graphs on GPU).
-        if cache not in CACHE_MODES:
-            raise InputError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
-        if compile and cache != "static":
-            raise InputError("compile needs cache='static' (a dynamic cache changes shape at every step)")
+        check_decode_options(cache, compile, max_objects)
         self.cache = cache
         self.compile = bool(compile)
         self._static_caches: dict[tuple[int, int], Any] = {}
         self._step: Any = None
-        self._prompt_ids = self._tokenize_prompt()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -129,6 +174,7 @@ class PaliGemmaSegmenter:
 
         dev = select_device(device)
         classes_t = parse_classes(classes)  # bad input fails before any loading
+        check_decode_options(cache, compile, max_objects)
         codec = MaskCodec.from_npz(find_vae(vae), device=dev, allow_custom_vae=bool(allow_custom_vae))
         loaded = load_paligemma(model or DEFAULT_MODEL, device=dev, dtype=dtype, offline=offline)
         return cls(
@@ -173,6 +219,23 @@ class PaliGemmaSegmenter:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def _default_batch_size(self) -> int:
+        """CUDA: what the free GPU memory holds (at most MAX_AUTO_BATCH); elsewhere 4.
+
+        On a GPU a decode step costs about the same for 1 or 64 chips (it reads all the
+        weights either way), so the batch should be as big as memory allows. A batch that
+        still runs out of memory is halved and retried (segment).
+        """
+        import torch
+
+        if self.loaded.device.type != "cuda":
+            return 4
+        free, _total = torch.cuda.mem_get_info(self.loaded.device)
+        per_chip = chip_memory_bytes(
+            self.model.config, len(self._prompt_ids), self.max_new_tokens, self.loaded.dtype.itemsize
+        )
+        return auto_batch_size(free, per_chip)
+
     # ------------------------------------------------------------------ protocol
     def bands_needed(self, bands: RasterBands) -> list[int]:
         """None: the model sees ChipBatch.rgb."""
@@ -191,11 +254,33 @@ class PaliGemmaSegmenter:
         )
         todo = [i for i in range(n) if valid[i].any()]
         texts: dict[int, str] = {}
-        for start in range(0, len(todo), self.batch_size):
+        start = 0
+        while start < len(todo):
             idx = todo[start : start + self.batch_size]
-            for i, text in zip(idx, self.generate_text(rgb[idx]), strict=True):
+            try:
+                generated = self.generate_text(rgb[idx])
+            except torch_oom() as exc:
+                self._shrink_batch(len(idx), exc)
+                continue
+            for i, text in zip(idx, generated, strict=True):
                 texts[i] = text
+            start += len(idx)
         return self._results(texts, n, height, width)
+
+    def _shrink_batch(self, tried: int, exc: BaseException) -> None:
+        """Out of GPU memory: halve the batch for this and later calls; at 1 chip, give up."""
+        import torch
+
+        self._static_caches.clear()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if tried <= 1:
+            raise InputError(
+                f"out of GPU memory with one chip on {self.device}: use a smaller model, "
+                "free the GPU (other programs), or --device cpu"
+            ) from exc
+        self.batch_size = max(1, tried // 2)
+        log.warning("out of GPU memory with %d chips per batch; retrying with %d", tried, self.batch_size)
 
     # ------------------------------------------------------------------ steps
     def _tokenize_prompt(self) -> list[int]:
