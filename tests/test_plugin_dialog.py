@@ -48,7 +48,7 @@ def test_dialog_opens_with_defaults(dlg):
     assert dlg.engine() == "paligemma"
     assert dlg.area() == "raster"
     assert dlg.model_combo.currentText() == "google/paligemma2-3b-mix-224"
-    assert dlg.batch_spin.value() == 4
+    assert dlg.batch_spin.value() == 0 and dlg.batch_spin.text() == "Auto"
     assert dlg.run_button.text() == "Run"
 
 
@@ -137,6 +137,8 @@ def test_valid_choices_build_a_job_the_pipeline_accepts(dlg, raster_layer, tmp_p
     assert (options.engine, options.preset, options.overlap) == ("water-index", "naip", 16)
     assert (options.resolution, options.min_area_m2, options.batch_size) == (20, 500, 2)
     assert options.model is None and options.aoi is None  # PaliGemma choices stay out
+    dlg.batch_spin.setValue(0)  # "Auto": the engine decides (GPU memory), the job says nothing
+    assert "batch_size" not in dlg.build_job(tmp_path)["options"]
 
 
 def test_area_from_selected_polygons_and_canvas(dlg, raster_layer, clean_project, qgis_iface, tmp_path):
@@ -160,7 +162,9 @@ def test_area_from_selected_polygons_and_canvas(dlg, raster_layer, clean_project
     assert any("no features are selected" in e for e in dlg.validate())
     polys.selectByIds([polys.allFeatureIds()[1]])
     assert dlg.validate() == []
-    aoi = dlg.build_job(tmp_path)["options"]["aoi"]
+    job = dlg.build_job(tmp_path)
+    assert [copy.write() for copy in job["layer_copies"]] == [None]  # what the WorkerTask does first
+    aoi = job["options"]["aoi"]
     written = QgsVectorLayer(aoi, "written", "ogr")
     assert written.featureCount() == 1
     geom = load_aoi(aoi, raster_layer.crs().authid())
@@ -382,6 +386,7 @@ def test_export_polygon_layer_job_is_accepted_by_export_options(
     _set_combo(d.empty_combo, "drop")
     assert d.validate() == []
     job = d.build_job(tmp_path)
+    assert [copy.write() for copy in job["layer_copies"]] == [None]  # what the WorkerTask does first
     assert job["task"] == "export"
     opts = ExportOptions.from_dict(job["options"])
     assert opts.raster == water_scene.path.as_posix() or Path(opts.raster) == water_scene.path

@@ -182,11 +182,11 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE,
-                _tr("Batch size (chips per model call)"),
+                _tr("Batch size (chips per model call; 0 = auto: what GPU memory holds, 4 on CPU)"),
                 QgsProcessingParameterNumber.Integer,
-                4,
+                0,
                 False,
-                1,
+                0,
                 256,
             )
         )

@@ -32,7 +32,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from .layers import write_gpkg
+from .layers import LayerSnapshot, with_copies
 from .options import DEFAULT_MODEL, DEVICES, ENGINES, KNOWN_MODELS, segment_job
 from .widgets import (
     ONE_BAND_INDEX,
@@ -146,8 +146,13 @@ class SegmentDialog(JobDialog):
         self.device_combo = combo_box(DEVICES)
         form.addRow("Device", self.device_combo)
         self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(1, 256)
-        self.batch_spin.setValue(4)
+        self.batch_spin.setRange(0, 256)
+        self.batch_spin.setSpecialValueText("Auto")  # 0: what GPU memory holds (up to 64), 4 on CPU
+        self.batch_spin.setValue(0)
+        self.batch_spin.setToolTip(
+            "Chips per model call. Auto: as many as the GPU's free memory holds (up to 64), 4 on CPU; "
+            "halved automatically if the GPU runs out of memory."
+        )
         form.addRow("Batch size", self.batch_spin)
         self.overlap_spin = QSpinBox()
         self.overlap_spin.setRange(0, 200)
@@ -270,7 +275,8 @@ class SegmentDialog(JobDialog):
         return errors
 
     # ------------------------------------------------------------------ job
-    def _aoi(self, temp_dir: Path) -> str | None:
+    def _aoi(self, temp_dir: Path, copies: list[LayerSnapshot]) -> str | None:
+        """The job's ``aoi``; a polygon layer adds its pending copy to ``copies``."""
         if self.area() == "canvas":
             canvas = self.iface.mapCanvas()
             extent = canvas.extent()
@@ -282,14 +288,20 @@ class SegmentDialog(JobDialog):
                 return f"{values},{crs.authid()}"
             return values
         if self.area() == "layer":
-            layer = self.aoi_combo.currentLayer()
-            return write_aoi(layer, self.selected_check.isChecked(), temp_dir / "aoi.gpkg")
+            copy = aoi_snapshot(self.aoi_combo.currentLayer(), self.selected_check.isChecked(), temp_dir)
+            copies.append(copy)
+            return str(copy.path)
         return None
 
     def build_job(self, temp_dir: Path | None = None) -> dict:
-        """The worker job for the current choices (call validate() first)."""
+        """The worker job for the current choices (call validate() first).
+
+        A polygon-layer area is not copied here (main thread): the job carries the pending
+        copy (``LAYER_COPIES``) and its ``aoi`` names the file the WorkerTask will write.
+        """
         temp_dir = temp_dir or Path(tempfile.mkdtemp(prefix="paligemma_qgis_"))
-        return segment_job(
+        copies: list[LayerSnapshot] = []
+        job = segment_job(
             self.raster_path() or "",
             str(Path(self.output_widget.filePath().strip()).expanduser()),
             engine=self.engine(),
@@ -300,7 +312,7 @@ class SegmentDialog(JobDialog):
             swir=self.swir_spin.value(),
             overlap=self.overlap_spin.value(),
             resolution=self.resolution_spin.value(),
-            aoi=self._aoi(temp_dir),
+            aoi=self._aoi(temp_dir, copies),
             min_area_m2=self.min_area_spin.value(),
             model=self.model_combo.currentText().strip(),
             vae=self.vae_widget.filePath().strip() or None,
@@ -308,6 +320,7 @@ class SegmentDialog(JobDialog):
             batch_size=self.batch_spin.value(),
             overwrite=self.overwrite_check.isChecked(),
         )
+        return with_copies(job, copies)
 
     def task_names(self) -> tuple[str, str]:
         name = self.raster_name()
@@ -357,7 +370,7 @@ class SegmentDialog(JobDialog):
         self.model_combo.setEditText(s.value(f"{p}/model", DEFAULT_MODEL, type=str) or DEFAULT_MODEL)
         self.vae_widget.setFilePath(s.value(f"{p}/vae", "", type=str))
         set_combo_value(self.device_combo, s.value(f"{p}/device", "auto", type=str))
-        self.batch_spin.setValue(s.value(f"{p}/batch_size", 4, type=int))
+        self.batch_spin.setValue(s.value(f"{p}/batch_size", 0, type=int))
         self.overlap_spin.setValue(s.value(f"{p}/overlap", 32, type=int))
         self.resolution_spin.setValue(s.value(f"{p}/resolution", 0.0, type=float))
         self.min_area_spin.setValue(s.value(f"{p}/min_area_m2", 0.0, type=float))
@@ -365,9 +378,9 @@ class SegmentDialog(JobDialog):
         self.overwrite_check.setChecked(s.value(f"{p}/overwrite", False, type=bool))
 
 
-def write_aoi(layer: QgsVectorLayer, selected_only: bool, path: Path) -> str:
-    """Copy a polygon layer (or its selection) to a GeoPackage the worker can read."""
-    message = write_gpkg(layer, path, "aoi", selected_only)
-    if message is not None:
-        raise ValueError(f"{layer.name()}: cannot copy the area of interest ({message})")
-    return str(path)
+def aoi_snapshot(layer: QgsVectorLayer, selected_only: bool, temp_dir: Path) -> LayerSnapshot:
+    """The pending copy of a polygon layer (or its selection) to ``temp_dir/aoi.gpkg``.
+
+    Always a copy: the worker reads every feature of the file's first layer.
+    """
+    return LayerSnapshot(layer, temp_dir / "aoi.gpkg", "aoi", selected_only, "the area of interest")

@@ -36,7 +36,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from .layers import write_gpkg
+from .layers import LayerSnapshot, with_copies
 from .options import (
     CHIP_SIZES,
     EMPTY_POLICIES,
@@ -300,13 +300,15 @@ class ExportDialog(JobDialog):
         return []
 
     # ------------------------------------------------------------------ job
-    def _labels(self, temp_dir: Path) -> tuple[str, str | None]:
-        """(labels for ExportOptions, label layer name)."""
+    def _labels(self, temp_dir: Path, copies: list[LayerSnapshot]) -> tuple[str, str | None]:
+        """(labels for ExportOptions, label layer name); a layer copy still to write goes to ``copies``."""
         source = self.labels_source()
         if source == "layer":
-            return polygon_labels(
+            labels, label_layer, copy = polygon_labels(
                 self.polygon_combo.currentLayer(), self.polygon_selected_check.isChecked(), temp_dir
             )
+            copies += [copy] if copy is not None else []
+            return labels, label_layer
         if source == "vector":
             return (
                 str(Path(self.vector_widget.filePath().strip()).expanduser()),
@@ -317,11 +319,16 @@ class ExportDialog(JobDialog):
         return WATER_INDEX_LABELS, None
 
     def build_job(self, temp_dir: Path | None = None) -> dict:
-        """The worker job for the current choices (call validate() first)."""
+        """The worker job for the current choices (call validate() first).
+
+        Polygons that need a copy are not copied here (main thread): the job carries the
+        pending copy (``LAYER_COPIES``) and ``labels`` names the file the WorkerTask will write.
+        """
         temp_dir = temp_dir or Path(tempfile.mkdtemp(prefix="paligemma_qgis_"))
-        labels, label_layer = self._labels(temp_dir)
+        copies: list[LayerSnapshot] = []
+        labels, label_layer = self._labels(temp_dir, copies)
         water_index = self.labels_source() == WATER_INDEX_LABELS
-        return export_job(
+        job = export_job(
             self.raster_picker.path() or "",
             str(Path(self.output_widget.filePath().strip()).expanduser()),
             labels,
@@ -345,6 +352,7 @@ class ExportDialog(JobDialog):
             empty_cap=self.empty_cap_spin.value(),
             overwrite=self.overwrite_check.isChecked(),
         )
+        return with_copies(job, copies)
 
     def task_names(self) -> tuple[str, str]:
         name = self.raster_picker.name()
@@ -413,19 +421,19 @@ class ExportDialog(JobDialog):
         self.overwrite_check.setChecked(s.value(f"{p}/overwrite", False, type=bool))
 
 
-def polygon_labels(layer: QgsVectorLayer, selected_only: bool, temp_dir: Path) -> tuple[str, str | None]:
-    """(file, layer name) the worker reads for a polygon layer of the project.
+def polygon_labels(
+    layer: QgsVectorLayer, selected_only: bool, temp_dir: Path
+) -> tuple[str, str | None, LayerSnapshot | None]:
+    """(file, layer name, pending copy or None) the worker reads for a polygon layer of the project.
 
-    A plain file-backed layer is read in place; a selection, a filtered, in-memory or
-    database layer is first copied to a GeoPackage in ``temp_dir`` (removed after the run).
+    A plain file-backed layer is read in place (no copy); a selection, a filtered, in-memory
+    or database layer gets a pending copy to ``temp_dir/labels.gpkg`` (removed after the run),
+    which the WorkerTask writes off the main thread.
     """
     if layer.providerType() == "ogr" and not layer.subsetString() and not selected_only:
         parts = QgsProviderRegistry.instance().decodeUri("ogr", layer.source())
         path = parts.get("path") or ""
         if path and Path(path).is_file():
-            return path, parts.get("layerName") or None
-    target = temp_dir / "labels.gpkg"
-    message = write_gpkg(layer, target, "labels", selected_only)
-    if message is not None:
-        raise ValueError(f"{layer.name()}: cannot copy the known water for the worker ({message})")
-    return str(target), "labels"
+            return path, parts.get("layerName") or None, None
+    copy = LayerSnapshot(layer, temp_dir / "labels.gpkg", "labels", selected_only, "the known water")
+    return str(copy.path), copy.layer_name, copy

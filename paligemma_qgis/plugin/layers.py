@@ -1,14 +1,19 @@
 """Result layers: load the GeoPackage the worker wrote, style it, group it (main thread only).
 
-Also ``write_gpkg``: the copy of a project layer the worker reads (area of interest, labels).
+Also ``LayerSnapshot``: the copy of a project layer the worker reads (area of interest,
+labels), taken on the main thread and written on a worker thread (a big PostGIS or WFS
+layer would otherwise freeze QGIS while the job is built).
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
+    QgsFeatureRequest,
     QgsFillSymbol,
     QgsLayerTreeGroup,
     QgsProject,
@@ -17,12 +22,15 @@ from qgis.core import (
     QgsSingleSymbolRenderer,
     QgsVectorFileWriter,
     QgsVectorLayer,
+    QgsVectorLayerFeatureSource,
 )
 
 WATER_LAYER = "water"
 CHIPS_LAYER = "chips"
 REVIEW_LAYER = "review"
 EXPORT_GPKG = "chips.gpkg"
+# Job key of the LayerSnapshots a WorkerTask writes before the worker starts (never sent to it).
+LAYER_COPIES = "layer_copies"
 
 
 def gpkg_layer_names(path: str | Path) -> list[str]:
@@ -39,16 +47,90 @@ def open_layer(path: str | Path, layer_name: str, display_name: str | None = Non
     return layer if layer.isValid() else None
 
 
-def write_gpkg(layer: QgsVectorLayer, path: str | Path, layer_name: str, selected_only: bool) -> str | None:
-    """Copy ``layer`` (or its selection) to the GeoPackage ``path``; the error message, None when done."""
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName = "GPKG"
-    options.layerName = layer_name
-    options.onlySelectedFeatures = selected_only
-    result = QgsVectorFileWriter.writeAsVectorFormatV3(
-        layer, str(path), QgsProject.instance().transformContext(), options
-    )
-    return None if result[0] == QgsVectorFileWriter.NoError else result[1]
+class LayerSnapshot:
+    """A pending copy of a project layer (or its selection) to the GeoPackage layer ``path``/``layer_name``.
+
+    Create it on the main thread: it takes a thread-safe feature source, the selected ids,
+    fields, geometry type, CRS and transform context there. ``write`` reads no layer, so it
+    may run on any thread (a QgsTask, a Processing algorithm).
+    """
+
+    def __init__(
+        self,
+        layer: QgsVectorLayer,
+        path: str | Path,
+        layer_name: str,
+        selected_only: bool = False,
+        what: str = "the layer",
+    ) -> None:
+        self.path = Path(path)
+        self.layer_name = layer_name
+        self.title = layer.name()
+        self.what = what  # "the area of interest": said in the error message
+        self._source = QgsVectorLayerFeatureSource(layer)
+        self._fids = list(layer.selectedFeatureIds()) if selected_only else None
+        self._fields = layer.fields()
+        self._wkb_type = layer.wkbType()
+        self._crs = layer.crs()
+        self._context = QgsProject.instance().transformContext()
+
+    def write(self, is_cancelled: Callable[[], bool] | None = None) -> str | None:
+        """Write the copy; None when done, else the message (a partial file is removed).
+
+        ``is_cancelled`` is asked before each feature; a cancelled copy says so and keeps no file.
+        """
+        is_cancelled = is_cancelled or (lambda: False)
+        try:
+            problem = self._copy(is_cancelled)
+        except Exception as exc:  # a failed copy is a message for the user, not a traceback
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is None:
+            return None
+        self.remove()
+        return f"{self.title}: cannot copy {self.what} to {self.path} ({problem})"
+
+    def _copy(self, is_cancelled: Callable[[], bool]) -> str | None:
+        writer = QgsVectorFileWriter.create(
+            str(self.path), self._fields, self._wkb_type, self._crs, self._context, self._options()
+        )
+        try:
+            if writer.hasError() != QgsVectorFileWriter.NoError:
+                return writer.errorMessage() or "the GeoPackage cannot be created"
+            request = QgsFeatureRequest()
+            if self._fids is not None:
+                request.setFilterFids(self._fids)
+            for feature in self._source.getFeatures(request):
+                if is_cancelled():
+                    return "cancelled"
+                if not writer.addFeature(feature) or writer.hasError() != QgsVectorFileWriter.NoError:
+                    return writer.errorMessage() or f"feature {feature.id()} cannot be written"
+            return "cancelled" if is_cancelled() else None
+        finally:
+            del writer  # closes the GeoPackage (before a failed copy is removed)
+
+    def _options(self) -> QgsVectorFileWriter.SaveVectorOptions:
+        options = QgsVectorFileWriter.SaveVectorOptions()
+        options.driverName = "GPKG"
+        options.layerName = self.layer_name
+        options.fileEncoding = "UTF-8"
+        names = {name.lower() for name in self._fields.names()}
+        if "fid" in names:
+            # A "fid" attribute would become the GeoPackage's primary key, which fails for a
+            # text, null or repeated one: give the copy a key column of its own.
+            key = next(f"fid_{i}" for i in range(1, len(names) + 2) if f"fid_{i}" not in names)
+            options.layerOptions = [f"FID={key}"]
+        return options
+
+    def remove(self) -> None:
+        """Delete the copy and SQLite's side files (a failed, cancelled or finished copy)."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+
+
+def with_copies(job: dict, copies: list[LayerSnapshot]) -> dict:
+    """``job`` plus the layer copies a WorkerTask writes before the worker starts."""
+    return {**job, LAYER_COPIES: list(copies)} if copies else job
 
 
 def _fill(**props: str) -> QgsFillSymbol:

@@ -1,7 +1,9 @@
 """QgsTask that runs one worker job in the background and adds the result on the main thread.
 
-``run`` (a QGIS worker thread) only talks to the child process; everything that touches
-the project or the GUI happens in ``finished`` (main thread), as QGIS requires.
+``run`` (a QGIS worker thread) writes the job's pending layer copies (LayerSnapshot: taken
+on the main thread, so no layer is read here) and then only talks to the child process;
+everything that touches the project or the GUI happens in ``finished`` (main thread), as
+QGIS requires.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 
-from .layers import add_export_layers, add_result_layers
+from .layers import LAYER_COPIES, LayerSnapshot, add_export_layers, add_result_layers
 from .messages import LOG_TAG, push_message
 from .runner import WorkerOutcome, run_worker
 from .worker_env import worker_command, worker_env
@@ -22,7 +24,8 @@ class WorkerTask(QgsTask):
     """Runs ``{"task": ..., "options": ...}`` in the worker; adds the result layers when it succeeds.
 
     segment: ``water`` and ``chips`` of the output GeoPackage; export: ``chips`` and ``review``
-    of ``OUT_DIR/chips.gpkg``.
+    of ``OUT_DIR/chips.gpkg``. The job's ``LAYER_COPIES`` (and ``copies``) are written first,
+    on the task's thread; a copy that fails or is cancelled ends the task before the worker starts.
     """
 
     def __init__(
@@ -35,9 +38,11 @@ class WorkerTask(QgsTask):
         add_layers: bool = True,
         grace_s: float = 20.0,
         cleanup: list | None = None,
+        copies: list[LayerSnapshot] | None = None,
     ) -> None:
         super().__init__(description, QgsTask.CanCancel)
-        self.job = job
+        self.copies: list[LayerSnapshot] = list(job.get(LAYER_COPIES) or []) + list(copies or [])
+        self.job = {key: value for key, value in job.items() if key != LAYER_COPIES}  # what the worker gets
         self.python = python
         options = job.get("options", {})
         self.group_name = group_name or Path(options.get("raster") or "result").stem
@@ -49,6 +54,7 @@ class WorkerTask(QgsTask):
         self.message = ""
         self.layers: list = []
         self.error: str = ""
+        self.worker_started = False  # False when a layer copy failed or the task was cancelled first
         self.finished_called = False  # set once finished() has run on the main thread
         self.succeeded: bool | None = None  # finished()'s verdict (the C++ task may be gone by then)
 
@@ -60,6 +66,9 @@ class WorkerTask(QgsTask):
             self.message = message
 
         try:
+            if not self._write_copies():
+                return False
+            self.worker_started = True
             self.outcome = run_worker(
                 self.job,
                 worker_command(python=self.python),
@@ -74,6 +83,24 @@ class WorkerTask(QgsTask):
             )
             return False
         return self.outcome.ok and not self.isCanceled()
+
+    def _write_copies(self) -> bool:
+        """Write the pending layer copies; False (and ``outcome`` says why) when one did not finish."""
+        for copy in self.copies:
+            self.message = f"copying {copy.title}"
+            problem = copy.write(self.isCanceled)
+            if problem is None and not self.isCanceled():
+                continue
+            for written in self.copies:  # nothing half-done stays for the worker that will not run
+                written.remove()
+            if self.isCanceled():
+                self.outcome = WorkerOutcome(
+                    status="cancelled", message=f"cancelled while copying {copy.title}"
+                )
+            else:
+                self.outcome = WorkerOutcome(status="error", message=problem)
+            return False
+        return True
 
     # -- main thread ---------------------------------------------------------------
     def finished(self, result: bool) -> None:
@@ -104,7 +131,7 @@ class WorkerTask(QgsTask):
             part
             for part in (
                 f"{self.description()} failed: {message}",
-                f"command: {' '.join(worker_command(python=self.python))}",
+                f"command: {' '.join(worker_command(python=self.python))}" if self.worker_started else "",
                 outcome.details if outcome is not None else "",
                 f"worker stderr:\n{outcome.stderr[-4000:]}" if outcome is not None and outcome.stderr else "",
             )
