@@ -167,7 +167,30 @@ def test_existing_output_refused_before_work(tmp_path) -> None:
     summary = segment_raster(
         SegmentOptions(raster=str(scene.path), output=str(out), overwrite=True), segmenter=seg
     )
-    assert pyogrio.list_layers(summary.output)[:, 0].tolist() == ["water", "chips"]
+    assert pyogrio.list_layers(summary.output)[:, 0].tolist() == ["water", "chips", "run"]
+
+
+def test_run_table_records_how_the_layer_was_made(tmp_path) -> None:
+    """The GeoPackage says which engine, threshold, options and raster made its polygons."""
+    from paligemma_qgis import __version__
+
+    scene = make_scene(tmp_path / "s.tif", width=300, height=300)
+    out = tmp_path / "o.gpkg"
+    summary = segment_raster(
+        SegmentOptions(
+            raster=str(scene.path), output=str(out), engine="water-index", nir=4, overlap=16, min_area_m2=50
+        )
+    )
+    table = pyogrio.read_dataframe(out, layer="run", read_geometry=False)
+    run = dict(zip(table["key"], table["value"], strict=True))
+    assert run["tool"] == f"paligemma_qgis {__version__}"
+    assert run["engine"] == "water-index" and run["raster"] == str(scene.path)
+    assert run["raster_crs"] == "EPSG:32633"
+    assert run["option.overlap"] == "16" and run["option.min_area_m2"] == "50"
+    assert float(run["engine.threshold"]) == pytest.approx(summary.details["threshold"])
+    assert run["engine.threshold_source"] == "otsu"
+    assert int(run["chips"]) == summary.chips and int(run["skipped"]) == summary.skipped
+    assert run["created_utc"].endswith("+00:00")
 
 
 @pytest.mark.parametrize(

@@ -195,6 +195,39 @@ def _engine_options(options: SegmentOptions, roles: dict[str, int]) -> dict[str,
     }
 
 
+def run_record(options: SegmentOptions, segmenter: Any, *, raster: Any, crs: Any, **facts: Any) -> Any:
+    """The ``run`` table: how the layer was made (options, engine, model, device, counts).
+
+    Key/value rows of text, so that months later an analyst can tell which model, prompt
+    and settings drew these polygons, in QGIS or with any SQLite tool.
+    """
+    import datetime
+    import json
+
+    import pandas as pd
+
+    from .. import __version__
+
+    rows: list[tuple[str, Any]] = [
+        ("tool", f"paligemma_qgis {__version__}"),
+        ("created_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
+        ("raster", str(raster)),
+        ("raster_crs", crs.to_string() if crs is not None else ""),
+        ("engine", getattr(segmenter, "name", options.engine)),
+        ("device", str(getattr(segmenter, "device", "") or "")),
+    ]
+    rows += [(f"engine.{k}", v) for k, v in _describe(segmenter).items()]
+    rows += [(k, v) for k, v in facts.items()]
+    rows += [(f"option.{k}", v) for k, v in options.to_dict().items() if v is not None]
+
+    def text(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.6g}"
+        return value if isinstance(value, str) else json.dumps(value, default=str)
+
+    return pd.DataFrame({"key": [k for k, _ in rows], "value": [text(v) for _, v in rows]})
+
+
 def _back_to_window(arr: np.ndarray, h: int, w: int) -> np.ndarray:
     """Undo a nearest resample of an (h, w) window to a (size, size) chip, pixel for pixel.
 
@@ -546,7 +579,19 @@ def segment_raster(
             chips_layer = chips_frame(records, src.transform, src.crs)
             check_cancelled(progress)
             progress.report(0, 1, "writing GeoPackage")
-            write_geopackage(out, {"water": water, "chips": chips_layer}, overwrite=options.overwrite)
+            run = run_record(
+                options,
+                segmenter,
+                raster=src.path,
+                crs=src.crs,
+                chips=n_done,
+                skipped=n_skipped,
+                chip_seconds=chip_seconds,
+                batch_size=batch_size,
+            )
+            write_geopackage(
+                out, {"water": water, "chips": chips_layer, "run": run}, overwrite=options.overwrite
+            )
             if mask_path is not None:
                 progress.report(0, 1, "writing mask GeoTIFF")
                 mosaic.write_mask_tif(mask_path, overwrite=options.overwrite)

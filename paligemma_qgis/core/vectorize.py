@@ -370,7 +370,7 @@ def _geometry_type(gdf: Any) -> tuple[str, bool]:
 
 
 def write_geopackage(path: str | os.PathLike, layers: dict[str, Any], *, overwrite: bool = False) -> None:
-    """Write GeoDataFrames as the layers of one GeoPackage, atomically.
+    """Write GeoDataFrames as the layers of one GeoPackage, atomically (a plain DataFrame: a table).
 
     Written with pyogrio to a temp file in the destination folder, then moved into place;
     an existing file is refused unless ``overwrite`` (OutputExistsError). Empty layers are
@@ -382,8 +382,17 @@ def write_geopackage(path: str | os.PathLike, layers: dict[str, Any], *, overwri
     if not layers:
         raise ValueError("write_geopackage needs at least one layer")
     path = Path(path)
+    import geopandas as gpd
+    import pyogrio
+
     with atomic_output(path, overwrite=overwrite, suffix=".gpkg") as tmp:
         for name, gdf in layers.items():
+            if not isinstance(gdf, gpd.GeoDataFrame):  # an attribute table (the run record)
+                try:
+                    pyogrio.write_dataframe(gdf, tmp, layer=name, driver="GPKG")
+                except (DataSourceError, DataLayerError, FieldError, OSError) as exc:
+                    raise PaliGemmaQgisError(f"{path}: cannot write table {name!r}: {exc}") from exc
+                continue
             gtype, promote = _geometry_type(gdf)
             try:
                 gdf.to_file(
