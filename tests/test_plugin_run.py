@@ -294,7 +294,7 @@ STUBBORN_WORKER = """
 import json, signal, sys, time
 from pathlib import Path
 signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a worker stuck in a long batch
-job = json.load(sys.stdin)
+job = json.loads(sys.stdin.readline())  # the job line; stdin stays open for a cancel line
 out = Path(job["options"]["output"])
 out.write_text("partial")
 (out.parent / f".{out.name}.x1y2.tmp.gpkg").write_text("temp")
@@ -332,7 +332,7 @@ def test_runner_kills_a_worker_that_ignores_cancel_and_cleans_up(tmp_path):
 def test_runner_reports_a_worker_that_dies_without_a_result(tmp_path):
     from paligemma_qgis.plugin.runner import run_worker
 
-    code = "import sys; sys.stdin.read(); print('not json'); print('boom', file=sys.stderr); sys.exit(3)"
+    code = "import sys; sys.stdin.readline(); print('not json'); print('boom', file=sys.stderr); sys.exit(3)"
     outcome = run_worker(
         {"task": "segment", "options": {"output": str(tmp_path / "w.gpkg")}}, [sys.executable, "-c", code]
     )
@@ -596,7 +596,7 @@ def test_runner_removes_the_temp_folder_of_a_killed_export(tmp_path):
 
     code = (
         "import json, sys, tempfile, time; from pathlib import Path; "
-        "o = json.load(sys.stdin)['options']; out = Path(o['out_dir']); "
+        "o = json.loads(sys.stdin.readline())['options']; out = Path(o['out_dir']); "
         "tempfile.mkdtemp(prefix='.' + out.name + '.', suffix='.tmp', dir=out.parent); "
         "print(json.dumps({'event': 'progress', 'done': 1, 'total': 9, 'message': 'chip'}), flush=True); "
         "time.sleep(60)"

@@ -152,7 +152,7 @@ def test_paligemma_job_without_torch_names_torch(water_scene, vae_npz, tmp_path)
 FAKE_WORKER = """
 import json, os, signal, sys, time
 
-sys.stdin.read()
+sys.stdin.readline()  # the job line (the runner keeps stdin open for its cancel line)
 print(f"pid={os.getpid()}", file=sys.stderr, flush=True)
 
 
@@ -195,7 +195,7 @@ def test_cancel_reaches_a_worker_started_by_a_wrapper_script(tmp_path):
 LEAVES_A_CHILD = """
 import json, subprocess, sys
 
-sys.stdin.read()
+sys.stdin.readline()  # the job line
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 print(f"child={child.pid}", file=sys.stderr, flush=True)
 print(json.dumps({"event": "result", "polygons": 1}), flush=True)

@@ -2,11 +2,27 @@
 
 Why a separate process: QGIS must never import torch or transformers (crashes, CUDA
 out-of-memory and numpy/GDAL clashes stay out of QGIS, GPU memory is freed after each
-run, cancel is a clean terminate). The plugin writes one JSON job on stdin::
+run, cancel is a clean stop). Protocol:
+
+stdin, first: the job, one JSON object on one line (ended by a newline or by end-of-file,
+so ``worker < job.json`` works, a pretty-printed file included)::
 
     {"task": "segment" | "export", "options": {...}}
 
-and reads JSON lines on stdout::
+stdin, afterwards (the plugin keeps stdin open): control lines, read by a daemon thread::
+
+    {"cancel": true}
+
+A cancel line asks for a clean stop: the core notices at its next cancellation check
+(between batches), removes its temporary files and the worker reports "cancelled" and exits
+with EXIT_CANCELLED. This works on every OS (Windows has no SIGTERM for a child). Other
+lines are logged on stderr and ignored; end-of-file is no cancel (a job piped from a file
+runs to the end). SIGTERM (POSIX) does the same as the cancel line; a SIGTERM after a
+cancel request stops at once (Cancelled raised wherever the main thread is, cleanup still
+runs). The plugin escalates: cancel line, SIGTERM after part of its grace period, then a
+hard kill.
+
+stdout: JSON lines::
 
     {"event": "progress", "done": 3, "total": 10, "message": "chips"}
     {"event": "result", ...summary...}
@@ -14,9 +30,7 @@ and reads JSON lines on stdout::
     {"event": "cancelled", "message": "..."}
 
 Only these lines go to stdout: anything else that writes there (libraries, C code) is
-redirected to stderr, which the plugin keeps for its log panel. SIGTERM asks for a clean
-stop: the core notices at its next cancellation check (between batches), removes its
-temporary files and the worker exits with EXIT_CANCELLED.
+redirected to stderr, which the plugin keeps for its log panel.
 
 ``worker --check`` prints one JSON object describing the worker Python (packages, CUDA,
 model, VAE) and the exact commands that fix what is missing.
@@ -30,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import os
 import platform
@@ -38,7 +53,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from .. import __version__
 from ..core.errors import PaliGemmaQgisError
@@ -89,14 +104,54 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(check_environment(model=args.model, vae=args.vae)), flush=True)
         return EXIT_OK
     events = _private_stdout()
-    return run_job_stream(sys.stdin, events)
+    return run_job_stream(_stdin_lines(), events)
 
 
 # --------------------------------------------------------------------------- job mode
 
 
+class Lines(Protocol):
+    """What the worker reads stdin through: a text stream, or FdLines for the real stdin."""
+
+    def readline(self) -> str: ...
+
+
+class FdLines:
+    """Lines of a file descriptor read with ``os.read``.
+
+    Why not ``sys.stdin``: the cancel listener blocks in a read for the whole run, and a daemon
+    thread blocked inside a buffered stream holds its lock, which Python may need at exit
+    ("could not acquire lock for <stdin> at interpreter shutdown").
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buffer = b""
+        self._eof = False
+
+    def readline(self) -> str:
+        """The next line with its newline; the rest at end-of-file; "" once everything is read."""
+        while b"\n" not in self._buffer and not self._eof:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except OSError:  # closed or invalid stdin: nothing more will come
+                chunk = b""
+            self._eof = not chunk
+            self._buffer += chunk
+        cut = self._buffer.find(b"\n") + 1 or len(self._buffer)
+        line, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        return line.decode("utf-8", "replace")
+
+
+def _stdin_lines() -> Lines:
+    try:
+        return FdLines(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):  # no stdin at all (pythonw), or not a real file
+        return io.StringIO("")
+
+
 class JsonLinesProgress:
-    """Progress protocol that reports JSON lines and turns SIGTERM into cancellation."""
+    """Progress protocol that reports JSON lines; SIGTERM and the cancel line set ``cancel_requested``."""
 
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
@@ -116,12 +171,14 @@ class JsonLinesProgress:
         return self.cancel_requested.is_set()
 
 
-def run_job_stream(stdin: IO[str], events: IO[str]) -> int:
-    """Run one job read from ``stdin``; every outcome is reported as a JSON line on ``events``."""
+def run_job_stream(stdin: Lines, events: IO[str]) -> int:
+    """Run one job read from ``stdin``, then listen there for a cancel line; every outcome is
+    reported as a JSON line on ``events``."""
     progress = JsonLinesProgress(events)
     _install_sigterm(progress)
     try:
         job = _read_job(stdin)
+        listen_for_cancel(stdin, progress)
         result = run_job(job, progress)
     except Cancelled as exc:
         progress.emit("cancelled", message=str(exc) or "cancelled by the user")
@@ -179,17 +236,60 @@ class BadJob(PaliGemmaQgisError):
     """The job on stdin is not what the worker protocol expects."""
 
 
-def _read_job(stdin: IO[str]) -> dict:
-    text = stdin.read()
+def _read_job(stdin: Lines) -> dict:
+    """The job: lines up to the first one that completes a JSON document, or up to end-of-file.
+
+    Reading stops there (not at end-of-file) because the plugin keeps stdin open for the
+    cancel line; a pretty-printed job file still works because an incomplete document reads on.
+    """
+    text = ""
+    while line := stdin.readline():
+        text += line
+        if not text.strip():
+            continue
+        try:
+            return _job_object(json.loads(text.lstrip("\ufeff")))
+        except json.JSONDecodeError as exc:
+            if exc.pos < len(text.lstrip("\ufeff").rstrip()):  # wrong, not merely unfinished
+                raise BadJob(f"worker job: stdin is not valid JSON ({exc})") from exc
     if not text.strip():
         raise BadJob("worker job: nothing on stdin (expected one JSON object)")
     try:
-        job = json.loads(text)
+        return _job_object(json.loads(text.lstrip("\ufeff")))
     except json.JSONDecodeError as exc:
         raise BadJob(f"worker job: stdin is not valid JSON ({exc})") from exc
+
+
+def _job_object(job: Any) -> dict:
     if not isinstance(job, dict):
         raise BadJob("worker job: stdin must hold one JSON object")
     return job
+
+
+def listen_for_cancel(stdin: Lines, progress: JsonLinesProgress) -> threading.Thread:
+    """Read control lines from ``stdin`` on a daemon thread until end-of-file (which cancels nothing)."""
+
+    def listen() -> None:
+        while line := stdin.readline():
+            if not line.strip():
+                continue
+            if _is_cancel(line):
+                print("worker: cancel requested on stdin", file=sys.stderr, flush=True)
+                progress.cancel_requested.set()
+            else:
+                print(f"worker: ignored stdin line {line.strip()[:200]!r}", file=sys.stderr, flush=True)
+
+    thread = threading.Thread(target=listen, name="worker-cancel-listener", daemon=True)
+    thread.start()
+    return thread
+
+
+def _is_cancel(line: str) -> bool:
+    try:
+        message = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(message, dict) and message.get("cancel") is True
 
 
 def _install_sigterm(progress: JsonLinesProgress) -> None:

@@ -1,12 +1,14 @@
 """Child-process plumbing shared by the worker runner and the setup steps (no QGIS import).
 
-Text pipes read line by line on a thread, a stop that turns into a kill after a grace
-period, and a wait that kills what does not end in time. How to stop and kill is the
-caller's: the worker is signalled as a process group, a setup command on its own.
+Text pipes read line by line on a thread, a stop that escalates (ask, then signal, then
+kill) while the process is still there, and a wait that kills what does not end in time.
+How to stop and kill is the caller's: the worker is asked on stdin and signalled as a
+process group, a setup command is signalled on its own.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import subprocess
 import sys
@@ -61,17 +63,33 @@ def stop_later(
     proc: subprocess.Popen, grace_s: float, stop: Callable[[], None], kill: Callable[[], None]
 ) -> None:
     """``stop()`` now; a watchdog calls ``kill()`` if the process has not gone in ``grace_s``."""
+    escalate(proc, [(0.0, stop), (grace_s, kill)])
+
+
+def escalate(proc: subprocess.Popen, steps: Sequence[tuple[float, Callable[[], None]]]) -> None:
+    """Run each ``(after_s, action)`` ``after_s`` seconds from now, unless the process has ended.
+
+    Ask, insist, kill: steps due now run in the caller's thread, the others on a watchdog
+    thread; a step at ``math.inf`` never runs.
+    """
     if proc.poll() is not None:
         return
-    stop()
+    start = time.monotonic()
+    pending = sorted((step for step in steps if math.isfinite(step[0])), key=lambda step: step[0])
+    while pending and pending[0][0] <= 0:
+        pending.pop(0)[1]()
+    if not pending:
+        return
 
     def watchdog() -> None:
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
+        for after_s, action in pending:
+            while time.monotonic() < start + after_s:
+                if proc.poll() is not None:
+                    return
+                time.sleep(0.05)
             if proc.poll() is not None:
                 return
-            time.sleep(0.05)
-        kill()
+            action()
 
     threading.Thread(target=watchdog, daemon=True).start()
 

@@ -1,14 +1,17 @@
 """Runs one worker job in a child process and follows its JSON lines (no QGIS import).
 
 Shared by the dialog's QgsTask and the Processing algorithm so both cancel, clean up and
-report errors the same way. Cancel: SIGTERM (the worker stops cleanly at its next
-cancellation check, i.e. within one batch), then a hard kill after ``grace_s``; an
+report errors the same way. The job goes to the worker as one line on stdin, which stays
+open. Cancel escalates: the cancel line ``{"cancel": true}`` (the worker stops cleanly at
+its next cancellation check, i.e. within one batch, on every OS), SIGTERM after
+``term_after_s`` (POSIX; the worker then stops at once), a hard kill after ``grace_s``; an
 output file this run created is removed, as are the core's temporary siblings.
 
 On POSIX the worker runs in a process group of its own and signals go to the whole group:
 a worker Python that is a wrapper script (``conda activate ...; python "$@"``) and helper
 processes the worker starts are stopped with it, and none outlives the run. On Windows
-``terminate`` is TerminateProcess, a hard kill: the cleanup above still runs.
+there is no SIGTERM (``terminate`` is TerminateProcess, a hard kill), so the cancel line is
+the only clean stop there; after a kill the cleanup above still runs.
 """
 
 from __future__ import annotations
@@ -28,10 +31,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .processes import popen_text, pump_lines, stop_later, wait_or_kill
+from .processes import escalate, popen_text, pump_lines, wait_or_kill
 
 ProgressCallback = Callable[[int, int, str], None]
 CancelledCallback = Callable[[], bool]
+
+CANCEL_LINE = json.dumps({"cancel": True}) + "\n"
+
+
+@dataclass(frozen=True)
+class CancelPlan:
+    """How a cancel escalates: the cancel line (when ``line``), SIGTERM at ``term_after_s``, kill at ``grace_s``."""
+
+    grace_s: float
+    line: bool
+    term_after_s: float
 
 
 @dataclass
@@ -60,18 +74,27 @@ def run_worker(
     grace_s: float = 20.0,
     poll_s: float = 0.1,
     cwd: str | None = None,
+    cancel_line: bool = True,
+    term_after_s: float | None = None,
 ) -> WorkerOutcome:
     """Start ``command`` (a worker), send ``job`` on stdin and follow it to the end.
 
     A segment job gets a scratch folder of its own (``workdir``, for the mosaic's temporary
     rasters) that is removed afterwards, so even a worker killed mid-batch leaves nothing.
+
+    ``cancel_line``: keep stdin open after the job and cancel by writing CANCEL_LINE first
+    (the worker protocol; a worker reads one job line). False: end-of-file after the job and
+    SIGTERM at once on cancel, for a command that reads stdin to its end.
+    ``term_after_s``: seconds from the cancel line to SIGTERM (POSIX); by default half of
+    ``grace_s``; ``math.inf``: no SIGTERM, only the kill at ``grace_s``.
     """
+    plan = CancelPlan(grace_s, bool(cancel_line), grace_s / 2 if term_after_s is None else term_after_s)
     scratch = None
     if job.get("task") == "segment" and not (job.get("options") or {}).get("workdir"):
         scratch = tempfile.mkdtemp(prefix="paligemma_qgis_work_")
         job = {**job, "options": {**job["options"], "workdir": scratch}}
     try:
-        return _run_worker(job, command, env, on_progress, is_cancelled, grace_s, poll_s, cwd)
+        return _run_worker(job, command, env, on_progress, is_cancelled, plan, poll_s, cwd)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -83,7 +106,7 @@ def _run_worker(
     env: dict[str, str] | None,
     on_progress: ProgressCallback | None,
     is_cancelled: CancelledCallback | None,
-    grace_s: float,
+    plan: CancelPlan,
     poll_s: float,
     cwd: str | None,
 ) -> WorkerOutcome:
@@ -108,20 +131,18 @@ def _run_worker(
     stderr_thread = threading.Thread(target=_pump_text, args=(proc.stderr, stderr_chunks), daemon=True)
     stderr_thread.start()
     try:
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(json.dumps(job))
-            proc.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass  # the worker died at start-up: its exit code and stderr tell why
-        outcome, log, cancelled = _follow(proc, lines, on_progress, is_cancelled, grace_s, poll_s)
-        returncode = _wait(proc, grace_s if cancelled else 5.0)
+        _send(proc, json.dumps(job) + "\n")
+        if not plan.line:
+            _close_stdin(proc)
+        outcome, log, cancelled = _follow(proc, lines, on_progress, is_cancelled, plan, poll_s)
+        returncode = _wait(proc, plan.grace_s if cancelled else 5.0)
     except BaseException:  # never leave a worker running (and writing) unobserved
         _signal(proc, _SIGKILL)
         _wait(proc, 5.0)
         _remove_partial(output, output_existed, temp_before)
         raise
     finally:
+        _close_stdin(proc)
         _signal(proc, _SIGKILL)  # POSIX: what the worker started and left behind
         for thread, stream in ((stdout_thread, proc.stdout), (stderr_thread, proc.stderr)):
             thread.join(timeout=2.0)
@@ -156,12 +177,12 @@ def _follow(
     lines: queue.Queue,
     on_progress: ProgressCallback | None,
     is_cancelled: CancelledCallback | None,
-    grace_s: float,
+    plan: CancelPlan,
     poll_s: float,
     drain_s: float = 2.0,
 ) -> tuple[WorkerOutcome | None, list[str], bool]:
     """Read the worker's events until its stdout ends, or ``drain_s`` after the worker exited
-    (a process it started may hold stdout open); terminate it when ``is_cancelled``."""
+    (a process it started may hold stdout open); stop it as ``plan`` says when ``is_cancelled``."""
     outcome: WorkerOutcome | None = None
     log: list[str] = []
     cancelled = False
@@ -169,7 +190,7 @@ def _follow(
     while True:
         if not cancelled and is_cancelled is not None and is_cancelled():
             cancelled = True
-            _terminate(proc, grace_s)
+            _cancel(proc, plan)
         try:
             line = lines.get(timeout=poll_s)
         except queue.Empty:
@@ -231,9 +252,32 @@ def _parse_event(line: str) -> dict | None:
     return event if isinstance(event, dict) and "event" in event else None
 
 
-def _terminate(proc: subprocess.Popen, grace_s: float) -> None:
-    """Ask the worker to stop (SIGTERM); a watchdog kills it if it has not gone in ``grace_s``."""
-    stop_later(proc, grace_s, lambda: _signal(proc, signal.SIGTERM), lambda: _signal(proc, _SIGKILL))
+def _cancel(proc: subprocess.Popen, plan: CancelPlan) -> None:
+    """Ask the worker to stop (cancel line, else SIGTERM); escalate while it is still there."""
+    if plan.line:
+        steps = [(0.0, lambda: _send(proc, CANCEL_LINE))]
+        if sys.platform != "win32":  # terminate() would be the hard kill there
+            steps.append((plan.term_after_s, lambda: _signal(proc, signal.SIGTERM)))
+    else:
+        steps = [(0.0, lambda: _signal(proc, signal.SIGTERM))]
+    escalate(proc, [*steps, (plan.grace_s, lambda: _signal(proc, _SIGKILL))])
+
+
+def _send(proc: subprocess.Popen, text: str) -> None:
+    """Write ``text`` to the worker's stdin; a worker already gone (broken pipe) is no error here:
+    its exit code and stderr tell why it went."""
+    stream = proc.stdin
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):  # ValueError: stdin already closed
+        stream.write(text)
+        stream.flush()
+
+
+def _close_stdin(proc: subprocess.Popen) -> None:
+    if proc.stdin is not None:
+        with contextlib.suppress(OSError, ValueError):  # flushing into a broken pipe
+            proc.stdin.close()
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> int | None:

@@ -1,7 +1,8 @@
 """Worker setup: which Python runs the worker, is it ready, and the exact commands to fix it.
 
 Runs ``<python> -m paligemma_qgis worker --check`` (a QProcess, so QGIS stays responsive
-while torch imports) and shows packages, CUDA/GPU, model and VAE with a fix per gap. Two
+while torch imports; killed after CHECK_TIMEOUT_S, as a broken GPU driver can hang it) and
+shows packages, CUDA/GPU, model and VAE with a fix per gap. Two
 buttons apply the usual fixes in background tasks (setup_tasks): create the plugin's worker
 venv (and make it the worker Python), and download the VAE weights.
 """
@@ -15,7 +16,7 @@ import subprocess
 
 from qgis.core import QgsApplication
 from qgis.gui import QgsFileWidget
-from qgis.PyQt.QtCore import QProcess, QProcessEnvironment
+from qgis.PyQt.QtCore import QProcess, QProcessEnvironment, QTimer
 from qgis.PyQt.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -43,6 +44,10 @@ from .worker_env import (
 
 # Setup tasks outlive the dialog that started them: keep them referenced until they end.
 RUNNING: list[SetupTask] = []
+
+# The dialog's check is killed after this long (seconds): importing torch takes a few seconds,
+# a cold start on a slow disk maybe a minute; a hung GPU driver never ends.
+CHECK_TIMEOUT_S = 120.0
 
 
 def start_setup_task(task: SetupTask) -> SetupTask:
@@ -82,7 +87,10 @@ def run_check(
             env=worker_env(),
             timeout=timeout,
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else exc.stderr
+        return timeout_result(command[0], command, timeout, stderr or "")
+    except OSError as exc:
         return {"error": f"cannot run {command[0]}: {exc}", "command": " ".join(command)}
     return parse_check_output(proc.stdout, proc.stderr, proc.returncode, command)
 
@@ -107,15 +115,33 @@ def _mark(ok: bool, optional: bool = False) -> str:
     return '<span style="color:#9a6700">●</span>' if optional else '<span style="color:#cf222e">✘</span>'
 
 
+def timeout_result(python: str, command: list[str], seconds: float, stderr: str = "") -> dict:
+    """The check's result when ``worker --check`` did not finish in ``seconds`` (and was killed)."""
+    return {
+        "error": f"the worker check did not finish in {seconds:g} s and was stopped "
+        f"(worker Python: {python})",
+        "hint": "The likely cause is a hang while importing torch or initialising the GPU: a broken or "
+        "mismatched NVIDIA driver or CUDA install, or a package import that never returns. Run the "
+        "command in a terminal to see where it stops; reinstall the GPU driver, or install the CPU "
+        "build of torch in the worker environment, or choose another Python.",
+        "details": stderr[-3000:],
+        "command": " ".join(command),
+    }
+
+
 def render_check(check: dict) -> str:
     """HTML report of a worker check: one row per requirement, then the fix commands."""
     esc = html.escape
     if "error" in check:
+        hint = check.get("hint") or (
+            "Create the worker environment with the commands below, or choose another Python."
+        )
+        details = check.get("details", "")
         return (
             f"<p>{_mark(False)} <b>{esc(check['error'])}</b></p>"
             f"<p>Command: <code>{esc(check.get('command', ''))}</code></p>"
-            f"<pre>{esc(check.get('details', ''))}</pre>"
-            "<p>Create the worker environment with the commands below, or choose another Python.</p>"
+            + (f"<pre>{esc(details)}</pre>" if details else "")
+            + f"<p>{esc(hint)}</p>"
         )
     packages = check.get("packages", {})
     cuda = check.get("cuda", {})
@@ -177,6 +203,8 @@ class SetupCheckDialog(QDialog):
         self.vae = vae
         self.process: QProcess | None = None
         self.result: dict | None = None
+        self.check_timer = QTimer(self)  # kills a check that hangs (CHECK_TIMEOUT_S)
+        self.check_timer.setSingleShot(True)
         self.setWindowTitle("PaliGemma Water — worker setup")
         self.setMinimumSize(640, 520)
         layout = QVBoxLayout(self)
@@ -240,7 +268,11 @@ class SetupCheckDialog(QDialog):
         super().done(result)
 
     def _stop_check(self) -> None:
-        """Stop a check still running: its handlers must not fire on a closed (deleted) page."""
+        """Stop a check still running: its handlers must not fire on a closed (deleted) page,
+        nor overwrite the report of the check that replaced it or timed it out."""
+        self.check_timer.stop()
+        with contextlib.suppress(TypeError, RuntimeError):
+            self.check_timer.timeout.disconnect()
         process, self.process = self.process, None
         if process is None:
             return
@@ -298,8 +330,11 @@ class SetupCheckDialog(QDialog):
         self.start_check()
 
     def start_check(self) -> None:
-        """Run ``worker --check`` without blocking QGIS; the report fills in when it ends."""
-        command = worker_command(*check_args(self.model, self.vae), python=self.python())
+        """Run ``worker --check`` without blocking QGIS; the report fills in when it ends, or says
+        it hung after CHECK_TIMEOUT_S."""
+        self._stop_check()  # a check still running would report over this one
+        python = self.python()
+        command = worker_command(*check_args(self.model, self.vae), python=python)
         self.report.setHtml(f"<p>Checking <code>{html.escape(' '.join(command))}</code> …</p>")
         self.check_button.setEnabled(False)
         process = QProcess(self)
@@ -310,16 +345,32 @@ class SetupCheckDialog(QDialog):
         process.finished.connect(lambda code, _status: self._check_done(process, command, code))
         process.errorOccurred.connect(lambda _err: self._check_failed(process, command))
         self.process = process
+        timeout_s = CHECK_TIMEOUT_S
+        self.check_timer.timeout.connect(lambda: self._check_timed_out(process, python, command, timeout_s))
+        self.check_timer.start(int(timeout_s * 1000))
         process.start(command[0], command[1:])
 
     def _check_done(self, process: QProcess, command: list[str], code: int) -> None:
+        if process is not self.process:  # stopped (timeout, close, new check): its report stands
+            return
+        self.check_timer.stop()
         stdout = bytes(process.readAllStandardOutput()).decode("utf-8", "replace")
         stderr = bytes(process.readAllStandardError()).decode("utf-8", "replace")
         self.show_result(parse_check_output(stdout, stderr, code, command))
 
     def _check_failed(self, process: QProcess, command: list[str]) -> None:
+        if process is not self.process:
+            return
         if process.error() == QProcess.FailedToStart:
+            self.check_timer.stop()
             self.show_result({"error": f"cannot start {command[0]}", "command": " ".join(command)})
+
+    def _check_timed_out(self, process: QProcess, python: str, command: list[str], timeout_s: float) -> None:
+        if process is not self.process:
+            return
+        stderr = bytes(process.readAllStandardError()).decode("utf-8", "replace")  # where it stopped
+        self._stop_check()
+        self.show_result(timeout_result(python, command, timeout_s, stderr))
 
     def show_result(self, check: dict) -> None:
         self.result = check
