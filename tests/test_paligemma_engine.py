@@ -707,26 +707,42 @@ def test_out_of_gpu_memory_halves_the_batch_and_loses_no_chip(loaded, vae_npz, i
 
     class SmallGpu(PaliGemmaSegmenter):
         limit = 3
-        calls: list[int] = []
+        error: BaseException = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.calls: list[int] = []
 
         def generate_text(self, rgb):
             self.calls.append(len(rgb))
             if len(rgb) > self.limit:
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+                raise self.error
             return super().generate_text(rgb)
 
-    seg = SmallGpu(loaded, codec, batch_size=8, max_objects=2)
-    with caplog.at_level(logging.WARNING):
-        got = seg.segment(_batch(images[:7]))
-    assert seg.calls == [7, 3, 3, 1]  # 7 fails, then 7 chips in batches of 3
-    assert seg.batch_size == 3  # later calls start at the size that fitted
-    assert [r.text for r in got] == [r.text for r in want]
-    assert all(np.array_equal(a.water, b.water) for a, b in zip(got, want, strict=True))
-    assert "out of GPU memory" in caplog.text
+    mps = RuntimeError("MPS backend out of memory (MPS allocated: 17.00 GB, other allocations: 1.2 GB)")
+    for error in (SmallGpu.error, mps):
+        seg = SmallGpu(loaded, codec, batch_size=8, max_objects=2)
+        seg.error = error
+        with caplog.at_level(logging.WARNING):
+            got = seg.segment(_batch(images[:7]))
+        assert seg.calls == [7, 3, 3, 1]  # 7 fails, then 7 chips in batches of 3
+        assert seg.batch_size == 3  # later calls start at the size that fitted
+        assert [r.text for r in got] == [r.text for r in want]
+        assert all(np.array_equal(a.water, b.water) for a, b in zip(got, want, strict=True))
+        assert "out of GPU memory" in caplog.text
 
     SmallGpu.limit = 0
     with pytest.raises(InputError, match="out of GPU memory with one chip"):
         SmallGpu(loaded, codec, batch_size=4).segment(_batch(images[:2]))
+
+    class Broken(PaliGemmaSegmenter):  # any other runtime error is not a memory problem
+        def generate_text(self, rgb):
+            raise RuntimeError("CUDA error: device-side assert triggered")
+
+    broken = Broken(loaded, codec, batch_size=4)
+    with pytest.raises(RuntimeError, match="device-side assert"):
+        broken.segment(_batch(images[:4]))
+    assert broken.batch_size == 4
 
 
 def test_auto_batch_size_follows_free_gpu_memory():

@@ -52,11 +52,13 @@ def parse_classes(classes: str | Sequence[str] | None) -> tuple[str, ...]:
     return out
 
 
-def torch_oom() -> type[BaseException]:
-    """torch's CUDA out-of-memory error class (a RuntimeError subclass)."""
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or MPS's RuntimeError("MPS backend out of memory ...")."""
     import torch
 
-    return torch.cuda.OutOfMemoryError
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def chip_memory_bytes(config: Any, prompt_tokens: int, new_tokens: int, itemsize: int) -> int:
@@ -259,7 +261,9 @@ class PaliGemmaSegmenter:
             idx = todo[start : start + self.batch_size]
             try:
                 generated = self.generate_text(rgb[idx])
-            except torch_oom() as exc:
+            except RuntimeError as exc:
+                if not is_out_of_memory(exc):
+                    raise
                 self._shrink_batch(len(idx), exc)
                 continue
             for i, text in zip(idx, generated, strict=True):
@@ -274,6 +278,8 @@ class PaliGemmaSegmenter:
         self._static_caches.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        elif self.loaded.device.type == "mps":
+            torch.mps.empty_cache()
         if tried <= 1:
             raise InputError(
                 f"out of GPU memory with one chip on {self.device}: use a smaller model, "
