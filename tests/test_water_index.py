@@ -160,4 +160,8 @@ def test_factory_paligemma_is_lazy(monkeypatch) -> None:
         classes=["water"],
         constrained=True,
         max_new_tokens=None,
+        max_objects=None,
+        dtype=None,
+        cache="dynamic",
+        compile=False,
     )
