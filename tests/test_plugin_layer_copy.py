@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from qgis.core import (
     QgsVectorFileWriter,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QCoreApplication
+from waiting import wait_for_task
 
 from paligemma_qgis.plugin.dialog import SegmentDialog
 from paligemma_qgis.plugin.export_dialog import ExportDialog, polygon_labels
@@ -40,15 +39,6 @@ def fresh_settings():
     QgsSettings().remove(SETTINGS_GROUP)
     yield
     QgsSettings().remove(SETTINGS_GROUP)
-
-
-def _wait(task: WorkerTask, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not task.finished_called:
-        QCoreApplication.processEvents()
-        time.sleep(0.02)
-        assert time.monotonic() < deadline, f"task still running after {timeout} s"
-    QCoreApplication.processEvents()
 
 
 def _polygons(rects, crs: str, name: str = "parcels", fields: str = "&field=name:string") -> QgsVectorLayer:
@@ -257,7 +247,7 @@ def test_building_the_job_writes_nothing_and_the_task_copies_first(
     task = WorkerTask("Water in lakes", job, python=sys.executable, group_name="lakes", iface=qgis_iface)
     assert LAYER_COPIES not in task.job and json.dumps(task.job)  # the worker gets plain JSON
     QgsApplication.taskManager().addTask(task)
-    _wait(task)
+    wait_for_task(task)
     dlg.deleteLater()
 
     assert task.succeeded, (task.error, task.outcome)
@@ -275,7 +265,7 @@ def test_building_the_job_writes_nothing_and_the_task_copies_first(
 def _chips_of_a_run(job: dict, iface) -> int:
     task = WorkerTask("Water in lakes", job, python=sys.executable, iface=iface, add_layers=False)
     QgsApplication.taskManager().addTask(task)
-    _wait(task)
+    wait_for_task(task)
     assert task.succeeded, (task.error, task.outcome)
     return task.outcome.result["chips"]
 
@@ -299,7 +289,7 @@ def test_dialog_run_leaves_the_copy_to_the_task_and_cleans_up(
     monkeypatch.undo()
     monkeypatch.setenv(ENV_PYTHON, sys.executable)
     manager.addTask(task)
-    _wait(task)
+    wait_for_task(task)
     dlg.deleteLater()
 
     assert task.succeeded, (task.error, task.outcome)
@@ -360,7 +350,7 @@ def test_cancel_during_the_task_copy_stops_before_the_worker(
     job["options"]["aoi"] = str(snapshot.path)
     task = _CancelMidCopy("Water in lakes", job, python=sys.executable, iface=qgis_iface, copies=[snapshot])
     QgsApplication.taskManager().addTask(task)
-    _wait(task)
+    wait_for_task(task)
 
     assert task.succeeded is False and not task.worker_started
     assert task.outcome.status == "cancelled"
@@ -390,7 +380,7 @@ def test_a_failing_task_copy_reports_the_layer_and_starts_no_worker(
     QgsApplication.messageLog().messageReceived.connect(on_message)
     try:
         QgsApplication.taskManager().addTask(task)
-        _wait(task)
+        wait_for_task(task)
     finally:
         QgsApplication.messageLog().messageReceived.disconnect(on_message)
 

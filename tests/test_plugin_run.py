@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsApplication, QgsProcessingException, QgsVectorLayer
 from qgis.PyQt.QtCore import QCoreApplication
+from waiting import wait_for_task
 
 from paligemma_qgis.cli.worker import EXIT_CANCELLED
 from paligemma_qgis.plugin.options import segment_job
@@ -39,15 +40,6 @@ sys.exit(worker.main(sys.argv[sys.argv.index("paligemma_qgis.cli.worker") + 1:])
 """
 
 
-def _wait(task: WorkerTask, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not task.finished_called:
-        QCoreApplication.processEvents()
-        time.sleep(0.02)
-        assert time.monotonic() < deadline, f"task still running after {timeout} s"
-    QCoreApplication.processEvents()
-
-
 def _leftovers(folder: Path, output: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith((output.name, f".{output.name}")))
 
@@ -59,7 +51,7 @@ def test_task_adds_styled_layers_in_a_group(water_scene, clean_project, qgis_ifa
     progress = []
     task.progressChanged.connect(progress.append)
     QgsApplication.taskManager().addTask(task)
-    _wait(task)
+    wait_for_task(task)
 
     assert task.succeeded, (task.error, task.outcome)
     assert task.outcome.result["polygons"] >= 4  # two lakes, a pond and a river
@@ -97,7 +89,7 @@ def test_worker_error_reaches_message_bar_and_log(water_scene, clean_project, qg
     job["options"]["nir"] = 99
     task = WorkerTask("Water in lakes", job, python=sys.executable, iface=qgis_iface)
     QgsApplication.taskManager().addTask(task)
-    _wait(task)
+    wait_for_task(task)
     assert task.succeeded is False
     assert "99" in task.error
     critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
@@ -128,7 +120,7 @@ def test_cancel_stops_worker_and_leaves_no_output(water_scene, clean_project, qg
         assert time.monotonic() < deadline and not task.finished_called, "worker never started segmenting"
     started = time.monotonic()
     task.cancel()
-    _wait(task, timeout=30)
+    wait_for_task(task, timeout=30)
     assert time.monotonic() - started < 10  # within about one batch, not at the end of the run
     assert task.outcome.status == "cancelled"
     assert task.outcome.returncode == EXIT_CANCELLED  # the worker stopped itself cleanly
@@ -369,7 +361,7 @@ def test_task_with_paligemma_engine_tiny_model(
     task = WorkerTask("Water in lakes", job, python=sys.executable, group_name="lakes", iface=qgis_iface)
     QgsApplication.taskManager().addTask(task)
     try:
-        _wait(task, timeout=300)
+        wait_for_task(task, timeout=300)
     finally:
         QgsApplication.messageLog().messageReceived.disconnect(on_message)
     assert task.succeeded, (task.error, task.outcome)
@@ -427,7 +419,7 @@ def test_export_dialog_run_adds_chips_and_review(
     assert task is not None, [i.text() for i in dialog.message_bar.items()]
     task.progressChanged.connect(progress.append)
     try:
-        _wait(task, timeout=180)
+        wait_for_task(task, timeout=180)
     finally:
         dialog.deleteLater()
         QgsSettings().remove(SETTINGS_GROUP)

@@ -8,8 +8,6 @@ QgsTask.run, and the plugin unloaded while a task runs.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sys
 import tempfile
 import time
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtCore import QCoreApplication
+from waiting import pid_gone, wait_for_task
 
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.runner import run_worker
@@ -70,33 +69,6 @@ def _python_without(tmp_path: Path, blocked: tuple[str, ...]) -> str:
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
     python.chmod(0o755)
     return str(python)
-
-
-def _wait(task, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not task.finished_called:
-        QCoreApplication.processEvents()
-        time.sleep(0.02)
-        assert time.monotonic() < deadline, f"task still running after {timeout} s"
-    QCoreApplication.processEvents()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)  # do not leave it behind whatever the test says
-            return False
-        time.sleep(0.05)
-    return True
 
 
 # --------------------------------------------------------------------------- a bare worker Python
@@ -187,7 +159,7 @@ def test_cancel_reaches_a_worker_started_by_a_wrapper_script(tmp_path):
     )
     elapsed = time.monotonic() - started
     pid = int(outcome.stderr.split("pid=")[1].split()[0])
-    assert _gone(pid), "the worker behind the wrapper kept running after cancel"
+    assert pid_gone(pid), "the worker behind the wrapper kept running after cancel"
     assert elapsed < 15, f"cancel took {elapsed:.0f} s"
     assert outcome.status == "cancelled"
 
@@ -211,7 +183,7 @@ def test_a_child_left_by_the_worker_does_not_hold_the_run(tmp_path):
     outcome = run_worker({"task": "export", "options": {}}, [sys.executable, str(script)])
     elapsed = time.monotonic() - started
     child = int(outcome.stderr.split("child=")[1].split()[0])
-    assert _gone(child), "the worker's child outlived the run"
+    assert pid_gone(child), "the worker's child outlived the run"
     assert elapsed < 15, f"the run waited {elapsed:.0f} s for the worker's child"
     assert outcome.ok and outcome.result == {"polygons": 1}
 
@@ -269,7 +241,7 @@ def test_an_exception_in_task_run_reaches_the_user(
     job = segment_job(str(water_scene.path), str(tmp_path / "w.gpkg"), engine="water-index", preset="naip")
     task = WorkerTask("Water in lakes", job, python=sys.executable, iface=qgis_iface)
     QgsApplication.taskManager().addTask(task)
-    _wait(task)
+    wait_for_task(task)
     assert task.succeeded is False
     assert "no_such_temp_folder" in task.error
     critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
@@ -298,7 +270,7 @@ def test_unloading_the_plugin_cancels_its_running_task(water_scene, clean_projec
         time.sleep(0.02)
         assert time.monotonic() < deadline, "the fake worker never reported progress"
     plugin.unload()
-    _wait(task, timeout=20)
+    wait_for_task(task, timeout=20)
     assert task.outcome is not None and task.outcome.status == "cancelled"
 
 
@@ -347,4 +319,4 @@ def test_closing_the_setup_page_during_a_check(qgis_iface, tmp_path):
     finally:
         sys.excepthook = hook
     assert errors == []
-    assert _gone(pid, timeout=1.0), "the check kept running after its page was closed"
+    assert pid_gone(pid, timeout=1.0), "the check kept running after its page was closed"

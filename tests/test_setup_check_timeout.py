@@ -7,14 +7,13 @@ that message whatever the killed process reports afterwards.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from qgis.PyQt.QtCore import QCoreApplication
+from waiting import pid_gone
 
 from paligemma_qgis.plugin import setup_check
 from paligemma_qgis.plugin.setup_check import SetupCheckDialog, run_check
@@ -34,24 +33,6 @@ def _script(tmp_path: Path, body: str) -> Path:
 
 def _hanging_python(tmp_path: Path) -> Path:
     return _script(tmp_path, f'exec "{sys.executable}" -c "{HANGING}"')
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)  # do not leave it behind whatever the test says
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _pump(seconds: float, until=lambda: False) -> None:
@@ -84,7 +65,7 @@ def test_a_hanging_check_is_stopped_and_explained(qgis_iface, tmp_path, monkeypa
     elapsed = time.monotonic() - started
     assert dialog.result is not None, "the check was not stopped"
     assert 0.9 < elapsed < 5, f"stopped after {elapsed:.1f} s, the timeout is 1 s"
-    assert _gone(pid, timeout=1.0), "the hanging check kept running"
+    assert pid_gone(pid, timeout=1.0), "the hanging check kept running"
     report = dialog.report.toPlainText()
     assert "did not finish in 1 s" in report
     assert str(python) in report  # which Python hung
@@ -113,7 +94,7 @@ def test_closing_the_page_before_the_timeout(qgis_iface, tmp_path, monkeypatch, 
     sip.delete(dialog)
     _pump(2.0)  # past the timeout
     assert errors == []
-    assert _gone(pid, timeout=1.0), "the check kept running after its page was closed"
+    assert pid_gone(pid, timeout=1.0), "the check kept running after its page was closed"
 
 
 def test_a_check_that_answers_in_time_keeps_its_result(qgis_iface, tmp_path, monkeypatch, errors):
@@ -144,7 +125,7 @@ def test_a_new_check_replaces_a_hanging_one(qgis_iface, tmp_path, monkeypatch, e
     _pump(0.5)
     dialog.python_widget.setFilePath(str(_script(answering, f"echo '{ANSWERING}'")))
     dialog.start_check()
-    assert _gone(pid, timeout=1.0), "the first check kept running"
+    assert pid_gone(pid, timeout=1.0), "the first check kept running"
     _pump(2.0)
     assert dialog.result is not None and dialog.result.get("python") == "/opt/fake/python"
     assert errors == []
