@@ -194,3 +194,22 @@ def test_skipped_chips_are_not_model_outputs():
     r = EvalResult(mode="raster", scores=Scores())
     _count_statuses(r, ["1 ok, 1 rejected: truncated", "skipped: 3.0% valid", "skipped: no valid pixels"])
     assert (r.n_outputs, r.n_invalid_outputs) == (1, 1) and r.invalid_share == 1.0
+
+
+def test_jsonl_errors_name_the_file_and_line(tmp_path):
+    """evaluate and finetune read JSONL through one reader: a bad line is named, not a traceback."""
+    from paligemma_qgis.core.errors import InputError
+    from paligemma_qgis.core.export.outputs import read_jsonl
+    from paligemma_qgis.core.finetune import read_split
+
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"image": "a.png", "prefix": "segment water", "suffix": ""}\n\n{"image": "b.png"}\n')
+    assert [n for n, _ in read_jsonl(path, ("image",))] == [1, 3]  # blank lines skipped, numbers kept
+    with pytest.raises(InputError, match=r"train.jsonl: line 3 needs the key\(s\) image, prefix, suffix"):
+        read_split(tmp_path, "train")
+    path.write_text('{"image": "a.png"}\n{"image": \n')
+    with pytest.raises(InputError, match="train.jsonl: line 2 is not JSON"):
+        read_jsonl(path, ("image",))
+    path.write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(InputError, match="train.jsonl: cannot read"):
+        read_jsonl(path, ("image",))

@@ -236,18 +236,25 @@ def test_qgis_process_runs_the_installed_plugin(installed_plugins_dir, water_sce
     del layer
 
 
-def test_processing_export_training_data(provider, water_scene, vae_npz, clean_project, tmp_path):
-    """Known water as a polygon layer -> chips + JSONL through the worker (random-weight VAE)."""
-    import processing
+def _known_water(water_scene) -> QgsVectorLayer:
+    """The scene's true lakes as a memory layer (a project layer the worker cannot read in place)."""
     from qgis.core import QgsFeature, QgsGeometry
 
     lakes = QgsVectorLayer("Polygon?crs=EPSG:32633", "known water", "memory")
     features = []
     for geom in water_scene.water:
-        f = QgsFeature()
-        f.setGeometry(QgsGeometry.fromWkt(geom.wkt))
-        features.append(f)
+        feature = QgsFeature()
+        feature.setGeometry(QgsGeometry.fromWkt(geom.wkt))
+        features.append(feature)
     lakes.dataProvider().addFeatures(features)
+    return lakes
+
+
+def test_processing_export_training_data(provider, water_scene, vae_npz, clean_project, tmp_path):
+    """Known water as a polygon layer -> chips + JSONL through the worker (random-weight VAE)."""
+    import processing
+
+    lakes = _known_water(water_scene)
     out_dir = tmp_path / "training"
     result = processing.run(
         "paligemma:export_training_data",
@@ -387,7 +394,7 @@ def test_export_dialog_run_adds_chips_and_review(
     water_scene, vae_npz, clean_project, qgis_iface, tmp_path, monkeypatch
 ):
     """The Export dialog's job runs in the worker (QgsTask) and adds chips + review in a group."""
-    from qgis.core import QgsFeature, QgsGeometry, QgsRasterLayer, QgsSettings
+    from qgis.core import QgsRasterLayer, QgsSettings
 
     from paligemma_qgis.plugin.export_dialog import ExportDialog
     from paligemma_qgis.plugin.worker_env import SETTINGS_GROUP
@@ -395,13 +402,7 @@ def test_export_dialog_run_adds_chips_and_review(
     monkeypatch.setenv(ENV_PYTHON, sys.executable)
     QgsSettings().remove(SETTINGS_GROUP)
     raster = QgsRasterLayer(str(water_scene.path), "lakes", "gdal")
-    lakes = QgsVectorLayer("Polygon?crs=EPSG:32633", "known water", "memory")
-    features = []
-    for geom in water_scene.water:
-        f = QgsFeature()
-        f.setGeometry(QgsGeometry.fromWkt(geom.wkt))
-        features.append(f)
-    lakes.dataProvider().addFeatures(features)
+    lakes = _known_water(water_scene)
     clean_project.addMapLayers([raster, lakes])
     dialog = ExportDialog(qgis_iface)
     dialog.set_raster_layer(raster)
@@ -477,15 +478,6 @@ def test_setup_commands_are_the_documented_ones(tmp_path):
     assert Path(default[1].command[-1]).name in ("requirements-worker.txt", "requirements.in")
 
 
-def _wait_setup(task, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not task.finished_called:
-        QCoreApplication.processEvents()
-        time.sleep(0.02)
-        assert time.monotonic() < deadline, f"setup task still running after {timeout} s"
-    QCoreApplication.processEvents()
-
-
 def test_create_worker_environment_task(qgis_iface, fresh_settings, tmp_path):
     """The real venv step into tmp, pip with an empty requirements file and --no-index (no network)."""
     from paligemma_qgis.plugin.setup_tasks import create_venv_task
@@ -498,7 +490,7 @@ def test_create_worker_environment_task(qgis_iface, fresh_settings, tmp_path):
     progress = []
     task.progressChanged.connect(progress.append)
     QgsApplication.taskManager().addTask(task)
-    _wait_setup(task)
+    wait_for_task(task, 180.0)
     assert task.succeeded, (task.error, task.outcome)
     python = venv_python(venv)
     assert python.is_file()
@@ -525,7 +517,7 @@ def test_setup_task_reports_a_failing_step(qgis_iface, fresh_settings, tmp_path)
     missing = tmp_path / "no" / "python3"
     task = create_venv_task(venv, str(missing), req, iface=qgis_iface)
     QgsApplication.taskManager().addTask(task)
-    _wait_setup(task)
+    wait_for_task(task, 180.0)
     assert task.succeeded is False
     assert "Create the worker environment: cannot start" in task.error and str(missing) in task.error
     critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
@@ -536,7 +528,7 @@ def test_setup_task_reports_a_failing_step(qgis_iface, fresh_settings, tmp_path)
     req.write_text("no-such-package-paligemma-qgis==1.0\n")
     task = create_venv_task(venv, sys.executable, req, pip_args=["--no-index"], iface=qgis_iface)
     QgsApplication.taskManager().addTask(task)
-    _wait_setup(task)
+    wait_for_task(task, 180.0)
     assert task.succeeded is False
     assert task.error.startswith("Install the worker packages failed (exit code 1)")
     assert "no-such-package-paligemma-qgis" in "\n".join(task.outcome.output)
@@ -544,7 +536,7 @@ def test_setup_task_reports_a_failing_step(qgis_iface, fresh_settings, tmp_path)
 
     task = download_weights_task(str(missing), iface=qgis_iface)
     QgsApplication.taskManager().addTask(task)
-    _wait_setup(task)
+    wait_for_task(task, 180.0)
     assert task.succeeded is False and "cannot start" in task.error
 
 
@@ -573,7 +565,7 @@ def test_setup_dialog_download_button_reports_failure(qgis_iface, fresh_settings
     task = dialog.download_weights()
     assert task in RUNNING and not dialog.weights_button.isEnabled()
     assert task.steps[0].command[0] == str(missing)
-    _wait_setup(task)
+    wait_for_task(task, 180.0)
     QCoreApplication.processEvents()
     assert task not in RUNNING
     assert dialog.weights_button.isEnabled() and dialog.venv_button.isEnabled()

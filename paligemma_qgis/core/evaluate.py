@@ -21,7 +21,6 @@ output is valid: it says "no water".
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -198,22 +197,9 @@ def decode_text_mask(codec: Any, text: str, height: int, width: int) -> np.ndarr
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    out = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {n} is not JSON ({exc.msg})") from None
-        if not isinstance(rec, dict) or "image" not in rec:
-            raise InputError(f"{path}: line {n} has no 'image' key")
-        out.append(rec)
-    return out
+    from .export.outputs import read_jsonl
+
+    return [rec for _, rec in read_jsonl(path, ("image",))]
 
 
 def _output_text(rec: dict, path: Path) -> str:

@@ -114,16 +114,10 @@ def read_split(data_dir: Path, split: str) -> list[dict]:
     path = data_dir / f"{split}.jsonl"
     if not path.is_file():
         return []
+    from .export.outputs import read_jsonl
+
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {n} is not JSON ({exc.msg})") from None
-        if not isinstance(rec, dict) or not {"image", "prefix", "suffix"} <= set(rec):
-            raise InputError(f"{path}: line {n} needs the keys image, prefix and suffix")
+    for n, rec in read_jsonl(path, ("image", "prefix", "suffix")):
         image = next(
             (p for p in (data_dir / "images" / rec["image"], data_dir / rec["image"]) if p.is_file()), None
         )

@@ -6,10 +6,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..errors import OutputExistsError
+from ..errors import InputError, OutputExistsError
 
 # What an output folder of ours holds; --overwrite only ever deletes a folder that has one.
 _EXPORT_MARKERS = ("train.jsonl", "valid.jsonl", "images", "chips.gpkg", "export.json")
@@ -40,6 +40,29 @@ def finish_output_dir(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
+
+
+def read_jsonl(path: Path, required: Sequence[str]) -> list[tuple[int, dict]]:
+    """(line number, record) for every non-empty line of a JSONL file (ours, or one a user made).
+
+    Errors name the file, the line and the problem; each record is an object with ``required``.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    out = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {n} is not JSON ({exc.msg})") from None
+        if not isinstance(rec, dict) or not set(required) <= set(rec):
+            raise InputError(f"{path}: line {n} needs the key(s) {', '.join(required)}")
+        out.append((n, rec))
+    return out
 
 
 def write_jsonl(path: Path, records: Iterable[dict]) -> int:
