@@ -158,6 +158,14 @@ def _holds_alpha(f: Any, band: int) -> bool:
     return float(np.isin(values, (0, full)).mean()) >= 0.95
 
 
+def _shrunk(height: int, width: int, max_size: int) -> tuple[int, int]:
+    """(rows, cols) of a decimated read of height x width px whose longest side is ``max_size``."""
+    scale = max(width, height) / max_size
+    if scale <= 1:
+        return height, width
+    return max(1, round(height / scale)), max(1, round(width / scale))
+
+
 # 16-bit integer types are stretched through a 65536-entry lookup table per band.
 _LUT_DTYPES = ("uint16", "int16")
 
@@ -449,25 +457,31 @@ class RasterSource:
             valid = np.ones(values.shape[1:], bool)
         return values, valid
 
-    def _read_stats_sample(self, bands: list[int], max_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """A decimated whole-scene read, or for big rasters without overviews a patchwork.
+    def _read_stats_sample(
+        self, bands: list[int], max_size: int, window: Window | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A decimated read of the scene (or of ``window``), or for big rasters without overviews a patchwork.
 
         GDAL's decimated read of a raster without overviews decompresses every block; past
         ``PATCH_SAMPLING_FACTOR`` times the sample size, ``PATCHES`` x ``PATCHES`` small
-        windows spread evenly over the scene are read instead and laid side by side
+        windows spread evenly over the area are read instead and laid side by side
         (statistics only: the sample is not a map).
         """
-        big = self.width * self.height > PATCH_SAMPLING_FACTOR * max_size * max_size
+        r0, c0 = (0, 0) if window is None else (int(window.row_off), int(window.col_off))
+        height, width = (
+            (self.height, self.width) if window is None else (int(window.height), int(window.width))
+        )
+        big = width * height > PATCH_SAMPLING_FACTOR * max_size * max_size
         if not big or self._ds.overviews(bands[0]):
-            return self._read(bands, None, self.overview_shape(max_size))
+            return self._read(bands, window, _shrunk(height, width, max_size))
         n = PATCHES
-        ph, pw = max(1, min(max_size // n, self.height // n)), max(1, min(max_size // n, self.width // n))
+        ph, pw = max(1, min(max_size // n, height // n)), max(1, min(max_size // n, width // n))
         values = np.empty((len(bands), n * ph, n * pw), self.dtype)
         valid = np.empty((n * ph, n * pw), bool)
         for i in range(n):
-            r = int((i + 0.5) * self.height / n - ph / 2)
+            r = r0 + int((i + 0.5) * height / n - ph / 2)
             for j in range(n):
-                c = int((j + 0.5) * self.width / n - pw / 2)
+                c = c0 + int((j + 0.5) * width / n - pw / 2)
                 v, m = self._read(bands, Window(c, r, pw, ph), None)
                 values[:, i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = v
                 valid[i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = m
@@ -485,21 +499,19 @@ class RasterSource:
 
     def overview_shape(self, max_size: int = OVERVIEW_SIZE) -> tuple[int, int]:
         """(rows, cols) of a decimated whole-scene read whose longest side is ``max_size``."""
-        scale = max(self.width, self.height) / max_size
-        if scale <= 1:
-            return self.height, self.width
-        return max(1, round(self.height / scale)), max(1, round(self.width / scale))
+        return _shrunk(self.height, self.width, max_size)
 
     def read_sample(
-        self, raw_bands: Sequence[int] = (), max_size: int = OVERVIEW_SIZE
+        self, raw_bands: Sequence[int] = (), max_size: int = OVERVIEW_SIZE, window: Window | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The whole scene decimated (nearest) as one chip: (raw, rgb, valid), like ``read_chip``.
+        """The scene (or ``window`` of it) decimated (nearest) as one chip: (raw, rgb, valid), like ``read_chip``.
 
         One read serves the scene stretch (when not yet known) and a segmenter's ``prepare``.
+        A window keeps the statistics to the part being mapped (an AOI on a huge raster).
         """
         raw_bands = list(raw_bands)
         bands = list(dict.fromkeys([*self.rgb_bands, *raw_bands]))
-        values, valid = self._read_stats_sample(bands, max_size)
+        values, valid = self._read_stats_sample(bands, max_size, window)
         if self._lo is None and self.dtype != "uint8":
             as_float = values.astype(np.float32)
             self._set_stretch(as_float, valid, bands)

@@ -178,8 +178,10 @@ def _actors(ray: Any, options: Any, given: Any) -> list[Any]:
     if per > gpus:
         raise InputError(f"--ray-gpus-per-actor {per:g} but the Ray cluster has {gpus:g} GPUs")
     count = options.ray_actors or (max(1, int(gpus // per)) if per > 0 else 1)
+    # An actor holding a CPU for the run must leave one for the read/finish tasks, or they never start.
+    cpu_each = 1 if float(ray.cluster_resources().get("CPU", 0)) - count >= 1 else 0
     remote = ray.remote(ModelActor).options(
-        num_gpus=per, num_cpus=1, max_restarts=RETRIES, max_task_retries=RETRIES
+        num_gpus=per, num_cpus=cpu_each, max_restarts=RETRIES, max_task_retries=RETRIES
     )
     return [remote.remote(options.to_dict(), given) for _ in range(count)]
 

@@ -164,8 +164,15 @@ def plan_scene(src: Any, segmenter: Any, options: Any, scene: Scene) -> ScenePla
 
 
 def scene_statistics(src: Any, segmenter: Any, plan: ScenePlan) -> None:
-    """One decimated read: the scene-wide 8-bit stretch and the segmenter's ``prepare`` (e.g. Otsu)."""
-    raw, rgb, valid = src.read_sample(plan.raw_bands)
+    """One decimated read: the scene-wide 8-bit stretch and the segmenter's ``prepare`` (e.g. Otsu).
+
+    With an AOI the read covers the part being mapped: the rest of a huge raster may hold
+    nothing at all, and the stretch should suit the area the model sees.
+    """
+    from rasterio.windows import Window
+
+    whole = plan.grid.extent == Window(0, 0, src.width, src.height)
+    raw, rgb, valid = src.read_sample(plan.raw_bands, window=None if whole else plan.grid.extent)
     if not valid.any():
         raise InputError(f"{src.path}: the raster has no valid pixels (all nodata)")
     segmenter.prepare(ChipBatch(raw=raw[None], rgb=rgb[None], valid=valid[None], ids=[-1]))
