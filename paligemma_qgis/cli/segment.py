@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from .progress import cli_progress
@@ -38,6 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     c.add_argument(
         "--aoi", metavar="FILE|EXTENT", help="area of interest: vector file or xmin,ymin,xmax,ymax[,EPSG:x]"
+    )
+    c.add_argument(
+        "--on-read-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="a block of the raster that cannot be read (truncated or corrupt file): fail with the file and "
+        "window (default), or map it as nodata and count it in the summary and the run table",
     )
     c.add_argument(
         "--min-valid",
@@ -125,6 +133,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         resolution=args.resolution,
         aoi=args.aoi,
         min_valid_fraction=args.min_valid,
+        on_read_error=args.on_read_error,
         min_area_m2=args.min_area,
         simplify=args.simplify,
         out_crs=args.out_crs,
@@ -154,4 +163,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict()))
     else:
         print(f"{summary.output}: {summary.one_line()}")
+    read_errors = summary.details.get("read_errors")
+    if read_errors:
+        print(
+            f"warning: {args.raster}: {read_errors} read(s) hit unreadable blocks, mapped as nodata",
+            file=sys.stderr,
+        )
     return 0

@@ -57,6 +57,7 @@ class SegmentOptions:
     swir: int | None = None
     resolution: float | None = None  # target ground resolution in metres (resampled)
     stretch: tuple[float, float] = (2.0, 98.0)  # percentiles of the scene-wide 8-bit stretch
+    on_read_error: str = "fail"  # "skip": unreadable blocks become nodata, counted as read_errors
     # water index engine
     threshold: float | None = None  # None: Otsu over the scene
     index: str = "auto"  # auto (MNDWI when SWIR is known, else NDWI), mndwi, ndwi
@@ -463,6 +464,7 @@ def segment_raster(
             green=options.green,
             nir=options.nir,
             swir=options.swir,
+            on_read_error=options.on_read_error,
         ) as src,
     ):
         if segmenter is None:
@@ -567,6 +569,7 @@ def segment_raster(
             progress.report(total, total, "segmenting chips")
             check_cancelled(progress)
             chip_seconds = time.perf_counter() - t_chips
+            read_errors = src.read_errors
 
             water = vectorize_mosaic(
                 mosaic,
@@ -588,6 +591,7 @@ def segment_raster(
                 skipped=n_skipped,
                 chip_seconds=chip_seconds,
                 batch_size=batch_size,
+                read_errors=src.read_errors,
             )
             write_geopackage(
                 out, {"water": water, "chips": chips_layer, "run": run}, overwrite=options.overwrite
@@ -602,6 +606,7 @@ def segment_raster(
     details = _describe(segmenter)
     details["chip_seconds"] = round(chip_seconds, 3)
     details["chip_size"] = size
+    details["read_errors"] = read_errors
     return SegmentSummary(
         chips=n_done,
         skipped=n_skipped,
