@@ -199,8 +199,8 @@ def test_skipped_chips_are_not_model_outputs():
 def test_jsonl_errors_name_the_file_and_line(tmp_path):
     """evaluate and finetune read JSONL through one reader: a bad line is named, not a traceback."""
     from paligemma_qgis.core.errors import InputError
-    from paligemma_qgis.core.export.outputs import read_jsonl
     from paligemma_qgis.core.finetune import read_split
+    from paligemma_qgis.core.inputs import read_jsonl
 
     path = tmp_path / "train.jsonl"
     path.write_text('{"image": "a.png", "prefix": "segment water", "suffix": ""}\n\n{"image": "b.png"}\n')

@@ -1,7 +1,9 @@
-"""tqdm progress for the CLI commands, with Ctrl-C as a clean cancel.
+"""tqdm progress for the CLI commands, with Ctrl-C (and SIGTERM, SIGHUP) as a clean cancel.
 
 The first Ctrl-C asks the core to stop at its next check (it then removes partial
-outputs and raises core.progress.Cancelled); a second one interrupts at once.
+outputs and raises core.progress.Cancelled); a second one interrupts at once. SIGTERM
+(what a batch scheduler or `kill` sends) and SIGHUP (a closed terminal) do the same, so
+they too leave no temp files behind.
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ class TqdmProgress:
 
 @contextmanager
 def cli_progress(desc: str, unit: str = "step") -> Iterator[TqdmProgress]:
-    """A TqdmProgress that owns SIGINT while the command runs."""
+    """A TqdmProgress that owns SIGINT, SIGTERM and SIGHUP while the command runs."""
     progress = TqdmProgress(desc, unit)
-    previous = signal.signal(signal.SIGINT, progress.on_sigint)
+    signums = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {s: signal.signal(s, progress.on_sigint) for s in signums}
     try:
         yield progress
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         progress.close()

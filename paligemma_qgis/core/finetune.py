@@ -114,7 +114,7 @@ def read_split(data_dir: Path, split: str) -> list[dict]:
     path = data_dir / f"{split}.jsonl"
     if not path.is_file():
         return []
-    from .export.outputs import read_jsonl
+    from .inputs import image_size, read_jsonl
 
     out = []
     for n, rec in read_jsonl(path, ("image", "prefix", "suffix")):
@@ -123,17 +123,18 @@ def read_split(data_dir: Path, split: str) -> list[dict]:
         )
         if image is None:
             raise InputError(f"{path}: line {n}: image {rec['image']} not found in {data_dir / 'images'}")
+        image_size(image, "training image")  # a corrupt image fails now, not hours into training
         out.append({"image": image, "prefix": str(rec["prefix"]), "suffix": str(rec["suffix"])})
     return out
 
 
 def collate(processor: Any, examples: list[dict]) -> Any:
     """A training batch: pixel values, ids, attention, token types and labels (suffix only)."""
-    from PIL import Image
+    from .inputs import open_image
 
     images = []
     for ex in examples:
-        with Image.open(ex["image"]) as im:
+        with open_image(ex["image"], "training image") as im:
             images.append(im.convert("RGB"))
     image_token = getattr(processor, "image_token", "<image>")
     return processor(

@@ -86,7 +86,7 @@ def library_detail(exc: BaseException, path: str | Path | None = None) -> str:
         for form in {str(path), Path(path).name}:
             text = text.replace(f"'{form}'", "the file").replace(f"{form}, ", "").replace(f"{form}: ", "")
     if "database disk image is malformed" in text:
-        text = "corrupt or truncated SQLite database (database disk image is malformed)"
+        text = "corrupt or truncated SQLite database"
     elif "not recognized as being in a supported file format" in text:
         text = "not a format GDAL can read (unknown, corrupt or empty file)"
     parts = [p.strip() for p in re.split(r";\s+", " ".join(text.split()))]
@@ -248,7 +248,7 @@ def check_finite_geometries(geoms: Any, path: str | Path, what: str, crs: Any) -
     coords = shapely.get_coordinates(geoms)
     if len(coords) and not np.isfinite(coords).all():
         raise InputError(
-            f"{path}: the {what} do not fit their CRS {crs} (coordinates out of range after "
+            f"{path}: the coordinates of the {what} do not fit its CRS {crs} (out of range after "
             "reprojection); are they really in that CRS? GeoJSON is always longitude/latitude"
         )
 
