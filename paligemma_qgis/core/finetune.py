@@ -237,10 +237,6 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> Path:
 
 def finetune(options: FinetuneOptions, progress: Progress | None = None) -> FinetuneSummary:
     """Train on DATA_DIR/train.jsonl, validate on valid.jsonl, save a loadable model folder."""
-    import torch
-
-    from .engine.models import describe_device, load_paligemma
-
     opts = options
     data_dir, out_dir = Path(opts.data_dir), Path(opts.out_dir)
     if not data_dir.is_dir():
@@ -257,6 +253,10 @@ def finetune(options: FinetuneOptions, progress: Progress | None = None) -> Fine
         raise InputError(f"{data_dir / 'train.jsonl'}: no training examples")
     valid = read_split(data_dir, "valid")
     _check_out(out_dir, opts.overwrite)  # before hours of training, not after
+
+    import torch  # after the cheap checks of the inputs
+
+    from .engine.models import describe_device, load_paligemma
 
     torch.manual_seed(opts.seed)
     loaded = load_paligemma(opts.model, device=opts.device, dtype=opts.dtype, offline=opts.offline)

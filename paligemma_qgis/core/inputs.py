@@ -84,7 +84,7 @@ def library_detail(exc: BaseException, path: str | Path | None = None) -> str:
     text = _HINT_RE.sub("", text)
     if path is not None:
         for form in {str(path), Path(path).name}:
-            text = text.replace(f"'{form}'", "the file").replace(f"{form}, ", "").replace(f"{form}: ", "")
+            text = text.replace(f"'{form}'", "").replace(f"{form}, ", "").replace(f"{form}: ", "")
     if "database disk image is malformed" in text:
         text = "corrupt or truncated SQLite database"
     elif "not recognized as being in a supported file format" in text:

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
 from ..progress import Progress, check_cancelled
 from .labels import _open_labels
 from .options import ExportOptions, ExportSummary
-from .outputs import check_writable, finish_output_dir, prepare_output_dir, write_jsonl, writing
+from .outputs import check_output_dir, finish_output_dir, prepare_output_dir, write_jsonl, writing
 from .recipe import encode_chip, load_codec
 from .split import EMPTY_POLICIES, apply_empty_policy, exclude_overlaps, spatial_blocks, split_blocks
 
@@ -61,10 +61,7 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
     if opts.block_size < 1:
         raise InputError(f"block size must be at least 1 chip, not {opts.block_size}")
     out_dir = Path(opts.out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
-        raise OutputExistsError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
-    check_writable(out_dir)
-    codec = load_codec(opts.vae, opts.allow_custom_vae)
+    check_output_dir(out_dir, opts.overwrite)  # before the work, not after it
     summary = ExportSummary(out_dir=str(out_dir))
     with open_raster(
         opts.raster,
@@ -96,6 +93,7 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
             except ValueError as exc:
                 raise InputError(f"{opts.raster}: {exc}") from None
             summary.n_candidates = len(chips)
+            codec = load_codec(opts.vae, opts.allow_custom_vae)  # after the cheap input checks
             tmp = prepare_output_dir(out_dir, opts.overwrite)
             try:
                 rows, review, records = _export_chips(opts, src, labels, chips, codec, tmp, summary, progress)

@@ -43,8 +43,8 @@ def check_writable(out_dir: Path) -> None:
 _EXPORT_MARKERS = ("train.jsonl", "valid.jsonl", "images", "chips.gpkg", "export.json")
 
 
-def prepare_output_dir(out_dir: Path, overwrite: bool) -> Path:
-    """A fresh temp folder beside ``out_dir``; refuses an existing non-empty folder unless asked."""
+def check_output_dir(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an existing non-empty folder unless asked, and never one that is not an export."""
     out_dir = Path(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
@@ -56,6 +56,13 @@ def prepare_output_dir(out_dir: Path, overwrite: bool) -> Path:
             raise OutputExistsError(
                 f"{out_dir} is not empty and does not look like an export folder; refusing to replace it"
             )
+    check_writable(out_dir)
+
+
+def prepare_output_dir(out_dir: Path, overwrite: bool) -> Path:
+    """A fresh temp folder beside ``out_dir`` (``check_output_dir`` first: the folder may have changed)."""
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, overwrite)
     with writing(out_dir, "the export folder"):
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..inputs import open_image, read_text
+from ..inputs import image_size, open_image, read_text
 from ..progress import Progress, check_cancelled
 from .options import ExportSummary, _Serialisable
-from .outputs import check_writable, finish_output_dir, prepare_output_dir, write_jsonl, writing
+from .outputs import check_output_dir, finish_output_dir, prepare_output_dir, write_jsonl, writing
 from .recipe import LABEL, PREFIX, encode_chip, load_codec
 from .split import apply_empty_policy
 
@@ -82,6 +82,18 @@ def _pair_names(opts: PairsOptions) -> list[str]:
     return names
 
 
+def _check_headers(names: list[str], opts: PairsOptions) -> None:
+    """Every image and mask identified and sized from its header: bad files fail before the work."""
+    for name in names:
+        image, mask = Path(opts.images) / name, Path(opts.masks) / name
+        size = image_size(image, "image", allow_large=opts.allow_large_images)
+        mask_size = image_size(mask, "mask image", allow_large=opts.allow_large_images)
+        if size != mask_size:
+            raise InputError(
+                f"{image}: image is {size[0]}x{size[1]} but its mask {mask} is {mask_size[0]}x{mask_size[1]}"
+            )
+
+
 def chip_name(name: str) -> str:
     """The file an image is written as: ``images/<stem>.png``."""
     return Path(name).with_suffix(".png").name
@@ -115,8 +127,9 @@ def export_pairs(opts: PairsOptions, progress: Progress | None = None) -> Export
     if not 0 <= opts.valid_fraction < 1:
         raise InputError(f"valid fraction must be in [0, 1), not {opts.valid_fraction}")
     out_dir = Path(opts.out_dir)
-    check_writable(out_dir)
-    codec = load_codec(opts.vae, opts.allow_custom_vae)
+    check_output_dir(out_dir, opts.overwrite)
+    _check_headers(names, opts)
+    codec = None  # loaded with the first pair that reads (a bad image fails before torch loads)
     tmp = prepare_output_dir(out_dir, opts.overwrite)
     try:
         rng = np.random.default_rng(opts.seed)
@@ -132,6 +145,16 @@ def export_pairs(opts: PairsOptions, progress: Progress | None = None) -> Export
             water = binarise_mask_image(
                 Path(opts.masks) / name, opts.mask_threshold, allow_large=opts.allow_large_images
             )
+            image_path = Path(opts.images) / name
+            with open_image(image_path, "image", allow_large=opts.allow_large_images) as im:
+                rgb = im.convert("RGB")
+            if rgb.size[::-1] != water.shape:
+                raise InputError(
+                    f"{image_path}: image is {rgb.size[0]}x{rgb.size[1]} but its mask "
+                    f"is {water.shape[1]}x{water.shape[0]}"
+                )
+            if codec is None:
+                codec = load_codec(opts.vae, opts.allow_custom_vae)
             enc = encode_chip(
                 codec,
                 water,
@@ -143,14 +166,6 @@ def export_pairs(opts: PairsOptions, progress: Progress | None = None) -> Export
             if enc.codec_iou is not None:
                 ious.append(enc.codec_iou)
             out_name = chip_name(name)
-            image_path = Path(opts.images) / name
-            with open_image(image_path, "image", allow_large=opts.allow_large_images) as im:
-                rgb = im.convert("RGB")
-            if rgb.size[::-1] != water.shape:
-                raise InputError(
-                    f"{image_path}: image is {rgb.size[0]}x{rgb.size[1]} but its mask "
-                    f"is {water.shape[1]}x{water.shape[0]}"
-                )
             with writing(out_dir, f"images/{out_name}"):
                 rgb.resize((opts.size, opts.size), Image.BICUBIC).save(tmp / "images" / out_name)
             records.append(
