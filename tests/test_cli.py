@@ -74,3 +74,25 @@ def test_ctrl_c_cancels_cleanly_and_leaves_no_output(tmp_path):
     assert "cancelled: no output written" in err
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif"]
+
+
+def test_library_warnings_are_one_line_each_and_shown_once(capsys):
+    import logging
+    import warnings
+
+    from paligemma_qgis.cli.library_warnings import one_line_warnings
+
+    with one_line_warnings():
+        for _ in range(3):  # e.g. once per chip
+            warnings.warn(
+                "The dataset's nodata attribute\n  is shadowing the alpha band", UserWarning, stacklevel=1
+            )
+            warnings.warn("an old API", FutureWarning, stacklevel=1)
+            logging.getLogger("rasterio._env").warning("CPLE_AppDefined in TIFFReadDirectory: bad tag")
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "warning: The dataset's nodata attribute is shadowing the alpha band",
+        "warning: FutureWarning: an old API",
+        "warning: CPLE_AppDefined in TIFFReadDirectory: bad tag",
+    ]
+    assert all(type(h).__name__ != "_OnceHandler" for h in logging.getLogger().handlers)  # removed again
