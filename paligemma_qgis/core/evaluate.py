@@ -395,7 +395,8 @@ class _MaskOnGrid:
                 kw.update(src_nodata=self.ds.nodata, nodata=self.ds.nodata)
             else:
                 kw["add_alpha"] = True
-            self.vrt = WarpedVRT(self.ds, **kw)
+            with reading(path, what):
+                self.vrt = WarpedVRT(self.ds, **kw)
         except BaseException:
             self.ds.close()
             raise

@@ -14,6 +14,7 @@ refused with the size and the way out (``allow_large``, the commands' ``--allow-
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sqlite3
@@ -33,7 +34,8 @@ LARGE_IMAGES_HINT = "pass --allow-large-images if you trust the file"
 _PIL_LOCK = threading.Lock()  # Image.MAX_IMAGE_PIXELS is process-wide
 
 
-def _library_errors() -> tuple[type[BaseException], ...]:
+@functools.cache
+def library_errors() -> tuple[type[BaseException], ...]:
     """The exception types a library raises for a bad file (not our own programming errors)."""
     types: list[type[BaseException]] = [
         OSError,
@@ -115,7 +117,7 @@ def reading(
     """
     try:
         yield
-    except _library_errors() as exc:
+    except library_errors() as exc:
         raise input_error(path, what, exc, window=window, during=during, hint=hint) from None
 
 
@@ -184,7 +186,7 @@ def open_raster_dataset(path: str | Path, what: str = "raster") -> Any:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             return rasterio.open(path)
-        except _library_errors() as exc:
+        except library_errors() as exc:
             raise InputError(f"{path}: cannot open as a {what} ({library_detail(exc, path)})") from None
 
 
@@ -198,7 +200,7 @@ def probe_raster(path: str | Path) -> bool:
         try:
             with rasterio.open(path) as ds:
                 return ds.count >= 1 and ds.width > 0
-        except _library_errors():
+        except library_errors():
             return False
 
 
@@ -227,7 +229,7 @@ def read_vectors(
     require_file(path, what)
     try:
         gdf = pyogrio.read_dataframe(path, layer=layer, where=where)
-    except _library_errors() as exc:
+    except library_errors() as exc:
         raise InputError(f"{path}: cannot read {what} as vectors ({library_detail(exc, path)})") from None
     if require_crs and gdf.crs is None and len(gdf):
         raise InputError(f"{path}: {what} have no CRS (coordinate reference system); assign one first")
@@ -356,7 +358,7 @@ def load_npz(
         with np.load(path, allow_pickle=False) as npz:
             wanted = npz.files if names is None else [k for k in names if k in set(npz.files)]
             return {k: npz[k] for k in wanted}
-    except _library_errors() as exc:
+    except library_errors() as exc:
         raise error(
             f"{path}: not a readable .npz file (truncated or corrupt download?): {library_detail(exc)}{tail}"
         ) from None

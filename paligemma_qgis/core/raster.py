@@ -39,7 +39,7 @@ from rasterio.windows import Window
 
 from .engine.base import RasterBands
 from .errors import InputError
-from .inputs import _library_errors, input_error, open_raster_dataset
+from .inputs import input_error, library_errors, open_raster_dataset, reading
 
 ROLES = ("red", "green", "blue", "nir", "swir")
 # Longest side of the decimated whole-scene read used for statistics (stretch, Otsu).
@@ -166,7 +166,7 @@ def _holds_alpha(f: Any, band: int, skip_unreadable: bool = False) -> bool:
     shape = (max(1, round(f.height / scale)), max(1, round(f.width / scale))) if scale > 1 else None
     try:
         values = f.read(band, out_shape=shape, resampling=Resampling.nearest)
-    except _library_errors() as exc:
+    except library_errors() as exc:
         if not skip_unreadable:
             raise input_error(
                 f.name, "raster", exc, during="checking the alpha band", hint=SKIP_HINT
@@ -175,7 +175,7 @@ def _holds_alpha(f: Any, band: int, skip_unreadable: bool = False) -> bool:
         for piece, piece_shape, _ in _pieces(Window(0, 0, f.width, f.height), shape, f.block_shapes[0]):
             try:
                 parts.append(f.read(band, window=piece, out_shape=piece_shape, resampling=Resampling.nearest))
-            except _library_errors():
+            except library_errors():
                 continue
         values = np.concatenate([p.ravel() for p in parts]) if parts else np.zeros(0, f.dtypes[band - 1])
         if not values.size:
@@ -440,7 +440,8 @@ class RasterSource:
                 kwargs.update(src_nodata=float("nan"), nodata=float("nan"))
             else:
                 kwargs["add_alpha"] = True  # marks pixels the source mask (or no data) left out
-        vrt = WarpedVRT(f, **kwargs)
+        with reading(self.path, "raster"):
+            vrt = WarpedVRT(f, **kwargs)
         if kwargs.get("add_alpha"):
             self._vrt_alpha = vrt.count
         return vrt
@@ -516,7 +517,7 @@ class RasterSource:
         """
         try:
             return read(window, out_shape), None
-        except _library_errors() as exc:
+        except library_errors() as exc:
             message = str(input_error(self.path, "raster", exc, window=window, during=during))
             if self.on_read_error != "skip":
                 raise InputError(f"{message}; {SKIP_HINT}") from None
@@ -527,7 +528,7 @@ class RasterSource:
         for piece, piece_shape, (rows, cols) in _pieces(whole, out_shape, self._ds.block_shapes[0]):
             try:
                 data[..., rows, cols] = read(piece, piece_shape)
-            except _library_errors():
+            except library_errors():
                 readable[rows, cols] = False
         self._errors.add(message)
         return data, readable

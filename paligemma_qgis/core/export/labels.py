@@ -111,14 +111,20 @@ class _MaskLabels:
         else:
             kwargs["add_alpha"] = True
             self._alpha = True
-        self._vrt = WarpedVRT(self._ds, **kwargs)
+        try:
+            with reading(path, "label mask"):
+                self._vrt = WarpedVRT(self._ds, **kwargs)
+        except BaseException:
+            self._ds.close()
+            raise
         self.threshold = threshold
         self.path = path
         from rasterio.warp import transform_bounds
 
         from ..raster import ordered_bounds
 
-        self.label_bounds = tuple(transform_bounds(self._ds.crs, src.crs, *ordered_bounds(self._ds)))
+        with reading(path, "label mask"):
+            self.label_bounds = tuple(transform_bounds(self._ds.crs, src.crs, *ordered_bounds(self._ds)))
 
     def chip(self, window: Any, transform: Any, shape: tuple[int, int]) -> ChipLabel:
         with reading(self.path, "label mask", window=window):
