@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
             except ValueError as exc:
                 raise InputError(f"{opts.raster}: {exc}") from None
             summary.n_candidates = len(chips)
-            codec = load_codec(opts.vae, opts.allow_custom_vae)  # after the cheap input checks
+            # The codec (torch) loads with the first chip to encode: a bad input fails before it.
+            codec = functools.cache(lambda: load_codec(opts.vae, opts.allow_custom_vae))
             tmp = prepare_output_dir(out_dir, opts.overwrite)
             try:
                 rows, review, records = _export_chips(opts, src, labels, chips, codec, tmp, summary, progress)
@@ -201,7 +203,7 @@ def _export_chips(
     src: Any,
     labels: Any,
     chips: Sequence[Any],
-    codec: Any,
+    codec: Callable[[], Any],
     tmp: Path,
     summary: ExportSummary,
     progress: Progress | None,
@@ -257,7 +259,7 @@ def _export_chips(
             row["split"], row["reason"] = "skipped", "unlabelled"
         else:
             enc = encode_chip(
-                codec,
+                codec(),
                 water,
                 label=opts.label,
                 min_pixels=opts.min_object_pixels,
