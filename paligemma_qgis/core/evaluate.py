@@ -43,7 +43,7 @@ from .inputs import (
     probe_raster,
     read_vectors,
     reading,
-    require_file,
+    require_exists,
 )
 from .progress import Progress, check_cancelled
 
@@ -495,8 +495,8 @@ def evaluate_geo(
 
     pred, truth = Path(pred), Path(truth)
     result = EvalResult(mode="raster", scores=Scores(), n_items=1)
-    require_file(pred, "prediction")
-    require_file(truth, "truth")
+    require_exists(pred, "prediction")
+    require_exists(truth, "truth")
     pred_is_raster = not _is_vector_name(pred) and probe_raster(pred)
     truth_is_raster = not _is_vector_name(truth) and probe_raster(truth)
     if truth_nodata is not None and not truth_is_raster:

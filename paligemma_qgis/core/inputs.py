@@ -156,16 +156,16 @@ def _pil_limit() -> int:
     return int(Image.MAX_IMAGE_PIXELS or 0)
 
 
-def require_file(path: str | Path, what: str) -> Path:
-    """``path`` as a Path; InputError when it is missing or a folder (URLs and /vsi paths pass)."""
+def require_exists(path: str | Path, what: str) -> Path:
+    """``path`` as a Path; InputError when it does not exist (URLs and GDAL /vsi paths pass).
+
+    Folders pass: GDAL reads some (an ArcInfo grid, a folder of shapefiles); the openers
+    say "is a folder" when theirs cannot.
+    """
     text = str(path)
     p = Path(path)
-    if "://" in text or text.startswith("/vsi"):
-        return p
-    if not p.exists():
+    if "://" not in text and not text.startswith("/vsi") and not p.exists():
         raise InputError(f"{path}: {what} not found")
-    if p.is_dir() and p.suffix.lower() not in (".gdb", ".zarr"):  # folder formats GDAL reads
-        raise InputError(f"{path}: {what} is a folder, not a file")
     return p
 
 
@@ -181,12 +181,14 @@ def open_raster_dataset(path: str | Path, what: str = "raster") -> Any:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    require_file(path, what)
+    require_exists(path, what)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             return rasterio.open(path)
         except library_errors() as exc:
+            if Path(path).is_dir():
+                raise InputError(f"{path}: {what} is a folder, not a raster GDAL can read") from None
             raise InputError(f"{path}: cannot open as a {what} ({library_detail(exc, path)})") from None
 
 
@@ -210,7 +212,7 @@ def probe_raster(path: str | Path) -> bool:
 def list_layers(path: str | Path, what: str = "vector file") -> list[str]:
     import pyogrio
 
-    require_file(path, what)
+    require_exists(path, what)
     with reading(path, what):
         return [str(name) for name, _ in pyogrio.list_layers(path)]
 
@@ -226,7 +228,7 @@ def read_vectors(
     """A GeoDataFrame read with pyogrio; a layer without a CRS is refused (when it has features)."""
     import pyogrio
 
-    require_file(path, what)
+    require_exists(path, what)
     try:
         gdf = pyogrio.read_dataframe(path, layer=layer, where=where)
     except library_errors() as exc:
@@ -265,7 +267,7 @@ def open_image(path: str | Path, what: str = "image", *, allow_large: bool = Fal
     """
     from PIL import Image
 
-    require_file(path, what)
+    require_exists(path, what)
     with reading(path, what), _pil_size_guard(allow_large):
         im = Image.open(path)
         try:
@@ -280,7 +282,7 @@ def image_size(path: str | Path, what: str = "image", *, allow_large: bool = Fal
     """(width, height) from the header only; a file PIL cannot identify fails here."""
     from PIL import Image
 
-    require_file(path, what)
+    require_exists(path, what)
     with reading(path, what), _pil_size_guard(allow_large), Image.open(path) as im:
         return im.size
 
@@ -307,7 +309,7 @@ def _pil_size_guard(allow_large: bool) -> Iterator[None]:
 
 
 def read_text(path: str | Path, what: str = "text file") -> str:
-    require_file(path, what)
+    require_exists(path, what)
     try:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
