@@ -12,7 +12,8 @@ must hold afterwards:
   run that succeeds, its outputs), ``$TMPDIR`` is empty, and the inputs are untouched;
 - an existing output (``old``) is byte-identical afterwards.
 
-Add a case by adding a row (and, when it needs one, an input to ``_make_inputs``).
+Add a case by adding a row (and, when it needs one, an input to ``_make_inputs``). One file:
+the table, the inputs it names and the one runner that checks every row belong together.
 """
 
 from __future__ import annotations

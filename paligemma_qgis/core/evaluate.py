@@ -21,6 +21,9 @@ Two cases:
 Scores are micro-averaged (pixel counts summed over the whole scene or all pairs); the
 invalid share counts outputs (chips or lines) with at least one rejected object. An empty
 output is valid: it says "no water".
+
+One file because both cases share the scores, the result and the model-text counting; the
+georeferenced half is the first to move out (evaluate_geo and its grid readers) if it grows.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ Why it looks like this:
   ``on_read_error="skip"`` the window is read again piece by piece (storage blocks, or a grid
   of pieces for a decimated read) and only the unreadable pieces become nodata; such reads
   are counted in ``read_errors`` (shared by clones, so a run's reading threads add up).
+
+One file because every read goes through one nodata rule, one stretch and one error rule;
+split apart they would drift (presets and band roles could move out if it grows further).
 """
 
 from __future__ import annotations
