@@ -18,6 +18,7 @@ timed from start to exit, on synthetic scenes built once in --workdir:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sqlite3
@@ -74,7 +75,9 @@ def run(args: list[str], *, kill_when: tuple[Path, str, int] | None = None) -> d
             journal, query, at_least = kill_when
             while proc.poll() is None:
                 try:
-                    with sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1) as db:
+                    with contextlib.closing(
+                        sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=1)
+                    ) as db:
                         if db.execute(query).fetchone()[0] >= at_least:
                             proc.kill()
                             killed_at = time.perf_counter() - t0

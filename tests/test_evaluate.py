@@ -9,6 +9,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from PIL import Image
 from shapely.geometry import box
 from synthetic_rasters import make_scene
@@ -199,8 +200,8 @@ def test_skipped_chips_are_not_model_outputs():
 def test_jsonl_errors_name_the_file_and_line(tmp_path):
     """evaluate and finetune read JSONL through one reader: a bad line is named, not a traceback."""
     from paligemma_qgis.core.errors import InputError
-    from paligemma_qgis.core.export.outputs import read_jsonl
     from paligemma_qgis.core.finetune import read_split
+    from paligemma_qgis.core.inputs import read_jsonl
 
     path = tmp_path / "train.jsonl"
     path.write_text('{"image": "a.png", "prefix": "segment water", "suffix": ""}\n\n{"image": "b.png"}\n')
@@ -213,3 +214,52 @@ def test_jsonl_errors_name_the_file_and_line(tmp_path):
     path.write_bytes(b"\xff\xfe not utf-8")
     with pytest.raises(InputError, match="train.jsonl: cannot read"):
         read_jsonl(path, ("image",))
+
+
+def test_truth_and_prediction_nodata_are_left_out_and_counted(tmp_path):
+    """Sen1Floods11 labels mark 'no label' with -1: scored as land it would invent false positives."""
+    sc = make_scene(tmp_path / "scene.tif", width=200, height=100)
+    t = sc.transform
+    truth = np.zeros((100, 200), np.int16)
+    truth[:, :100] = -1  # left half: no label (undeclared, as in Sen1Floods11)
+    truth[20:60, 120:160] = 1
+    with rasterio.open(
+        tmp_path / "truth.tif",
+        "w",
+        driver="GTiff",
+        width=200,
+        height=100,
+        count=1,
+        dtype="int16",
+        crs=sc.crs,
+        transform=t,
+    ) as ds:
+        ds.write(truth, 1)
+    # predicted water: the truth's square and a false square in the unlabelled half
+    pred_px = [box(120, 20, 160, 60), box(20, 20, 60, 60)]
+    pred = tmp_path / "pred.gpkg"
+    polys = [box(*(t * (x0, y1)), *(t * (x1, y0))) for x0, y0, x1, y1 in (g.bounds for g in pred_px)]
+    gpd.GeoDataFrame({"label": ["water"] * 2}, geometry=polys, crs=sc.crs).to_file(pred, layer="water")
+    # chips: the model saw the whole scene except the right-most 20 columns ("skipped")
+    chips = [box(*(t * (0, 100)), *(t * (180, 0))), box(*(t * (180, 100)), *(t * (200, 0)))]
+    gpd.GeoDataFrame({"status": ["ok", "skipped: 1.0% valid"]}, geometry=chips, crs=sc.crs).to_file(
+        pred, layer="chips"
+    )
+
+    scored_as_land = evaluate(pred, tmp_path / "truth.tif")
+    assert scored_as_land.scores.fp == 40 * 40  # the -1 half counted as land: a false positive
+    r = evaluate(pred, tmp_path / "truth.tif", truth_nodata=-1)
+    assert (r.scores.tp, r.scores.fp, r.scores.fn) == (40 * 40, 0, 0) and r.scores.iou == 1.0
+    assert r.truth_nodata_pixels == 100 * 100
+    assert r.pred_nodata_pixels == 20 * 100  # the skipped chip: no prediction there
+    assert r.pixels_evaluated == 80 * 100
+    assert "truth nodata, left out" in r.table() and "prediction nodata, left out" in r.table()
+
+    elsewhere = tmp_path / "elsewhere.tif"
+    with rasterio.open(tmp_path / "truth.tif") as src:
+        profile = dict(src.profile, transform=t * Affine.translation(0, 10_000), nodata=-1)
+    with rasterio.open(elsewhere, "w", **profile) as ds:
+        ds.write(truth, 1)
+    with pytest.raises(InputError, match="no chip of the prediction overlaps"):
+        evaluate(pred, elsewhere)
+    assert main(["evaluate", str(pred), str(elsewhere)]) == 1

@@ -356,3 +356,54 @@ def test_gcp_only_raster_is_refused_with_a_warp_hint(tmp_path) -> None:
         )
     with pytest.raises(InputError, match="ground control points.*gdalwarp"):
         open_raster(path)
+
+
+def _one_bad_tile(path):
+    """A 256 x 256 deflate GeoTIFF in 64-px tiles whose tile at row 128, col 64 cannot be decoded."""
+    data = (np.arange(4 * 256 * 256) % 251).astype("uint8").reshape(4, 256, 256)
+    good = _write(
+        path.with_name("good.tif"), data, tiled=True, blockxsize=64, blockysize=64, compress="deflate"
+    )
+    with rasterio.open(good) as ds:
+        off = int(ds.get_tag_item("BLOCK_OFFSET_1_2", "TIFF", bidx=1))  # block x=1, y=2
+        size = int(ds.get_tag_item("BLOCK_SIZE_1_2", "TIFF", bidx=1))
+    raw = bytearray(good.read_bytes())
+    raw[off : off + size] = b"\xff" * size
+    path.write_bytes(bytes(raw))
+    return data
+
+
+def test_read_failure_names_file_and_window_or_skips_only_the_bad_block(tmp_path) -> None:
+    path = tmp_path / "bad_tile.tif"
+    data = _one_bad_tile(path)
+    with open_raster(path) as src, pytest.raises(InputError) as info:
+        src.read_chip(Window(0, 0, 224, 224))
+    message = str(info.value)
+    assert message.startswith(f"{path}: read failed in rows 0-224, cols 0-224 (")
+    assert "--on-read-error skip" in message and "\n" not in message
+
+    with open_raster(path, on_read_error="skip") as src:
+        raw, rgb, valid = src.read_chip(Window(0, 0, 224, 224), raw_bands=[4])
+        bad = np.zeros((224, 224), bool)
+        bad[128:192, 64:128] = True
+        assert np.array_equal(valid, ~bad)  # exactly the unreadable tile, nothing more
+        assert np.array_equal(rgb[~bad], np.moveaxis(data[:3, :224, :224], 0, -1)[~bad])
+        assert np.isnan(raw[0][bad]).all() and np.array_equal(raw[0][~bad], data[3, :224, :224][~bad])
+        assert src.read_errors == 1 and "rows 0-224, cols 0-224" in src.first_read_error
+        src.read_chip(Window(0, 0, 64, 64))  # a readable window is no error
+        assert src.read_errors == 1
+        clone = src.clone()
+        try:
+            clone.read_chip(Window(32, 32, 224, 224))
+        finally:
+            clone.close()
+        assert src.read_errors == 2  # reading threads (clones) add to one count
+        _, _, valid = src.read_sample(max_size=64)  # decimated, read again in pieces
+        assert src.read_errors == 3
+        assert 0.9 < valid.mean() < 1.0
+
+
+def test_on_read_error_must_be_fail_or_skip(tmp_path) -> None:
+    scene = make_scene(tmp_path / "s.tif", width=64, height=64)
+    with pytest.raises(InputError, match="fail, skip"):
+        open_raster(scene.path, on_read_error="ignore")

@@ -6,6 +6,7 @@ Scenes are small synthetic rasters in three CRSs; PaliGemma runs are the tiny ra
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -262,6 +263,30 @@ def test_changed_options_are_detected_and_restart_starts_over(scenes, tmp_path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.gpkg"]
 
 
+def test_sigterm_after_a_scene_keeps_it_for_the_same_command(scenes, tmp_path) -> None:
+    """A cancel leaves no output and no temp file; finished scenes stay in the journal."""
+    out = tmp_path / "o.gpkg"
+    args = ["segment", *map(str, scenes), str(out), "--nir", "4", "--overlap", "150"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "paligemma_qgis", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    _wait_for_journal(Path(f"{out}.journal"), "SELECT count(*) FROM scenes", 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("cancelled: no output written;") and "run the same command again" in last
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.gpkg.journal"]
+    again = _cli(*args, "--json")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout)["details"]["scenes_from_journal"] >= 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.gpkg"]
+
+
 def _wait_for_journal(
     path: Path, query: str, at_least: int, proc: subprocess.Popen, timeout: float = 120
 ) -> int:
@@ -270,7 +295,8 @@ def _wait_for_journal(
         assert proc.poll() is None, "the run ended before it could be killed: " + proc.stderr.read()[-2000:]
         if path.exists():
             try:
-                with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+                # closed at once: an open reader left behind keeps the writer's -wal/-shm files
+                with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)) as db:
                     n = db.execute(query).fetchone()[0]
                 if n >= at_least:
                     return n

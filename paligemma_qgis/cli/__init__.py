@@ -2,7 +2,7 @@
 
 Each command lives in its own module with ``add_parser(subparsers)``; the parser it adds
 sets ``func`` (args -> exit code). User-facing errors (PaliGemmaQgisError) are printed as
-one line without a traceback.
+one line without a traceback; library warnings as one line each (cli.library_warnings).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from .. import __version__
 from ..core.errors import PaliGemmaQgisError
 from ..core.progress import Cancelled
+from .library_warnings import one_line_warnings
 
 COMMAND_MODULES = ("segment", "revectorize", "export", "evaluate", "weights", "worker", "finetune")
 
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with one_line_warnings():
+            return int(args.func(args) or 0)
     except Cancelled as exc:
         detail = str(exc).partition("; ")[2]  # e.g. what a resumable run kept, and how to continue
         print("cancelled: no output written" + (f"; {detail}" if detail else ""), file=sys.stderr)

@@ -13,11 +13,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score predicted water against known water",
         description="PRED is segment's GeoPackage (layer 'water'; its 'chips' layer gives the share of "
-        "invalid model outputs) or a JSONL of model outputs ({'image', 'model_output'}). TRUTH is a "
-        "vector file or mask raster (georeferenced case) or a folder of same-named masks / a JSONL with "
-        "truth suffixes (pairs case). Pixel scores are summed over the whole scene or all pairs.",
+        "invalid model outputs), its --mask-tif, or a JSONL of model outputs ({'image', 'model_output'}). "
+        "TRUTH is a vector file or mask raster (georeferenced case) or a folder of same-named masks / a "
+        "JSONL with truth suffixes (pairs case). Pixel scores are summed over the whole scene or all pairs; "
+        "truth and prediction nodata are left out and counted. A truth that does not overlap the "
+        "prediction is an error.",
     )
-    p.add_argument("pred", help="prediction: GeoPackage/vector file, or .jsonl of model outputs")
+    p.add_argument(
+        "pred",
+        help="prediction: GeoPackage/vector file, mask raster (segment --mask-tif), or .jsonl of model outputs",
+    )
     p.add_argument("truth", help="truth: vector file, mask raster, masks folder, or .jsonl with suffixes")
     p.add_argument("--raster", metavar="REF", help="reference grid (and valid pixels) for vector truth")
     p.add_argument("--pred-layer", default="water", help="layer of PRED holding water (default water)")
@@ -28,7 +33,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         help="truth mask: water where value > this (default 0 for rasters, 150 for JPEG masks)",
     )
+    p.add_argument(
+        "--truth-nodata",
+        type=float,
+        metavar="V",
+        help="truth mask value meaning 'no label', left out of the scores like the file's own nodata "
+        "(e.g. -1 for Sen1Floods11 labels)",
+    )
     p.add_argument("--images", help="pairs with a JSONL truth: folder of the images (for their sizes)")
+    p.add_argument(
+        "--allow-large-images",
+        action="store_true",
+        help="read images over the 89-megapixel decompression-bomb limit (only for files you trust)",
+    )
     add_vae_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -48,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         truth_layer=args.truth_layer,
         truth_where=args.truth_where,
         mask_threshold=args.mask_threshold,
+        truth_nodata=args.truth_nodata,
+        allow_large_images=args.allow_large_images,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

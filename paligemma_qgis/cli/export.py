@@ -72,6 +72,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--label-layer", help="layer of a multi-layer vector file (GeoPackage)")
     p.add_argument("--label-where", help="attribute filter of the vector labels, e.g. \"label = 'water'\"")
+    p.add_argument(
+        "--strict-labels",
+        action="store_true",
+        help="refuse invalid label polygons (self-intersections) instead of repairing them with make_valid",
+    )
     p.add_argument("--mask-threshold", type=float, default=0.0, help="mask raster: water where value > this")
     p.add_argument("--bands", help="1-based RGB bands for the chips, e.g. 3,2,1")
     p.add_argument("--preset", help="sensor band order (sentinel2, landsat89, naip)")
@@ -87,6 +92,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=4,
         metavar="N",
         help="spatial blocks of N x N chips go whole to train or valid (default 4)",
+    )
+    p.add_argument(
+        "--on-read-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="a raster block that cannot be read (truncated or corrupt file): fail (default), or map it "
+        "as nodata and count it",
     )
     p.add_argument(
         "--max-nodata",
@@ -115,6 +127,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="water where the mask's grey value > this (default 150, for JPEG masks)",
     )
     q.add_argument("--size", type=int, default=224, help="written image size (default 224)")
+    q.add_argument(
+        "--allow-large-images",
+        action="store_true",
+        help="read images over the 89-megapixel decompression-bomb limit (only for files you trust)",
+    )
     _add_common(q, valid_fraction=0.1, empty_policy="keep", min_pixels=1)
     q.set_defaults(func=run_export_pairs)
 
@@ -157,6 +174,8 @@ def run_export(args: argparse.Namespace) -> int:
         empty_cap=args.empty_cap,
         max_nodata_fraction=args.max_nodata,
         overwrite=args.overwrite,
+        strict_labels=args.strict_labels,
+        on_read_error=args.on_read_error,
     )
     with cli_progress("export", "chip") as progress:
         summary = export_training_data(opts, progress)
@@ -183,6 +202,7 @@ def run_export_pairs(args: argparse.Namespace) -> int:
         empty_cap=args.empty_cap,
         size=args.size,
         overwrite=args.overwrite,
+        allow_large_images=args.allow_large_images,
     )
     with cli_progress("export-pairs", "chip") as progress:
         summary = export_pairs(opts, progress)

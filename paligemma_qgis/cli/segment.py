@@ -67,6 +67,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help=f"refuse a scene with more pixels than this to map (default {DEFAULT_MAX_PIXELS:.0e}; use --aoi)",
     )
     c.add_argument(
+        "--on-read-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="a block of the raster that cannot be read (truncated or corrupt file): fail with the file and "
+        "window (default), or map it as nodata and count it in the summary and the run table",
+    )
+    c.add_argument(
         "--min-valid",
         type=float,
         default=0.05,
@@ -194,6 +201,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         resolution=args.resolution,
         aoi=args.aoi,
         min_valid_fraction=args.min_valid,
+        on_read_error=args.on_read_error,
         min_area_m2=args.min_area,
         simplify=args.simplify,
         out_crs=args.out_crs,
@@ -238,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict()))
     else:
         print(f"{summary.output}: {summary.one_line()}")
+    for scene, count in summary.details.get("read_errors_by_scene", {}).items():
+        print(f"warning: {scene}: {count} read(s) hit unreadable blocks, mapped as nodata", file=sys.stderr)
     for scene, error in summary.details.get("failed_scenes", {}).items():
         print(f"warning: scene {scene} failed: {error}", file=sys.stderr)
     return EXIT_PARTIAL if summary.failed else 0

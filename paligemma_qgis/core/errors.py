@@ -15,3 +15,7 @@ class OutputExistsError(PaliGemmaQgisError):
 
 class WeightsError(PaliGemmaQgisError):
     """Model or codec weights missing, corrupt or with an unexpected checksum."""
+
+
+class OutputError(PaliGemmaQgisError):
+    """An output cannot be written (no permission, disk full, ...); names the output."""

@@ -114,7 +114,7 @@ def read_split(data_dir: Path, split: str) -> list[dict]:
     path = data_dir / f"{split}.jsonl"
     if not path.is_file():
         return []
-    from .export.outputs import read_jsonl
+    from .inputs import image_size, read_jsonl
 
     out = []
     for n, rec in read_jsonl(path, ("image", "prefix", "suffix")):
@@ -123,17 +123,18 @@ def read_split(data_dir: Path, split: str) -> list[dict]:
         )
         if image is None:
             raise InputError(f"{path}: line {n}: image {rec['image']} not found in {data_dir / 'images'}")
+        image_size(image, "training image")  # a corrupt image fails now, not hours into training
         out.append({"image": image, "prefix": str(rec["prefix"]), "suffix": str(rec["suffix"])})
     return out
 
 
 def collate(processor: Any, examples: list[dict]) -> Any:
     """A training batch: pixel values, ids, attention, token types and labels (suffix only)."""
-    from PIL import Image
+    from .inputs import open_image
 
     images = []
     for ex in examples:
-        with Image.open(ex["image"]) as im:
+        with open_image(ex["image"], "training image") as im:
             images.append(im.convert("RGB"))
     image_token = getattr(processor, "image_token", "<image>")
     return processor(
@@ -236,10 +237,6 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> Path:
 
 def finetune(options: FinetuneOptions, progress: Progress | None = None) -> FinetuneSummary:
     """Train on DATA_DIR/train.jsonl, validate on valid.jsonl, save a loadable model folder."""
-    import torch
-
-    from .engine.models import describe_device, load_paligemma
-
     opts = options
     data_dir, out_dir = Path(opts.data_dir), Path(opts.out_dir)
     if not data_dir.is_dir():
@@ -256,6 +253,10 @@ def finetune(options: FinetuneOptions, progress: Progress | None = None) -> Fine
         raise InputError(f"{data_dir / 'train.jsonl'}: no training examples")
     valid = read_split(data_dir, "valid")
     _check_out(out_dir, opts.overwrite)  # before hours of training, not after
+
+    import torch  # after the cheap checks of the inputs
+
+    from .engine.models import describe_device, load_paligemma
 
     torch.manual_seed(opts.seed)
     loaded = load_paligemma(opts.model, device=opts.device, dtype=opts.dtype, offline=opts.offline)

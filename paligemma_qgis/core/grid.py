@@ -30,6 +30,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from .errors import InputError
+from .inputs import check_finite_geometries, read_vectors
 
 
 @dataclass(frozen=True)
@@ -223,14 +224,9 @@ def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
             geom = box(*extent[0])
             src_crs = extent[1] or aoi_crs
         else:
-            import pyogrio
-
             if not os.path.exists(aoi):
                 raise InputError(f"{aoi}: area of interest file not found")
-            try:
-                gdf = pyogrio.read_dataframe(aoi)
-            except Exception as exc:  # pyogrio raises several error types
-                raise InputError(f"{aoi}: cannot read area of interest as vectors ({exc})") from None
+            gdf = read_vectors(aoi, "area of interest", require_crs=False)
             if gdf.empty:
                 raise InputError(f"{aoi}: area of interest has no features")
             if gdf.crs is None:
@@ -256,6 +252,9 @@ def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
                 geom = shapely.segmentize(geom, max(geom.bounds[2] - geom.bounds[0], 1e-9) / 64)
             t = Transformer.from_crs(src, dst, always_xy=True)
             geom = shapely.transform(geom, lambda x, y: t.transform(x, y), interleaved=False)
+            check_finite_geometries(
+                [geom], aoi if isinstance(aoi, (str, os.PathLike)) else "AOI", "area of interest", src
+            )
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
     return geom

@@ -73,6 +73,18 @@ class Journal:
         if restart:
             remove_journal(path)
         existed = path.exists()
+        db: sqlite3.Connection | None = None
+
+        def failed(exc: sqlite3.Error) -> PaliGemmaQgisError:
+            if db is not None:
+                db.close()
+            if not existed:  # ours, and empty: leave nothing behind
+                remove_journal(path)
+                return PaliGemmaQgisError(f"{output}: cannot write the run journal {path.name} ({exc})")
+            return InputError(
+                f"{path}: the journal of an earlier run is unreadable ({exc}); add --restart to start over"
+            )
+
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
@@ -85,10 +97,8 @@ class Journal:
                 """
             )
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
-            raise InputError(
-                f"{path}: the journal of an earlier run is unreadable ({exc}); add --restart to start over"
-            ) from None
+        except sqlite3.Error as exc:
+            raise failed(exc) from None
         if meta and (meta.get("fingerprint") != digest or meta.get("schema") != str(SCHEMA)):
             db.close()
             if restart_if_changed:
@@ -99,11 +109,14 @@ class Journal:
                 f"{_differences(old, values)}); run the same command to continue it, or add --restart to start over"
             )
         if not meta:
-            with db:
-                db.executemany(
-                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                    [("fingerprint", digest), ("schema", str(SCHEMA)), ("options", json.dumps(values))],
-                )
+            try:
+                with db:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                        [("fingerprint", digest), ("schema", str(SCHEMA)), ("options", json.dumps(values))],
+                    )
+            except sqlite3.Error as exc:
+                raise failed(exc) from None
         return cls(path, db, resumed=existed and bool(meta))
 
     # -- chips
@@ -118,6 +131,13 @@ class Journal:
             self._db.executemany(
                 "INSERT OR REPLACE INTO chips VALUES (?, ?, ?)", [(scene, int(c), t) for c, t in items]
             )
+
+    def holds_work(self) -> bool:
+        """Whether anything finished is recorded (a scene done, or a chip answered)."""
+        row = self._db.execute(
+            "SELECT (SELECT count(*) FROM scenes WHERE status = 'done') + (SELECT count(*) FROM chips)"
+        ).fetchone()
+        return bool(row[0])
 
     def n_texts(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM chips").fetchone()[0])

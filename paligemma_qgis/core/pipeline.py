@@ -370,25 +370,29 @@ def segment_raster(
             restart_if_changed=options.restart_if_changed,
         ) as journal,
     ):
-        out, mask = _check_outputs(options, scenes, journal.resumed)
-        tracker = RunProgress(progress)
-        ctx = RunContext(options, scenes, journal, Engines(options, segmenter), tracker, given_texts)
-        from_journal = sum(1 for s in journal.finished().values() if s == "done")
         try:
+            out, mask = _check_outputs(options, scenes, journal.resumed)
+            tracker = RunProgress(progress)
+            ctx = RunContext(options, scenes, journal, Engines(options, segmenter), tracker, given_texts)
+            from_journal = sum(1 for s in journal.finished().values() if s == "done")
             _executor(options)(ctx)
-        except Cancelled as exc:
-            done = sum(1 for s in journal.finished().values() if s == "done")
-            raise Cancelled(
-                f"{exc}; {done} of {len(scenes)} scenes and {journal.n_texts()} chip answers are kept in "
-                f"{journal.path.name}: run the same command again to continue"
-            ) from None
-        finished = journal.finished()
-        done = [s for s in scenes if finished.get(s.id) == "done"]
-        if not done:  # every scene failed: the first error is the run's, nothing is written
-            journal.remove()
-            if ctx.failures:
-                raise ctx.failures[0][1]
-            raise InputError("no scene was mapped")
+            finished = journal.finished()
+            done = [s for s in scenes if finished.get(s.id) == "done"]
+            if not done:  # every scene failed: the first error is the run's, nothing is written
+                if ctx.failures:
+                    raise ctx.failures[0][1]
+                raise InputError("no scene was mapped")
+        except BaseException as exc:
+            # Finished work stays for the same command to continue; an empty journal goes.
+            if not journal.holds_work():
+                journal.remove()
+            elif isinstance(exc, Cancelled):
+                done_now = sum(1 for s in journal.finished().values() if s == "done")
+                raise Cancelled(
+                    f"{exc}; {done_now} of {len(scenes)} scenes and {journal.n_texts()} chip answers are kept "
+                    f"in {journal.path.name}: run the same command again to continue"
+                ) from None
+            raise
         tracker.stage("writing GeoPackage", prefix="")
         crs_of = [SceneResult.from_bytes(b).crs_wkt for _, b in journal.results(s.id for s in done)]
         dst = output_crs(options, crs_of)
@@ -419,6 +423,7 @@ def segment_raster(
         chip_size=getattr(engine, "chip_size", None),
         chips_from_journal=totals["from_journal"],
         read_errors=totals["read_errors"],
+        read_errors_by_scene=totals["read_errors_by_scene"],
         resumed=journal.resumed,
         scenes_from_journal=from_journal,
         failed_scenes={r.scene.id: r.error for r, _ in ctx.failures},

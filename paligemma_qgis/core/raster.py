@@ -13,6 +13,13 @@ Why it looks like this:
 - Band roles (green, nir, swir, ...) come, in this order, from explicit overrides, from the
   file's own band descriptions (``"nir"``, ``"B8"`` in a Sentinel-2 file), and from a preset's
   assumed band order: a file that names its bands is trusted over a guess.
+- A read that fails (a truncated or corrupt file) names the file and the window. With
+  ``on_read_error="skip"`` the window is read again piece by piece (storage blocks, or a grid
+  of pieces for a decimated read) and only the unreadable pieces become nodata; such reads
+  are counted in ``read_errors`` (shared by clones, so a run's reading threads add up).
+
+One file because every read goes through one nodata rule, one stretch and one error rule;
+split apart they would drift (presets and band roles could move out if it grows further).
 """
 
 from __future__ import annotations
@@ -20,13 +27,12 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.coords import BoundingBox
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
@@ -35,12 +41,16 @@ from rasterio.windows import Window
 
 from .engine.base import RasterBands
 from .errors import InputError
+from .inputs import input_error, library_errors, open_raster_dataset, reading
 
 ROLES = ("red", "green", "blue", "nir", "swir")
 # Longest side of the decimated whole-scene read used for statistics (stretch, Otsu).
 OVERVIEW_SIZE = 1024
 PATCH_SAMPLING_FACTOR = 16  # rasters bigger than this many samples are sampled in patches
 PATCHES = 16  # patches per side
+READ_ERROR_POLICIES = ("fail", "skip")
+SKIP_HINT = "--on-read-error skip maps unreadable blocks as nodata"
+_MAX_PIECES = 4096  # most pieces one failed read is retried in (on_read_error="skip")
 
 
 @dataclass(frozen=True)
@@ -149,11 +159,29 @@ def ordered_bounds(ds: Any) -> BoundingBox:
     return BoundingBox(min(left, right), min(bottom, top), max(left, right), max(bottom, top))
 
 
-def _holds_alpha(f: Any, band: int) -> bool:
-    """Whether a band tagged alpha holds alpha values: (almost) only 0 and full opacity."""
+def _holds_alpha(f: Any, band: int, skip_unreadable: bool = False) -> bool:
+    """Whether a band tagged alpha holds alpha values: (almost) only 0 and full opacity.
+
+    ``skip_unreadable``: judge from the pieces that can be read (a truncated file).
+    """
     scale = max(f.width, f.height) / 256
     shape = (max(1, round(f.height / scale)), max(1, round(f.width / scale))) if scale > 1 else None
-    values = f.read(band, out_shape=shape, resampling=Resampling.nearest)
+    try:
+        values = f.read(band, out_shape=shape, resampling=Resampling.nearest)
+    except library_errors() as exc:
+        if not skip_unreadable:
+            raise input_error(
+                f.name, "raster", exc, during="checking the alpha band", hint=SKIP_HINT
+            ) from None
+        parts = []
+        for piece, piece_shape, _ in _pieces(Window(0, 0, f.width, f.height), shape, f.block_shapes[0]):
+            try:
+                parts.append(f.read(band, window=piece, out_shape=piece_shape, resampling=Resampling.nearest))
+            except library_errors():
+                continue
+        values = np.concatenate([p.ravel() for p in parts]) if parts else np.zeros(0, f.dtypes[band - 1])
+        if not values.size:
+            return True  # nothing readable: keep the file's own tag
     full = np.iinfo(values.dtype).max if values.dtype.kind in "ui" else 1.0
     return float(np.isin(values, (0, full)).mean()) >= 0.95
 
@@ -168,6 +196,64 @@ def _shrunk(height: int, width: int, max_size: int) -> tuple[int, int]:
 
 # 16-bit integer types are stretched through a 65536-entry lookup table per band.
 _LUT_DTYPES = ("uint16", "int16")
+
+
+class ReadErrors:
+    """Reads that hit unreadable blocks, counted across a source and its clones (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.first: str | None = None  # the first one, as a one-line message
+
+    def add(self, message: str) -> None:
+        with self._lock:
+            self.count += 1
+            if self.first is None:
+                self.first = message
+
+
+def _pieces(
+    window: Window, out_shape: tuple[int, int] | None, block: tuple[int, int]
+) -> list[tuple[Window, tuple[int, int] | None, tuple[slice, slice]]]:
+    """A failed read split in pieces: (source window, piece out_shape, slice of the result).
+
+    Full-resolution reads are split along storage blocks (coarser when that makes too many
+    pieces); decimated reads along a grid of at most PATCHES x PATCHES output cells.
+    """
+    r0, c0 = int(window.row_off), int(window.col_off)
+    height, width = int(window.height), int(window.width)
+    if out_shape is None:
+        bh, bw = max(1, block[0]), max(1, block[1])
+        while math.ceil(height / bh + 1) * math.ceil(width / bw + 1) > _MAX_PIECES:
+            bh, bw = bh * 2, bw * 2
+        rows = sorted({r0, *range((r0 // bh + 1) * bh, r0 + height, bh)})
+        cols = sorted({c0, *range((c0 // bw + 1) * bw, c0 + width, bw)})
+        row_spans = list(zip(rows, [*rows[1:], r0 + height], strict=True))
+        col_spans = list(zip(cols, [*cols[1:], c0 + width], strict=True))
+        return [
+            (Window(a, r, b - a, s - r), None, (slice(r - r0, s - r0), slice(a - c0, b - c0)))
+            for r, s in row_spans
+            for a, b in col_spans
+        ]
+    oh, ow = out_shape
+    ny, nx = min(PATCHES, oh), min(PATCHES, ow)
+    out = []
+    for i in range(ny):
+        y0, y1 = i * oh // ny, (i + 1) * oh // ny
+        sr0, sr1 = r0 + round(y0 * height / oh), r0 + round(y1 * height / oh)
+        for j in range(nx):
+            x0, x1 = j * ow // nx, (j + 1) * ow // nx
+            sc0, sc1 = c0 + round(x0 * width / ow), c0 + round(x1 * width / ow)
+            if y1 > y0 and x1 > x0 and sr1 > sr0 and sc1 > sc0:
+                out.append(
+                    (
+                        Window(sc0, sr0, sc1 - sc0, sr1 - sr0),
+                        (y1 - y0, x1 - x0),
+                        (slice(y0, y1), slice(x0, x1)),
+                    )
+                )
+    return out
 
 
 class RasterSource:
@@ -188,6 +274,7 @@ class RasterSource:
         nir: int | None = None,
         swir: int | None = None,
         label: str | None = None,
+        on_read_error: str = "fail",
     ) -> None:
         self._open_path = str(path)
         self.path = label or str(path)  # how messages name the raster (a STAC VRT is XML text)
@@ -200,17 +287,18 @@ class RasterSource:
             nir=nir,
             swir=swir,
             label=label,
+            on_read_error=on_read_error,
         )
         if preset is not None and preset not in PRESETS:
             raise InputError(f"{path}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        if on_read_error not in READ_ERROR_POLICIES:
+            raise InputError(
+                f"on read error must be one of {', '.join(READ_ERROR_POLICIES)}, not {on_read_error!r}"
+            )
         self.preset = preset
-        virtual = "://" in self._open_path or self._open_path.startswith(("/vsi", "<VRTDataset"))
-        if not virtual and not Path(path).exists():
-            raise InputError(f"{self.path}: raster file not found")
-        try:
-            self._file = rasterio.open(path)
-        except rasterio.errors.RasterioIOError as exc:
-            raise InputError(f"{self.path}: cannot open as a raster ({exc})") from None
+        self.on_read_error = on_read_error
+        self._errors = ReadErrors()
+        self._file = open_raster_dataset(path, "raster", label=self.path)
         self._vrt: WarpedVRT | None = None
         try:
             self._setup(bands, preset, resolution, stretch, {"green": green, "nir": nir, "swir": swir})
@@ -258,7 +346,7 @@ class RasterSource:
             # A band asked for by number is data, even if the file calls it alpha. A preset
             # only guesses: it wins over the tag only when the band does not hold alpha
             # values (GDAL tags band 4 of any 4-band uint8 file alpha, NIR included).
-            if a not in explicit and (a not in guessed or _holds_alpha(f, a)):
+            if a not in explicit and (a not in guessed or _holds_alpha(f, a, self.on_read_error == "skip")):
                 self.alpha_band = a
         data_bands = [b for b in range(1, f.count + 1) if b != self.alpha_band]
 
@@ -363,7 +451,8 @@ class RasterSource:
                 kwargs.update(src_nodata=float("nan"), nodata=float("nan"))
             else:
                 kwargs["add_alpha"] = True  # marks pixels the source mask (or no data) left out
-        vrt = WarpedVRT(f, **kwargs)
+        with reading(self.path, "raster"):
+            vrt = WarpedVRT(f, **kwargs)
         if kwargs.get("add_alpha"):
             self._vrt_alpha = vrt.count
         return vrt
@@ -422,27 +511,85 @@ class RasterSource:
         """(left, bottom, right, top) with bottom < top, also for south-up rasters."""
         return ordered_bounds(self._ds)
 
+    @property
+    def read_errors(self) -> int:
+        """Reads (chips, statistics) that hit unreadable blocks, mapped as nodata (``skip``)."""
+        return self._errors.count
+
+    @property
+    def first_read_error(self) -> str | None:
+        """The first of those, as a one-line message (file, window, GDAL's reason)."""
+        return self._errors.first
+
     # ---------------------------------------------------------------- reading
+    def _guarded(
+        self,
+        read: Any,
+        window: Window | None,
+        out_shape: tuple[int, int] | None,
+        lead: tuple[int, ...],
+        dtype: Any,
+        during: str,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``read(window, out_shape)`` -> (array, readable or None when all of it was read).
+
+        A library error fails with the file and window named, or with ``on_read_error="skip"``
+        the window is read again in pieces and the pieces that fail stay zero and unreadable.
+        """
+        try:
+            return read(window, out_shape), None
+        except library_errors() as exc:
+            message = str(input_error(self.path, "raster", exc, window=window, during=during))
+            if self.on_read_error != "skip":
+                raise InputError(f"{message}; {SKIP_HINT}") from None
+        whole = window if window is not None else Window(0, 0, self.width, self.height)
+        shape = out_shape or (int(whole.height), int(whole.width))
+        data = np.zeros((*lead, *shape), dtype)
+        readable = np.ones(shape, bool)
+        for piece, piece_shape, (rows, cols) in _pieces(whole, out_shape, self._ds.block_shapes[0]):
+            try:
+                data[..., rows, cols] = read(piece, piece_shape)
+            except library_errors():
+                readable[rows, cols] = False
+        self._errors.add(message)
+        return data, readable
+
     def _read(
-        self, bands: Sequence[int], window: Window | None, out_shape: tuple[int, int] | None
+        self,
+        bands: Sequence[int],
+        window: Window | None,
+        out_shape: tuple[int, int] | None,
+        during: str = "",
     ) -> tuple[np.ndarray, np.ndarray]:
         """One read of ``bands`` (+ the alpha band when there is one) -> (data, valid)."""
         indexes = list(bands)
         if self.alpha_band is not None and self.alpha_band not in indexes:
             indexes.append(self.alpha_band)
-        kwargs: dict[str, Any] = {"window": window}
-        if out_shape is not None:
-            kwargs.update(out_shape=(len(indexes), *out_shape), resampling=Resampling.nearest)
-        data = self._ds.read(indexes, **kwargs)
+
+        def read_data(win: Window | None, shape: tuple[int, int] | None) -> np.ndarray:
+            kwargs: dict[str, Any] = {"window": win}
+            if shape is not None:
+                kwargs.update(out_shape=(len(indexes), *shape), resampling=Resampling.nearest)
+            return self._ds.read(indexes, **kwargs)
+
+        def read_mask(win: Window | None, shape: tuple[int, int] | None) -> np.ndarray:
+            kwargs: dict[str, Any] = {"window": win}
+            if shape is not None:
+                kwargs.update(out_shape=shape, resampling=Resampling.nearest)
+            return self._ds.read_masks(1, **kwargs)
+
+        data, readable = self._guarded(
+            read_data, window, out_shape, (len(indexes),), self._ds.dtypes[0], during
+        )
         n = len(bands)
         values = data[:n]
         if self.alpha_band is not None:
             valid = data[indexes.index(self.alpha_band)] > 0
         elif self._per_dataset_mask:
-            mkw: dict[str, Any] = {"window": window}
-            if out_shape is not None:
-                mkw.update(out_shape=out_shape, resampling=Resampling.nearest)
-            valid = self._ds.read_masks(1, **mkw) > 0
+            mask, mask_readable = self._guarded(read_mask, window, out_shape, (), np.uint8, during)
+            valid = mask > 0
+            if mask_readable is not None:
+                readable = mask_readable if readable is None else readable & mask_readable
         else:
             valid = None
         data_bands = [i for i, b in enumerate(bands) if b != self.alpha_band]
@@ -455,6 +602,8 @@ class RasterSource:
             valid = any_has if valid is None else valid & any_has
         if valid is None:
             valid = np.ones(values.shape[1:], bool)
+        if readable is not None:
+            valid &= readable
         return values, valid
 
     def _read_stats_sample(
@@ -472,8 +621,9 @@ class RasterSource:
             (self.height, self.width) if window is None else (int(window.height), int(window.width))
         )
         big = width * height > PATCH_SAMPLING_FACTOR * max_size * max_size
+        during = "reading scene statistics"
         if not big or self._ds.overviews(bands[0]):
-            return self._read(bands, window, _shrunk(height, width, max_size))
+            return self._read(bands, window, _shrunk(height, width, max_size), during)
         n = PATCHES
         ph, pw = max(1, min(max_size // n, height // n)), max(1, min(max_size // n, width // n))
         values = np.empty((len(bands), n * ph, n * pw), self.dtype)
@@ -482,7 +632,7 @@ class RasterSource:
             r = r0 + int((i + 0.5) * height / n - ph / 2)
             for j in range(n):
                 c = c0 + int((j + 0.5) * width / n - pw / 2)
-                v, m = self._read(bands, Window(c, r, pw, ph), None)
+                v, m = self._read(bands, Window(c, r, pw, ph), None, during)
                 values[:, i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = v
                 valid[i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = m
         return values, valid
@@ -492,7 +642,7 @@ class RasterSource:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Decimated (nearest) read of the whole scene: float32 (n, h, w) NaN-invalid, valid (h, w)."""
         shape = self.overview_shape(max_size)
-        values, valid = self._read(list(bands), None, shape)
+        values, valid = self._read(list(bands), None, shape, "reading the decimated scene")
         raw = values.astype(np.float32)
         raw[:, ~valid] = np.nan
         return raw, valid
@@ -576,6 +726,7 @@ class RasterSource:
         """
         other = RasterSource(self._open_path, **self._init_args)
         other._lo, other._hi, other._luts = self._lo, self._hi, self._luts
+        other._errors = self._errors  # one count for the run, whichever thread read
         return other
 
     # ---------------------------------------------------------------- lifetime
@@ -609,12 +760,15 @@ def open_raster(
     nir: int | None = None,
     swir: int | None = None,
     label: str | None = None,
+    on_read_error: str = "fail",
 ) -> RasterSource:
     """Open any GDAL raster with a CRS for windowed chip reading (see RasterSource).
 
     ``bands``: 1-based RGB rendering bands ("3,2,1", or one band for grey). ``preset``: one of
     PRESETS. ``resolution``: target ground resolution in metres (resampled on the fly, same
     CRS). ``green``/``nir``/``swir``: explicit band roles, overriding descriptions and preset.
+    ``on_read_error``: "fail" (InputError naming file and window) or "skip" (unreadable
+    blocks become nodata, counted in ``read_errors``).
     """
     return RasterSource(
         path,
@@ -626,4 +780,5 @@ def open_raster(
         nir=nir,
         swir=swir,
         label=label,
+        on_read_error=on_read_error,
     )

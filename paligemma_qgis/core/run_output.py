@@ -173,6 +173,7 @@ def write_run_output(
     dissolve: list[Any] = []
     totals = {"polygons": 0, "water_m2": 0.0, "chips": 0, "skipped": 0, "from_journal": 0, "read_errors": 0}
     totals["chip_seconds"] = 0.0
+    unreadable: dict[str, int] = {}  # scene -> reads that hit unreadable blocks (mapped as nodata)
     first_engine: dict[str, Any] = {}
     layers.add("water", _scene_columns(_empty_water_frame(dst), "", None))
     for result in results:
@@ -193,6 +194,8 @@ def write_run_output(
         totals["water_m2"] += float(water["area_m2"].sum()) if len(water) else 0.0
         for key in ("chips", "skipped", "from_journal", "read_errors", "chip_seconds"):
             totals[key] += getattr(result, key)
+        if result.read_errors:
+            unreadable[result.scene.source] = result.read_errors
     if "chips" not in layers.written and not layers.buffers.get("chips"):
         empty = chips_frame([], _affine(None), dst)
         empty.attrs["geometry_type"] = "Polygon"
@@ -213,6 +216,7 @@ def write_run_output(
         totals["dissolved_polygons"] = len(frame)
     facts = {**facts, **{f"engine.{k}": v for k, v in first_engine.items()}}
     facts.update(
+        read_errors=totals["read_errors"],
         chips=totals["chips"],
         skipped=totals["skipped"],
         chip_seconds=totals["chip_seconds"],
@@ -220,6 +224,7 @@ def write_run_output(
     )
     _write(path, "run", run_table(options, facts), append=True)
     totals["engine"] = first_engine
+    totals["read_errors_by_scene"] = unreadable
     return totals
 
 

@@ -93,6 +93,7 @@ def open_scene(scene: Scene, options: Any) -> Any:
         nir=options.nir,
         swir=options.swir,
         label=scene.source,
+        on_read_error=options.on_read_error,
     )
 
 

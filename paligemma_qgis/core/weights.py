@@ -13,12 +13,12 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import OutputExistsError, WeightsError
+from .inputs import load_npz
 
 VAE_FILENAME = "vae-oid.npz"
 VAE_SHA256 = "5586010257b8536dddefab65e7755077f21d5672d5674dacf911f73ae95a4447"
@@ -143,23 +143,18 @@ def load_vae_arrays(path: str | Path, *, allow_custom_vae: bool = False) -> dict
         raise WeightsError(f"VAE weights not found: {path}. {_where_to_get(default_vae_path())}")
     if not path.is_file():
         raise WeightsError(f"VAE weights path is not a file: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            names = set(npz.files)
-            missing = [k for k in VAE_SHAPES if k not in names]
-            if missing:
-                more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-                raise WeightsError(
-                    f"{path}: not a vae-oid.npz codec file, missing array {', '.join(missing[:3])}{more}"
-                )
-            arrays = {k: npz[k] for k in VAE_SHAPES}
-    except WeightsError:
-        raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+    arrays = load_npz(
+        path,
+        list(VAE_SHAPES),
+        error=WeightsError,
+        hint=f"Download it again with `{DOWNLOAD_COMMAND} --force`",
+    )
+    missing = [k for k in VAE_SHAPES if k not in arrays]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise WeightsError(
-            f"{path}: not a readable .npz file (truncated or corrupt download?): {exc}. "
-            f"Download it again with `{DOWNLOAD_COMMAND} --force`"
-        ) from None
+            f"{path}: not a vae-oid.npz codec file, missing array {', '.join(missing[:3])}{more}"
+        )
     for name, shape in VAE_SHAPES.items():
         arr = arrays[name]
         if tuple(arr.shape) != shape:

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
 from ..progress import Progress, check_cancelled
 from .labels import _open_labels
 from .options import ExportOptions, ExportSummary
-from .outputs import finish_output_dir, prepare_output_dir, write_jsonl
+from .outputs import check_output_dir, finish_output_dir, prepare_output_dir, write_jsonl, writing
 from .recipe import encode_chip, load_codec
 from .split import EMPTY_POLICIES, apply_empty_policy, exclude_overlaps, spatial_blocks, split_blocks
 
@@ -61,9 +62,7 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
     if opts.block_size < 1:
         raise InputError(f"block size must be at least 1 chip, not {opts.block_size}")
     out_dir = Path(opts.out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
-        raise OutputExistsError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
-    codec = load_codec(opts.vae, opts.allow_custom_vae)
+    check_output_dir(out_dir, opts.overwrite)  # before the work, not after it
     summary = ExportSummary(out_dir=str(out_dir))
     with open_raster(
         opts.raster,
@@ -73,6 +72,7 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
         green=opts.green,
         nir=opts.nir,
         swir=opts.swir,
+        on_read_error=opts.on_read_error,
     ) as src:
         labels = _open_labels(opts, src)
         try:
@@ -88,11 +88,14 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
                 )
             if getattr(labels, "n_skipped", 0):
                 summary.warnings.append(f"{labels.n_skipped} non-polygon label features ignored")
+            summary.n_labels_repaired = getattr(labels, "n_repaired", 0)
             try:
                 chips = chip_windows(src.width, src.height, opts.size, opts.overlap)
             except ValueError as exc:
                 raise InputError(f"{opts.raster}: {exc}") from None
             summary.n_candidates = len(chips)
+            # The codec (torch) loads with the first chip to encode: a bad input fails before it.
+            codec = functools.cache(lambda: load_codec(opts.vae, opts.allow_custom_vae))
             tmp = prepare_output_dir(out_dir, opts.overwrite)
             try:
                 rows, review, records = _export_chips(opts, src, labels, chips, codec, tmp, summary, progress)
@@ -159,8 +162,10 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
                 if row["codec_iou"] is not None and not np.isnan(row["codec_iou"]):
                     ious.append(row["codec_iou"])
             summary.not_written = dict(reasons)
-            summary.n_train = write_jsonl(tmp / "train.jsonl", per_split["train"])
-            summary.n_valid = write_jsonl(tmp / "valid.jsonl", per_split["valid"])
+            summary.n_read_errors = src.read_errors
+            with writing(out_dir, "train.jsonl and valid.jsonl"):
+                summary.n_train = write_jsonl(tmp / "train.jsonl", per_split["train"])
+                summary.n_valid = write_jsonl(tmp / "valid.jsonl", per_split["valid"])
             summary.n_misaligned = sum(bool(r["misaligned"]) for r in rows)
             if ious:
                 summary.mean_codec_iou = float(np.mean(ious))
@@ -181,10 +186,11 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
                     {"name": [], "split": [], "object": [], "codec_iou": []}, geometry=[], crs=crs
                 )
             write_geopackage(tmp / "chips.gpkg", {"chips": chips_gdf, "review": review_gdf})
-            (tmp / "export.json").write_text(
-                json.dumps({"options": opts.to_dict(), "summary": summary.to_dict()}, indent=2),
-                encoding="utf-8",
-            )
+            with writing(out_dir, "export.json"):
+                (tmp / "export.json").write_text(
+                    json.dumps({"options": opts.to_dict(), "summary": summary.to_dict()}, indent=2),
+                    encoding="utf-8",
+                )
             finish_output_dir(tmp, out_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -197,7 +203,7 @@ def _export_chips(
     src: Any,
     labels: Any,
     chips: Sequence[Any],
-    codec: Any,
+    codec: Callable[[], Any],
     tmp: Path,
     summary: ExportSummary,
     progress: Progress | None,
@@ -253,7 +259,7 @@ def _export_chips(
             row["split"], row["reason"] = "skipped", "unlabelled"
         else:
             enc = encode_chip(
-                codec,
+                codec(),
                 water,
                 label=opts.label,
                 min_pixels=opts.min_object_pixels,
@@ -274,7 +280,8 @@ def _export_chips(
                             "geometry": poly,
                         }
                     )
-            Image.fromarray(rgb).save(tmp / "images" / name)
+            with writing(Path(opts.out_dir), f"images/{name}"):
+                Image.fromarray(rgb).save(tmp / "images" / name)
             records.append({"image": name, "prefix": opts.prefix, "suffix": enc.suffix})
         if row["split"] == "skipped":
             records.append({"image": name})  # placeholder, never written

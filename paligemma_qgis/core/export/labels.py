@@ -1,4 +1,9 @@
-"""Known water for a georeferenced export: a vector file, a mask raster, or the water index."""
+"""Known water for a georeferenced export: a vector file, a mask raster, or the water index.
+
+Invalid polygons (self-intersections, bow-ties, rings that touch) rasterise unpredictably:
+they are repaired with shapely's make_valid (structure method, polygons only) and counted,
+or refused with the first one's reason under ``strict``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..inputs import check_finite_geometries, open_raster_dataset, probe_raster, read_vectors, reading
 from .options import WATER_INDEX, ExportOptions
 
 
@@ -25,24 +31,34 @@ class _VectorLabels:
 
     kind = "vector"
 
-    def __init__(self, path: str, layer: str | None, where: str | None, src: Any) -> None:
-        import pyogrio
+    def __init__(
+        self, path: str, layer: str | None, where: str | None, src: Any, strict: bool = False
+    ) -> None:
         import shapely
 
-        try:
-            gdf = pyogrio.read_dataframe(path, layer=layer, where=where)
-        except Exception as exc:  # pyogrio raises several error types
-            raise InputError(f"{path}: cannot read water labels as vectors ({exc})") from None
+        gdf = read_vectors(path, "water labels", layer=layer, where=where)
         if gdf.crs is None:
-            raise InputError(f"{path}: label vectors have no CRS")
+            raise InputError(f"{path}: water labels have no CRS")
         gdf = gdf[gdf.geometry.notna()]
         polys = gdf[gdf.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
         if polys.empty:
             kinds = ", ".join(sorted(set(gdf.geometry.geom_type))) or "no features"
             raise InputError(f"{path}: label layer holds no polygons ({kinds}); water labels must be areas")
-        polys = polys.to_crs(src.crs)
-        geoms = shapely.make_valid(polys.geometry.values)
-        self.geoms = np.asarray(geoms)
+        original = np.asarray(polys.geometry.values, dtype=object)
+        invalid = ~shapely.is_valid(original)
+        if strict and invalid.any():
+            reason = shapely.is_valid_reason(original[np.flatnonzero(invalid)[0]])
+            raise InputError(
+                f"{path}: {int(invalid.sum())} invalid label polygon(s), the first: {reason}; fix them "
+                "(QGIS: Fix geometries) or leave out --strict-labels to repair them with make_valid"
+            )
+        geoms = np.asarray(polys.to_crs(src.crs).geometry.values, dtype=object)
+        check_finite_geometries(geoms, path, "water labels", polys.crs)
+        invalid |= ~shapely.is_valid(geoms)  # reprojection can fold a polygon too
+        if invalid.any():
+            geoms[invalid] = shapely.make_valid(geoms[invalid], method="structure", keep_collapsed=False)
+        self.n_repaired = int(invalid.sum())
+        self.geoms = geoms
         self.tree = shapely.STRtree(self.geoms)
         self.path = path
         self.label_bounds = tuple(shapely.total_bounds(self.geoms))
@@ -75,14 +91,10 @@ class _MaskLabels:
     kind = "mask"
 
     def __init__(self, path: str, threshold: float, src: Any) -> None:
-        import rasterio
         from rasterio.enums import Resampling
         from rasterio.vrt import WarpedVRT
 
-        try:
-            self._ds = rasterio.open(path)
-        except rasterio.errors.RasterioIOError as exc:
-            raise InputError(f"{path}: cannot open label mask as a raster ({exc})") from None
+        self._ds = open_raster_dataset(path, "label mask")
         if self._ds.crs is None:
             self._ds.close()
             raise InputError(f"{path}: label mask has no CRS")
@@ -99,22 +111,29 @@ class _MaskLabels:
         else:
             kwargs["add_alpha"] = True
             self._alpha = True
-        self._vrt = WarpedVRT(self._ds, **kwargs)
+        try:
+            with reading(path, "label mask"):
+                self._vrt = WarpedVRT(self._ds, **kwargs)
+        except BaseException:
+            self._ds.close()
+            raise
         self.threshold = threshold
         self.path = path
         from rasterio.warp import transform_bounds
 
         from ..raster import ordered_bounds
 
-        self.label_bounds = tuple(transform_bounds(self._ds.crs, src.crs, *ordered_bounds(self._ds)))
+        with reading(path, "label mask"):
+            self.label_bounds = tuple(transform_bounds(self._ds.crs, src.crs, *ordered_bounds(self._ds)))
 
     def chip(self, window: Any, transform: Any, shape: tuple[int, int]) -> ChipLabel:
-        if self._alpha:
-            data = self._vrt.read([1, self._vrt.count], window=window)
-            values, labelled = data[0], data[1] > 0
-        else:
-            values = self._vrt.read(1, window=window)
-            labelled = self._vrt.read_masks(1, window=window) > 0
+        with reading(self.path, "label mask", window=window):
+            if self._alpha:
+                data = self._vrt.read([1, self._vrt.count], window=window)
+                values, labelled = data[0], data[1] > 0
+            else:
+                values = self._vrt.read(1, window=window)
+                labelled = self._vrt.read_masks(1, window=window) > 0
         values = values.astype(np.float64)
         labelled &= np.isfinite(values)
         return ChipLabel(water=(values > self.threshold) & labelled, labelled=labelled)
@@ -161,15 +180,7 @@ def _open_labels(opts: ExportOptions, src: Any) -> Any:
         raise InputError(
             f"{opts.labels}: label file not found (give a vector file, a mask raster or 'water-index')"
         )
-    import rasterio
-
-    is_raster = False
-    if path.suffix.lower() not in {".gpkg", ".geojson", ".json", ".shp", ".fgb", ".kml", ".gml", ".sqlite"}:
-        try:
-            with rasterio.open(path) as ds:
-                is_raster = ds.count >= 1 and ds.width > 0
-        except rasterio.errors.RasterioIOError:
-            is_raster = False
-    if is_raster:
+    vector_exts = {".gpkg", ".geojson", ".json", ".shp", ".fgb", ".kml", ".gml", ".sqlite"}
+    if path.suffix.lower() not in vector_exts and probe_raster(path):
         return _MaskLabels(str(path), opts.mask_threshold, src)
-    return _VectorLabels(str(path), opts.label_layer, opts.label_where, src)
+    return _VectorLabels(str(path), opts.label_layer, opts.label_where, src, strict=opts.strict_labels)

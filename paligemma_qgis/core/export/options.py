@@ -46,6 +46,8 @@ class ExportSummary(_Serialisable):
     min_codec_iou: float | None = None
     not_written: dict[str, int] = field(default_factory=dict)
     n_misaligned: int = 0
+    n_labels_repaired: int = 0  # invalid label polygons repaired with make_valid
+    n_read_errors: int = 0  # raster reads with unreadable blocks, mapped as nodata (on_read_error skip)
     warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -62,6 +64,13 @@ class ExportSummary(_Serialisable):
             out.append("not written: " + ", ".join(f"{k} {v}" for k, v in sorted(self.not_written.items())))
         if self.n_misaligned:
             out.append(f"{self.n_misaligned} chips flagged misaligned (see chips.gpkg, layer chips)")
+        if self.n_labels_repaired:
+            out.append(
+                f"repaired {self.n_labels_repaired} invalid label polygon(s) with make_valid "
+                "(self-intersections and the like; --strict-labels refuses them instead)"
+            )
+        if self.n_read_errors:
+            out.append(f"{self.n_read_errors} raster read(s) hit unreadable blocks, mapped as nodata")
         out += [f"warning: {w}" for w in self.warnings]
         return out
 
@@ -79,6 +88,8 @@ class ExportOptions(_Serialisable):
     empty_policy: what to do with chips without water: "keep" all, "drop" all, or "cap"
     them at ``empty_cap`` of each split's chips (seeded choice).
     max_nodata_fraction: chips with more nodata than this are not written.
+    strict_labels: refuse invalid label polygons (default: repair with make_valid, counted).
+    on_read_error: "fail" on an unreadable raster block, or "skip" it as nodata (counted).
     """
 
     raster: str
@@ -108,3 +119,5 @@ class ExportOptions(_Serialisable):
     prefix: str = PREFIX
     label: str = LABEL
     overwrite: bool = False
+    strict_labels: bool = False  # refuse invalid label polygons instead of repairing them
+    on_read_error: str = "fail"  # "skip": unreadable raster blocks become nodata (counted)

@@ -150,7 +150,11 @@ def encode_chip(
 
 
 def load_codec(vae: str | None, allow_custom_vae: bool) -> Any:
-    from ..codec import MaskCodec
-    from ..weights import find_vae
+    """The mask codec; the weights file is checked (numpy only) before torch is imported."""
+    from ..weights import find_vae, load_vae_arrays
 
-    return MaskCodec.from_npz(find_vae(vae), allow_custom_vae=allow_custom_vae)
+    path = find_vae(vae)
+    arrays = load_vae_arrays(path, allow_custom_vae=allow_custom_vae)
+    from ..codec import MaskCodec
+
+    return MaskCodec(arrays, path=path)
