@@ -1,0 +1,483 @@
+"""Water maps over time: what a ``segment`` GeoPackage says was water, and where it looked.
+
+Comparing two dates (core.change) or counting over many (core.occurrence) needs, for each
+observation, two geometries: the water, and the *observed footprint*, the ground where the
+run decided water or land. Outside the footprint (nodata, cloud holes masked as nodata,
+skipped chips, outside the raster or the area of interest) a map says nothing; a place
+there is unknown, never land.
+
+Where the footprint comes from:
+
+- Region runs (a ``scenes`` layer): each done scene's geometry is its exact footprint, and
+  the ``water`` rows carry the scene id and date. Failed scenes are left out.
+- Single-scene outputs without ``scenes`` (``segment`` before region runs): rebuilt the way
+  segment drew it, as the raster's valid pixels (read again with the band options in the
+  ``run`` table, when the raster named there still exists) inside the chips that were
+  segmented (``chips`` layer, status not "skipped") inside the run's area of interest.
+  Without the raster, the segmented chips alone. Nodata inside them then counts as
+  observed land. ``WaterMap.notes`` says so, and the front ends print it.
+
+Dates: the ``date`` column (ISO 8601 ``YYYY-MM-DD[THH:MM:SSZ]``), else a date the caller
+gives, else a ``YYYYMMDD`` / ``YYYY-MM-DD`` in the raster's file name (NAIP, Sentinel and
+Landsat product names carry one). A caller's date also selects: on a dated run, only the
+scenes whose date starts with it (``2020``, ``2020-08``, ``2020-08-31``) are read.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+SCENES_LAYER = "scenes"
+WATER_LAYER = "water"
+CHIPS_LAYER = "chips"
+RUN_TABLE = "run"
+# Straight edges longer than this are split before a reprojection, so that an edge keeps its
+# place on the ground (a straight line in EPSG:4326 is a curve in UTM, and the reverse).
+DENSIFY_DEG = 0.001
+DENSIFY_M = 100.0
+_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])(?!\d)")
+_ISO_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)?)?$")
+
+
+@dataclass
+class Scene:
+    """One observation: water and observed footprint (shapely, in the map's CRS).
+
+    ``observed`` None means "everywhere": a reference without a footprint is taken as complete.
+    """
+
+    scene: str
+    date: str | None
+    water: Any
+    observed: Any
+    path: str = ""
+
+
+@dataclass
+class WaterMap:
+    """The water and footprints of one input file (one or many scenes), in one CRS."""
+
+    source: str
+    crs: Any  # pyproj.CRS
+    scenes: list[Scene]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def water(self) -> Any:
+        import shapely
+
+        return _union([s.water for s in self.scenes]) if self.scenes else shapely.Polygon()
+
+    @property
+    def observed(self) -> Any:
+        """Union of the footprints, the water included; None when one of them is "everywhere"."""
+        if any(s.observed is None for s in self.scenes):
+            return None
+        return _union([s.observed for s in self.scenes] + [s.water for s in self.scenes])
+
+    @property
+    def date(self) -> str | None:
+        """The date, or the ISO 8601 interval ``first/last`` of a many-date map."""
+        dates = sorted({s.date for s in self.scenes if s.date})
+        if not dates:
+            return None
+        return dates[0] if len(dates) == 1 else f"{dates[0]}/{dates[-1]}"
+
+    def to_crs(self, crs: Any) -> WaterMap:
+        """The same map in ``crs`` (edges densified first, see DENSIFY_DEG / DENSIFY_M)."""
+        dst = to_pyproj(crs)
+        if self.crs is None or dst is None or dst == self.crs:
+            return self
+        scenes = [
+            replace(
+                s,
+                water=reproject(s.water, self.crs, dst),
+                observed=None if s.observed is None else reproject(s.observed, self.crs, dst),
+            )
+            for s in self.scenes
+        ]
+        return WaterMap(self.source, dst, scenes, list(self.notes))
+
+
+# --------------------------------------------------------------------------- geometry helpers
+
+
+def to_pyproj(crs: Any) -> Any:
+    from .mosaic import _to_pyproj
+
+    return _to_pyproj(crs)
+
+
+def _union(geoms: list) -> Any:
+    import shapely
+
+    parts = [g for g in geoms if g is not None and not g.is_empty]
+    if not parts:
+        return shapely.Polygon()
+    return polygonal(shapely.union_all(np.array(parts, dtype=object)))
+
+
+def polygonal(geom: Any) -> Any:
+    """The polygons of a geometry (an overlay can leave lines and points where shapes touch)."""
+    import shapely
+
+    if geom is None or geom.is_empty:
+        return shapely.Polygon()
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
+    if not parts:
+        return shapely.Polygon()
+    return shapely.union_all(np.array(parts, dtype=object))
+
+
+def reproject(geom: Any, src: Any, dst: Any) -> Any:
+    """``geom`` from CRS ``src`` to ``dst``, long edges densified first; invalid results repaired."""
+    import pyproj
+    import shapely
+
+    src, dst = to_pyproj(src), to_pyproj(dst)
+    if geom is None or geom.is_empty or src == dst:
+        return geom
+    unit = src.axis_info[0].unit_conversion_factor
+    step = np.radians(DENSIFY_DEG) / unit if src.is_geographic else DENSIFY_M / unit
+    transformer = pyproj.Transformer.from_crs(src, dst, always_xy=True)
+    out = shapely.transform(
+        shapely.segmentize(geom, step), lambda x, y: transformer.transform(x, y), interleaved=False
+    )
+    if not np.isfinite(shapely.get_coordinates(out)).all():
+        raise InputError(f"cannot reproject the water polygons from {src.name} to {dst.name}")
+    return polygonal(out)
+
+
+# --------------------------------------------------------------------------- dates
+
+
+def normalise_date(value: Any, where: str = "") -> str | None:
+    """An ISO 8601 date text (``YYYY-MM-DD`` or a datetime), or None; InputError when not a date."""
+    if value is None:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):  # pandas Timestamp
+        return value.isoformat()
+    text = str(value).strip()
+    if not text:
+        return None
+    if not _ISO_DATE.match(text):
+        raise InputError(f"{where or text}: {text!r} is not an ISO 8601 date (YYYY-MM-DD)")
+    return text
+
+
+def date_from_name(name: str) -> str | None:
+    """``YYYY-MM-DD`` from a ``YYYYMMDD`` or ``YYYY-MM-DD`` in a file name, when it is a real date."""
+    for m in _NAME_DATE.finditer(Path(name).stem):
+        try:
+            return datetime.date(int(m.group(1)), int(m.group(2)), int(m.group(3))).isoformat()
+        except ValueError:
+            continue
+    return None
+
+
+def day(date: str | None) -> str | None:
+    """The ``YYYY-MM-DD`` part of an ISO date (scenes of one day are one observation)."""
+    return None if date is None else date[:10]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _layers(path: Path) -> list[str]:
+    import pyogrio
+
+    try:
+        return [str(name) for name, _ in pyogrio.list_layers(path)]
+    except Exception as exc:  # pyogrio raises several error types
+        raise InputError(f"{path}: cannot read as a vector file ({exc})") from None
+
+
+def _read(path: Path, layer: str, what: str) -> Any:
+    import pyogrio
+
+    try:
+        return pyogrio.read_dataframe(path, layer=layer)
+    except Exception as exc:  # pyogrio raises several error types
+        raise InputError(f"{path}: cannot read layer {layer!r} ({what}): {exc}") from None
+
+
+def _run_table(path: Path, layers: list[str]) -> dict[str, Any]:
+    """The ``run`` key/value table as a dict of decoded values (JSON where it parses)."""
+    if RUN_TABLE not in layers:
+        return {}
+    table = _read(path, RUN_TABLE, "run table")
+    if "key" not in table or "value" not in table:
+        return {}
+    out: dict[str, Any] = {}
+    for key, value in zip(table["key"], table["value"], strict=True):
+        try:
+            out[str(key)] = json.loads(value)
+        except (TypeError, ValueError):
+            out[str(key)] = value
+    return out
+
+
+def _polygons_of(gdf: Any) -> Any:
+    geoms = gdf.geometry
+    keep = geoms.notna() & ~geoms.is_empty & geoms.geom_type.isin(["Polygon", "MultiPolygon"])
+    return gdf[keep]
+
+
+def read_water_map(path: str | Path, *, date: str | None = None) -> WaterMap:
+    """A ``segment`` output (region run or single scene) as a WaterMap; see the module docstring.
+
+    ``date``: on a dated region run, keep only the scenes whose date starts with it (an
+    InputError when none does); on an undated map, the date of its scenes.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: water map not found")
+    layers = _layers(path)
+    if WATER_LAYER not in layers:
+        raise InputError(
+            f"{path}: no '{WATER_LAYER}' layer (layers: {', '.join(layers) or 'none'}); "
+            "give a GeoPackage written by segment"
+        )
+    date = normalise_date(date, f"{path}: date")
+    water = _read(path, WATER_LAYER, "water polygons")
+    if water.crs is None:
+        raise InputError(f"{path}: the water layer has no CRS")
+    crs = to_pyproj(water.crs)
+    if SCENES_LAYER in layers:
+        return _region_map(path, water, crs, date)
+    return _single_scene_map(path, layers, water, crs, date)
+
+
+def _region_map(path: Path, water: Any, crs: Any, date: str | None) -> WaterMap:
+    scenes = _read(path, SCENES_LAYER, "scene footprints")
+    missing = [c for c in ("scene", "status") if c not in scenes.columns]
+    if missing:
+        raise InputError(f"{path}: layer '{SCENES_LAYER}' has no {' or '.join(missing)} column")
+    if scenes.crs is not None and len(scenes) and to_pyproj(scenes.crs) != crs:
+        scenes = scenes.to_crs(crs)
+    if "scene" not in water.columns:
+        raise InputError(f"{path}: layer '{WATER_LAYER}' has no 'scene' column, but the file has scenes")
+    notes: list[str] = []
+    done = scenes[scenes["status"].astype(str) == "done"]
+    failed = len(scenes) - len(done)
+    if failed:
+        notes.append(f"{path}: {failed} failed scene(s) left out (not observed)")
+    dates = [normalise_date(d, f"{path}: scene date") for d in done.get("date", [None] * len(done))]
+    if date is not None and any(dates):
+        keep = [d is not None and d.startswith(date) for d in dates]
+        if not any(keep):
+            known = ", ".join(sorted({d for d in dates if d})[:8])
+            raise InputError(f"{path}: no scene dated {date} (scene dates: {known})")
+        done, dates = done[keep], [d for d, k in zip(dates, keep, strict=True) if k]
+    elif date is not None:
+        dates = [date] * len(done)
+    water = _polygons_of(water)
+    by_scene = {str(k): g for k, g in water.groupby(water["scene"].astype(str))} if len(water) else {}
+    out = []
+    for (_, row), scene_date in zip(done.iterrows(), dates, strict=True):
+        sid = str(row["scene"])
+        polys = by_scene.get(sid)
+        geom = row.geometry
+        if geom is None or geom.is_empty:
+            notes.append(f"{path}: scene {sid} is done but has no footprint; left out")
+            continue
+        out.append(
+            Scene(
+                scene=sid,
+                date=scene_date,
+                water=_union(list(polys.geometry.values)) if polys is not None else _union([]),
+                observed=polygonal(geom),
+                path=str(row.get("path") or ""),
+            )
+        )
+    if not out:
+        notes.append(f"{path}: no scene with a footprint (all failed or empty)")
+    return WaterMap(str(path), crs, out, notes)
+
+
+def _single_scene_map(path: Path, layers: list[str], water: Any, crs: Any, date: str | None) -> WaterMap:
+    run = _run_table(path, layers)
+    raster = str(run.get("raster") or run.get("option.raster") or "")
+    notes: list[str] = []
+    observed, how = _legacy_footprint(path, layers, run, raster, notes)
+    if observed is not None and how.get("crs") is not None and to_pyproj(how["crs"]) != crs:
+        observed = reproject(observed, how["crs"], crs)
+    if date is None and "date" in water.columns and water["date"].notna().any():
+        date = normalise_date(water["date"].dropna().iloc[0], f"{path}: date")
+    if date is None and raster:
+        date = date_from_name(raster)
+    scene_id = Path(raster).stem if raster else path.stem
+    polys = _polygons_of(water)
+    scene = Scene(
+        scene=scene_id,
+        date=date,
+        water=_union(list(polys.geometry.values)),
+        observed=observed,
+        path=raster,
+    )
+    return WaterMap(str(path), crs, [scene], notes)
+
+
+def _legacy_footprint(
+    path: Path, layers: list[str], run: dict[str, Any], raster: str, notes: list[str]
+) -> tuple[Any, dict[str, Any]]:
+    """Observed footprint of a single-scene output: valid pixels ∩ segmented chips ∩ AOI."""
+    chips = None
+    chips_crs = None
+    if CHIPS_LAYER in layers:
+        frame = _read(path, CHIPS_LAYER, "chip footprints")
+        chips_crs = frame.crs
+        if "status" in frame.columns:
+            frame = frame[~frame["status"].astype(str).str.startswith("skipped")]
+        chips = _union(list(_polygons_of(frame).geometry.values))
+    valid = None
+    valid_crs = None
+    if raster and Path(raster).is_file():
+        try:
+            valid, valid_crs = valid_footprint(raster, run)
+        except InputError as exc:
+            notes.append(f"{path}: cannot read the valid pixels of {raster} again ({exc})")
+    if valid is None:
+        if chips is None:
+            raise InputError(
+                f"{path}: no '{SCENES_LAYER}' or '{CHIPS_LAYER}' layer and no raster: "
+                "cannot tell where this map looked"
+            )
+        notes.append(
+            f"{path}: footprint taken as the segmented chips"
+            + (f" (raster {raster} not found)" if raster else "")
+            + ": nodata inside them counts as observed land"
+        )
+        footprint, crs = chips, chips_crs
+    else:
+        footprint, crs = valid, valid_crs
+        if chips is not None:
+            if chips_crs is not None and to_pyproj(chips_crs) != to_pyproj(valid_crs):
+                chips = reproject(chips, chips_crs, valid_crs)
+            footprint = polygonal(footprint.intersection(chips))
+    aoi = run.get("option.aoi")
+    if aoi not in (None, ""):
+        from .grid import load_aoi
+
+        try:
+            footprint = polygonal(footprint.intersection(load_aoi(aoi, crs, run.get("option.aoi_crs"))))
+        except InputError as exc:
+            notes.append(f"{path}: footprint not clipped to the run's area of interest ({exc})")
+    return footprint, {"crs": crs}
+
+
+class _ValidPixels:
+    """A raster's valid-pixel mask as a mosaic-like source for core.vectorize.vectorize_mosaic."""
+
+    def __init__(self, src: Any, bands: list[int]) -> None:
+        self.src, self.bands = src, bands
+        self.width, self.height = src.width, src.height
+        self.transform, self.crs = src.transform, src.crs
+
+    def iter_blocks(self, block: int):
+        from rasterio.windows import Window
+
+        for r in range(0, self.height, block):
+            for c in range(0, self.width, block):
+                win = Window(c, r, min(block, self.width - c), min(block, self.height - r))
+                _, _, valid = self.src.read_chip(win, self.bands)
+                yield win, valid.view(np.uint8)
+
+
+def valid_footprint(raster: str, run: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    """(polygons of the valid pixels, CRS) of ``raster`` read as the ``run`` table says segment read it.
+
+    Same bands (RGB + the engine's), same resolution, same nodata rule (declared nodata,
+    alpha, mask, NaN), so the polygons are the pixels segment counted as valid.
+    """
+    import shapely
+
+    from .raster import open_raster
+    from .vectorize import vectorize_mosaic
+
+    run = run or {}
+
+    def opt(name: str) -> Any:
+        value = run.get(f"option.{name}")
+        return None if value in ("", None) else value
+
+    import rasterio
+
+    engine_bands = run.get("engine.bands")
+    bands = [int(b) for b in engine_bands] if isinstance(engine_bands, list) else []
+    with (
+        rasterio.Env(),
+        open_raster(
+            raster,
+            bands=opt("bands"),
+            preset=opt("preset"),
+            resolution=opt("resolution"),
+            green=opt("green"),
+            nir=opt("nir"),
+            swir=opt("swir"),
+        ) as src,
+    ):
+        bands = [b for b in bands if 1 <= b <= src.count]
+        polys = vectorize_mosaic(_ValidPixels(src, bands))
+        crs = to_pyproj(src.crs)
+    return polygonal(shapely.union_all(polys.geometry.values)), crs
+
+
+def read_reference(path: str | Path, *, layer: str | None = None) -> WaterMap:
+    """Known water for ``change --reference``: any polygon layer, or a water map.
+
+    A ``segment`` output is read as a water map (with its footprint). An occurrence classes
+    file (layers ``permanent`` and ``observed``) gives its permanent water, observed where
+    any observation was. Any other polygon layer (``layer``, else the only or first one) is
+    taken as complete: it says "dry" everywhere outside its polygons.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: reference water file not found")
+    layers = _layers(path)
+    if layer is None and WATER_LAYER in layers and (SCENES_LAYER in layers or CHIPS_LAYER in layers):
+        return read_water_map(path)
+    if layer is None and "permanent" in layers:
+        layer = "permanent"
+    if layer is None:
+        layer = layers[0] if layers else None
+    if layer not in layers:
+        raise InputError(f"{path}: no layer {layer!r} (layers: {', '.join(layers) or 'none'})")
+    gdf = _read(path, layer, "reference water")
+    if gdf.crs is None:
+        raise InputError(f"{path}: reference layer {layer!r} has no CRS")
+    polys = _polygons_of(gdf)
+    if len(gdf) and not len(polys):
+        raise InputError(f"{path}: reference layer {layer!r} holds no polygons")
+    crs = to_pyproj(gdf.crs)
+    observed = None
+    if layer == "permanent" and "observed" in layers:
+        obs = _read(path, "observed", "observed area")
+        if obs.crs is not None and to_pyproj(obs.crs) != crs:
+            obs = obs.to_crs(crs)
+        observed = _union(list(_polygons_of(obs).geometry.values))
+    scene = Scene(
+        scene=f"{path.stem}:{layer}",
+        date=None,
+        water=_union(list(polys.geometry.values)),
+        observed=observed,
+        path=str(path),
+    )
+    return WaterMap(str(path), crs, [scene])
