@@ -15,7 +15,7 @@ from .. import __version__
 from ..core.errors import PaliGemmaQgisError
 from ..core.progress import Cancelled
 
-COMMAND_MODULES = ("segment", "export", "evaluate", "weights", "worker", "finetune")
+COMMAND_MODULES = ("segment", "export", "evaluate", "weights", "worker", "finetune", "change", "occurrence")
 
 
 def build_parser() -> argparse.ArgumentParser:
