@@ -224,3 +224,24 @@ def test_cli_and_worker(run_gpkg, tmp_path, capsys):
     )
     assert result["observations"] == 6
     json.dumps(result)
+
+
+def test_cancel_leaves_no_output(run_gpkg, tmp_path):
+    from paligemma_qgis.core.progress import CallbackProgress, Cancelled
+
+    seen = []
+    progress = CallbackProgress(
+        on_report=lambda done, total, message: seen.append(message),
+        is_cancelled=lambda: "counting observations" in seen,
+    )
+    with pytest.raises(Cancelled):
+        water_occurrence(
+            OccurrenceOptions(inputs=[str(run_gpkg)], output=str(tmp_path / "o.tif"), block=32), progress
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.gpkg"]
+    with pytest.raises(InputError, match="would overwrite an input"):
+        water_occurrence(
+            OccurrenceOptions(
+                inputs=[str(run_gpkg)], output=str(tmp_path / "o.tif"), classes=str(run_gpkg), overwrite=True
+            )
+        )

@@ -188,17 +188,24 @@ def _load(
     return water_map
 
 
-def _overlay(op: str, a: Any, b: Any) -> Any:
-    """``a op b`` as polygons; on a GEOS robustness failure, retried on a fine precision grid."""
+def precision(crs: Any) -> float:
+    """The grid overlays snap to, in CRS units: 0.1 mm, or 1e-9 degree (about 0.1 mm) in a geographic CRS.
+
+    Maps derived from the same pixels (a segment output and an occurrence class drawn on its
+    grid) can place one pixel corner a few ulps apart; without a common precision their
+    difference is a scatter of zero-area slivers.
+    """
+    import math
+
+    unit = crs.axis_info[0].unit_conversion_factor  # radians or metres per CRS unit
+    return math.radians(1e-9) / unit if crs.is_geographic else 1e-4 / unit
+
+
+def _overlay(op: str, a: Any, b: Any, grid: float) -> Any:
+    """``a op b`` as polygons, with coordinates on a precision grid of ``grid`` CRS units."""
     import shapely
 
-    fn = getattr(shapely, op)
-    try:
-        return polygonal(fn(a, b))
-    except shapely.errors.GEOSException:
-        x0, y0, x1, y1 = shapely.union(a, b).bounds
-        grid = max(abs(x0), abs(x1), abs(y0), abs(y1), 1.0) * 1e-12
-        return polygonal(fn(a, b, grid_size=grid))
+    return polygonal(getattr(shapely, op)(a, b, grid_size=grid))
 
 
 def compare(before: WaterMap, after: WaterMap, aoi: Any = None) -> dict[str, Any]:
@@ -211,6 +218,11 @@ def compare(before: WaterMap, after: WaterMap, aoi: Any = None) -> dict[str, Any
 
     if before.crs != after.crs:
         raise ValueError("compare() needs two maps in one CRS")
+    grid = precision(before.crs)
+
+    def op(name: str, a: Any, b: Any) -> Any:
+        return _overlay(name, a, b, grid)
+
     wb, wa = before.water, after.water
     ob, oa = before.observed, after.observed
     if ob is None and oa is None:
@@ -220,24 +232,24 @@ def compare(before: WaterMap, after: WaterMap, aoi: Any = None) -> dict[str, Any
     elif oa is None:
         both = ob
     else:
-        both = _overlay("intersection", ob, oa)
+        both = op("intersection", ob, oa)
     if aoi is not None:
-        both = aoi if both is None else _overlay("intersection", both, aoi)
+        both = aoi if both is None else op("intersection", both, aoi)
     if both is None:  # two complete maps (reference vs reference): everything is known
-        both = _overlay("union", wa, wb) if not (wa.is_empty and wb.is_empty) else shapely.Polygon()
+        both = op("union", wa, wb)
         known_b, known_a = wb, wa
     else:
-        known_b = _overlay("intersection", wb, both)
-        known_a = _overlay("intersection", wa, both)
-    unknown_b = _overlay("difference", wb, oa) if oa is not None else shapely.Polygon()
-    unknown_a = _overlay("difference", wa, ob) if ob is not None else shapely.Polygon()
+        known_b = op("intersection", wb, both)
+        known_a = op("intersection", wa, both)
+    unknown_b = op("difference", wb, oa) if oa is not None else shapely.Polygon()
+    unknown_a = op("difference", wa, ob) if ob is not None else shapely.Polygon()
     if aoi is not None:
-        unknown_b = _overlay("intersection", unknown_b, aoi)
-        unknown_a = _overlay("intersection", unknown_a, aoi)
+        unknown_b = op("intersection", unknown_b, aoi)
+        unknown_a = op("intersection", unknown_a, aoi)
     return {
-        "gained": _overlay("difference", known_a, known_b),
-        "lost": _overlay("difference", known_b, known_a),
-        "persistent": _overlay("intersection", known_a, known_b),
+        "gained": op("difference", known_a, known_b),
+        "lost": op("difference", known_b, known_a),
+        "persistent": op("intersection", known_a, known_b),
         "unknown_before": unknown_b,
         "unknown_after": unknown_a,
         "observed": both,

@@ -358,6 +358,8 @@ def water_occurrence(
         options = OccurrenceOptions.from_dict(options)
     out, classes_path = _check(options)
     files = input_files(list(options.inputs))
+    if classes_path is not None and any(classes_path.resolve() == f.resolve() for f in files):
+        raise InputError(f"{classes_path}: the classes output would overwrite an input")
     maps: list[WaterMap] = []
     for i, path in enumerate(files):
         progress.report(i, len(files), "reading water maps")

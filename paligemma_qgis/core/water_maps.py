@@ -166,9 +166,9 @@ def reproject(geom: Any, src: Any, dst: Any) -> Any:
 
 def normalise_date(value: Any, where: str = "") -> str | None:
     """An ISO 8601 date text (``YYYY-MM-DD`` or a datetime), or None; InputError when not a date."""
-    if value is None:
-        return None
-    if isinstance(value, float) and np.isnan(value):
+    import pandas as pd
+
+    if value is None or (not isinstance(value, str) and pd.isna(value)):  # None, NaN, NaT
         return None
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
@@ -452,7 +452,8 @@ def read_reference(path: str | Path, *, layer: str | None = None) -> WaterMap:
     if not path.exists():
         raise InputError(f"{path}: reference water file not found")
     layers = _layers(path)
-    if layer is None and WATER_LAYER in layers and (SCENES_LAYER in layers or CHIPS_LAYER in layers):
+    is_map = WATER_LAYER in layers and (SCENES_LAYER in layers or CHIPS_LAYER in layers)
+    if layer in (None, WATER_LAYER) and is_map:
         return read_water_map(path)
     if layer is None and "permanent" in layers:
         layer = "permanent"
