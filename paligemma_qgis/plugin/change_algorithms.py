@@ -99,6 +99,9 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
             "(nodata, clouds, outside its scene): never counted as gain or loss.\n\n"
             "Known water (optional): water that counts as there before, e.g. the permanent layer of Water "
             "occurrence: flood = After − known water. Without Before, it is the only before.\n\n"
+            "Dates: on a map with dated scenes, only the scenes of that date (2019, 2019-08 or "
+            "2019-08-31) are compared, so one run can be compared with itself; an undated map takes "
+            "the date given.\n\n"
             "Maps on different grids or CRSs are compared as polygons (no resampling); two grids leave "
             "thin slivers along unchanged shores, which Minimum polygon area drops."
         )
@@ -108,19 +111,13 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
         self.addParameter(
-            QgsProcessingParameterMapLayer(
-                self.BEFORE, _tr("Before: water map (GeoPackage from Segment water) or raster"), optional=True
-            )
+            QgsProcessingParameterMapLayer(self.BEFORE, _tr("Before: water map or raster"), optional=True)
         )
-        self.addParameter(
-            QgsProcessingParameterMapLayer(
-                self.AFTER, _tr("After: water map (GeoPackage from Segment water) or raster")
-            )
-        )
+        self.addParameter(QgsProcessingParameterMapLayer(self.AFTER, _tr("After: water map or raster")))
         self.addParameter(
             QgsProcessingParameterVectorLayer(
                 self.REFERENCE,
-                _tr("Known water that counts as before (e.g. permanent water)"),
+                _tr("Known water, counted as before"),
                 [QgsProcessing.TypeVectorPolygon],
                 optional=True,
             )
@@ -128,7 +125,7 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
         self.addParameter(
             QgsProcessingParameterString(
                 self.BEFORE_DATE,
-                _tr("Before date (YYYY-MM-DD; selects the scenes of a dated run)"),
+                _tr("Before date (YYYY-MM-DD)"),
                 optional=True,
             )
         )
