@@ -25,6 +25,9 @@ gained/lost slivers, which ``min_area_m2`` drops.
 
 BEFORE and AFTER may be rasters: each is segmented first (core.pipeline.segment_raster with
 the ``segment`` options) into a temporary GeoPackage that is removed afterwards.
+
+One file of about 450 lines: the options, the overlay (``compare``) and the layers it writes
+are one command's contract; reading the maps lives in core.water_maps.
 """
 
 from __future__ import annotations

@@ -7,11 +7,10 @@ acquisition day: scenes of one day (neighbouring tiles, overlaps) count once, as
 where any of them saw water and observed where any of them looked. Undated maps are one
 observation each.
 
-Grid: CRS ``crs`` (default: the first input's) and pixel size ``resolution`` in its units
-(default: the finest pixel of the inputs, read from their ``chips`` layers, whose footprints
-segment draws on the pixel grid; aligned to that input's pixels, so maps on that grid are
-counted pixel for pixel, exactly). Each observation is rasterised on it by the pixel-centre
-rule, one block at a time, so memory stays flat whatever the region's size.
+Grid (core.occurrence_grid): the inputs' own pixels where it can (maps on one grid are
+counted pixel for pixel, exactly), else ``crs`` and ``resolution``. Each observation is
+rasterised on it by the pixel-centre rule, one block at a time, so memory stays flat
+whatever the region's size.
 
 Output GeoTIFF, float32, nodata -1:
 
@@ -29,7 +28,6 @@ occurrence is defined). ``change --reference CLASSES.gpkg`` reads its ``permanen
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +36,13 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, OutputExistsError
+from .occurrence_grid import Grid, make_grid, pixel_grid, windows
 from .progress import Progress, SilentProgress, check_cancelled
-from .water_maps import Scene, WaterMap, day, normalise_date, read_water_map, to_pyproj
+from .water_maps import Scene, WaterMap, day, normalise_date, read_water_map, to_pyproj, union
 
 NODATA = -1.0
 BANDS = ("occurrence", "observations", "water")
 CLASS_NAMES = ("permanent", "seasonal", "rare")
-MAX_PIXELS = 4_000_000_000  # a grid bigger than this is almost surely a wrong --resolution
 
 
 @dataclass
@@ -137,8 +135,6 @@ def input_files(inputs: list[str]) -> list[Path]:
 
 def observations(maps: list[WaterMap], start: str | None = None, end: str | None = None) -> list[Scene]:
     """One Scene per acquisition day (scenes of a day merged), undated maps one each, by date."""
-    from .water_maps import _union
-
     by_day: dict[str, list[Scene]] = {}
     undated: list[Scene] = []
     for m in maps:
@@ -156,99 +152,18 @@ def observations(maps: list[WaterMap], start: str | None = None, end: str | None
     out = []
     for d in sorted(by_day):
         group = by_day[d]
-        water = _union([s.water for s in group])
+        water = union([s.water for s in group])
         out.append(
             Scene(
                 scene=",".join(s.scene for s in group),
                 date=d,
                 water=water,
-                observed=_union([s.observed for s in group] + [water]),
+                observed=union([s.observed for s in group] + [water]),
             )
         )
     for s in undated:
-        out.append(Scene(s.scene, None, s.water, _union([s.observed, s.water]), s.path))
+        out.append(Scene(s.scene, None, s.water, union([s.observed, s.water]), s.path))
     return out
-
-
-# --------------------------------------------------------------------------- grid
-
-
-@dataclass
-class Grid:
-    crs: Any
-    transform: Any  # affine.Affine, north up
-    width: int
-    height: int
-
-
-def pixel_grid(path: Path, crs: Any) -> tuple[float, float, float | None, float | None] | None:
-    """(pixel width, pixel height, origin x, origin y) of a segment output in ``crs``, from its chips.
-
-    Exact (with an origin on a pixel corner) when the chips are north-up rectangles in ``crs``;
-    approximate (no origin) when they had to be reprojected; None without a chips layer.
-    """
-    import pyogrio
-    import shapely
-
-    try:
-        chips = pyogrio.read_dataframe(path, layer="chips")
-    except Exception:  # no chips layer: no grid to read
-        return None
-    chips = chips[chips.geometry.notna()]
-    if not len(chips) or chips.crs is None or not {"width", "height"} <= set(chips.columns):
-        return None
-    chips = chips[(chips["width"] > 0) & (chips["height"] > 0)]
-    if not len(chips):
-        return None
-    if to_pyproj(chips.crs) != to_pyproj(crs):
-        chips = chips.to_crs(to_pyproj(crs))
-        size = math.sqrt(float(np.median(chips.geometry.area / (chips["width"] * chips["height"]))))
-        return size, size, None, None
-    row = chips.iloc[0]
-    g = row.geometry
-    x0, y0, x1, y1 = g.bounds
-    if abs(shapely.area(g) - (x1 - x0) * (y1 - y0)) > 1e-6 * (x1 - x0) * (y1 - y0):  # rotated grid
-        size = math.sqrt(g.area / (row["width"] * row["height"]))
-        return size, size, None, None
-    return (x1 - x0) / float(row["width"]), (y1 - y0) / float(row["height"]), x0, y1
-
-
-def make_grid(obs: list[Scene], crs: Any, resolution: float | None, grids: list[tuple]) -> Grid:
-    """The output grid: covers every footprint; pixel size and alignment as the module docstring says."""
-    from affine import Affine
-
-    bounds = np.array([s.observed.bounds for s in obs if not s.observed.is_empty])
-    if not len(bounds):
-        raise InputError("no observation has an observed footprint: nothing to count")
-    minx, miny = bounds[:, 0].min(), bounds[:, 1].min()
-    maxx, maxy = bounds[:, 2].max(), bounds[:, 3].max()
-    ox = oy = None
-    if resolution is not None:
-        if resolution <= 0:
-            raise InputError(f"resolution must be above 0, got {resolution}")
-        rx = ry = float(resolution)
-        exact = [g for g in grids if g[2] is not None and math.isclose(g[0], rx) and math.isclose(g[1], ry)]
-        if exact:
-            ox, oy = exact[0][2], exact[0][3]
-    else:
-        if not grids:
-            raise InputError("cannot tell the pixel size of the inputs (no chips layer): pass a resolution")
-        rx, ry, ox, oy = min(grids, key=lambda g: g[0] * g[1])
-    if ox is None:
-        ox, oy = 0.0, 0.0
-    # snap outwards to the grid through (ox, oy); the small tolerance keeps float noise from adding a column
-    col0 = math.floor((minx - ox) / rx + 1e-9)
-    col1 = math.ceil((maxx - ox) / rx - 1e-9)
-    row0 = math.floor((oy - maxy) / ry + 1e-9)
-    row1 = math.ceil((oy - miny) / ry - 1e-9)
-    width, height = max(1, col1 - col0), max(1, row1 - row0)
-    if width * height > MAX_PIXELS:
-        raise InputError(
-            f"the occurrence grid would be {width} x {height} pixels of {rx:g} x {ry:g}: "
-            "pass a larger resolution (in units of the output CRS)"
-        )
-    transform = Affine(rx, 0.0, ox + col0 * rx, 0.0, -ry, oy - row0 * ry)
-    return Grid(crs, transform, width, height)
 
 
 # --------------------------------------------------------------------------- counting
@@ -296,14 +211,6 @@ def classify(water: np.ndarray, count: np.ndarray, permanent: float, rare: float
     return out
 
 
-def _windows(grid: Grid, block: int):
-    from rasterio.windows import Window
-
-    for r in range(0, grid.height, block):
-        for c in range(0, grid.width, block):
-            yield Window(c, r, min(block, grid.width - c), min(block, grid.height - r))
-
-
 class _ClassBlocks:
     """One class (or "observed") of the written raster as a mosaic-like source for vectorize_mosaic."""
 
@@ -313,7 +220,7 @@ class _ClassBlocks:
 
     def iter_blocks(self, block: int):
         o = self.options
-        for win in _windows(Grid(self.crs, self.transform, self.width, self.height), block):
+        for win in windows(Grid(self.crs, self.transform, self.width, self.height), block):
             count, water = self.ds.read([2, 3], window=win)
             if self.value is None:
                 arr = count >= max(1, o.min_observations)
@@ -395,16 +302,16 @@ def water_occurrence(
         predictor=3,
         BIGTIFF="IF_SAFER",
     )
-    windows = list(_windows(grid, options.block))
+    blocks = list(windows(grid, options.block))
     pixel_area = _PixelArea(grid.transform, crs, grid.width, grid.height)
     observed_m2 = water_m2 = 0.0
     with atomic_output(out, overwrite=options.overwrite, suffix=".tif") as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             for i, band in enumerate(BANDS, start=1):
                 dst.set_band_description(i, band)
-            for k, win in enumerate(windows):
+            for k, win in enumerate(blocks):
                 check_cancelled(progress)
-                progress.report(k, len(windows), "counting observations")
+                progress.report(k, len(blocks), "counting observations")
                 shape = (int(win.height), int(win.width))
                 t = window_transform(win, grid.transform)
                 b = box(*window_bounds(win, grid.transform))
@@ -421,7 +328,7 @@ def water_occurrence(
                 r0, c0 = int(win.row_off), int(win.col_off)
                 observed_m2 += pixel_area.area(r0, c0, defined)
                 water_m2 += pixel_area.area(r0, c0, (water > 0) & defined)
-        progress.report(len(windows), len(windows), "counting observations")
+        progress.report(len(blocks), len(blocks), "counting observations")
         class_km2: dict[str, float] = {}
         if classes_path is not None:
             class_km2 = _write_classes(tmp, grid, options, classes_path, obs, progress)

@@ -11,11 +11,9 @@ Where the footprint comes from:
 - Region runs (a ``scenes`` layer): each done scene's geometry is its exact footprint, and
   the ``water`` rows carry the scene id and date. Failed scenes are left out.
 - Single-scene outputs without ``scenes`` (``segment`` before region runs): rebuilt the way
-  segment drew it, as the raster's valid pixels (read again with the band options in the
-  ``run`` table, when the raster named there still exists) inside the chips that were
-  segmented (``chips`` layer, status not "skipped") inside the run's area of interest.
-  Without the raster, the segmented chips alone. Nodata inside them then counts as
-  observed land. ``WaterMap.notes`` says so, and the front ends print it.
+  segment drew it (core.footprints): the raster's valid pixels inside the segmented chips
+  inside the run's area of interest; without the raster, the chips alone, which
+  ``WaterMap.notes`` says and the front ends print.
 
 Dates: the ``date`` column (ISO 8601 ``YYYY-MM-DD[THH:MM:SSZ]``), else a date the caller
 gives, else a ``YYYYMMDD`` / ``YYYY-MM-DD`` in the raster's file name (NAIP, Sentinel and
@@ -75,14 +73,14 @@ class WaterMap:
     def water(self) -> Any:
         import shapely
 
-        return _union([s.water for s in self.scenes]) if self.scenes else shapely.Polygon()
+        return union([s.water for s in self.scenes]) if self.scenes else shapely.Polygon()
 
     @property
     def observed(self) -> Any:
         """Union of the footprints, the water included; None when one of them is "everywhere"."""
         if any(s.observed is None for s in self.scenes):
             return None
-        return _union([s.observed for s in self.scenes] + [s.water for s in self.scenes])
+        return union([s.observed for s in self.scenes] + [s.water for s in self.scenes])
 
     @property
     def date(self) -> str | None:
@@ -117,7 +115,7 @@ def to_pyproj(crs: Any) -> Any:
     return _to_pyproj(crs)
 
 
-def _union(geoms: list) -> Any:
+def union(geoms: list) -> Any:
     import shapely
 
     parts = [g for g in geoms if g is not None and not g.is_empty]
@@ -209,7 +207,7 @@ def _layers(path: Path) -> list[str]:
         raise InputError(f"{path}: cannot read as a vector file ({exc})") from None
 
 
-def _read(path: Path, layer: str, what: str) -> Any:
+def read_layer(path: Path, layer: str, what: str) -> Any:
     import pyogrio
 
     try:
@@ -222,7 +220,7 @@ def _run_table(path: Path, layers: list[str]) -> dict[str, Any]:
     """The ``run`` key/value table as a dict of decoded values (JSON where it parses)."""
     if RUN_TABLE not in layers:
         return {}
-    table = _read(path, RUN_TABLE, "run table")
+    table = read_layer(path, RUN_TABLE, "run table")
     if "key" not in table or "value" not in table:
         return {}
     out: dict[str, Any] = {}
@@ -234,7 +232,7 @@ def _run_table(path: Path, layers: list[str]) -> dict[str, Any]:
     return out
 
 
-def _polygons_of(gdf: Any) -> Any:
+def polygons_of(gdf: Any) -> Any:
     geoms = gdf.geometry
     keep = geoms.notna() & ~geoms.is_empty & geoms.geom_type.isin(["Polygon", "MultiPolygon"])
     return gdf[keep]
@@ -256,7 +254,7 @@ def read_water_map(path: str | Path, *, date: str | None = None) -> WaterMap:
             "give a GeoPackage written by segment"
         )
     date = normalise_date(date, f"{path}: date")
-    water = _read(path, WATER_LAYER, "water polygons")
+    water = read_layer(path, WATER_LAYER, "water polygons")
     if water.crs is None:
         raise InputError(f"{path}: the water layer has no CRS")
     crs = to_pyproj(water.crs)
@@ -266,7 +264,7 @@ def read_water_map(path: str | Path, *, date: str | None = None) -> WaterMap:
 
 
 def _region_map(path: Path, water: Any, crs: Any, date: str | None) -> WaterMap:
-    scenes = _read(path, SCENES_LAYER, "scene footprints")
+    scenes = read_layer(path, SCENES_LAYER, "scene footprints")
     missing = [c for c in ("scene", "status") if c not in scenes.columns]
     if missing:
         raise InputError(f"{path}: layer '{SCENES_LAYER}' has no {' or '.join(missing)} column")
@@ -288,7 +286,7 @@ def _region_map(path: Path, water: Any, crs: Any, date: str | None) -> WaterMap:
         done, dates = done[keep], [d for d, k in zip(dates, keep, strict=True) if k]
     elif date is not None:
         dates = [date] * len(done)
-    water = _polygons_of(water)
+    water = polygons_of(water)
     by_scene = {str(k): g for k, g in water.groupby(water["scene"].astype(str))} if len(water) else {}
     out = []
     for (_, row), scene_date in zip(done.iterrows(), dates, strict=True):
@@ -302,7 +300,7 @@ def _region_map(path: Path, water: Any, crs: Any, date: str | None) -> WaterMap:
             Scene(
                 scene=sid,
                 date=scene_date,
-                water=_union(list(polys.geometry.values)) if polys is not None else _union([]),
+                water=union(list(polys.geometry.values)) if polys is not None else union([]),
                 observed=polygonal(geom),
                 path=str(row.get("path") or ""),
             )
@@ -316,7 +314,9 @@ def _single_scene_map(path: Path, layers: list[str], water: Any, crs: Any, date:
     run = _run_table(path, layers)
     raster = str(run.get("raster") or run.get("option.raster") or "")
     notes: list[str] = []
-    observed, how = _legacy_footprint(path, layers, run, raster, notes)
+    from .footprints import legacy_footprint
+
+    observed, how = legacy_footprint(path, layers, run, raster, notes)
     if observed is not None and how.get("crs") is not None and to_pyproj(how["crs"]) != crs:
         observed = reproject(observed, how["crs"], crs)
     if date is None and "date" in water.columns and water["date"].notna().any():
@@ -324,120 +324,15 @@ def _single_scene_map(path: Path, layers: list[str], water: Any, crs: Any, date:
     if date is None and raster:
         date = date_from_name(raster)
     scene_id = Path(raster).stem if raster else path.stem
-    polys = _polygons_of(water)
+    polys = polygons_of(water)
     scene = Scene(
         scene=scene_id,
         date=date,
-        water=_union(list(polys.geometry.values)),
+        water=union(list(polys.geometry.values)),
         observed=observed,
         path=raster,
     )
     return WaterMap(str(path), crs, [scene], notes)
-
-
-def _legacy_footprint(
-    path: Path, layers: list[str], run: dict[str, Any], raster: str, notes: list[str]
-) -> tuple[Any, dict[str, Any]]:
-    """Observed footprint of a single-scene output: valid pixels ∩ segmented chips ∩ AOI."""
-    chips = None
-    chips_crs = None
-    if CHIPS_LAYER in layers:
-        frame = _read(path, CHIPS_LAYER, "chip footprints")
-        chips_crs = frame.crs
-        if "status" in frame.columns:
-            frame = frame[~frame["status"].astype(str).str.startswith("skipped")]
-        chips = _union(list(_polygons_of(frame).geometry.values))
-    valid = None
-    valid_crs = None
-    if raster and Path(raster).is_file():
-        try:
-            valid, valid_crs = valid_footprint(raster, run)
-        except InputError as exc:
-            notes.append(f"{path}: cannot read the valid pixels of {raster} again ({exc})")
-    if valid is None:
-        if chips is None:
-            raise InputError(
-                f"{path}: no '{SCENES_LAYER}' or '{CHIPS_LAYER}' layer and no raster: "
-                "cannot tell where this map looked"
-            )
-        notes.append(
-            f"{path}: footprint taken as the segmented chips"
-            + (f" (raster {raster} not found)" if raster else "")
-            + ": nodata inside them counts as observed land"
-        )
-        footprint, crs = chips, chips_crs
-    else:
-        footprint, crs = valid, valid_crs
-        if chips is not None:
-            if chips_crs is not None and to_pyproj(chips_crs) != to_pyproj(valid_crs):
-                chips = reproject(chips, chips_crs, valid_crs)
-            footprint = polygonal(footprint.intersection(chips))
-    aoi = run.get("option.aoi")
-    if aoi not in (None, ""):
-        from .grid import load_aoi
-
-        try:
-            footprint = polygonal(footprint.intersection(load_aoi(aoi, crs, run.get("option.aoi_crs"))))
-        except InputError as exc:
-            notes.append(f"{path}: footprint not clipped to the run's area of interest ({exc})")
-    return footprint, {"crs": crs}
-
-
-class _ValidPixels:
-    """A raster's valid-pixel mask as a mosaic-like source for core.vectorize.vectorize_mosaic."""
-
-    def __init__(self, src: Any, bands: list[int]) -> None:
-        self.src, self.bands = src, bands
-        self.width, self.height = src.width, src.height
-        self.transform, self.crs = src.transform, src.crs
-
-    def iter_blocks(self, block: int):
-        from rasterio.windows import Window
-
-        for r in range(0, self.height, block):
-            for c in range(0, self.width, block):
-                win = Window(c, r, min(block, self.width - c), min(block, self.height - r))
-                _, _, valid = self.src.read_chip(win, self.bands)
-                yield win, valid.view(np.uint8)
-
-
-def valid_footprint(raster: str, run: dict[str, Any] | None = None) -> tuple[Any, Any]:
-    """(polygons of the valid pixels, CRS) of ``raster`` read as the ``run`` table says segment read it.
-
-    Same bands (RGB + the engine's), same resolution, same nodata rule (declared nodata,
-    alpha, mask, NaN), so the polygons are the pixels segment counted as valid.
-    """
-    import shapely
-
-    from .raster import open_raster
-    from .vectorize import vectorize_mosaic
-
-    run = run or {}
-
-    def opt(name: str) -> Any:
-        value = run.get(f"option.{name}")
-        return None if value in ("", None) else value
-
-    import rasterio
-
-    engine_bands = run.get("engine.bands")
-    bands = [int(b) for b in engine_bands] if isinstance(engine_bands, list) else []
-    with (
-        rasterio.Env(),
-        open_raster(
-            raster,
-            bands=opt("bands"),
-            preset=opt("preset"),
-            resolution=opt("resolution"),
-            green=opt("green"),
-            nir=opt("nir"),
-            swir=opt("swir"),
-        ) as src,
-    ):
-        bands = [b for b in bands if 1 <= b <= src.count]
-        polys = vectorize_mosaic(_ValidPixels(src, bands))
-        crs = to_pyproj(src.crs)
-    return polygonal(shapely.union_all(polys.geometry.values)), crs
 
 
 def read_reference(path: str | Path, *, layer: str | None = None) -> WaterMap:
@@ -461,23 +356,23 @@ def read_reference(path: str | Path, *, layer: str | None = None) -> WaterMap:
         layer = layers[0] if layers else None
     if layer not in layers:
         raise InputError(f"{path}: no layer {layer!r} (layers: {', '.join(layers) or 'none'})")
-    gdf = _read(path, layer, "reference water")
+    gdf = read_layer(path, layer, "reference water")
     if gdf.crs is None:
         raise InputError(f"{path}: reference layer {layer!r} has no CRS")
-    polys = _polygons_of(gdf)
+    polys = polygons_of(gdf)
     if len(gdf) and not len(polys):
         raise InputError(f"{path}: reference layer {layer!r} holds no polygons")
     crs = to_pyproj(gdf.crs)
     observed = None
     if layer == "permanent" and "observed" in layers:
-        obs = _read(path, "observed", "observed area")
+        obs = read_layer(path, "observed", "observed area")
         if obs.crs is not None and to_pyproj(obs.crs) != crs:
             obs = obs.to_crs(crs)
-        observed = _union(list(_polygons_of(obs).geometry.values))
+        observed = union(list(polygons_of(obs).geometry.values))
     scene = Scene(
         scene=f"{path.stem}:{layer}",
         date=None,
-        water=_union(list(polys.geometry.values)),
+        water=union(list(polys.geometry.values)),
         observed=observed,
         path=str(path),
     )

@@ -3,6 +3,9 @@
 Like ``segment_water`` they only build a JSON job and follow the worker process
 (core.change / core.occurrence run there; QGIS imports neither rasterio nor torch). The
 results load as one group per run, styled (change classes, occurrence ramp).
+
+Both algorithms in one file (about 460 lines, most of it parameter declarations): they are
+registered together and share how a project layer is traced back to its file.
 """
 
 from __future__ import annotations
