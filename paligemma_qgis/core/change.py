@@ -212,21 +212,17 @@ def _overlay(op: str, a: Any, b: Any, grid: float) -> Any:
 
 
 def compare(before: WaterMap, after: WaterMap, aoi: Any = None) -> dict[str, Any]:
-    """The class geometries of two water maps in one CRS (see the module docstring).
+    """The classes of two water maps in one CRS (see the module docstring), piece by piece.
 
-    Returns gained, lost, persistent, unknown_before (water before, after not observed),
-    unknown_after and observed (both dates looked), each a (multi)polygon.
+    Returns arrays of polygons gained, lost, persistent, unknown_before (water before,
+    after not observed) and unknown_after, and the geometry observed (both dates looked).
     """
-    import shapely
+    from . import overlay
 
     if before.crs != after.crs:
         raise ValueError("compare() needs two maps in one CRS")
     grid = precision(before.crs)
-
-    def op(name: str, a: Any, b: Any) -> Any:
-        return _overlay(name, a, b, grid)
-
-    wb, wa = before.water, after.water
+    wb, wa = overlay.parts(before.water), overlay.parts(after.water)
     ob, oa = before.observed, after.observed
     if ob is None and oa is None:
         both = None
@@ -235,24 +231,25 @@ def compare(before: WaterMap, after: WaterMap, aoi: Any = None) -> dict[str, Any
     elif oa is None:
         both = ob
     else:
-        both = op("intersection", ob, oa)
+        both = _overlay("intersection", ob, oa, grid)
     if aoi is not None:
-        both = aoi if both is None else op("intersection", both, aoi)
+        both = aoi if both is None else _overlay("intersection", both, aoi, grid)
     if both is None:  # two complete maps (reference vs reference): everything is known
-        both = op("union", wa, wb)
+        both = _overlay("union", before.water, after.water, grid)
         known_b, known_a = wb, wa
     else:
-        known_b = op("intersection", wb, both)
-        known_a = op("intersection", wa, both)
-    unknown_b = op("difference", wb, oa) if oa is not None else shapely.Polygon()
-    unknown_a = op("difference", wa, ob) if ob is not None else shapely.Polygon()
+        known_b = overlay.intersection(wb, overlay.parts(both), grid)
+        known_a = overlay.intersection(wa, overlay.parts(both), grid)
+    empty = np.empty(0, dtype=object)
+    unknown_b = overlay.difference(wb, overlay.parts(oa), grid) if oa is not None else empty
+    unknown_a = overlay.difference(wa, overlay.parts(ob), grid) if ob is not None else empty
     if aoi is not None:
-        unknown_b = op("intersection", unknown_b, aoi)
-        unknown_a = op("intersection", unknown_a, aoi)
+        unknown_b = overlay.intersection(unknown_b, overlay.parts(aoi), grid)
+        unknown_a = overlay.intersection(unknown_a, overlay.parts(aoi), grid)
     return {
-        "gained": op("difference", known_a, known_b),
-        "lost": op("difference", known_b, known_a),
-        "persistent": op("intersection", known_a, known_b),
+        "gained": overlay.difference(known_a, known_b, grid),
+        "lost": overlay.difference(known_b, known_a, grid),
+        "persistent": overlay.intersection(known_a, known_b, grid),
         "unknown_before": unknown_b,
         "unknown_after": unknown_a,
         "observed": both,
@@ -260,17 +257,19 @@ def compare(before: WaterMap, after: WaterMap, aoi: Any = None) -> dict[str, Any
 
 
 def _frame(geom: Any, crs: Any, columns: dict[str, Any], min_area_m2: float) -> Any:
-    """One row per polygon, top to bottom, with area_m2 / perimeter_m (ground values); smaller ones dropped."""
+    """One row per polygon of ``geom`` (a geometry or an array of polygons), top to bottom, with
+    area_m2 and perimeter_m (ground values); polygons smaller than ``min_area_m2`` are dropped."""
     import geopandas as gpd
     import pandas as pd
     import shapely
 
+    from .overlay import parts as polygons
     from .vectorize import metric_area_perimeter
 
-    parts = [] if geom.is_empty else [p for p in shapely.get_parts(geom) if p.geom_type == "Polygon"]
-    if parts:
-        b = shapely.bounds(np.array(parts, dtype=object))
-        parts = [parts[i] for i in np.lexsort((b[:, 0], -b[:, 3]))]
+    parts = polygons(geom)
+    if len(parts):
+        b = shapely.bounds(parts)
+        parts = parts[np.lexsort((b[:, 0], -b[:, 3]))]
     geo = gpd.GeoSeries(parts, crs=crs)
     area, perim = metric_area_perimeter(geo)
     keep = area >= min_area_m2 if min_area_m2 > 0 else np.ones(len(geo), bool)
@@ -371,9 +370,12 @@ def water_change(options: ChangeOptions | dict, progress: Progress | None = None
     geoms = compare(before, after, aoi)
     check_cancelled(progress)
     if work_crs != out_crs:
-        from .water_maps import reproject
+        from .water_maps import reproject, reproject_parts
 
-        geoms = {k: reproject(g, work_crs, out_crs) for k, g in geoms.items()}
+        geoms = {
+            k: reproject(g, work_crs, out_crs) if k == "observed" else reproject_parts(g, work_crs, out_crs)
+            for k, g in geoms.items()
+        }
 
     progress.report(3, steps, "measuring")
     bdate, adate = before.date, after.date

@@ -27,6 +27,7 @@ import datetime
 import json
 import re
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -69,18 +70,22 @@ class WaterMap:
     scenes: list[Scene]
     notes: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def water(self) -> Any:
-        import shapely
+        return union([s.water for s in self.scenes])
 
-        return union([s.water for s in self.scenes]) if self.scenes else shapely.Polygon()
-
-    @property
+    @cached_property
     def observed(self) -> Any:
         """Union of the footprints, the water included; None when one of them is "everywhere"."""
+        import shapely
+
         if any(s.observed is None for s in self.scenes):
             return None
-        return union([s.observed for s in self.scenes] + [s.water for s in self.scenes])
+        footprint, water = union([s.observed for s in self.scenes]), self.water
+        if water.is_empty:
+            return footprint
+        shapely.prepare(footprint)
+        return footprint if shapely.covers(footprint, water) else union([footprint, water])
 
     @property
     def date(self) -> str | None:
@@ -116,12 +121,25 @@ def to_pyproj(crs: Any) -> Any:
 
 
 def union(geoms: list) -> Any:
+    """The union of polygonal geometries as one (multi)polygon.
+
+    Maps are mostly disjoint polygons already (segment dissolves them): those are only
+    gathered into a MultiPolygon, and GEOS's union (which re-nodes every edge) runs only
+    when they overlap or share edges.
+    """
     import shapely
 
-    parts = [g for g in geoms if g is not None and not g.is_empty]
-    if not parts:
+    geoms = [g for g in geoms if g is not None and not g.is_empty]
+    if not geoms:
         return shapely.Polygon()
-    return polygonal(shapely.union_all(np.array(parts, dtype=object)))
+    if len(geoms) == 1:
+        return polygonal(geoms[0])
+    polys = shapely.get_parts(np.array(geoms, dtype=object))
+    polys = polys[shapely.get_type_id(polys) == 3]
+    gathered = shapely.multipolygons(polys)
+    if shapely.is_valid(gathered):
+        return gathered
+    return polygonal(shapely.union_all(np.array(geoms, dtype=object)))
 
 
 def polygonal(geom: Any) -> Any:
@@ -157,6 +175,18 @@ def reproject(geom: Any, src: Any, dst: Any) -> Any:
     if not np.isfinite(shapely.get_coordinates(out)).all():
         raise InputError(f"cannot reproject the water polygons from {src.name} to {dst.name}")
     return polygonal(out)
+
+
+def reproject_parts(polys: np.ndarray, src: Any, dst: Any) -> np.ndarray:
+    """An array of polygons from CRS ``src`` to ``dst``, as ``reproject`` does for one geometry."""
+    import shapely
+
+    from .overlay import parts
+
+    if not len(polys) or to_pyproj(src) == to_pyproj(dst):
+        return polys
+    out = np.array([reproject(shapely.multipolygons(polys), src, dst)], dtype=object)
+    return parts(out)
 
 
 # --------------------------------------------------------------------------- dates
