@@ -289,6 +289,10 @@ def test_bad_inputs_and_existing_output_are_refused_by_name(tmp_path):
         )
     with pytest.raises(InputError, match="would overwrite the before input"):
         water_change(ChangeOptions(before=str(run), after=str(run), output=str(run), overwrite=True))
+    with pytest.raises(InputError, match="cannot write, folder .*nodir does not exist"):
+        water_change(
+            ChangeOptions(before=str(run), after=str(run), output=str(tmp_path / "nodir" / "c.gpkg"))
+        )
     plain = tmp_path / "plain.geojson"
     gpd.GeoDataFrame(geometry=[lake1], crs="EPSG:32633").to_file(plain, driver="GeoJSON")
     with pytest.raises(InputError, match="plain.geojson: no 'water' layer"):

@@ -199,6 +199,8 @@ def test_errors_name_the_problem(run_gpkg, tmp_path):
         water_occurrence(
             OccurrenceOptions(inputs=[str(tmp_path / "missing.gpkg")], output=str(tmp_path / "c.tif"))
         )
+    with pytest.raises(InputError, match="cannot write, folder .*nodir does not exist"):
+        water_occurrence(OccurrenceOptions(inputs=[str(run_gpkg)], output=str(tmp_path / "nodir" / "o.tif")))
     with pytest.raises(InputError, match="no observation left"):
         water_occurrence(
             OccurrenceOptions(inputs=[str(run_gpkg)], output=str(tmp_path / "d.tif"), start="2030-01-01")

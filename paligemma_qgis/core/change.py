@@ -43,7 +43,15 @@ import numpy as np
 
 from .errors import InputError, OutputExistsError
 from .progress import CallbackProgress, Progress, SilentProgress, check_cancelled
-from .water_maps import WaterMap, date_from_name, normalise_date, polygonal, read_reference, read_water_map
+from .water_maps import (
+    WaterMap,
+    check_output_folder,
+    date_from_name,
+    normalise_date,
+    polygonal,
+    read_reference,
+    read_water_map,
+)
 
 CLASSES = ("gained", "lost", "persistent", "unknown")
 OBSERVED_LAYER = "observed"
@@ -146,6 +154,7 @@ def _check(options: ChangeOptions) -> Path:
         raise OutputExistsError(f"{out}: output exists (use --overwrite to replace it)")
     if out.is_dir():
         raise InputError(f"{out}: output is a folder")
+    check_output_folder(out)
     if options.min_area_m2 < 0:
         raise InputError(f"min area must be 0 or more, got {options.min_area_m2}")
     normalise_date(options.before_date, "before date")

@@ -38,7 +38,16 @@ import numpy as np
 from .errors import InputError, OutputExistsError
 from .occurrence_grid import Grid, make_grid, pixel_grid, windows
 from .progress import Progress, SilentProgress, check_cancelled
-from .water_maps import Scene, WaterMap, day, normalise_date, read_water_map, to_pyproj, union
+from .water_maps import (
+    Scene,
+    WaterMap,
+    check_output_folder,
+    day,
+    normalise_date,
+    read_water_map,
+    to_pyproj,
+    union,
+)
 
 NODATA = -1.0
 BANDS = ("occurrence", "observations", "water")
@@ -103,7 +112,8 @@ class OccurrenceSummary:
         dated = sorted(d for d in self.dates if d)
         span = f"{dated[0]} .. {dated[-1]}" if dated else "undated"
         lines = [
-            f"{self.output}: water occurrence from {self.observations} observations ({span}), "
+            f"{self.output}: water occurrence from {self.observations} observation"
+            f"{'s' if self.observations != 1 else ''} ({span}), "
             f"{self.width} x {self.height} px of {self.resolution[0]:.6g} x {self.resolution[1]:.6g} ({self.crs})",
             f"  observed {self.observed_km2:.4f} km2, water at least once {self.water_km2:.4f} km2",
         ]
@@ -239,6 +249,8 @@ def _check(options: OccurrenceOptions) -> tuple[Path, Path | None]:
     for p in (out, classes):
         if p is not None and p.exists() and not options.overwrite:
             raise OutputExistsError(f"{p}: output exists (use --overwrite to replace it)")
+        if p is not None:
+            check_output_folder(p)
     if not 0 < options.rare <= options.permanent <= 100:
         raise InputError(
             f"class thresholds must satisfy 0 < rare <= permanent <= 100, got rare {options.rare}, "

@@ -189,6 +189,13 @@ def reproject_parts(polys: np.ndarray, src: Any, dst: Any) -> np.ndarray:
     return parts(out)
 
 
+def check_output_folder(path: Path) -> None:
+    """Fail before the work, not after it, when the output's folder is missing."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"{path}: cannot write, folder {folder} does not exist")
+
+
 # --------------------------------------------------------------------------- dates
 
 
