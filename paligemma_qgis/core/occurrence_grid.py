@@ -51,14 +51,16 @@ def pixel_grid(path: Path, crs: Any) -> tuple[float, float, float | None, float 
         return None
     if to_pyproj(chips.crs) != to_pyproj(crs):
         chips = chips.to_crs(to_pyproj(crs))
-        size = math.sqrt(float(np.median(chips.geometry.area / (chips["width"] * chips["height"]))))
+    geoms = chips.geometry.values
+    b = shapely.bounds(geoms)
+    box_area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    pixels = (chips["width"] * chips["height"]).to_numpy(float)
+    finest = int(np.argmin(shapely.area(geoms) / pixels))  # a run may mix scenes of several resolutions
+    x0, y0, x1, y1 = b[finest]
+    if abs(shapely.area(geoms[finest]) - box_area[finest]) > 1e-6 * box_area[finest]:
+        size = math.sqrt(shapely.area(geoms[finest]) / pixels[finest])  # rotated or reprojected chips
         return size, size, None, None
-    row = chips.iloc[0]
-    g = row.geometry
-    x0, y0, x1, y1 = g.bounds
-    if abs(shapely.area(g) - (x1 - x0) * (y1 - y0)) > 1e-6 * (x1 - x0) * (y1 - y0):  # rotated grid
-        size = math.sqrt(g.area / (row["width"] * row["height"]))
-        return size, size, None, None
+    row = chips.iloc[finest]
     return (x1 - x0) / float(row["width"]), (y1 - y0) / float(row["height"]), x0, y1
 
 
