@@ -10,32 +10,33 @@ from affine import Affine
 from rasterio.windows import Window
 from synthetic_rasters import make_scene
 
-import paligemma_qgis.core.pipeline as pipeline
-from paligemma_qgis.core.grid import chip_windows
+import paligemma_qgis.core.chip_reader as chip_reader
+import paligemma_qgis.core.scene_run as scene_run
+from paligemma_qgis.core.chip_reader import block_cache_bytes, chip_groups
+from paligemma_qgis.core.grid import ChipGrid, chip_windows
 from paligemma_qgis.core.mosaic import Mosaic
-from paligemma_qgis.core.pipeline import SegmentOptions, _block_cache_bytes, _split_chips, segment_raster
+from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
 from paligemma_qgis.core.raster import open_raster
 
 
-def test_split_chips_cuts_tiled_files_into_column_bands_at_tile_edges() -> None:
-    chips = chip_windows(2000, 700, 224, 32)
-    groups = _split_chips(chips, 2000, 700, (256, 256), 2)
+def test_chip_groups_cut_tiled_files_into_column_bands_at_tile_edges() -> None:
+    grid = ChipGrid(2000, 700, 224, 32)
+    groups = [list(g) for g in chip_groups(grid, 2000, 700, (256, 256), 2)]
     assert len(groups) == 2
-    assert sorted(c.id for g in groups for c in g) == [c.id for c in chips]  # each chip once
+    assert sorted(c.id for g in groups for c in g) == [c.id for c in grid]  # each chip once
     cut = 1024  # 1000 rounded to the 256-px tile grid
     for g, inside in zip(groups, (lambda x: x < cut, lambda x: x >= cut), strict=True):
         assert all(inside(c.col_off + c.window.width / 2) for c in g)
         assert [c.id for c in g] == sorted(c.id for c in g)  # order kept within a group
 
 
-def test_split_chips_cuts_full_width_strips_into_row_bands() -> None:
-    chips = chip_windows(1000, 3000, 224, 32)
-    groups = _split_chips(chips, 1000, 3000, (16, 1000), 2)
+def test_chip_groups_cut_full_width_strips_into_row_bands() -> None:
+    grid = ChipGrid(1000, 3000, 224, 32)
+    groups = [list(g) for g in chip_groups(grid, 1000, 3000, (16, 1000), 2)]
     assert len(groups) == 2
     top = max(c.row_off for c in groups[0])
     assert all(c.row_off > top - 224 for c in groups[1])  # bands of rows, not columns
-    assert _split_chips(chips[:1], 1000, 3000, (16, 1000), 2) == [chips[:1]]
-    assert _split_chips(chips, 1000, 3000, (16, 1000), 1) == [chips]
+    assert [list(g) for g in chip_groups(grid, 1000, 3000, (16, 1000), 1)] == [list(grid)]
 
 
 def test_clone_reads_the_same_chips_with_the_same_stretch(tmp_path) -> None:
@@ -76,7 +77,7 @@ def test_two_reading_threads_give_the_same_output_as_one(tmp_path, monkeypatch) 
     scene = make_scene(tmp_path / "s.tif", width=900, height=700, dtype="uint16", collar=True)
     layers = {}
     for workers in (1, 2):
-        monkeypatch.setattr(pipeline, "_reader_threads", lambda w=workers: w)
+        monkeypatch.setattr(scene_run, "reader_threads", lambda w=workers: w)
         out = tmp_path / f"out{workers}.gpkg"
         summary = segment_raster(SegmentOptions(raster=str(scene.path), output=str(out), nir=4, batch_size=3))
         assert summary.chips + summary.skipped == len(chip_windows(900, 700, 224, 32))
@@ -101,11 +102,11 @@ def test_block_cache_grows_for_wide_rasters_only(tmp_path) -> None:
 
     src = Src()
     src.width = 20000
-    assert _block_cache_bytes(src, 224) == pipeline.GDAL_CACHE_MB << 20
+    assert block_cache_bytes(src, 224) == chip_reader.GDAL_CACHE_MB << 20
     src.width = 60000  # a 512-row tile row of 4 uint16 bands is 246 MB: three must fit
-    assert _block_cache_bytes(src, 224) == 3 * 60000 * 512 * 4 * 2
+    assert block_cache_bytes(src, 224) == 3 * 60000 * 512 * 4 * 2
     src.width = 500000
-    assert _block_cache_bytes(src, 224) == pipeline.GDAL_CACHE_MAX_MB << 20
+    assert block_cache_bytes(src, 224) == chip_reader.GDAL_CACHE_MAX_MB << 20
 
 
 def test_mosaic_pages_are_dropped_by_the_bounding_box_of_adds(tmp_path) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from synthetic_rasters import make_scene
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,7 +23,16 @@ def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
 
 
 def test_every_command_has_help():
-    for command in ("segment", "export", "export-pairs", "evaluate", "weights", "worker", "finetune"):
+    for command in (
+        "segment",
+        "revectorize",
+        "export",
+        "export-pairs",
+        "evaluate",
+        "weights",
+        "worker",
+        "finetune",
+    ):
         proc = _cli(command, "--help")
         assert proc.returncode == 0, proc.stderr
         assert "usage:" in proc.stdout
@@ -39,7 +49,9 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path):
     assert not (tmp_path / "out.gpkg").exists()
 
 
-def test_ctrl_c_cancels_cleanly_and_leaves_no_output(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_signals_cancel_cleanly_and_leave_no_output(tmp_path, signum):
+    """Ctrl-C, a scheduler's SIGTERM and a closed terminal's SIGHUP: a clean cancel, then a resume."""
     scene = make_scene(tmp_path / "big.tif", width=4000, height=3000)
     out = tmp_path / "out.gpkg"
     # overlap 200 px: many small steps, so the run is still going when SIGINT arrives
@@ -68,9 +80,16 @@ def test_ctrl_c_cancels_cleanly_and_leaves_no_output(tmp_path):
     while "chip" not in seen and time.monotonic() < deadline:  # the bar has started segmenting
         seen += proc.stderr.read(1)
     assert proc.poll() is None, "the run finished before it could be cancelled"
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
-    assert "cancelled: no output written" in err
+    assert "cancelled: no output written" in err and "run the same command again to continue" in err
+    assert "Traceback" not in err
     assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif"]
+    # nothing but the journal that lets the same command continue (no lock, no temp file)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif", "out.gpkg.journal"]
+    if signum != signal.SIGINT:
+        return
+    again = _cli("segment", str(scene.path), str(out), "--preset", "naip", "--overlap", "200")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.tif", "out.gpkg"]

@@ -11,7 +11,7 @@ from shapely.geometry import box
 
 from paligemma_qgis.core.errors import InputError
 from paligemma_qgis.core.grid import (
-    aoi_coarse_mask,
+    ChipGrid,
     axis_offsets,
     chip_windows,
     load_aoi,
@@ -86,27 +86,61 @@ def test_chip_windows(width: int, height: int, size: int, overlap: int) -> None:
     assert len(chips) == len(axis_offsets(width, size, overlap)) * len(axis_offsets(height, size, overlap))
 
 
-def test_aoi_mask_keeps_only_intersecting_chips() -> None:
+def test_aoi_keeps_only_intersecting_chips_with_grid_ids() -> None:
     transform = Affine(10, 0, 500_000, 0, -10, 5_000_000)
     width, height = 1000, 800
     # AOI: a small square inside the chip at row 0, col 1 (pixels 300..350, 50..100)
     aoi = box(500_000 + 3000, 5_000_000 - 1000, 500_000 + 3500, 5_000_000 - 500)
-    mask = aoi_coarse_mask(aoi, transform, width, height, cell=16)
-    chips = chip_windows(width, height, 224, 0, aoi_mask=mask)
+    grid = ChipGrid(width, height, 224, 0, aoi=aoi, transform=transform)
     all_chips = chip_windows(width, height, 224, 0)
     expected = [
-        c.window
+        c
         for c in all_chips
         if c.col_off < 350 and c.col_off + 224 > 300 and c.row_off < 100 and c.row_off + 224 > 50
     ]
-    assert [c.window for c in chips] == expected
-    assert [c.id for c in chips] == list(range(len(chips)))
+    assert list(grid) == expected  # same windows and the same ids as without the AOI
+    assert len(grid) == len(expected) == 1
+    assert grid.extent == expected[0].window
+
+
+@pytest.mark.parametrize("overlap", [0, 32])
+def test_aoi_grid_matches_brute_force(overlap: int) -> None:
+    """Every chip whose 16-px cells meet the AOI, and no other, whatever the AOI's shape."""
+    from rasterio.features import rasterize
+    from shapely.geometry import Polygon
+
+    transform = Affine(10, 0, 0, 0, -10, 0)
+    width, height = 1100, 900
+    aoi = Polygon([(2500, -1500), (7000, -2600), (5200, -8100), (3100, -6000)])
+    grid = ChipGrid(width, height, 224, overlap, aoi=aoi, transform=transform)
+    fine = rasterize([(aoi, 1)], out_shape=(height, width), transform=transform, all_touched=True) > 0
+    touched = [c for c in chip_windows(width, height, 224, overlap) if fine[c.window.toslices()].any()]
+    kept = list(grid)
+    assert set(kept) >= set(touched)  # nothing the AOI touches is lost
+    for c in set(kept) - set(touched):  # extras only within one 16-px cell of the AOI
+        grown = fine[max(0, c.row_off - 16) : c.row_off + 240, max(0, c.col_off - 16) : c.col_off + 240]
+        assert grown.any()
+    assert [c.id for c in kept] == sorted(c.id for c in kept)
+    assert all(grid.chip(c.id) == c for c in kept)
 
 
 def test_aoi_outside_raster_keeps_nothing() -> None:
     transform = Affine(10, 0, 0, 0, -10, 0)
-    mask = aoi_coarse_mask(box(1e6, 1e6, 1e6 + 10, 1e6 + 10), transform, 500, 500)
-    assert chip_windows(500, 500, 224, aoi_mask=mask) == []
+    grid = ChipGrid(500, 500, 224, aoi=box(1e6, 1e6, 1e6 + 10, 1e6 + 10), transform=transform)
+    assert list(grid) == [] and len(grid) == 0 and grid.extent is None
+
+
+def test_huge_grid_is_lazy() -> None:
+    """A 1,000,000 px square raster: no chip list is built; an AOI costs only what it covers."""
+    grid = ChipGrid(1_000_000, 1_000_000, 224, 32)
+    assert len(grid) == 5209**2
+    first = next(iter(grid))
+    assert first.id == 0 and grid.chip(5209 * 5209 - 1).window.col_off == 1_000_000 - 224
+    transform = Affine(1, 0, 0, 0, -1, 0)
+    small = ChipGrid(
+        1_000_000, 1_000_000, 224, 32, aoi=box(500_000, -500_500, 500_400, -500_000), transform=transform
+    )
+    assert 1 <= len(small) <= 9 and small.extent.width <= 3 * 224
 
 
 def test_load_aoi_extent_in_other_crs() -> None:

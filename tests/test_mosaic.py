@@ -140,7 +140,7 @@ def test_disk_backed_no_full_size_array_and_cleanup(tmp_path):
     m = Mosaic(w, h, UTM, 32633, workdir=tmp_path)
     folder = m.workdir
     assert folder.parent == tmp_path
-    files = sorted(folder.iterdir())
+    files = sorted(folder.glob("*.u8"))
     assert len(files) == 2 and all(f.stat().st_size == w * h for f in files)
     for r in range(0, h - 224, 200):
         for c in range(0, w - 224, 200):

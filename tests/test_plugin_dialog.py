@@ -243,6 +243,7 @@ def test_segment_job_leaves_out_unset_values():
         "output": "out.gpkg",
         "engine": "water-index",
         "overwrite": False,
+        "restart_if_changed": True,  # a dialog continues its own interrupted run, replaces another's
         "nir": 4,
     }
 

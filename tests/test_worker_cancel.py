@@ -137,7 +137,8 @@ def test_cancel_line_stops_the_worker_cleanly_without_a_signal(slow_scene, tmp_p
     assert all(event["done"] < event["total"] for event in progress)  # stopped mid-run
     assert returncode == EXIT_CANCELLED  # its own clean exit, not a signal's (-15, -9)
     assert latency < 3.0, f"the worker took {latency:.1f} s to stop"
-    assert _leftovers(out_dir) == [] and _leftovers(work) == []
+    # the journal stays: running the same job again continues from it
+    assert _leftovers(out_dir) == ["water.gpkg.journal"] and _leftovers(work) == []
     stderr = worker.stderr()
     assert "cancel requested on stdin" in stderr and "ignored stdin line" in stderr
 
@@ -171,7 +172,7 @@ def test_runner_cancel_needs_no_signal(slow_scene, tmp_path):
     assert outcome.returncode == EXIT_CANCELLED, outcome.stderr[-2000:]
     assert "cancel requested on stdin" in outcome.stderr
     assert latency < 5.0, f"cancel took {latency:.1f} s"
-    assert _leftovers(out_dir) == []
+    assert _leftovers(out_dir) == ["water.gpkg.journal"]  # kept: the same job continues from it
 
 
 @pytest.mark.parametrize("how", ["no newline, then end-of-file", "pretty-printed file"])
@@ -294,4 +295,4 @@ def test_sigterm_after_the_cancel_line_stops_a_long_batch(water_scene, tmp_path)
     assert outcome.status == "cancelled"
     assert outcome.returncode == EXIT_CANCELLED, outcome.stderr[-2000:]  # stopped itself, not killed
     assert "cancel requested on stdin" in outcome.stderr
-    assert _leftovers(out_dir) == []
+    assert _leftovers(out_dir) == ["water.gpkg.journal"]  # kept: the same job continues from it

@@ -15,7 +15,17 @@ from .. import __version__
 from ..core.errors import PaliGemmaQgisError
 from ..core.progress import Cancelled
 
-COMMAND_MODULES = ("segment", "export", "evaluate", "weights", "worker", "finetune", "change", "occurrence")
+COMMAND_MODULES = (
+    "segment",
+    "revectorize",
+    "export",
+    "evaluate",
+    "weights",
+    "worker",
+    "finetune",
+    "change",
+    "occurrence",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except Cancelled:
-        print("cancelled: no output written", file=sys.stderr)
+    except Cancelled as exc:
+        detail = str(exc).partition("; ")[2]  # e.g. what a resumable run kept, and how to continue
+        print("cancelled: no output written" + (f"; {detail}" if detail else ""), file=sys.stderr)
         return 130
     except PaliGemmaQgisError as exc:
         print(f"error: {exc}", file=sys.stderr)

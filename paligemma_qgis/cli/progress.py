@@ -1,7 +1,10 @@
-"""tqdm progress for the CLI commands, with Ctrl-C as a clean cancel.
+"""tqdm progress for the CLI commands, with Ctrl-C, SIGTERM and SIGHUP as a clean cancel.
 
-The first Ctrl-C asks the core to stop at its next check (it then removes partial
-outputs and raises core.progress.Cancelled); a second one interrupts at once.
+The first signal asks the core to stop at its next check (it then removes partial outputs
+and raises core.progress.Cancelled); a second one interrupts at once (KeyboardInterrupt,
+and the context managers on the way out still remove temporary files). SIGTERM is what a
+batch scheduler or ``kill`` sends, SIGHUP what a closed terminal or SSH session sends: a
+long command treats them like Ctrl-C.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class TqdmProgress:
     def cancelled(self) -> bool:
         return self._cancel
 
-    def on_sigint(self, signum: int, frame: object) -> None:
+    def on_signal(self, signum: int, frame: object) -> None:
         if self._cancel:
             raise KeyboardInterrupt
         self._cancel = True
@@ -47,13 +50,19 @@ class TqdmProgress:
             self.bar = None
 
 
+CANCEL_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 @contextmanager
 def cli_progress(desc: str, unit: str = "step") -> Iterator[TqdmProgress]:
-    """A TqdmProgress that owns SIGINT while the command runs."""
+    """A TqdmProgress that owns the cancel signals (CANCEL_SIGNALS) while the command runs."""
     progress = TqdmProgress(desc, unit)
-    previous = signal.signal(signal.SIGINT, progress.on_sigint)
+    previous = {sig: signal.signal(sig, progress.on_signal) for sig in CANCEL_SIGNALS}
     try:
         yield progress
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         progress.close()

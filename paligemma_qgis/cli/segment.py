@@ -4,22 +4,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
+from ..core.errors import InputError
+from ..core.segment_options import DEFAULT_MAX_PIXELS
 from .progress import cli_progress
 from .weights import add_vae_arguments
+
+EXIT_PARTIAL = 3  # the output was written, but some scenes failed
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "segment",
-        help="map water in a raster -> GeoPackage (water polygons + chip audit layer)",
-        description="Cut a georeferenced raster into chips, segment water in each (PaliGemma or a "
-        "water index), merge the chips and write water polygons (layer 'water', areas in m2) and the "
-        "chip grid with each chip's status and model text (layer 'chips') to a GeoPackage.",
+        help="map water in one raster or a whole region -> GeoPackage (water polygons + audit layers)",
+        description="Cut georeferenced rasters into chips, segment water in each (PaliGemma or a water "
+        "index), merge the chips and write water polygons (layer 'water', areas in m2, one 'scene' and "
+        "'date' per polygon), each scene's observed footprint and status (layer 'scenes') and the chip "
+        "grid with each chip's status and model text (layer 'chips') to one GeoPackage. An interrupted "
+        "run (crash, kill, Ctrl-C) continues where it stopped when the same command is run again.",
+        epilog="INPUT may be a raster, a folder of rasters, a glob ('scenes/*.tif'), a text file listing "
+        "inputs, a GDAL path (/vsicurl/..., /vsis3/..., s3://...) or a local STAC Item/ItemCollection JSON. "
+        "Exit codes: 0 done, 1 error, 3 output written but some scenes failed (see the scenes layer), "
+        "130 cancelled (the journal beside the output keeps finished work).",
     )
-    p.add_argument("raster", help="input raster (any GDAL format with a CRS)")
-    p.add_argument("output", help="output GeoPackage (.gpkg)")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="INPUT... OUTPUT",
+        help="input rasters, then the output GeoPackage (.gpkg)",
+    )
     p.add_argument("--engine", choices=("water-index", "paligemma"), default="water-index")
     g = p.add_argument_group("bands")
     g.add_argument("--bands", metavar="R,G,B", help="1-based RGB bands, e.g. 3,2,1 (one band: grey)")
@@ -29,6 +44,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--swir", type=int, metavar="N", help="short-wave infrared band (MNDWI)")
     g.add_argument("--threshold", type=float, metavar="X", help="water index threshold (default: Otsu)")
     g.add_argument("--index", choices=("auto", "mndwi", "ndwi"), default="auto", help="water index")
+    g.add_argument(
+        "--stac-bands",
+        metavar="NAMES",
+        help="STAC inputs: bands by common name, e.g. green,nir,swir16 (default: what the engine needs)",
+    )
     c = p.add_argument_group("chips")
     c.add_argument(
         "--overlap", type=int, default=32, metavar="PX", help="chip overlap in pixels (default 32)"
@@ -38,6 +58,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     c.add_argument(
         "--aoi", metavar="FILE|EXTENT", help="area of interest: vector file or xmin,ymin,xmax,ymax[,EPSG:x]"
+    )
+    c.add_argument(
+        "--max-pixels",
+        type=float,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help=f"refuse a scene with more pixels than this to map (default {DEFAULT_MAX_PIXELS:.0e}; use --aoi)",
     )
     c.add_argument(
         "--min-valid",
@@ -58,9 +85,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="simplify tolerance in the raster CRS units (metres for UTM, degrees for EPSG:4326)",
     )
     o.add_argument("--out-crs", metavar="EPSG:xxxx", help="CRS of the water layer (default: the raster's)")
-    o.add_argument("--mask-tif", metavar="FILE", help="also write the water mask as a GeoTIFF")
+    o.add_argument(
+        "--vote",
+        choices=("majority", "any", "all"),
+        default="majority",
+        help="where chips overlap, a pixel is water when most (default), any or all of them say so",
+    )
+    o.add_argument(
+        "--dissolve",
+        action="store_true",
+        help="also a 'water_dissolved' layer merged across overlapping scenes",
+    )
+    o.add_argument(
+        "--mask-tif", metavar="FILE", help="also write the water mask as a GeoTIFF (one input only)"
+    )
     o.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     o.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r = p.add_argument_group("region runs")
+    r.add_argument("--restart", action="store_true", help="start over, ignoring an interrupted run's journal")
+    r.add_argument(
+        "--fail-fast", action="store_true", help="stop at the first scene that fails (default: go on)"
+    )
+    r.add_argument("--workdir", metavar="DIR", help="folder for temporary mosaics (default: the system temp)")
+    r.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default): this process; ray: model actors and CPU tasks on a Ray cluster",
+    )
+    r.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to join: auto, or ray://host:10001 (default: start a local Ray)",
+    )
+    r.add_argument("--ray-actors", type=int, metavar="N", help="model actors (default: one per GPU, else 1)")
+    r.add_argument(
+        "--ray-gpus-per-actor",
+        type=float,
+        metavar="G",
+        help="GPUs per model actor (default 1 when there are GPUs)",
+    )
     m = p.add_argument_group("paligemma engine")
     m.add_argument("--model", metavar="ID_OR_DIR", help="Hugging Face model id or local folder")
     add_vae_arguments(m)
@@ -110,9 +174,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def options_from_args(args: argparse.Namespace) -> Any:
     from ..core.pipeline import SegmentOptions
 
+    if len(args.paths) < 2:
+        raise InputError(
+            "segment needs at least one INPUT and the OUTPUT GeoPackage (segment IN... OUT.gpkg)"
+        )
+    *inputs, output = args.paths
     return SegmentOptions(
-        raster=args.raster,
-        output=args.output,
+        raster=inputs[0] if len(inputs) == 1 else inputs,
+        output=output,
         engine=args.engine,
         bands=args.bands,
         preset=args.preset,
@@ -141,7 +210,22 @@ def options_from_args(args: argparse.Namespace) -> Any:
         dtype=args.dtype,
         cache=args.cache,
         compile=args.compile,
+        stac_bands=_names(args.stac_bands),
+        max_pixels=args.max_pixels,
+        vote=args.vote,
+        dissolve=args.dissolve,
+        restart=args.restart,
+        fail_fast=args.fail_fast,
+        workdir=args.workdir,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        ray_actors=args.ray_actors,
+        ray_gpus_per_actor=args.ray_gpus_per_actor,
     )
+
+
+def _names(text: str | None) -> list[str] | None:
+    return [c.strip() for c in text.replace(";", ",").split(",") if c.strip()] if text else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -154,4 +238,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict()))
     else:
         print(f"{summary.output}: {summary.one_line()}")
-    return 0
+    for scene, error in summary.details.get("failed_scenes", {}).items():
+        print(f"warning: scene {scene} failed: {error}", file=sys.stderr)
+    return EXIT_PARTIAL if summary.failed else 0

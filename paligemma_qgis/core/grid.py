@@ -12,15 +12,16 @@ the whole axis, so the window is smaller than ``size``. The pipeline reads such 
 resampled (nearest) to ``size x size``, so a segmenter always sees full-size chips, and maps
 the mask back to the window's pixels; see ``Chip.full_size`` and ``pipeline``.
 
-Area of interest: ``aoi_mask`` is a coarse boolean raster over the scene (see
-``aoi_coarse_mask``); a chip is kept when any cell under it is set.
+Nothing of the grid is built chip by chip up front (``ChipGrid``): memory stays bounded
+whatever the raster size, and an area of interest costs only what it covers.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,38 +67,128 @@ def axis_offsets(dim: int, size: int, overlap: int = 0) -> list[int]:
     return [min(i * stride, dim - size) for i in range(n)]
 
 
-def chip_windows(
-    width: int,
-    height: int,
-    size: int = 224,
-    overlap: int = 0,
-    *,
-    aoi_mask: np.ndarray | None = None,
-) -> list[Chip]:
-    """All chips covering a ``width x height`` raster, row by row (ids 0, 1, ...).
+class ChipGrid:
+    """The chips over one raster, or over the part of it an area of interest touches, on demand.
 
-    ``aoi_mask``: coarse boolean array (rows, cols) over the whole raster; chips with no set
-    cell under them are left out (ids stay dense over the kept chips).
+    Nothing per chip is stored: the grid keeps the two axes' offsets (``axis_offsets``) and,
+    with an AOI, a keep-matrix over the chips of the AOI's bounding box only. So a
+    1,000,000 px square raster costs two lists of ~5,000 offsets, and an AOI on it costs what
+    the AOI covers. A chip's id is its grid position (``row * n_cols + col`` over the whole
+    raster): the same window has the same id whatever the AOI, and any chip can be rebuilt
+    from its id (a resumed run, a Ray task, ``revectorize``).
+
+    AOI: chips whose 16-px cells (``cell``, all-touched rasterisation) meet the AOI are kept;
+    ``aoi`` is a shapely geometry in the raster's CRS, ``transform`` the raster's transform.
     """
-    if width < 1 or height < 1:
-        raise ValueError(f"raster size must be positive, got {width}x{height}")
-    cols = axis_offsets(width, size, overlap)
-    rows = axis_offsets(height, size, overlap)
-    w, h = min(size, width), min(size, height)
-    if aoi_mask is not None:
-        aoi_mask = np.asarray(aoi_mask, bool)
-        fy = height / aoi_mask.shape[0]
-        fx = width / aoi_mask.shape[1]
-    chips: list[Chip] = []
-    for r in rows:
-        for c in cols:
-            if aoi_mask is not None:
-                r0, r1 = int(r / fy), max(int(r / fy) + 1, math.ceil((r + h) / fy))
-                c0, c1 = int(c / fx), max(int(c / fx) + 1, math.ceil((c + w) / fx))
-                if not aoi_mask[r0:r1, c0:c1].any():
-                    continue
-            chips.append(Chip(len(chips), Window(c, r, w, h), size))
-    return chips
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        size: int = 224,
+        overlap: int = 0,
+        *,
+        aoi: Any = None,
+        transform: Affine | None = None,
+        cell: int = 16,
+    ) -> None:
+        if width < 1 or height < 1:
+            raise ValueError(f"raster size must be positive, got {width}x{height}")
+        self.width, self.height, self.size, self.overlap = int(width), int(height), int(size), int(overlap)
+        self.cols = axis_offsets(self.width, self.size, self.overlap)
+        self.rows = axis_offsets(self.height, self.size, self.overlap)
+        self.chip_width, self.chip_height = min(self.size, self.width), min(self.size, self.height)
+        self._r = (0, len(self.rows))  # grid rows [i0, i1) and columns [j0, j1) that may hold chips
+        self._c = (0, len(self.cols))
+        self._keep: np.ndarray | None = None  # (i1 - i0, j1 - j0) bool, None: all kept
+        if aoi is not None:
+            if transform is None:
+                raise ValueError("an AOI needs the raster's transform")
+            self._select(aoi, transform, cell)
+
+    def _select(self, aoi: Any, transform: Affine, cell: int) -> None:
+        import shapely
+        from rasterio.features import rasterize
+
+        inverse = ~transform
+        px = shapely.transform(aoi, lambda xy: np.column_stack(inverse * (xy[:, 0], xy[:, 1])))
+        x0, y0, x1, y1 = px.bounds if not px.is_empty else (0, 0, -1, -1)
+        r0, r1 = max(0, math.floor(y0)), min(self.height, math.ceil(y1))
+        c0, c1 = max(0, math.floor(x0)), min(self.width, math.ceil(x1))
+        h, w = self.chip_height, self.chip_width
+        i0 = bisect.bisect_right(self.rows, r0 - h)  # first chip whose bottom is below r0
+        i1 = bisect.bisect_left(self.rows, r1)  # chips starting before r1
+        j0 = bisect.bisect_right(self.cols, c0 - w)
+        j1 = bisect.bisect_left(self.cols, c1)
+        if r1 <= r0 or c1 <= c0 or i1 <= i0 or j1 <= j0:
+            self._r = self._c = (0, 0)
+            self._keep = np.zeros((0, 0), bool)
+            return
+        R0, C0 = self.rows[i0], self.cols[j0]
+        R1, C1 = self.rows[i1 - 1] + h, self.cols[j1 - 1] + w
+        n_r, n_c = math.ceil((R1 - R0) / cell), math.ceil((C1 - C0) / cell)
+        coarse = transform * Affine.translation(C0, R0) * Affine.scale(cell)
+        cells = rasterize([(aoi, 1)], out_shape=(n_r, n_c), transform=coarse, all_touched=True, dtype="uint8")
+        # 2-D prefix sums: "any AOI cell under this chip" for every chip at once
+        csum = np.zeros((n_r + 1, n_c + 1), np.int64)
+        csum[1:, 1:] = cells.astype(np.int64).cumsum(0).cumsum(1)
+        ra = np.array([(r - R0) // cell for r in self.rows[i0:i1]])
+        rb = np.array([min(n_r, -(-(r + h - R0) // cell)) for r in self.rows[i0:i1]])
+        ca = np.array([(c - C0) // cell for c in self.cols[j0:j1]])
+        cb = np.array([min(n_c, -(-(c + w - C0) // cell)) for c in self.cols[j0:j1]])
+        hits = csum[rb][:, cb] - csum[ra][:, cb] - csum[rb][:, ca] + csum[ra][:, ca]
+        self._r, self._c, self._keep = (i0, i1), (j0, j1), hits > 0
+
+    # -- size and extent
+    def __len__(self) -> int:
+        if self._keep is not None:
+            return int(self._keep.sum())
+        return (self._r[1] - self._r[0]) * (self._c[1] - self._c[0])
+
+    @property
+    def n_cols(self) -> int:
+        """Columns of the whole raster's grid (ids are ``row * n_cols + col``)."""
+        return len(self.cols)
+
+    @property
+    def extent(self) -> Window | None:
+        """The window covered by the kept chips (the whole raster without an AOI); None when empty."""
+        if len(self) == 0:
+            return None
+        (i0, i1), (j0, j1) = self._r, self._c
+        if self._keep is not None:
+            rows, cols = np.flatnonzero(self._keep.any(1)), np.flatnonzero(self._keep.any(0))
+            i0, i1 = i0 + int(rows[0]), i0 + int(rows[-1]) + 1
+            j0, j1 = j0 + int(cols[0]), j0 + int(cols[-1]) + 1
+        r0, c0 = self.rows[i0], self.cols[j0]
+        return Window(
+            c0, r0, self.cols[j1 - 1] + self.chip_width - c0, self.rows[i1 - 1] + self.chip_height - r0
+        )
+
+    # -- chips
+    def chip(self, chip_id: int) -> Chip:
+        """The chip with this id (its window is computed, not looked up)."""
+        i, j = divmod(int(chip_id), self.n_cols)
+        if not (0 <= i < len(self.rows) and 0 <= j < self.n_cols):
+            raise ValueError(f"chip id {chip_id} is outside the {len(self.rows)}x{self.n_cols} grid")
+        return Chip(
+            int(chip_id), Window(self.cols[j], self.rows[i], self.chip_width, self.chip_height), self.size
+        )
+
+    def __iter__(self) -> Iterator[Chip]:
+        """Kept chips, row by row (ids increase)."""
+        (i0, i1), (j0, j1) = self._r, self._c
+        for i in range(i0, i1):
+            if self._keep is not None and not self._keep[i - i0].any():
+                continue
+            for j in range(j0, j1):
+                if self._keep is None or self._keep[i - i0, j - j0]:
+                    yield self.chip(i * self.n_cols + j)
+
+
+def chip_windows(width: int, height: int, size: int = 224, overlap: int = 0) -> list[Chip]:
+    """All chips covering a ``width x height`` raster, row by row (ids 0, 1, ...)."""
+    return list(ChipGrid(width, height, size, overlap))
 
 
 # ---------------------------------------------------------------- area of interest
@@ -168,17 +259,6 @@ def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
     return geom
-
-
-def aoi_coarse_mask(geom: Any, transform: Affine, width: int, height: int, *, cell: int = 16) -> np.ndarray:
-    """Rasterise an AOI (in the raster's CRS) on a grid of ``cell``-pixel cells, all touched."""
-    from rasterio.features import rasterize
-
-    rows, cols = math.ceil(height / cell), math.ceil(width / cell)
-    coarse = transform * Affine.scale(width / cols, height / rows)
-    return (
-        rasterize([(geom, 1)], out_shape=(rows, cols), transform=coarse, all_touched=True, dtype="uint8") > 0
-    )
 
 
 def window_footprint(window: Window, transform: Affine) -> Any:

@@ -18,10 +18,12 @@ preallocated with ``posix_fallocate`` so a full disk is a clean error at constru
 never a SIGBUS when a mapped page is first written. Disk use: 2 bytes per pixel (5 GB for
 50 000 px square), removed on close.
 
-Vote rule. A pixel is water when strictly more than half of the valid chips that cover it
-say water (``votes * 2 > coverage``). A tie (e.g. 1 of 2) is land: chip borders are where
-a model is least sure, and a strict majority never turns a single dissenting edge chip into
-water. Pixels no valid chip covered are nodata (255) and never water.
+Vote rule. By default a pixel is water when strictly more than half of the valid chips that
+cover it say water (``votes * 2 > coverage``). A tie (e.g. 1 of 2) is land: chip borders are
+where a model is least sure, and a strict majority never turns a single dissenting edge
+chip into water. ``vote="any"`` (one chip suffices: flood mapping, where a miss costs more
+than a false alarm) and ``vote="all"`` (unanimous) are the two other rules. Pixels no
+valid chip covered are nodata (255) and never water.
 
 ``uint8`` counts allow 255 chips over one pixel (a grid would need > 94% overlap to get
 there); more raises rather than wrapping silently.
@@ -34,8 +36,6 @@ import errno
 import math
 import mmap
 import os
-import shutil
-import tempfile
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,13 +44,15 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
-from .errors import OutputExistsError, PaliGemmaQgisError
+from .atomic import atomic_output, work_folder
+from .errors import PaliGemmaQgisError
 from .progress import Progress, check_cancelled
 
 WATER = 1
 LAND = 0
 NODATA = 255
 MAX_COVERAGE = 255
+VOTE_RULES = ("majority", "any", "all")
 _FAULT_AROUND = 64 << 10  # Linux maps up to this much around a faulting page
 _READ_STRIP = 256  # rows copied per step when reading counts
 _AREA_CELL = 16  # pixels per side of the cells on which pixel areas are evaluated
@@ -76,47 +78,6 @@ def _to_rasterio(crs: Any):
     from rasterio.crs import CRS
 
     return crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
-
-
-def _cleanup_files(paths: list[Path], folder: Path | None) -> None:
-    for p in paths:
-        with contextlib.suppress(OSError):
-            p.unlink()
-    if folder is not None:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, suffix: str = "") -> Iterator[Path]:
-    """Yield a temp path in the destination folder; move it onto ``path`` only on success.
-
-    Refuses an existing ``path`` unless ``overwrite`` (OutputExistsError). On any error the
-    temp file and its GDAL/SQLite side files are removed and the old output stays intact.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: output exists (ask to overwrite it to replace it)")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise PaliGemmaQgisError(f"{path}: cannot write, folder {folder} does not exist")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=folder)
-    except OSError as exc:
-        raise PaliGemmaQgisError(f"{path}: cannot write in {folder}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()  # GDAL drivers want to create the file themselves
-    side = [tmp.with_name(tmp.name + s) for s in ("-wal", "-shm", "-journal", ".aux.xml")]
-    try:
-        yield tmp
-        if not tmp.exists():
-            raise PaliGemmaQgisError(f"{path}: writer produced no file")
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise PaliGemmaQgisError(f"{path}: cannot replace output: {exc.strerror or exc}") from exc
-    finally:
-        _cleanup_files([tmp, *side], None)
 
 
 class _PixelArea:
@@ -233,29 +194,30 @@ class Mosaic:
     RESIDENT_BUDGET = 32 << 20  # bytes of mapped pages touched before they are dropped
 
     def __init__(
-        self, width: int, height: int, transform: Affine, crs: Any, workdir: str | os.PathLike | None = None
+        self,
+        width: int,
+        height: int,
+        transform: Affine,
+        crs: Any,
+        workdir: str | os.PathLike | None = None,
+        vote: str = "majority",
     ):
         if int(width) <= 0 or int(height) <= 0:
             raise ValueError(f"mosaic size must be positive, got {width}x{height}")
+        if vote not in VOTE_RULES:
+            raise ValueError(f"unknown vote rule {vote!r}; choose one of {', '.join(VOTE_RULES)}")
+        self.vote = vote
         self.width = int(width)
         self.height = int(height)
         self.transform = Affine(*tuple(transform)[:6])
         self.crs = _to_rasterio(crs)
-        if workdir is not None and not Path(workdir).is_dir():
-            raise PaliGemmaQgisError(f"{workdir}: work folder does not exist")
-        try:
-            self._dir = Path(tempfile.mkdtemp(prefix="paligemma_mosaic_", dir=workdir))
-        except OSError as exc:
-            raise PaliGemmaQgisError(
-                f"{workdir or tempfile.gettempdir()}: cannot create mosaic work folder: {exc}"
-            ) from exc
+        self._work = work_folder(workdir)  # also reclaims the folders of killed runs there
+        self._dir = self._work.path
         self._paths = [self._dir / "votes.u8", self._dir / "coverage.u8"]
         self._files: list[Any] = []
         self._maps: list[mmap.mmap] = []
         self._span: list[int] | None = None  # rows/cols added to since the last trim
-        self._finalizer = weakref.finalize(
-            self, Mosaic._release, self._maps, self._files, list(self._paths), self._dir
-        )
+        self._finalizer = weakref.finalize(self, Mosaic._release, self._maps, self._files, self._work)
         nbytes = self.width * self.height
         try:
             for p in self._paths:
@@ -272,7 +234,7 @@ class Mosaic:
 
     # -- life cycle ---------------------------------------------------------------------
     @staticmethod
-    def _release(maps: list[mmap.mmap], files: list[Any], paths: list[Path], folder: Path) -> None:
+    def _release(maps: list[mmap.mmap], files: list[Any], work: Any) -> None:
         for mm in maps:
             with contextlib.suppress(BufferError, OSError, ValueError):
                 mm.close()
@@ -281,7 +243,7 @@ class Mosaic:
             with contextlib.suppress(OSError):
                 f.close()
         files.clear()
-        _cleanup_files(paths, folder)
+        work.close()
 
     def close(self) -> None:
         """Delete the temp files (idempotent)."""
@@ -391,9 +353,14 @@ class Mosaic:
         return votes, cov
 
     def read_mask(self, window: Any) -> np.ndarray:
-        """Final uint8 mask for ``window``: 1 water (strict majority), 0 land, 255 nodata."""
+        """Final uint8 mask for ``window``: 1 water (by the vote rule), 0 land, 255 nodata."""
         votes, cov = self.read_counts(window)
-        out = (votes > (cov >> 1)).view(np.uint8)  # == votes * 2 > cov, without overflow
+        if self.vote == "majority":
+            out = (votes > (cov >> 1)).view(np.uint8)  # == votes * 2 > cov, without overflow
+        elif self.vote == "any":
+            out = (votes > 0).view(np.uint8)
+        else:  # all
+            out = (votes == cov).view(np.uint8)
         out[cov == 0] = NODATA
         return out
 

@@ -179,8 +179,10 @@ class RasterSource:
         green: int | None = None,
         nir: int | None = None,
         swir: int | None = None,
+        label: str | None = None,
     ) -> None:
-        self.path = str(path)
+        self._open_path = str(path)
+        self.path = label or str(path)  # how messages name the raster (a STAC VRT is XML text)
         self._init_args: dict[str, Any] = dict(
             bands=bands,
             preset=preset,
@@ -189,16 +191,18 @@ class RasterSource:
             green=green,
             nir=nir,
             swir=swir,
+            label=label,
         )
         if preset is not None and preset not in PRESETS:
             raise InputError(f"{path}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         self.preset = preset
-        if not Path(path).exists() and "://" not in self.path and not self.path.startswith("/vsi"):
-            raise InputError(f"{path}: raster file not found")
+        virtual = "://" in self._open_path or self._open_path.startswith(("/vsi", "<VRTDataset"))
+        if not virtual and not Path(path).exists():
+            raise InputError(f"{self.path}: raster file not found")
         try:
             self._file = rasterio.open(path)
         except rasterio.errors.RasterioIOError as exc:
-            raise InputError(f"{path}: cannot open as a raster ({exc})") from None
+            raise InputError(f"{self.path}: cannot open as a raster ({exc})") from None
         self._vrt: WarpedVRT | None = None
         try:
             self._setup(bands, preset, resolution, stretch, {"green": green, "nir": nir, "swir": swir})
@@ -374,6 +378,11 @@ class RasterSource:
                 lo[i], hi[i] = np.percentile(v, [lo_p, hi_p])
             if hi[i] <= lo[i]:
                 hi[i] = lo[i] + 1.0
+        self.set_stretch(lo, hi)
+
+    def set_stretch(self, lo: Sequence[float], hi: Sequence[float]) -> None:
+        """Use a known scene stretch (low, high per RGB band): another process reads the same chips."""
+        lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
         if self.dtype in _LUT_DTYPES:
             # Indexed by the raw 16 bits (an int16 array viewed as uint16): one np.take per band.
             values = np.arange(65536, dtype=np.uint16).view(self.dtype).astype(np.float64)
@@ -394,6 +403,11 @@ class RasterSource:
         if self._lo is None:
             return None
         return [(float(a), float(b)) for a, b in zip(self._lo, self._hi, strict=True)]
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The raster's metadata (default domain), e.g. for its acquisition date."""
+        return dict(self._file.tags())
 
     @property
     def bounds(self) -> BoundingBox:
@@ -548,7 +562,7 @@ class RasterSource:
         thread gets its own clone (the stretch is copied, never recomputed, so chips read
         through any clone are identical).
         """
-        other = RasterSource(self.path, **self._init_args)
+        other = RasterSource(self._open_path, **self._init_args)
         other._lo, other._hi, other._luts = self._lo, self._hi, self._luts
         return other
 
@@ -582,6 +596,7 @@ def open_raster(
     green: int | None = None,
     nir: int | None = None,
     swir: int | None = None,
+    label: str | None = None,
 ) -> RasterSource:
     """Open any GDAL raster with a CRS for windowed chip reading (see RasterSource).
 
@@ -598,4 +613,5 @@ def open_raster(
         green=green,
         nir=nir,
         swir=swir,
+        label=label,
     )

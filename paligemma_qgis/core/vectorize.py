@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_output
 from .errors import PaliGemmaQgisError
-from .mosaic import WATER, _to_pyproj, atomic_output
+from .mosaic import NODATA, WATER, _to_pyproj
 from .progress import Progress, check_cancelled
 
 _GROUP_DEG = 2.0  # size of the lon/lat cells that share one equal-area centre
@@ -184,6 +185,97 @@ def _empty_water_frame(crs: Any):
     return gdf
 
 
+def _trace(
+    mosaic: Any, block: int, progress: Progress | None, observed: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Water polygons (and the observed footprint's) of a mosaic in pixel coordinates, seams merged.
+
+    One pass over the mosaic's blocks serves both: water is ``== WATER``, observed is
+    ``!= NODATA`` (a valid pixel some segmented chip covered).
+    """
+    import shapely
+
+    width, height = int(mosaic.width), int(mosaic.height)
+    total = math.ceil(height / block) * math.ceil(width / block) + 1
+    inner: list[Any] = []
+    seam: list[Any] = []
+    seen: list[Any] = []
+    for i, (win, arr) in enumerate(mosaic.iter_blocks(block)):
+        check_cancelled(progress)
+        r0, c0 = int(win.row_off), int(win.col_off)
+        water = arr == WATER
+        if water.any():
+            r1, c1 = r0 + int(win.height), c0 + int(win.width)
+            pieces = _polygon_pieces(water, r0, c0)
+            b = shapely.bounds(np.array(pieces, dtype=object))
+            on_seam = (
+                ((b[:, 0] == c0) & (c0 > 0))
+                | ((b[:, 2] == c1) & (c1 < width))
+                | ((b[:, 1] == r0) & (r0 > 0))
+                | ((b[:, 3] == r1) & (r1 < height))
+            )
+            for p, s in zip(pieces, on_seam, strict=True):
+                (seam if s else inner).append(p)
+        if observed:
+            valid = arr != NODATA
+            if valid.all():
+                seen.append(shapely.box(c0, r0, c0 + int(win.width), r0 + int(win.height)))
+            elif valid.any():
+                seen.extend(_polygon_pieces(valid, r0, c0))
+        if progress is not None:
+            progress.report(i + 1, total, "vectorising water")
+    check_cancelled(progress)
+    polys = np.array(inner, dtype=object)
+    if seam:
+        merged = shapely.get_parts(shapely.union_all(np.array(seam, dtype=object)))
+        merged = merged[shapely.get_type_id(merged) == 3]  # polygons only
+        merged = shapely.simplify(merged, 0.0)  # drop collinear seam vertices (exact in pixel space)
+        polys = np.concatenate([polys, merged])
+    if progress is not None:
+        progress.report(total, total, "vectorising water")
+    footprint = None
+    if observed:
+        union = shapely.union_all(np.array(seen, dtype=object)) if seen else shapely.MultiPolygon()
+        footprint = shapely.get_parts(shapely.simplify(union, 0.0))
+        footprint = footprint[shapely.get_type_id(footprint) == 3]
+    return polys, footprint
+
+
+def _to_map(polys: np.ndarray, t: Any) -> np.ndarray:
+    """Pixel -> map coordinates (rotation included), canonical ring order and start vertex."""
+    import shapely
+
+    def to_map(xy: np.ndarray) -> np.ndarray:
+        col, row = xy[:, 0], xy[:, 1]
+        return np.column_stack([t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f])
+
+    return shapely.normalize(shapely.transform(polys, to_map))
+
+
+def vectorize_scene(
+    mosaic: Any,
+    *,
+    simplify: float = 0.0,
+    min_area_m2: float = 0.0,
+    label: str = "water",
+    progress: Progress | None = None,
+    block: int = 2048,
+) -> tuple[Any, Any]:
+    """(water polygons as ``vectorize_mosaic`` makes them, observed footprint as one geometry).
+
+    Both in the mosaic's CRS. The footprint is where the run decided water or land: the
+    pixels a segmented chip covered with valid data (nodata, skipped chips and pixels
+    outside an AOI are not in it), so a later comparison can tell "not water" from "not
+    seen". It is exact in pixel edges (no simplification, no minimum area).
+    """
+    import shapely
+
+    polys, footprint = _trace(mosaic, block, progress, observed=True)
+    water = _water_frame(mosaic, polys, simplify=simplify, min_area_m2=min_area_m2, label=label)
+    pieces = _to_map(footprint, mosaic.transform) if len(footprint) else footprint
+    return water, shapely.MultiPolygon(list(pieces)) if len(pieces) else shapely.MultiPolygon()
+
+
 def vectorize_mosaic(
     mosaic: Any,
     *,
@@ -202,59 +294,23 @@ def vectorize_mosaic(
     dropped (after simplification). ``out_crs``: output CRS (default: the raster's); areas
     are ground areas and do not depend on it. One row per polygon, ordered top to bottom.
     """
+    polys, _ = _trace(mosaic, block, progress, observed=False)
+    gdf = _water_frame(mosaic, polys, simplify=simplify, min_area_m2=min_area_m2, label=label)
+    return reproject_frame(gdf, out_crs)
+
+
+def _water_frame(mosaic: Any, polys: np.ndarray, *, simplify: float, min_area_m2: float, label: str):
     import geopandas as gpd
     import shapely
 
     src_crs = _to_pyproj(mosaic.crs)
-    width, height = int(mosaic.width), int(mosaic.height)
-    total = math.ceil(height / block) * math.ceil(width / block) + 1
-    inner: list[Any] = []
-    seam: list[Any] = []
-    for i, (win, arr) in enumerate(mosaic.iter_blocks(block)):
-        check_cancelled(progress)
-        water = arr == WATER
-        if water.any():
-            r0, c0 = int(win.row_off), int(win.col_off)
-            r1, c1 = r0 + int(win.height), c0 + int(win.width)
-            pieces = _polygon_pieces(water, r0, c0)
-            b = shapely.bounds(np.array(pieces, dtype=object))
-            on_seam = (
-                ((b[:, 0] == c0) & (c0 > 0))
-                | ((b[:, 2] == c1) & (c1 < width))
-                | ((b[:, 1] == r0) & (r0 > 0))
-                | ((b[:, 3] == r1) & (r1 < height))
-            )
-            for p, s in zip(pieces, on_seam, strict=True):
-                (seam if s else inner).append(p)
-        if progress is not None:
-            progress.report(i + 1, total, "vectorising water")
-    check_cancelled(progress)
-    polys = np.array(inner, dtype=object)
-    if seam:
-        merged = shapely.get_parts(shapely.union_all(np.array(seam, dtype=object)))
-        merged = merged[shapely.get_type_id(merged) == 3]  # polygons only
-        merged = shapely.simplify(merged, 0.0)  # drop collinear seam vertices (exact in pixel space)
-        polys = np.concatenate([polys, merged])
-    if progress is not None:
-        progress.report(total, total, "vectorising water")
     if polys.size == 0:
-        gdf = _empty_water_frame(src_crs)
-        if out_crs is not None:
-            gdf = gdf.to_crs(_to_pyproj(out_crs))
-        gdf.attrs["geometry_type"] = "Polygon"
-        return gdf
-
+        return _empty_water_frame(src_crs)
     b = shapely.bounds(polys)
     polys = polys[np.lexsort((b[:, 0], b[:, 1]))]  # top to bottom, then left to right
-    t = mosaic.transform
-
-    def to_map(xy: np.ndarray) -> np.ndarray:
-        col, row = xy[:, 0], xy[:, 1]
-        return np.column_stack([t.a * col + t.b * row + t.c, t.d * col + t.e * row + t.f])
-
     # canonical ring order and start vertex: same output whatever the block size, and
     # GEOS's Douglas-Peucker (which moves a ring's start vertex) behaves the same too
-    polys = shapely.normalize(shapely.transform(polys, to_map))
+    polys = _to_map(polys, mosaic.transform)
     if simplify > 0:
         polys = shapely.simplify(polys, simplify, preserve_topology=True)
         bad = ~shapely.is_valid(polys)
@@ -277,16 +333,30 @@ def vectorize_mosaic(
         geometry=geo[keep].reset_index(drop=True),
         crs=src_crs,
     )
-    if out_crs is not None:
-        dst = _to_pyproj(out_crs)
-        if len(gdf) and src_crs is not None:
-            _check_area_of_use(gdf.total_bounds, src_crs, dst, out_crs)
-        gdf = gdf.to_crs(dst)
-        if not np.isfinite(shapely.get_coordinates(gdf.geometry.values)).all():
-            raise PaliGemmaQgisError(
-                f"output CRS {out_crs} cannot hold the water polygons; choose another or keep the raster's"
-            )
     gdf.attrs["geometry_type"] = "Polygon"
+    return gdf
+
+
+def reproject_frame(gdf: Any, out_crs: Any):
+    """``gdf`` in ``out_crs`` (None: unchanged); refuses a CRS that cannot hold the polygons."""
+    import shapely
+
+    if out_crs is None:
+        return gdf
+    src_crs = _to_pyproj(gdf.crs)
+    dst = _to_pyproj(out_crs)
+    if src_crs is not None and src_crs == dst:
+        return gdf
+    if len(gdf) and src_crs is not None:
+        _check_area_of_use(gdf.total_bounds, src_crs, dst, out_crs)
+    geometry_type = gdf.attrs.get("geometry_type")
+    gdf = gdf.to_crs(dst)
+    if not np.isfinite(shapely.get_coordinates(gdf.geometry.values)).all():
+        raise PaliGemmaQgisError(
+            f"output CRS {out_crs} cannot hold the water polygons; choose another or keep the raster's"
+        )
+    if geometry_type:
+        gdf.attrs["geometry_type"] = geometry_type
     return gdf
 
 

@@ -69,6 +69,8 @@ def segment_job(
 ) -> dict:
     """A worker job for core.pipeline.segment_raster; unset (None/empty/0) values are left out."""
     options: dict = {"raster": raster, "output": output, "engine": engine, "overwrite": bool(overwrite)}
+    # A dialog has no --restart: an interrupted run of the same job continues, one of another is replaced.
+    options["restart_if_changed"] = True
     optional = {
         "bands": bands or None,
         "preset": preset or None,

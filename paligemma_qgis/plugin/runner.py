@@ -328,6 +328,9 @@ def _remove_partial(output: Path | None, output_existed: bool, temp_before: set[
     if not output_existed:
         for suffix in ("", "-journal", "-wal", "-shm"):
             Path(f"{output}{suffix}").unlink(missing_ok=True)
+    # The worker has ended: a lock it held is stale (its run journal, ".journal", is kept so
+    # that the same run continues where it stopped).
+    Path(f"{output}.lock").unlink(missing_ok=True)
     for temp in _temp_siblings(output) - temp_before:
         try:
             if temp.is_file():

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError
 from .base import ChipBatch, ChipResult, RasterBands
+from .text_decoder import ChipTextDecoder
 
 if TYPE_CHECKING:
     import torch
@@ -129,6 +129,7 @@ class PaliGemmaSegmenter:
         self.codec = codec
         self.chip_size = int(loaded.image_size)
         self.classes = parse_classes(classes)
+        self.decoder = ChipTextDecoder(codec, self.classes)
         self.prompt = build_prompt(self.classes)
         self.constrained = bool(constrained)
         self.max_objects = int(max_objects or DEFAULT_MAX_OBJECTS)
@@ -248,6 +249,11 @@ class PaliGemmaSegmenter:
 
     def segment(self, batch: ChipBatch) -> list[ChipResult]:
         rgb = np.asarray(batch.rgb)
+        return self.decoder.decode(self.generate_texts(batch), rgb.shape[1], rgb.shape[2])
+
+    def generate_texts(self, batch: ChipBatch) -> list[str | None]:
+        """The model's text for each chip (None for a chip without a valid pixel: not asked)."""
+        rgb = np.asarray(batch.rgb)
         if rgb.ndim != 4 or rgb.shape[-1] != 3:
             raise ValueError(f"ChipBatch.rgb must be (B, H, W, 3), got {rgb.shape}")
         n, height, width = rgb.shape[:3]
@@ -255,7 +261,7 @@ class PaliGemmaSegmenter:
             np.asarray(batch.valid, bool) if batch.valid is not None else np.ones((n, height, width), bool)
         )
         todo = [i for i in range(n) if valid[i].any()]
-        texts: dict[int, str] = {}
+        texts: list[str | None] = [None] * n
         start = 0
         while start < len(todo):
             idx = todo[start : start + self.batch_size]
@@ -269,7 +275,7 @@ class PaliGemmaSegmenter:
             for i, text in zip(idx, generated, strict=True):
                 texts[i] = text
             start += len(idx)
-        return self._results(texts, n, height, width)
+        return texts
 
     def _shrink_batch(self, tried: int, exc: BaseException) -> None:
         """Out of GPU memory: halve the batch for this and later calls; at 1 chip, give up."""
@@ -476,43 +482,4 @@ class PaliGemmaSegmenter:
 
     def check_objects(self, text: str) -> list[SegObject]:
         """Parse one chip's text; objects with a label that was not asked for are rejected."""
-        from ..tokens import parse_segmentation
-
-        wanted = {c.lower() for c in self.classes}
-        objects = parse_segmentation(text)
-        return [
-            replace(o, status=f"label {o.label!r} not asked for")
-            if o.accepted and o.label.lower() not in wanted
-            else o
-            for o in objects
-        ]
-
-    def _results(self, texts: dict[int, str], n: int, height: int, width: int) -> list[ChipResult]:
-        from ..masks import codes_array, paste_masks, usable_objects
-        from ..tokens import parse_summary
-
-        parsed = {i: self.check_objects(t) for i, t in texts.items()}
-        usable = {i: usable_objects(objs) for i, objs in parsed.items()}
-        all_codes = [codes_array(objs) for objs in parsed.values()]
-        codes = np.concatenate(all_codes) if all_codes else np.zeros((0, 16), np.int64)
-        decoded = self.codec.decode(codes) if len(codes) else np.zeros((0, 64, 64), np.float32)
-        results: list[ChipResult] = []
-        offset = 0
-        for i in range(n):
-            if i not in texts:
-                results.append(
-                    ChipResult(np.zeros((height, width), bool), "skipped: no valid pixels", None, [])
-                )
-                continue
-            objs, ok = parsed[i], usable[i]
-            water = paste_masks(ok, decoded[offset : offset + len(ok)], height, width)
-            offset += len(ok)
-            if not objs:
-                status = "empty"
-            elif all(o.accepted for o in objs):
-                status = "ok"
-            else:
-                status = parse_summary(objs)
-            records = [{"box": list(o.box), "label": o.label, "status": o.status} for o in objs]
-            results.append(ChipResult(water=water, status=status, text=texts[i], objects=records))
-        return results
+        return self.decoder.check_objects(text)

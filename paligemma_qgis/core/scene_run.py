@@ -1,0 +1,580 @@
+"""One scene in named stages, the same whichever executor runs them.
+
+    open_scene -> plan_scene -> scene_statistics -> segment_chips -> finish_scene
+                                                    (read -> segment -> journal -> mosaic)
+
+``run_scene`` strings them together for the local executor. The Ray executor calls the same
+stages from its tasks, split where the GPU sits: ``read_batch`` (CPU) -> the model actor's
+``generate_texts`` -> ``finish_from_texts`` (CPU: read validity, decode texts, mosaic,
+vectorise). ``revectorize`` is ``finish_from_texts`` over the texts stored in an output.
+The masks of a chip answered by the model and of one rebuilt from its journaled text are
+identical (same decoder, same paste), which is what makes resume and Ray exact.
+
+Orders that keep failures cheap: everything that can be wrong with a scene (bands, overlap,
+AOI, size) is found by ``plan_scene`` before its statistics are read or a chip is segmented.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .chip_reader import (
+    GDAL_CACHE_MB,
+    ChipData,
+    ChipReader,
+    block_cache_bytes,
+    read_chip,
+    reader_threads,
+)
+from .engine.base import ChipBatch, ChipResult
+from .errors import InputError
+from .grid import ChipGrid
+from .mosaic import MAX_COVERAGE
+from .progress import check_cancelled
+from .scenes import Scene, acquisition_date
+
+log = logging.getLogger(__name__)
+
+
+def is_text_engine(segmenter: Any) -> bool:
+    """Engines that answer in text (PaliGemma): their texts are journaled, masks rebuilt from them."""
+    return callable(getattr(segmenter, "generate_texts", None)) and hasattr(segmenter, "decoder")
+
+
+def describe(segmenter: Any) -> dict[str, Any]:
+    fn = getattr(segmenter, "describe", None)
+    try:
+        return dict(fn()) if callable(fn) else {}
+    except Exception:  # a summary must never fail a finished run
+        return {}
+
+
+# ----------------------------------------------------------------------------- plan
+@dataclass
+class ScenePlan:
+    """What a scene's chips need, picklable (Ray tasks rebuild their reader from it)."""
+
+    scene: Scene
+    raw_bands: list[int]
+    size: int
+    grid: ChipGrid
+    aoi: Any  # shapely geometry in the raster's CRS, or None
+    crs_wkt: str
+    transform: tuple[float, ...]
+    date: str | None
+    footprint: Any  # the raster's extent, a polygon in its CRS
+    stretch: list[tuple[float, float]] | None = None  # set by scene_statistics
+    min_valid_fraction: float = 0.05
+
+    @property
+    def n_chips(self) -> int:
+        return len(self.grid)
+
+
+def open_scene(scene: Scene, options: Any) -> Any:
+    """The scene's raster with the run's band choice (errors name the scene as the user gave it)."""
+    from .raster import open_raster
+
+    return open_raster(
+        scene.path,
+        bands=options.bands,
+        preset=options.preset,
+        resolution=options.resolution,
+        stretch=options.stretch,
+        green=options.green,
+        nir=options.nir,
+        swir=options.swir,
+        label=scene.source,
+    )
+
+
+def max_chips_per_pixel(width: int, height: int, size: int, overlap: int) -> int:
+    """Most chips over any one pixel: the product of the two axes' maxima (the grid is separable)."""
+    from .grid import axis_offsets
+
+    most = 1
+    for dim in (width, height):
+        count = np.zeros(dim + 1, np.int64)
+        for off in axis_offsets(dim, size, overlap):
+            count[off] += 1
+            count[min(off + size, dim)] -= 1
+        most *= int(np.cumsum(count).max())
+    return most
+
+
+def plan_scene(src: Any, segmenter: Any, options: Any, scene: Scene) -> ScenePlan:
+    """Bands, chip grid and AOI of one scene; every check that needs the raster, before any read."""
+    from .grid import load_aoi, window_footprint
+    from .raster import Window
+
+    try:
+        raw_bands = [int(b) for b in segmenter.bands_needed(src.raster_bands)]
+    except InputError as exc:
+        raise InputError(f"{src.path}: {exc}") from None
+    for b in raw_bands:
+        if not 1 <= b <= src.count:
+            raise InputError(f"{src.path}: band {b} does not exist (the raster has {src.count} bands)")
+    size = int(segmenter.chip_size)
+    if not 0 <= options.overlap < size:
+        raise InputError(f"overlap must be between 0 and {size - 1} pixels, got {options.overlap}")
+    if options.simplify > 0 and src.crs.is_geographic and options.simplify > 100 * abs(src.res[0]):
+        raise InputError(
+            f"{src.path}: simplify tolerance {options.simplify} is in degrees for this raster "
+            f"({src.crs}), over 100 pixels; a tolerance in metres needs a projected raster"
+        )
+    aoi = None
+    if options.aoi is not None and options.aoi != "":
+        aoi = load_aoi(options.aoi, src.crs, options.aoi_crs)
+    grid = ChipGrid(src.width, src.height, size, options.overlap, aoi=aoi, transform=src.transform)
+    extent = grid.extent
+    if extent is None:
+        raise InputError(f"{options.aoi}: the area of interest does not overlap {src.path}")
+    pixels = int(extent.width) * int(extent.height)
+    if pixels > options.max_pixels:
+        raise InputError(
+            f"{src.path}: {int(extent.width):,} x {int(extent.height):,} px to map is more than the "
+            f"{options.max_pixels:,.0f} px limit; map part of it with --aoi, or raise --max-pixels"
+        )
+    stack = max_chips_per_pixel(int(extent.width), int(extent.height), size, options.overlap)
+    if stack > MAX_COVERAGE:
+        raise InputError(
+            f"overlap {options.overlap} is too large: {stack} chips would cover one pixel "
+            f"(at most {MAX_COVERAGE}); use an overlap below about {size // 2}"
+        )
+    return ScenePlan(
+        scene=scene,
+        raw_bands=raw_bands,
+        size=size,
+        grid=grid,
+        aoi=aoi,
+        crs_wkt=src.crs.to_wkt(),
+        transform=tuple(src.transform)[:6],
+        date=scene.date or acquisition_date(src.tags),
+        footprint=window_footprint(Window(0, 0, src.width, src.height), src.transform),
+        min_valid_fraction=options.min_valid_fraction,
+    )
+
+
+def scene_statistics(src: Any, segmenter: Any, plan: ScenePlan) -> None:
+    """One decimated read: the scene-wide 8-bit stretch and the segmenter's ``prepare`` (e.g. Otsu)."""
+    raw, rgb, valid = src.read_sample(plan.raw_bands)
+    if not valid.any():
+        raise InputError(f"{src.path}: the raster has no valid pixels (all nodata)")
+    segmenter.prepare(ChipBatch(raw=raw[None], rgb=rgb[None], valid=valid[None], ids=[-1]))
+    plan.stretch = src.stretch
+
+
+# ----------------------------------------------------------------------------- chips
+def _back_to_window(arr: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Undo a nearest resample of an (h, w) window to a (size, size) chip, pixel for pixel.
+
+    GDAL's nearest takes source row floor((i + 0.5) * h / size) for chip row i; picking
+    chip row floor((r + 0.5) * size / h) for source row r lands back on r exactly.
+    """
+    size_h, size_w = arr.shape
+    rows = ((np.arange(h) + 0.5) * size_h / h).astype(np.int64)
+    cols = ((np.arange(w) + 0.5) * size_w / w).astype(np.int64)
+    return arr[np.ix_(rows, cols)]
+
+
+def chip_record(chip: Any, status: str, text: str | None = None, n_objects: int = 0) -> dict[str, Any]:
+    return {"chip_id": chip.id, "window": chip.window, "status": status, "text": text, "n_objects": n_objects}
+
+
+def skipped_record(data: ChipData) -> dict[str, Any]:
+    return chip_record(data.chip, f"skipped: {data.fraction:.1%} valid")
+
+
+def is_skipped(data: ChipData, min_valid_fraction: float) -> bool:
+    return data.fraction < min_valid_fraction or data.fraction == 0
+
+
+def add_result(mosaic: Any, plan: ScenePlan, data: ChipData, res: ChipResult) -> dict[str, Any]:
+    """Put one chip's answer into the mosaic (only where the chip has valid data); its record."""
+    from rasterio.windows import Window
+
+    valid = data.valid
+    water = np.asarray(res.water, dtype=bool)
+    if water.shape != valid.shape:
+        raise RuntimeError(f"segmenter returned a {water.shape} mask for a {valid.shape} chip {data.chip.id}")
+    water = water & valid
+    w = data.chip.window
+    h, wd = int(w.height), int(w.width)
+    if (h, wd) != valid.shape:  # a raster smaller than a chip, read resampled
+        water, valid = _back_to_window(water, h, wd), _back_to_window(valid, h, wd)
+    ext = plan.grid.extent
+    local = Window(int(w.col_off) - int(ext.col_off), int(w.row_off) - int(ext.row_off), wd, h)
+    mosaic.add(local, water, valid)
+    return chip_record(data.chip, res.status, res.text, len(res.objects or []))
+
+
+def batch_of(items: list[ChipData]) -> ChipBatch:
+    return ChipBatch(
+        raw=np.stack([d.raw for d in items]),
+        rgb=np.stack([d.rgb for d in items]),
+        valid=np.stack([d.valid for d in items]),
+        ids=[d.chip.id for d in items],
+    )
+
+
+def _check_count(segmenter: Any, results: list, n: int) -> None:
+    if len(results) != n:
+        raise RuntimeError(
+            f"{getattr(segmenter, 'name', 'segmenter')} returned {len(results)} results for {n} chips"
+        )
+
+
+@dataclass
+class ChipTally:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    segmented: int = 0  # chips with an answer (from the model, or from the journal)
+    skipped: int = 0
+    from_journal: int = 0  # answers rebuilt from journaled text (not asked again)
+    seconds: float = 0.0
+
+
+def segment_chips(
+    src: Any,
+    plan: ScenePlan,
+    segmenter: Any,
+    mosaic: Any,
+    *,
+    batch_size: int,
+    known: dict[int, str] | None = None,
+    journal_texts: Callable[[list[tuple[int, str]]], None] | None = None,
+    advance: Callable[[int], None] = lambda n: None,
+) -> ChipTally:
+    """Read every chip, segment it (or rebuild its answer from ``known`` text), add it to the mosaic.
+
+    Text engines: each batch's texts go to ``journal_texts`` before their masks are made, so
+    a kill loses at most the batch in flight. ``advance(n)`` reports chips done and is where
+    the caller checks for cancellation.
+    """
+    known = known or {}
+    text = is_text_engine(segmenter)
+    tally = ChipTally()
+    t0 = time.perf_counter()
+    size = plan.size
+
+    def finish(items: list[ChipData], results: list[ChipResult]) -> None:
+        _check_count(segmenter, results, len(items))
+        for data, res in zip(items, results, strict=True):
+            tally.records.append(add_result(mosaic, plan, data, res))
+        tally.segmented += len(items)
+        advance(len(items))
+
+    def run_model(items: list[ChipData]) -> None:
+        batch = batch_of(items)
+        if text:
+            texts = segmenter.generate_texts(batch)
+            _check_count(segmenter, texts, len(items))
+            if journal_texts is not None:
+                journal_texts([(d.chip.id, t) for d, t in zip(items, texts, strict=True) if t is not None])
+            finish(items, segmenter.decoder.decode(texts, size, size))
+        else:
+            finish(items, segmenter.segment(batch))
+
+    def replay(items: list[ChipData]) -> None:
+        finish(items, segmenter.decoder.decode([known[d.chip.id] for d in items], size, size))
+        tally.from_journal += len(items)
+
+    with ChipReader(
+        src, plan.grid, plan.raw_bands, size, plan.aoi, depth=2 * batch_size, workers=reader_threads()
+    ) as reader:
+        todo: list[ChipData] = []
+        rebuilt: list[ChipData] = []
+        for data in reader:
+            if is_skipped(data, plan.min_valid_fraction):
+                tally.records.append(skipped_record(data))
+                tally.skipped += 1
+                if tally.skipped % 64 == 0:
+                    advance(64)
+                continue
+            queue, run = (rebuilt, replay) if text and data.chip.id in known else (todo, run_model)
+            queue.append(data)
+            if len(queue) >= batch_size:
+                run(list(queue))
+                queue.clear()
+        for queue, run in ((todo, run_model), (rebuilt, replay)):
+            if queue:
+                run(list(queue))
+        advance(tally.skipped % 64)
+    tally.seconds = time.perf_counter() - t0
+    return tally
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass
+class SceneResult:
+    """A finished (or failed) scene: what the output and the journal keep of it."""
+
+    scene: Scene
+    status: str  # "done" or "failed"
+    error: str | None = None
+    date: str | None = None
+    crs_wkt: str | None = None
+    transform: tuple[float, ...] | None = None
+    water: Any = None  # GeoDataFrame in the scene's CRS
+    observed: Any = None  # shapely geometry in the scene's CRS
+    footprint: Any = None  # the raster's extent in its CRS
+    records: list[dict[str, Any]] = field(default_factory=list)
+    chips: int = 0
+    skipped: int = 0
+    from_journal: int = 0
+    read_errors: int = 0
+    seconds: float = 0.0
+    chip_seconds: float = 0.0
+    water_area_m2: float = 0.0
+    observed_area_m2: float = 0.0
+    engine: dict[str, Any] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """Plain values and WKB only (no library objects): a journal outlives nothing but stays readable."""
+        import shapely
+
+        d = dict(vars(self))
+        d["scene"] = vars(self.scene)
+        if self.water is not None:
+            d["water"] = {
+                "wkb": list(shapely.to_wkb(self.water.geometry.values)),
+                "columns": {c: self.water[c].tolist() for c in self.water.columns if c != "geometry"},
+                "crs": self.crs_wkt,
+            }
+        for key in ("observed", "footprint"):
+            d[key] = None if getattr(self, key) is None else shapely.to_wkb(getattr(self, key))
+        d["records"] = [
+            {
+                **r,
+                "window": (
+                    int(r["window"].col_off),
+                    int(r["window"].row_off),
+                    int(r["window"].width),
+                    int(r["window"].height),
+                ),
+            }
+            for r in self.records
+        ]
+        return pickle.dumps(d, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> SceneResult:
+        import geopandas as gpd
+        import shapely
+        from rasterio.windows import Window
+
+        d = pickle.loads(blob)  # noqa: S301 - our own journal, written by this process's code
+        d["scene"] = Scene(**d["scene"])
+        if d["water"] is not None:
+            w = d["water"]
+            d["water"] = gpd.GeoDataFrame(
+                w["columns"], geometry=gpd.GeoSeries(shapely.from_wkb(w["wkb"]), crs=w["crs"])
+            )
+            d["water"].attrs["geometry_type"] = "Polygon"
+        for key in ("observed", "footprint"):
+            d[key] = None if d[key] is None else shapely.from_wkb(d[key])
+        d["records"] = [{**r, "window": Window(*r["window"])} for r in d["records"]]
+        return cls(**d)
+
+
+def failed_result(
+    scene: Scene, exc: BaseException, seconds: float = 0.0, plan: ScenePlan | None = None
+) -> SceneResult:
+    from .errors import PaliGemmaQgisError
+
+    text = str(exc) if isinstance(exc, PaliGemmaQgisError) else f"{type(exc).__name__}: {exc}"
+    return SceneResult(
+        scene=scene,
+        status="failed",
+        error=text,
+        date=plan.date if plan else scene.date,
+        crs_wkt=plan.crs_wkt if plan else None,
+        footprint=plan.footprint if plan else None,
+        seconds=seconds,
+    )
+
+
+def finish_scene(
+    mosaic: Any,
+    plan: ScenePlan,
+    options: Any,
+    tally: ChipTally,
+    segmenter: Any,
+    seconds: float,
+    progress: Any = None,
+) -> SceneResult:
+    """Vectorise a scene's mosaic (water and observed footprint) into its result."""
+    import geopandas as gpd
+
+    from .vectorize import metric_area_perimeter, vectorize_scene
+
+    water, observed = vectorize_scene(
+        mosaic, simplify=options.simplify, min_area_m2=options.min_area_m2, progress=progress
+    )
+    observed_m2 = (
+        float(metric_area_perimeter(gpd.GeoSeries([observed], crs=water.crs))[0][0])
+        if not observed.is_empty
+        else 0.0
+    )
+    tally.records.sort(key=lambda r: r["chip_id"])
+    return SceneResult(
+        scene=plan.scene,
+        status="done",
+        date=plan.date,
+        crs_wkt=plan.crs_wkt,
+        transform=plan.transform,
+        water=water,
+        observed=observed,
+        footprint=plan.footprint,
+        records=tally.records,
+        chips=tally.segmented,
+        skipped=tally.skipped,
+        from_journal=tally.from_journal,
+        seconds=seconds,
+        chip_seconds=tally.seconds,
+        water_area_m2=float(water["area_m2"].sum()) if len(water) else 0.0,
+        observed_area_m2=observed_m2,
+        engine=describe(segmenter),
+    )
+
+
+def scene_mosaic(plan: ScenePlan, options: Any) -> Any:
+    """The scene's disk-backed mosaic over the chips' extent (an AOI's part of a huge raster)."""
+    from affine import Affine
+    from rasterio.windows import transform as window_transform
+
+    from .mosaic import Mosaic
+
+    ext = plan.grid.extent
+    t = window_transform(ext, Affine(*plan.transform))
+    return Mosaic(
+        int(ext.width), int(ext.height), t, plan.crs_wkt, workdir=options.workdir, vote=options.vote
+    )
+
+
+def gdal_env(src: Any, size: int) -> dict[str, Any]:
+    """GDAL's block cache for a run: a few tile rows are all a chip row needs (default: 5% of RAM)."""
+    if os.environ.get("GDAL_CACHEMAX"):
+        return {}
+    return {"GDAL_CACHEMAX": max(GDAL_CACHE_MB << 20, block_cache_bytes(src, size))}
+
+
+# ----------------------------------------------------------------------------- local executor's scene
+def run_scene(
+    scene: Scene,
+    options: Any,
+    segmenter_for: Callable[[dict[str, int]], Any],
+    *,
+    known: dict[int, str] | None = None,
+    journal_texts: Callable[[list[tuple[int, str]]], None] | None = None,
+    advance: Callable[[int], None] = lambda n: None,
+    progress: Any = None,
+) -> SceneResult:
+    """All stages of one scene in this process (the local executor)."""
+    import rasterio
+
+    t0 = time.perf_counter()
+    with open_scene(scene, options) as src:
+        segmenter = segmenter_for(src.band_roles)
+        plan = plan_scene(src, segmenter, options, scene)
+        check_cancelled(progress)
+        with rasterio.Env(**gdal_env(src, plan.size)):
+            scene_statistics(src, segmenter, plan)
+            check_cancelled(progress)
+            batch_size = int(options.batch_size or getattr(segmenter, "batch_size", None) or 8)
+            with scene_mosaic(plan, options) as mosaic:
+                tally = segment_chips(
+                    src,
+                    plan,
+                    segmenter,
+                    mosaic,
+                    batch_size=batch_size,
+                    known=known,
+                    journal_texts=journal_texts,
+                    advance=advance,
+                )
+                result = finish_scene(
+                    mosaic, plan, options, tally, segmenter, time.perf_counter() - t0, progress
+                )
+                result.read_errors = int(getattr(src, "read_errors", 0) or 0)
+                if options.mask_tif:
+                    mosaic.write_mask_tif(options.mask_tif, overwrite=True, progress=progress)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+# ----------------------------------------------------------------------------- text path (Ray, revectorize)
+def read_batch(
+    plan: ScenePlan, options: Any, chip_ids: Iterable[int]
+) -> tuple[list[ChipData], list[dict[str, Any]]]:
+    """Read chips by id in any process: (chips to segment, records of skipped chips)."""
+    todo, skipped = [], []
+    with open_scene(plan.scene, options) as src:
+        if plan.stretch is not None:
+            src.set_stretch(*zip(*plan.stretch, strict=True))
+        for cid in chip_ids:
+            data = read_chip(src, plan.grid.chip(cid), plan.raw_bands, plan.size, plan.aoi)
+            if is_skipped(data, plan.min_valid_fraction):
+                skipped.append(skipped_record(data))
+            else:
+                todo.append(data)
+    return todo, skipped
+
+
+def finish_from_texts(
+    plan: ScenePlan,
+    options: Any,
+    texts: dict[int, str | None],
+    decoder: Any,
+    seconds: float = 0.0,
+    engine: dict | None = None,
+) -> SceneResult:
+    """A scene's result from its chips' texts: read validity, decode, mosaic, vectorise (no model).
+
+    Chips without a text (not in ``texts``, or None) are re-read and skipped exactly as the
+    run skipped them (too little valid data), so the result equals the run's own.
+    """
+    import rasterio
+
+    t0 = time.perf_counter()
+    tally = ChipTally()
+    with open_scene(plan.scene, options) as src:
+        if plan.stretch is not None:
+            src.set_stretch(*zip(*plan.stretch, strict=True))
+        with rasterio.Env(**gdal_env(src, plan.size)), scene_mosaic(plan, options) as mosaic:
+            items: list[ChipData] = []
+
+            def flush() -> None:
+                results = decoder.decode([texts.get(d.chip.id) for d in items], plan.size, plan.size)
+                for data, res in zip(items, results, strict=True):
+                    tally.records.append(add_result(mosaic, plan, data, res))
+                tally.segmented += len(items)
+                items.clear()
+
+            with ChipReader(
+                src, plan.grid, plan.raw_bands, plan.size, plan.aoi, depth=64, workers=reader_threads()
+            ) as reader:
+                for data in reader:
+                    if is_skipped(data, plan.min_valid_fraction):
+                        tally.records.append(skipped_record(data))
+                        tally.skipped += 1
+                        continue
+                    items.append(data)
+                    if len(items) >= 64:
+                        flush()
+                if items:
+                    flush()
+            tally.seconds = time.perf_counter() - t0
+            result = finish_scene(mosaic, plan, options, tally, None, seconds + time.perf_counter() - t0)
+            result.read_errors = int(getattr(src, "read_errors", 0) or 0)
+            if options.mask_tif:
+                mosaic.write_mask_tif(options.mask_tif, overwrite=True)
+    result.engine = dict(engine or {})
+    return result
