@@ -14,7 +14,7 @@ from pyproj import Transformer
 from shapely import affinity
 from shapely.geometry import Point, box
 from synthetic_rasters import equal_area_m2, make_scene
-from water_series import SceneTruth, write_run
+from water_series import SceneTruth, as_single_scene_output, write_run
 
 from paligemma_qgis.cli import main
 from paligemma_qgis.core.change import ChangeOptions, water_change
@@ -250,23 +250,63 @@ def test_reference_water_makes_the_flood_the_new_water(tmp_path):
     assert summary.areas_m2["unknown"] == pytest.approx(m2["outside"], rel=1e-6)
 
 
-def test_single_scene_output_without_its_raster_uses_the_chips_and_says_so(tmp_path):
+def test_outputs_from_before_region_runs_rebuild_the_same_footprint(tmp_path):
+    """A single-scene output without a scenes layer: its footprint is rebuilt from the raster
+    (valid pixels inside the segmented chips), which gives what the scenes layer says; without
+    the raster, the chips alone, and a note says so."""
     before, after = _scenes(tmp_path, hole=(370, 70, 430, 130))
-    gpkgs = []
+    current, legacy = [], []
     for scene in (before, after):
         gpkg = tmp_path / f"{scene.path.stem}.gpkg"
         segment_raster(SegmentOptions(raster=str(scene.path), output=str(gpkg), **NAIP))
-        gpkgs.append(gpkg)
-    with_raster = water_change(
-        ChangeOptions(before=str(gpkgs[0]), after=str(gpkgs[1]), output=str(tmp_path / "a.gpkg"))
+        current.append(gpkg)
+        legacy.append(as_single_scene_output(gpkg, tmp_path / f"{scene.path.stem}_old.gpkg"))
+    assert "scenes" not in dict(pyogrio.list_layers(legacy[1]))
+    exact = water_change(
+        ChangeOptions(before=str(current[0]), after=str(current[1]), output=str(tmp_path / "a.gpkg"))
     )
-    assert with_raster.areas_m2["lost"] == 0 and with_raster.notes == []
+    rebuilt = water_change(
+        ChangeOptions(before=str(legacy[0]), after=str(legacy[1]), output=str(tmp_path / "b.gpkg"))
+    )
+    assert rebuilt.notes == [] and rebuilt.areas_m2["lost"] == 0
+    assert rebuilt.areas_m2 == pytest.approx(exact.areas_m2, rel=1e-9)
+    assert rebuilt.observed_m2 == pytest.approx(exact.observed_m2, rel=1e-9)
     after.path.unlink()  # the raster is gone: the footprint falls back to the segmented chips
     without = water_change(
-        ChangeOptions(before=str(gpkgs[0]), after=str(gpkgs[1]), output=str(tmp_path / "b.gpkg"))
+        ChangeOptions(before=str(legacy[0]), after=str(legacy[1]), output=str(tmp_path / "c.gpkg"))
     )
     assert any("footprint taken as the segmented chips" in n for n in without.notes)
     assert without.areas_m2["lost"] > 0  # the hole now reads as observed land: the documented limit
+    # the region-run output does not need its raster
+    again = water_change(
+        ChangeOptions(before=str(current[0]), after=str(current[1]), output=str(tmp_path / "d.gpkg"))
+    )
+    assert again.areas_m2 == exact.areas_m2 and again.notes == []
+
+
+def test_one_segment_run_over_dated_rasters_compared_with_itself(tmp_path):
+    """A real region run (segment over two rasters dated by their names), compared 2019 -> 2020."""
+    before, after = _scenes(tmp_path)
+    dated = []
+    for scene, name in ((before, "lake_20190601.tif"), (after, "lake_20200601.tif")):
+        dated.append(scene.path.rename(tmp_path / name))
+    run = tmp_path / "run.gpkg"
+    segment_raster(SegmentOptions(raster=[str(p) for p in dated], output=str(run), **NAIP))
+    summary = water_change(
+        ChangeOptions(
+            before=str(run),
+            after=str(run),
+            output=str(tmp_path / "c.gpkg"),
+            before_date="2019",
+            after_date="2020",
+        )
+    )
+    px = _pixel_area(before)
+    wb, wa = before.water_mask(), after.water_mask()
+    assert (summary.before_date, summary.after_date) == ("2019-06-01", "2020-06-01")
+    assert summary.areas_m2["gained"] == pytest.approx((wa & ~wb).sum() * px, rel=0.01)
+    assert summary.areas_m2["lost"] == pytest.approx((wb & ~wa).sum() * px, rel=0.01)
+    assert summary.areas_m2["persistent"] == pytest.approx((wa & wb).sum() * px, rel=0.01)
 
 
 def test_bad_inputs_and_existing_output_are_refused_by_name(tmp_path):
@@ -295,7 +335,9 @@ def test_bad_inputs_and_existing_output_are_refused_by_name(tmp_path):
         )
     plain = tmp_path / "plain.geojson"
     gpd.GeoDataFrame(geometry=[lake1], crs="EPSG:32633").to_file(plain, driver="GeoJSON")
-    with pytest.raises(InputError, match="plain.geojson: no 'water' layer"):
+    with pytest.raises(
+        InputError, match="plain.geojson: before must be a GeoPackage written by segment, or a raster"
+    ):
         water_change(ChangeOptions(before=str(plain), after=str(run), output=str(out), overwrite=True))
 
 

@@ -247,3 +247,45 @@ def test_cancel_leaves_no_output(run_gpkg, tmp_path):
                 inputs=[str(run_gpkg)], output=str(tmp_path / "o.tif"), classes=str(run_gpkg), overwrite=True
             )
         )
+
+
+def test_a_real_segment_run_over_six_dated_rasters(tmp_path):
+    """segment over six dated synthetic scenes (one with a nodata hole), then occurrence: the
+    counts are the truth masks' counts, pixel for pixel (same grid, no resampling)."""
+    from shapely.geometry import Point, box
+    from synthetic_rasters import make_scene
+
+    from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+
+    lake, seasonal, pond = Point(60, 60).buffer(40, 64), box(140, 30, 220, 90), Point(180, 160).buffer(18, 32)
+    plan = [[lake, seasonal], [lake, seasonal], [lake, seasonal], [lake], [lake, pond], [lake]]
+    hole = (20, 20, 80, 60)  # cols 20-80, rows 20-60: a cloud masked as nodata on the fourth date
+    counts = np.zeros((200, 240), int)
+    waters = np.zeros((200, 240), int)
+    paths = []
+    for i, water in enumerate(plan):
+        scene = make_scene(
+            tmp_path / f"lake_2021{i + 1:02d}15.tif", width=240, height=200, water_px=water, seed=i
+        )
+        valid = np.ones((200, 240), bool)
+        if i == 3:
+            with rasterio.open(scene.path, "r+") as ds:
+                data = ds.read()
+                data[:, hole[1] : hole[3], hole[0] : hole[2]] = 0
+                ds.write(data)
+            valid[hole[1] : hole[3], hole[0] : hole[2]] = False
+        counts += valid
+        waters += scene.water_mask() & valid
+        paths.append(str(scene.path))
+    run = tmp_path / "run.gpkg"
+    segment_raster(SegmentOptions(raster=paths, output=str(run), engine="water-index", preset="naip"))
+    summary = water_occurrence(OccurrenceOptions(inputs=[str(run)], output=str(tmp_path / "occ.tif")))
+    assert summary.observations == 6 and summary.dates[0] == "2021-01-15"
+    bands, facts = _read(tmp_path / "occ.tif")
+    assert (facts.res, summary.width, summary.height) == ((10.0, 10.0), 240, 200)
+    np.testing.assert_array_equal(bands[1], counts)
+    np.testing.assert_array_equal(bands[2], waters)
+    assert (
+        bands[0][60, 60] == 100 and bands[0][60, 180] == 50 and bands[0][160, 180] == pytest.approx(100 / 6)
+    )
+    assert bands[0][40, 50] == 100 and bands[1][40, 50] == 5  # the lake under the cloud: five of five

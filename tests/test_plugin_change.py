@@ -131,3 +131,29 @@ def test_water_occurrence_raster_ramp_and_classes(provider, clean_project, tmp_p
     assert raster.dataProvider().sample(raster.extent().center(), 1)[0] in (0.0, 100.0, 50.0, 60.0)
     (permanent,) = clean_project.mapLayersByName("permanent")
     assert permanent.featureCount() == 1
+
+
+def test_water_change_segments_raster_inputs_in_the_worker(provider, clean_project, tmp_path):
+    import processing
+    from shapely.geometry import Point
+    from synthetic_rasters import make_scene
+
+    before = make_scene(tmp_path / "before.tif", width=300, height=250, water_px=[Point(150, 120).buffer(50)])
+    after = make_scene(
+        tmp_path / "after.tif", width=300, height=250, water_px=[Point(150, 120).buffer(80)], seed=1
+    )
+    result = processing.run(
+        "paligemma:water_change",
+        {
+            "BEFORE": str(before.path),
+            "AFTER": str(after.path),
+            "ENGINE": 1,  # water index
+            "BANDS": "naip",
+            "OUTPUT": str(tmp_path / "change.gpkg"),
+        },
+    )
+    ring = (after.water_mask() & ~before.water_mask()).sum() * 100 / 0.9996**2 / 1e6
+    assert result["GAINED_KM2"] == pytest.approx(ring, rel=0.01)
+    assert result["LOST_KM2"] == 0
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".aux.xml"))  # QGIS's own
+    assert left == ["after.tif", "before.tif", "change.gpkg"]  # no temporary segment outputs

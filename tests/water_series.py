@@ -110,3 +110,17 @@ def write_run(
     layers["run"] = pd.DataFrame({"key": ["tool"], "value": ["tests.water_series"]})
     write_geopackage(path, layers, overwrite=True)
     return path
+
+
+def as_single_scene_output(src: str | Path, dst: str | Path) -> Path:
+    """A copy of a ``segment`` output as segment wrote it before region runs: layers water
+    (label, area_m2, perimeter_m), chips and run, no scenes layer, no scene/date columns."""
+    import pyogrio
+
+    dst = Path(dst)
+    water = gpd.read_file(src, layer="water").drop(columns=["scene", "date"], errors="ignore")
+    chips = gpd.read_file(src, layer="chips").drop(columns=["scene", "date"], errors="ignore")
+    water.attrs["geometry_type"] = chips.attrs["geometry_type"] = "Polygon"
+    run = pyogrio.read_dataframe(src, layer="run")
+    write_geopackage(dst, {"water": water, "chips": chips, "run": run}, overwrite=True)
+    return dst

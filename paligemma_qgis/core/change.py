@@ -10,6 +10,9 @@ area of interest), can anything be said:
     unknown    = water on one date where the other did not look (nodata, cloud hole,
                  outside its scene or area of interest): never counted as gain or loss
 
+A map of several dates (a region run over a season) is water where any of its scenes saw
+water, and observed where any of them looked.
+
 With ``reference`` (for example the permanent class of ``occurrence``), its water is water
 before: flood = AFTER − reference. A reference with no footprint of its own is complete,
 so "dry" wherever it has no polygon.
@@ -46,7 +49,6 @@ from .progress import CallbackProgress, Progress, SilentProgress, check_cancelle
 from .water_maps import (
     WaterMap,
     check_output_folder,
-    date_from_name,
     normalise_date,
     polygonal,
     read_reference,
@@ -56,7 +58,7 @@ from .water_maps import (
 CLASSES = ("gained", "lost", "persistent", "unknown")
 OBSERVED_LAYER = "observed"
 SUMMARY_TABLE = "summary"
-_VECTOR_SUFFIXES = {".gpkg", ".geojson", ".json", ".shp", ".fgb", ".sqlite"}
+_PLAIN_VECTOR = {".geojson", ".shp", ".fgb", ".kml", ".gml", ".csv"}  # never segment outputs, never rasters
 
 
 @dataclass
@@ -109,14 +111,16 @@ class ChangeSummary:
     crs: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def table(self) -> str:
         """The summary as the CLI prints it."""
+        before = self.before_date or ("known water" if self.before == self.reference else "?")
         lines = [
-            f"{self.output}: water change {self.before_date or '?'} -> {self.after_date or '?'}",
+            f"{self.output}: water change {before} -> {self.after_date or '?'}",
             f"  before: {self.before}",
             f"  after:  {self.after}",
             f"  {'class':<12}{'area_km2':>14}{'polygons':>10}",
@@ -128,8 +132,9 @@ class ChangeSummary:
         return "\n".join(lines)
 
 
-def _is_vector(path: Path) -> bool:
-    return path.suffix.lower() in _VECTOR_SUFFIXES
+def _is_map(path: Path) -> bool:
+    """A segment output (a GeoPackage); anything else is an input for segment (rasters, STAC, ...)."""
+    return path.suffix.lower() == ".gpkg"
 
 
 def _check(options: ChangeOptions) -> Path:
@@ -146,9 +151,11 @@ def _check(options: ChangeOptions) -> Path:
         if value is None:
             continue
         p = Path(value)
-        if not p.exists():
+        if not p.exists() and (_is_map(p) or what == "reference"):  # segment names its own inputs
             raise InputError(f"{p}: {what} file not found")
-        if p.resolve() == out.resolve():
+        if what != "reference" and p.suffix.lower() in _PLAIN_VECTOR:
+            raise InputError(f"{p}: {what} must be a GeoPackage written by segment, or a raster")
+        if p.exists() and p.resolve() == out.resolve():
             raise InputError(f"{out}: output would overwrite the {what} input")
     if out.exists() and not options.overwrite:
         raise OutputExistsError(f"{out}: output exists (use --overwrite to replace it)")
@@ -181,7 +188,7 @@ def _load(
 ) -> WaterMap:
     """A water map from a GeoPackage, or from a raster segmented first into ``scratch``."""
     p = Path(path)
-    if _is_vector(p):
+    if _is_map(p):
         water_map = read_water_map(p, date=date)
         if not water_map.scenes:
             raise InputError(f"{p}: no scene with a footprint to compare (all failed or empty)")
@@ -195,7 +202,7 @@ def _load(
     gpkg = scratch / f"{what}.gpkg"
     seg_options = SegmentOptions.from_dict({**segment, "raster": str(p), "output": str(gpkg)})
     segment_raster(seg_options, _prefixed(progress, f"{what}: {p.name}"))
-    water_map = read_water_map(gpkg, date=date or date_from_name(p.name))
+    water_map = read_water_map(gpkg, date=date)
     water_map.source = str(p)
     return water_map
 
@@ -461,4 +468,5 @@ def water_change(options: ChangeOptions | dict, progress: Progress | None = None
         crs=out_crs.to_string(),
         seconds=time.perf_counter() - t0,
         notes=notes,
+        reference=options.reference,
     )

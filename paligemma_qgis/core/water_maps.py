@@ -43,7 +43,6 @@ RUN_TABLE = "run"
 # place on the ground (a straight line in EPSG:4326 is a curve in UTM, and the reverse).
 DENSIFY_DEG = 0.001
 DENSIFY_M = 100.0
-_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])(?!\d)")
 _ISO_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)?)?$")
 
 
@@ -217,16 +216,6 @@ def normalise_date(value: Any, where: str = "") -> str | None:
     return text
 
 
-def date_from_name(name: str) -> str | None:
-    """``YYYY-MM-DD`` from a ``YYYYMMDD`` or ``YYYY-MM-DD`` in a file name, when it is a real date."""
-    for m in _NAME_DATE.finditer(Path(name).stem):
-        try:
-            return datetime.date(int(m.group(1)), int(m.group(2)), int(m.group(3))).isoformat()
-        except ValueError:
-            continue
-    return None
-
-
 def day(date: str | None) -> str | None:
     """The ``YYYY-MM-DD`` part of an ISO date (scenes of one day are one observation)."""
     return None if date is None else date[:10]
@@ -359,6 +348,8 @@ def _single_scene_map(path: Path, layers: list[str], water: Any, crs: Any, date:
     if date is None and "date" in water.columns and water["date"].notna().any():
         date = normalise_date(water["date"].dropna().iloc[0], f"{path}: date")
     if date is None and raster:
+        from .scenes import date_from_name
+
         date = date_from_name(raster)
     scene_id = Path(raster).stem if raster else path.stem
     polys = polygons_of(water)
