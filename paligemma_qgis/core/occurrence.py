@@ -269,7 +269,8 @@ def water_occurrence(
     """Count water over the inputs' observations and write the GeoTIFF (and the classes); see the module docstring."""
     import rasterio
 
-    from .mosaic import _PixelArea, atomic_output
+    from .atomic import atomic_output
+    from .mosaic import _PixelArea
 
     t0 = time.perf_counter()
     progress = progress or SilentProgress()
