@@ -123,15 +123,17 @@ def make_scene(
     water_px: list | None = None,
     seed: int = 0,
     blocksize: int = 256,
+    grid: tuple | None = None,
 ) -> SyntheticScene:
     """Write a synthetic scene to ``path`` and return it with its truth.
 
     ``mask``: how the collar outside the rotated footprint (``collar=True``) is marked:
     "nodata" (declared value in every band), "alpha" (an alpha band) or "internal" (a GDAL
-    internal mask). ``describe`` writes band descriptions ("red", ..., "swir").
+    internal mask). ``describe`` writes band descriptions ("red", ..., "swir"). ``grid``:
+    ((x0, y0), (rx, ry)), the top-left corner and pixel size, instead of the CRS's default.
     """
     path = Path(path)
-    (x0, y0), (rx, ry) = GRIDS[crs]
+    (x0, y0), (rx, ry) = grid or GRIDS[crs]
     transform = Affine(rx, 0.0, x0, 0.0, -ry, y0)
     names = ("red", "green", "blue", "nir") + (("swir",) if swir else ())
     rng = np.random.default_rng(seed)

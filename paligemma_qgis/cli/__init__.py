@@ -16,7 +16,17 @@ from ..core.errors import PaliGemmaQgisError
 from ..core.progress import Cancelled
 from .library_warnings import one_line_warnings
 
-COMMAND_MODULES = ("segment", "revectorize", "export", "evaluate", "weights", "worker", "finetune")
+COMMAND_MODULES = (
+    "segment",
+    "revectorize",
+    "export",
+    "evaluate",
+    "weights",
+    "worker",
+    "finetune",
+    "change",
+    "occurrence",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

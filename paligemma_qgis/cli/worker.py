@@ -7,7 +7,7 @@ run, cancel is a clean stop). Protocol:
 stdin, first: the job, one JSON object on one line (ended by a newline or by end-of-file,
 so ``worker < job.json`` works, a pretty-printed file included)::
 
-    {"task": "segment" | "export", "options": {...}}
+    {"task": "segment" | "export" | "change" | "occurrence", "options": {...}}
 
 stdin, afterwards (the plugin keeps stdin open): control lines, read by a daemon thread::
 
@@ -62,12 +62,12 @@ from ..core.progress import Cancelled
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_CANCELLED = 130
-TASKS = ("segment", "export")
+TASKS = ("segment", "export", "change", "occurrence")
 
 
 DESCRIPTION = (
-    "Reads a JSON job {'task': 'segment'|'export', 'options': {...}} on stdin and "
-    "writes JSON lines (progress, result, error) on stdout. With --check, describes this "
+    "Reads a JSON job {'task': 'segment'|'export'|'change'|'occurrence', 'options': {...}} on stdin "
+    "and writes JSON lines (progress, result, error) on stdout. With --check, describes this "
     "Python's readiness (torch, transformers, CUDA, model, VAE) as one JSON object."
 )
 # Packages only the PaliGemma engine needs (the water index runs without them).
@@ -213,6 +213,14 @@ def run_job(job: dict, progress: JsonLinesProgress) -> dict:
         from ..core.pipeline import SegmentOptions, segment_raster
 
         summary = segment_raster(SegmentOptions.from_dict(options), progress)
+    elif task == "change":
+        from ..core.change import ChangeOptions, water_change
+
+        summary = water_change(ChangeOptions.from_dict(options), progress)
+    elif task == "occurrence":
+        from ..core.occurrence import OccurrenceOptions, water_occurrence
+
+        summary = water_occurrence(OccurrenceOptions.from_dict(options), progress)
     else:
         summary = _run_export(options, progress)
     return summary.to_dict() if hasattr(summary, "to_dict") else dict(summary)

@@ -6,6 +6,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import ExportTrainingDataAlgorithm, SegmentWaterAlgorithm
+from .change_algorithms import WaterChangeAlgorithm, WaterOccurrenceAlgorithm
 from .resources import icon_path
 
 
@@ -37,4 +38,7 @@ class PaliGemmaProvider(QgsProcessingProvider):
 
 def algorithms() -> list:
     """Algorithm instances the provider offers."""
-    return [SegmentWaterAlgorithm(), ExportTrainingDataAlgorithm()]
+    return [SegmentWaterAlgorithm(), ExportTrainingDataAlgorithm()] + [
+        WaterChangeAlgorithm(),
+        WaterOccurrenceAlgorithm(),
+    ]

@@ -1,0 +1,143 @@
+"""``change``: water gained, lost, persistent and unknown between two dates (core.change)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .progress import cli_progress
+from .weights import add_vae_arguments
+
+USAGE = (
+    "python -m paligemma_qgis change [options] BEFORE AFTER OUT.gpkg\n"
+    "       python -m paligemma_qgis change [options] --reference KNOWN_WATER AFTER OUT.gpkg"
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "change",
+        usage=USAGE,
+        help="water gained / lost / persistent between two dates -> GeoPackage",
+        description="Compare two water maps (segment GeoPackages, or rasters segmented first with the "
+        "engine options below) and write the layers gained (water after, not before: the flood extent "
+        "when BEFORE is a dry reference), lost, persistent and unknown (water on one date where the other "
+        "did not look: nodata, clouds, outside its scene or area of interest; never counted as gain or "
+        "loss), plus the area observed on both dates and a summary table. Maps on different grids or "
+        "CRSs are compared as polygons (no resampling); areas are equal-area ground areas.",
+    )
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="BEFORE AFTER OUT.gpkg, or AFTER OUT.gpkg with --reference; BEFORE/AFTER: a segment "
+        "GeoPackage or a raster",
+    )
+    p.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="known water that counts as water before (flood = AFTER - reference), e.g. the "
+        "permanent class of `occurrence --classes`; any polygon file, complete unless it has a footprint",
+    )
+    p.add_argument("--reference-layer", metavar="NAME", help="layer of the reference file")
+    p.add_argument(
+        "--before-date",
+        metavar="DATE",
+        help="a dated run: compare only its scenes of this date (2020, 2020-08 or 2020-08-31); "
+        "an undated map: its date",
+    )
+    p.add_argument("--after-date", metavar="DATE", help="as --before-date, for AFTER")
+    p.add_argument(
+        "--aoi",
+        metavar="FILE|EXTENT",
+        help="compare only inside: vector file or xmin,ymin,xmax,ymax[,EPSG:x]",
+    )
+    p.add_argument(
+        "--min-area",
+        type=float,
+        default=0.0,
+        metavar="M2",
+        help="drop result polygons smaller than this (the slivers two grids leave along unchanged shores)",
+    )
+    p.add_argument("--out-crs", metavar="EPSG:xxxx", help="CRS of the output (default: BEFORE's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    g = p.add_argument_group("raster inputs (segmented first, as `segment` would)")
+    g.add_argument("--engine", choices=("water-index", "paligemma"), default="water-index")
+    g.add_argument("--bands", metavar="R,G,B", help="1-based RGB bands, e.g. 3,2,1")
+    g.add_argument("--preset", choices=("sentinel2", "landsat89", "naip"), help="sensor band order")
+    g.add_argument("--green", type=int, metavar="N", help="green band (water index)")
+    g.add_argument("--nir", type=int, metavar="N", help="near-infrared band (NDWI)")
+    g.add_argument("--swir", type=int, metavar="N", help="short-wave infrared band (MNDWI)")
+    g.add_argument("--threshold", type=float, metavar="X", help="water index threshold (default: Otsu)")
+    g.add_argument("--index", choices=("auto", "mndwi", "ndwi"), default="auto", help="water index")
+    g.add_argument("--resolution", type=float, metavar="M", help="resample to this ground resolution (m)")
+    g.add_argument(
+        "--overlap", type=int, default=32, metavar="PX", help="chip overlap in pixels (default 32)"
+    )
+    g.add_argument("--model", metavar="ID_OR_DIR", help="PaliGemma: Hugging Face model id or local folder")
+    add_vae_arguments(g)
+    g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    g.add_argument("--batch-size", type=int, metavar="N", help="chips per model call")
+    p.set_defaults(func=run)
+
+
+def segment_options(args: argparse.Namespace) -> dict:
+    """core.pipeline.SegmentOptions fields for raster inputs (unset ones left to its defaults)."""
+    values = {
+        "engine": args.engine,
+        "bands": args.bands,
+        "preset": args.preset,
+        "green": args.green,
+        "nir": args.nir,
+        "swir": args.swir,
+        "threshold": args.threshold,
+        "index": args.index,
+        "resolution": args.resolution,
+        "overlap": args.overlap,
+        "model": args.model,
+        "vae": getattr(args, "vae", None),
+        "allow_custom_vae": bool(getattr(args, "allow_custom_vae", False)),
+        "device": args.device,
+        "batch_size": args.batch_size,
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.change import ChangeOptions, water_change
+    from ..core.errors import InputError
+
+    files = list(args.files)
+    if len(files) == 3:
+        before, after, output = files
+    elif len(files) == 2 and args.reference:
+        before, (after, output) = None, files
+    elif len(files) == 2:
+        raise InputError("change needs BEFORE AFTER OUT.gpkg (or AFTER OUT.gpkg with --reference FILE)")
+    else:
+        raise InputError(f"change takes 2 or 3 files, got {len(files)}: BEFORE AFTER OUT.gpkg")
+    options = ChangeOptions(
+        before=before,
+        after=after,
+        output=output,
+        reference=args.reference,
+        reference_layer=args.reference_layer,
+        before_date=args.before_date,
+        after_date=args.after_date,
+        aoi=args.aoi,
+        min_area_m2=args.min_area,
+        out_crs=args.out_crs,
+        segment=segment_options(args),
+        overwrite=args.overwrite,
+    )
+    with cli_progress("change", "step") as progress:
+        summary = water_change(options, progress)
+    for note in summary.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.to_dict()))
+    else:
+        print(summary.table())
+    return 0
