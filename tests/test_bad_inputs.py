@@ -183,6 +183,70 @@ CASES = [
         old="o.gpkg",
         fault="sigterm",
     ),
+    # ---------------------------------------------------------------- segment: region runs
+    Case(
+        "segment-huge-vrt-without-aoi",  # 10^12 px: refused before any chip, in well under a second
+        ("segment", "{in}/huge.vrt", "{out}/o.gpkg", "--preset", "naip"),
+        names=("{in}/huge.vrt",),
+        says=r"1,000,000 x 1,000,000 px to map is more than .* --aoi, or raise --max-pixels",
+    ),
+    Case(
+        "segment-max-pixels",
+        (*SEG, "--max-pixels", "1000"),
+        names=("{in}/scene.tif",),
+        says="more than the 1,000 px limit",
+    ),
+    Case(
+        "segment-list-names-a-missing-raster",
+        ("segment", "{in}/scenes.txt", "{out}/o.gpkg", "--preset", "naip"),
+        names=("missing_scene.tif",),
+        says="input not found",
+    ),
+    Case(
+        "segment-glob-matches-nothing",
+        ("segment", "{in}/nothing_*.tif", "{out}/o.gpkg"),
+        names=("nothing_*.tif",),
+        says="no file matches this pattern",
+    ),
+    Case(
+        "segment-stac-without-the-bands",
+        ("segment", "{in}/item.json", "{out}/o.gpkg"),
+        names=("item.json#T1",),
+        says=r"no asset holds the band green \(its bands: red\); choose others with --stac-bands",
+    ),
+    Case(
+        "segment-json-that-is-not-stac",
+        ("segment", "{in}/not_stac.json", "{out}/o.gpkg"),
+        names=("{in}/not_stac.json",),
+        says="the collection holds no STAC item with assets",
+    ),
+    Case(
+        "segment-mask-tif-with-two-scenes",
+        (
+            "segment",
+            "{in}/scene.tif",
+            "{in}/small.tif",
+            "{out}/o.gpkg",
+            "--preset",
+            "naip",
+            "--mask-tif",
+            "{out}/m.tif",
+        ),
+        names=("{out}/m.tif",),
+        says="a mask GeoTIFF needs a single input raster",
+    ),
+    Case(
+        "segment-every-scene-fails",  # the first scene's error, nothing written
+        ("segment", "{in}/text.tif", "{in}/empty.tif", "{out}/o.gpkg"),
+        names=("{in}/text.tif",),
+        says="cannot open as a raster",
+    ),
+    Case(
+        "revectorize-not-a-run",
+        ("revectorize", "{in}/good.gpkg", "{out}/o.gpkg"),
+        names=("{in}/good.gpkg",),
+        says="not the output of a segment run",
+    ),
     # ---------------------------------------------------------------- export
     Case(
         "export-truncated-raster",
@@ -527,6 +591,27 @@ def _make_inputs(d: Path) -> None:
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
     (d / "empty.tif").write_bytes(b"")
     (d / "text.tif").write_text("not a raster\n")
+    huge = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource><SourceFilename relativeToVRT="0">'
+        f"{d / 'scene.tif'}</SourceFilename><SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
+        for b in range(1, 5)
+    )
+    (d / "huge.vrt").write_text(
+        '<VRTDataset rasterXSize="1000000" rasterYSize="1000000"><SRS>EPSG:32633</SRS>'
+        f"<GeoTransform>300000, 10, 0, 9000000, 0, -10</GeoTransform>{huge}</VRTDataset>"
+    )
+    (d / "scenes.txt").write_text("# two scenes\nscene.tif\nmissing_scene.tif\n")
+    (d / "not_stac.json").write_text('{"type": "FeatureCollection", "features": []}')
+    (d / "item.json").write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "id": "T1",
+                "properties": {"datetime": "2021-06-01T10:00:00Z"},
+                "assets": {"red": {"href": "scene.tif", "eo:bands": [{"common_name": "red"}]}},
+            }
+        )
+    )
     _pair(d / "p_plain", "plain.png", np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), np.uint8))
     shutil.move(d / "p_plain" / "images" / "plain.png", d / "plain.png")
     shutil.rmtree(d / "p_plain")
