@@ -222,7 +222,16 @@ def main() -> int:
     throughput("water index, 1000 px scenes", index_scenes, index_flags, work)
     throughput("tiny PaliGemma, 500 px scenes", model_scenes, model_flags, work)
     print("2. resume after kill -9 at half the work")
-    resume("water index", index_scenes, index_flags, work, "SELECT count(*) FROM scenes", n_index // 2)
+    n_big = 6 if args.quick else 24
+    big_index = scenes(work / "index2000", n_big, 2000)
+    resume(
+        f"water index, {n_big} scenes of 2000 px",
+        big_index,
+        index_flags,
+        work,
+        "SELECT count(*) FROM scenes",
+        n_big // 2,
+    )
     side, chips = (900, 20) if args.quick else (1500, 64)
     big = scenes(work / f"big{side}", 1, side)
     label = f"tiny PaliGemma, one {side} px scene ({chips} chips)"

@@ -181,6 +181,7 @@ class RunContext:
         self.options, self.scenes, self.journal = options, scenes, journal
         self.engines, self.progress, self.given_texts = engines, progress, given_texts
         self.pending: list[PlannedScene] = []
+        self.chip_seconds = 0.0  # this run's chip loops (scenes from the journal cost nothing now)
         self.failures: list[tuple[SceneResult, BaseException]] = []
 
     def about(self, scene: Scene) -> str:
@@ -199,6 +200,7 @@ class RunContext:
     def record(self, result: SceneResult) -> None:
         """Journal a finished scene."""
         self.journal.scene_done(result.scene.id, result.to_bytes(), result.status)
+        self.chip_seconds += result.chip_seconds
 
     def fail(self, scene: Scene, exc: BaseException, seconds: float = 0.0) -> None:
         """Record a failed scene and go on; ``fail_fast`` (or a cancel) makes it the run's end."""
@@ -419,7 +421,7 @@ def segment_raster(
     seconds = time.perf_counter() - t0
     details = dict(totals.pop("engine") or {})
     details.update(
-        chip_seconds=round(totals["chip_seconds"], 3),
+        chip_seconds=round(ctx.chip_seconds, 3),
         chip_size=getattr(engine, "chip_size", None),
         chips_from_journal=totals["from_journal"],
         read_errors=totals["read_errors"],
