@@ -487,6 +487,30 @@ def test_revectorize_equals_a_fresh_run_with_the_new_options(scenes, tmp_path) -
     assert dict(zip(table["key"], table["value"], strict=True))["revectorized_from"] == str(run)
 
 
+def test_revectorize_after_the_aoi_file_is_gone(scenes, tmp_path) -> None:
+    """QGIS hands the worker a temporary copy of an AOI layer: the run keeps the geometry itself."""
+    import geopandas as gpd
+
+    aoi = tmp_path / "aoi.gpkg"
+    area = shapely.box(500_500, 4_997_000, 502_500, 4_999_500)  # part of the UTM scenes
+    gpd.GeoDataFrame(geometry=[area], crs="EPSG:32633").to_file(aoi)
+    run = tmp_path / "run.gpkg"
+    inputs = [str(p) for p in scenes[:2]]
+    segment_raster(SegmentOptions(raster=inputs, output=str(run), nir=4, aoi=str(aoi)))
+    aoi.unlink()
+    new = tmp_path / "new.gpkg"
+    revectorize(run, new, min_area_m2=2000.0)
+    water = _layer(new, "water")
+    assert len(water) > 0 and shapely.union_all(water.geometry.values).difference(area).area < 1e-6
+    fresh = tmp_path / "fresh.gpkg"
+    segment_raster(
+        SegmentOptions(
+            raster=inputs, output=str(fresh), nir=4, aoi=area, aoi_crs="EPSG:32633", min_area_m2=2000.0
+        )
+    )
+    _same_polygons(water, _layer(fresh, "water"))
+
+
 def test_revectorize_paligemma_needs_no_model(scenes, tmp_path, tiny_paligemma, vae_npz) -> None:
     run = tmp_path / "run.gpkg"
     opts = _paligemma(tiny_paligemma, vae_npz)

@@ -204,16 +204,14 @@ def _parse_extent(text: str) -> tuple[tuple[float, float, float, float], str | N
     return xs, (parts[4] if len(parts) == 5 else None)  # type: ignore[return-value]
 
 
-def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
-    """An area of interest as one shapely geometry in ``target_crs``.
+def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
+    """(geometry, its CRS or None) of an area of interest, as given: a file is read here, once.
 
     ``aoi``: a vector file path (all features, unioned), a shapely geometry, an extent
     ``(xmin, ymin, xmax, ymax)``, or the text ``"xmin,ymin,xmax,ymax[,EPSG:xxxx]"``.
-    ``aoi_crs``: the CRS of a geometry or extent (default: ``target_crs``); a file's own CRS
-    always wins.
+    ``aoi_crs``: the CRS of a geometry or extent; a file's own CRS always wins.
     """
     import shapely
-    from pyproj import CRS, Transformer
     from shapely.geometry import box
 
     geom = None
@@ -241,6 +239,20 @@ def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
         raise InputError(f"unsupported area of interest: {aoi!r}")
     if geom.is_empty:
         raise InputError(f"{aoi}: area of interest is empty")
+    return geom, src_crs
+
+
+def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
+    """An area of interest (see ``read_aoi``) as one shapely geometry in ``target_crs``.
+
+    ``aoi_crs``: the CRS of a geometry or extent (default: ``target_crs``); a file's own CRS
+    always wins.
+    """
+    import shapely
+    from pyproj import CRS, Transformer
+    from shapely.geometry import box
+
+    geom, src_crs = read_aoi(aoi, aoi_crs)
     if src_crs is not None:
         src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(target_crs)
         if src != dst:

@@ -115,7 +115,17 @@ def revectorize(
     if bad:
         raise InputError(f"revectorize cannot change {', '.join(bad)} (the chips were decided by the run)")
     old, table = run_options(run)
-    changes = {"mask_tif": None, "overwrite": False, **{k: v for k, v in changes.items() if v is not None}}
+    # The run's own work folder and mask are not this run's (QGIS gives every run a scratch folder).
+    changes = {
+        "mask_tif": None,
+        "overwrite": False,
+        "workdir": None,
+        **{k: v for k, v in changes.items() if v is not None},
+    }
+    if isinstance(old.aoi, str) and not Path(old.aoi).exists() and table.get("aoi_wkb"):
+        import shapely
+
+        changes.update(aoi=shapely.from_wkb(table["aoi_wkb"]), aoi_crs=table.get("aoi_wkb_crs"))
     options = dataclasses.replace(
         old, output=str(output), restart=False, executor="local", fail_fast=False, **changes
     )
