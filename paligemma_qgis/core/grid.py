@@ -19,6 +19,7 @@ whatever the raster size, and an area of interest costs only what it covers.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -211,7 +212,6 @@ def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
     ``(xmin, ymin, xmax, ymax)``, or the text ``"xmin,ymin,xmax,ymax[,EPSG:xxxx]"``.
     ``aoi_crs``: the CRS of a geometry or extent; a file's own CRS always wins.
     """
-    import shapely
     from shapely.geometry import box
 
     geom = None
@@ -224,13 +224,8 @@ def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
         else:
             if not os.path.exists(aoi):
                 raise InputError(f"{aoi}: area of interest file not found")
-            gdf = read_vectors(aoi, "area of interest", require_crs=False)
-            if gdf.empty:
-                raise InputError(f"{aoi}: area of interest has no features")
-            if gdf.crs is None:
-                raise InputError(f"{aoi}: area of interest has no CRS")
-            geom = shapely.union_all(gdf.geometry.values)
-            src_crs = gdf.crs
+            stat = os.stat(aoi)
+            geom, src_crs = _read_aoi_file(os.fspath(aoi), stat.st_mtime_ns, stat.st_size)
     elif isinstance(aoi, Sequence) and len(aoi) == 4:
         geom = box(*[float(v) for v in aoi])
     elif hasattr(aoi, "geom_type"):
@@ -240,6 +235,20 @@ def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
     if geom.is_empty:
         raise InputError(f"{aoi}: area of interest is empty")
     return geom, src_crs
+
+
+@functools.lru_cache(maxsize=8)
+def _read_aoi_file(path: str, mtime_ns: int, size: int) -> tuple[Any, Any]:
+    """An AOI file's features unioned, read once per process and version of the file (a region
+    run plans and maps every scene in the same AOI)."""
+    import shapely
+
+    gdf = read_vectors(path, "area of interest", require_crs=False)
+    if gdf.empty:
+        raise InputError(f"{path}: area of interest has no features")
+    if gdf.crs is None:
+        raise InputError(f"{path}: area of interest has no CRS")
+    return shapely.union_all(gdf.geometry.values), gdf.crs
 
 
 def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:

@@ -313,23 +313,16 @@ def _check_writable(path: Path) -> None:
         raise InputError(f"{path}: cannot write to {path.parent} ({exc.strerror or exc})") from None
 
 
-def _with_aoi_read(options: SegmentOptions) -> SegmentOptions:
-    """The options with an AOI file read once for the run (not once per scene, and not by every Ray task)."""
-    from .grid import read_aoi
-
-    if not isinstance(options.aoi, str) or not Path(options.aoi).is_file():
-        return options
-    geom, crs = read_aoi(options.aoi)
-    return dataclasses.replace(options, aoi=geom, aoi_crs=crs.to_wkt())
-
-
 def _aoi_facts(options: SegmentOptions) -> dict[str, str]:
-    """The AOI geometry itself, for ``revectorize`` when the file is gone (QGIS passes a temporary copy)."""
-    if not hasattr(options.aoi, "geom_type"):
+    """An AOI file's geometry itself, for ``revectorize`` when the file is gone (QGIS passes a temporary copy)."""
+    if not isinstance(options.aoi, str) or not Path(options.aoi).is_file():
         return {}
     import shapely
 
-    return {"aoi_wkb": shapely.to_wkb(options.aoi, hex=True), "aoi_wkb_crs": str(options.aoi_crs)}
+    from .grid import read_aoi
+
+    geom, crs = read_aoi(options.aoi)
+    return {"aoi_wkb": shapely.to_wkb(geom, hex=True), "aoi_wkb_crs": crs.to_wkt()}
 
 
 def _crs_text(wkt: str | None) -> str:
@@ -394,8 +387,7 @@ def segment_raster(
         try:
             out, mask = _check_outputs(options, scenes, journal.resumed)
             tracker = RunProgress(progress)
-            work = _with_aoi_read(options)
-            ctx = RunContext(work, scenes, journal, Engines(work, segmenter), tracker, given_texts)
+            ctx = RunContext(options, scenes, journal, Engines(options, segmenter), tracker, given_texts)
             from_journal = sum(1 for s in journal.finished().values() if s == "done")
             _executor(options)(ctx)
             finished = journal.finished()
@@ -433,7 +425,7 @@ def segment_raster(
             "resumed": journal.resumed,
             "batch_size": int(options.batch_size or getattr(engine, "batch_size", None) or 8),
             "chip_size": getattr(engine, "chip_size", None),
-            **_aoi_facts(work),
+            **_aoi_facts(options),
         }
         with atomic_output(out, overwrite=True, suffix=".gpkg") as tmp:
             totals = write_run_output(tmp, results, options, dst, facts)
