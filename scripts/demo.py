@@ -86,7 +86,9 @@ def main() -> int:
     summary = segment_raster(options)
     print(f"demo: {summary.one_line()}")
     print(f"demo: water index {summary.details}")
-    print(f"demo: output {summary.output} (layers 'water', 'chips' and the 'run' table), mask {summary.mask_tif}")
+    print(
+        f"demo: output {summary.output} (layers 'water', 'chips' and the 'run' table), mask {summary.mask_tif}"
+    )
     paligemma_demo(raster, preset)
     return 0
 
