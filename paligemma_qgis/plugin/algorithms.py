@@ -81,7 +81,7 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
             param = QgsProcessingParameterFile(
                 self.VAE,
                 _tr("VAE mask codec (vae-oid.npz; empty: the downloaded one)"),
-                behavior=QgsProcessingParameterFile.File,
+                behavior=QgsProcessingParameterFile.Behavior.File,
                 extension="npz",
                 optional=True,
             )
@@ -89,7 +89,7 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
             param = QgsProcessingParameterNumber(
                 self.RESOLUTION,
                 _tr("Target resolution (m/pixel; 0 = native)"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.0,
                 False,
                 0.0,
@@ -98,7 +98,7 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
 
     def _add_advanced(self, params: list) -> None:
         for param in params:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(param)
 
     def _raster_input(self, parameters: dict, context: QgsProcessingContext, hint: str = "") -> str:
@@ -183,7 +183,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE,
                 _tr("Batch size (chips per model call; 0 = auto: what GPU memory holds, 4 on CPU)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 0,
                 False,
                 0,
@@ -194,7 +194,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.OVERLAP,
                 _tr("Chip overlap (pixels)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 32,
                 False,
                 0,
@@ -206,7 +206,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.MIN_AREA,
                 _tr("Minimum polygon area (m²)"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.0,
                 False,
                 0.0,
@@ -214,31 +214,46 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         )
         advanced = [
             QgsProcessingParameterFeatureSource(
-                self.AOI, _tr("Area of interest (polygons)"), [QgsProcessing.TypeVectorPolygon], optional=True
+                self.AOI,
+                _tr("Area of interest (polygons)"),
+                [QgsProcessing.SourceType.TypeVectorPolygon],
+                optional=True,
             ),
             QgsProcessingParameterNumber(
                 self.GREEN,
                 _tr("Green band (0 = automatic)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 0,
                 True,
                 0,
             ),
             QgsProcessingParameterNumber(
-                self.NIR, _tr("NIR band (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0, True, 0
+                self.NIR,
+                _tr("NIR band (0 = automatic)"),
+                QgsProcessingParameterNumber.Type.Integer,
+                0,
+                True,
+                0,
             ),
             QgsProcessingParameterNumber(
-                self.SWIR, _tr("SWIR band (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0, True, 0
+                self.SWIR,
+                _tr("SWIR band (0 = automatic)"),
+                QgsProcessingParameterNumber.Type.Integer,
+                0,
+                True,
+                0,
             ),
         ]
         self._add_advanced(advanced)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
-                self.OUTPUT, _tr("Water polygons (GeoPackage)"), QgsProcessing.TypeVectorPolygon
+                self.OUTPUT, _tr("Water polygons (GeoPackage)"), QgsProcessing.SourceType.TypeVectorPolygon
             )
         )
         self.addOutput(
-            QgsProcessingOutputVectorLayer("WATER_LAYER", _tr("Water layer"), QgsProcessing.TypeVectorPolygon)
+            QgsProcessingOutputVectorLayer(
+                "WATER_LAYER", _tr("Water layer"), QgsProcessing.SourceType.TypeVectorPolygon
+            )
         )
         self.addOutput(QgsProcessingOutputString("SUMMARY", _tr("Run summary (JSON)")))
         self.addOutput(QgsProcessingOutputNumber("WATER_AREA_KM2", _tr("Water area (km²)")))
@@ -373,7 +388,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterFeatureSource(
                 self.LABELS_VECTOR,
                 _tr("Known water: polygons"),
-                [QgsProcessing.TypeVectorPolygon],
+                [QgsProcessing.SourceType.TypeVectorPolygon],
                 optional=True,
             )
         )
@@ -389,7 +404,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.VALID_FRACTION,
                 _tr("Validation share"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.2,
                 False,
                 0.0,
@@ -408,13 +423,13 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.MASK_THRESHOLD,
                 _tr("Mask: water where value >"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.0,
             ),
             QgsProcessingParameterNumber(
                 self.OVERLAP,
                 _tr("Chip overlap (pixels)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 0,
                 False,
                 0,
@@ -423,7 +438,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.BLOCK_SIZE,
                 _tr("Spatial block (chips per side)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 4,
                 False,
                 1,
@@ -431,13 +446,13 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.MIN_OBJECT_PIXELS,
                 _tr("Smallest water object (pixels)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 16,
                 False,
                 1,
             ),
             QgsProcessingParameterNumber(
-                self.SEED, _tr("Random seed"), QgsProcessingParameterNumber.Integer, 0
+                self.SEED, _tr("Random seed"), QgsProcessingParameterNumber.Type.Integer, 0
             ),
             QgsProcessingParameterBoolean(
                 self.ALLOW_CUSTOM_VAE, _tr("Accept a VAE file that is not Google's vae-oid.npz"), False
@@ -446,7 +461,9 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
         self._add_advanced(advanced)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, _tr("Output folder")))
         self.addOutput(
-            QgsProcessingOutputVectorLayer("CHIPS_LAYER", _tr("Chips"), QgsProcessing.TypeVectorPolygon)
+            QgsProcessingOutputVectorLayer(
+                "CHIPS_LAYER", _tr("Chips"), QgsProcessing.SourceType.TypeVectorPolygon
+            )
         )
         self.addOutput(QgsProcessingOutputString("SUMMARY", _tr("Export summary (JSON)")))
         self.addOutput(QgsProcessingOutputNumber("N_TRAIN", _tr("Training chips")))

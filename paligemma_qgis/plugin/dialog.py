@@ -79,12 +79,12 @@ class SegmentDialog(JobDialog):
         layout.addWidget(self._engine_group())
         layout.addWidget(self._output_group())
         self.buttons = QDialogButtonBox()
-        self.run_button = self.buttons.addButton("Run", QDialogButtonBox.AcceptRole)
-        self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.HelpRole)
-        self.export_button = self.buttons.addButton("Training data…", QDialogButtonBox.ActionRole)
+        self.run_button = self.buttons.addButton("Run", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.ButtonRole.HelpRole)
+        self.export_button = self.buttons.addButton("Training data…", QDialogButtonBox.ButtonRole.ActionRole)
         self.export_button.setToolTip("Export chips + known water as PaliGemma fine-tuning data")
         self.export_requested = False
-        self.buttons.addButton(QDialogButtonBox.Close)
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         self.buttons.accepted.connect(self.run)
         self.buttons.rejected.connect(self.reject)
         self.setup_button.clicked.connect(self.open_setup)
@@ -121,7 +121,7 @@ class SegmentDialog(JobDialog):
         self.area_combo.currentIndexChanged.connect(self._update_enabled)
         form.addRow("Map", self.area_combo)
         self.aoi_combo = QgsMapLayerComboBox()
-        self.aoi_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.aoi_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.selected_check = QCheckBox("Selected features only")
         form.addRow("Polygon layer", row(self.aoi_combo, self.selected_check))
         return box
@@ -179,7 +179,7 @@ class SegmentDialog(JobDialog):
         box = QGroupBox("Output")
         form = QFormLayout(box)
         self.output_widget = QgsFileWidget()
-        self.output_widget.setStorageMode(QgsFileWidget.SaveFile)
+        self.output_widget.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
         self.output_widget.setFilter("GeoPackage (*.gpkg)")
         self.output_widget.setConfirmOverwrite(False)  # the Overwrite box decides
         form.addRow("GeoPackage", self.output_widget)
@@ -338,7 +338,7 @@ class SegmentDialog(JobDialog):
             model=self.model_combo.currentText().strip() or None,
             vae=self.vae_widget.filePath().strip() or None,
             parent=self,
-        ).exec_()
+        ).exec()
 
     # ------------------------------------------------------------------ settings
     def save_settings(self) -> None:

@@ -86,9 +86,9 @@ class ExportDialog(JobDialog):
         columns.addLayout(right, 1)
         layout.addLayout(columns)
         self.buttons = QDialogButtonBox()
-        self.run_button = self.buttons.addButton("Export", QDialogButtonBox.AcceptRole)
-        self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.HelpRole)
-        self.buttons.addButton(QDialogButtonBox.Close)
+        self.run_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.ButtonRole.HelpRole)
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         self.buttons.accepted.connect(self.run)
         self.buttons.rejected.connect(self.reject)
         self.setup_button.clicked.connect(self.open_setup)
@@ -113,7 +113,7 @@ class ExportDialog(JobDialog):
         self.labels_stack = QStackedWidget()
         # One page per source, in LABEL_SOURCES order.
         self.polygon_combo = QgsMapLayerComboBox()
-        self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.polygon_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.polygon_combo.setAllowEmptyLayer(True)
         self.polygon_combo.setLayer(None)
         self.polygon_selected_check = QCheckBox("Selected features only")
@@ -208,7 +208,7 @@ class ExportDialog(JobDialog):
         box = QGroupBox("Output")
         form = QFormLayout(box)
         self.output_widget = QgsFileWidget()
-        self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.output_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         form.addRow("Folder", self.output_widget)
         self.overwrite_check = QCheckBox("Replace an earlier export in this folder")
         form.addRow("", self.overwrite_check)
@@ -260,7 +260,7 @@ class ExportDialog(JobDialog):
                 if not probe.isValid():
                     what = f"layer '{name}' of {path}" if name else path
                     errors.append(f"{what}: OGR cannot open it as a vector layer.")
-                elif probe.geometryType() != QgsWkbTypes.PolygonGeometry:
+                elif probe.geometryType() != QgsWkbTypes.GeometryType.PolygonGeometry:
                     errors.append(
                         f"{path}: the labels must be polygons (areas of water), not points or lines."
                     )
@@ -361,7 +361,7 @@ class ExportDialog(JobDialog):
     def open_setup(self) -> None:
         from .setup_check import SetupCheckDialog
 
-        SetupCheckDialog(vae=self.vae_widget.filePath().strip() or None, parent=self).exec_()
+        SetupCheckDialog(vae=self.vae_widget.filePath().strip() or None, parent=self).exec()
 
     # ------------------------------------------------------------------ settings
     def save_settings(self) -> None:

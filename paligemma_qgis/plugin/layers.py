@@ -94,7 +94,7 @@ class LayerSnapshot:
             str(self.path), self._fields, self._wkb_type, self._crs, self._context, self._options()
         )
         try:
-            if writer.hasError() != QgsVectorFileWriter.NoError:
+            if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
                 return writer.errorMessage() or "the GeoPackage cannot be created"
             request = QgsFeatureRequest()
             if self._fids is not None:
@@ -102,7 +102,10 @@ class LayerSnapshot:
             for feature in self._source.getFeatures(request):
                 if is_cancelled():
                     return "cancelled"
-                if not writer.addFeature(feature) or writer.hasError() != QgsVectorFileWriter.NoError:
+                if (
+                    not writer.addFeature(feature)
+                    or writer.hasError() != QgsVectorFileWriter.WriterError.NoError
+                ):
                     return writer.errorMessage() or f"feature {feature.id()} cannot be written"
             return "cancelled" if is_cancelled() else None
         finally:

@@ -20,7 +20,7 @@ def push_message(iface, text: str, level) -> None:
         iface = global_iface
     if iface is not None:
         iface.messageBar().pushMessage(
-            LOG_TAG, text, level=level, duration=0 if level == Qgis.Critical else 8
+            LOG_TAG, text, level=level, duration=0 if level == Qgis.MessageLevel.Critical else 8
         )
     else:
         QgsMessageLog.logMessage(text, LOG_TAG, level)

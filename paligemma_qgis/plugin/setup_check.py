@@ -255,7 +255,9 @@ class SetupCheckDialog(QDialog):
         fix_row.addStretch(1)
         layout.addLayout(fix_row)
         self.task: SetupTask | None = None
-        buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Close)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
+        )
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
@@ -280,7 +282,7 @@ class SetupCheckDialog(QDialog):
             with contextlib.suppress(TypeError, RuntimeError):  # not connected / already gone
                 signal.disconnect()
         with contextlib.suppress(RuntimeError):
-            if process.state() != QProcess.NotRunning:
+            if process.state() != QProcess.ProcessState.NotRunning:
                 process.kill()
                 process.waitForFinished(2000)
 
@@ -361,7 +363,7 @@ class SetupCheckDialog(QDialog):
     def _check_failed(self, process: QProcess, command: list[str]) -> None:
         if process is not self.process:
             return
-        if process.error() == QProcess.FailedToStart:
+        if process.error() == QProcess.ProcessError.FailedToStart:
             self.check_timer.stop()
             self.show_result({"error": f"cannot start {command[0]}", "command": " ".join(command)})
 

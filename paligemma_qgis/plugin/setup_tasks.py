@@ -241,7 +241,7 @@ class SetupTask(QgsTask):
         remove_on_failure: Sequence[Path] = (),
         iface=None,
     ) -> None:
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.steps = steps
         self.on_success = on_success
         self.remove_on_failure = [Path(p) for p in remove_on_failure if not Path(p).exists()]
@@ -258,7 +258,7 @@ class SetupTask(QgsTask):
             self.current = title
 
         def on_line(line: str) -> None:
-            QgsMessageLog.logMessage(line, LOG_TAG, Qgis.Info)
+            QgsMessageLog.logMessage(line, LOG_TAG, Qgis.MessageLevel.Info)
 
         try:
             self.outcome = run_steps(self.steps, on_progress, self.isCanceled, on_line)
@@ -279,13 +279,13 @@ class SetupTask(QgsTask):
         if result and outcome is not None:
             if self.on_success is not None:
                 self.on_success()
-            self._push(f"{self.description()}: done.", Qgis.Success)
+            self._push(f"{self.description()}: done.", Qgis.MessageLevel.Success)
             return
         for folder in self.remove_on_failure:
             shutil.rmtree(folder, ignore_errors=True)
         if self.isCanceled() or (outcome is not None and outcome.status == "cancelled"):
             self.error = "cancelled by the user"
-            self._push(f"{self.description()}: cancelled.", Qgis.Info)
+            self._push(f"{self.description()}: cancelled.", Qgis.MessageLevel.Info)
             return
         self.error = outcome.message if outcome is not None else "the task did not run"
         details = [f"{self.description()} failed: {self.error}"]
@@ -293,10 +293,10 @@ class SetupTask(QgsTask):
             details.append(f"command: {outcome.failed.shell()}")
         if outcome is not None and outcome.output:
             details.append("output (last lines):\n" + "\n".join(outcome.output))
-        QgsMessageLog.logMessage("\n".join(details), LOG_TAG, Qgis.Critical)
+        QgsMessageLog.logMessage("\n".join(details), LOG_TAG, Qgis.MessageLevel.Critical)
         self._push(
             f"{self.description()} failed: {self.error} (details in the log panel, tab '{LOG_TAG}')",
-            Qgis.Critical,
+            Qgis.MessageLevel.Critical,
         )
 
     def _push(self, text: str, level) -> None:

@@ -40,7 +40,7 @@ class WorkerTask(QgsTask):
         cleanup: list | None = None,
         copies: list[LayerSnapshot] | None = None,
     ) -> None:
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.copies: list[LayerSnapshot] = list(job.get(LAYER_COPIES) or []) + list(copies or [])
         self.job = {key: value for key, value in job.items() if key != LAYER_COPIES}  # what the worker gets
         self.python = python
@@ -118,12 +118,12 @@ class WorkerTask(QgsTask):
     def _finished(self, result: bool) -> None:
         outcome = self.outcome
         if outcome is not None and outcome.log:
-            QgsMessageLog.logMessage("\n".join(outcome.log), LOG_TAG, Qgis.Info)
+            QgsMessageLog.logMessage("\n".join(outcome.log), LOG_TAG, Qgis.MessageLevel.Info)
         if result and outcome is not None:
             self._on_success(outcome)
             return
         if self.isCanceled() or (outcome is not None and outcome.status == "cancelled"):
-            self._push(f"{self.description()}: cancelled; no output was kept.", Qgis.Info)
+            self._push(f"{self.description()}: cancelled; no output was kept.", Qgis.MessageLevel.Info)
             return
         message = outcome.message if outcome is not None else "the worker did not run"
         self.error = message
@@ -137,13 +137,13 @@ class WorkerTask(QgsTask):
             )
             if part
         )
-        QgsMessageLog.logMessage(details, LOG_TAG, Qgis.Critical)
-        self._push(f"{message} (details in the log panel, tab '{LOG_TAG}')", Qgis.Critical)
+        QgsMessageLog.logMessage(details, LOG_TAG, Qgis.MessageLevel.Critical)
+        self._push(f"{message} (details in the log panel, tab '{LOG_TAG}')", Qgis.MessageLevel.Critical)
 
     def _on_success(self, outcome: WorkerOutcome) -> None:
         summary = outcome.result
         QgsMessageLog.logMessage(
-            f"{self.description()} finished:\n{summary_details(summary)}", LOG_TAG, Qgis.Info
+            f"{self.description()} finished:\n{summary_details(summary)}", LOG_TAG, Qgis.MessageLevel.Info
         )
         options = self.job.get("options", {})
         task = self.job.get("task")
@@ -154,10 +154,10 @@ class WorkerTask(QgsTask):
                 _, self.layers = add_export_layers(options["out_dir"], self.group_name, QgsProject.instance())
         except ValueError as exc:
             self.error = str(exc)
-            QgsMessageLog.logMessage(str(exc), LOG_TAG, Qgis.Critical)
-            self._push(str(exc), Qgis.Critical)
+            QgsMessageLog.logMessage(str(exc), LOG_TAG, Qgis.MessageLevel.Critical)
+            self._push(str(exc), Qgis.MessageLevel.Critical)
             return
-        self._push(f"{self.description()}: {describe_summary(summary)}", Qgis.Success)
+        self._push(f"{self.description()}: {describe_summary(summary)}", Qgis.MessageLevel.Success)
 
     def _push(self, text: str, level) -> None:
         push_message(self.iface, text, level)

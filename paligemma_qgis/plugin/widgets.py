@@ -80,7 +80,7 @@ class RasterPicker(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.combo = QgsMapLayerComboBox()
-        self.combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.combo.setAllowEmptyLayer(True)
         if select_last:
             self.combo.setCurrentIndex(self.combo.count() - 1 if self.combo.count() > 1 else 0)
@@ -279,7 +279,7 @@ class JobDialog(QDialog):
     def show_errors(self, errors: list[str]) -> None:
         self.message_bar.clearWidgets()
         for error in reversed(errors):
-            self.message_bar.pushMessage(self.ERROR_TITLE, error, Qgis.Warning, 0)
+            self.message_bar.pushMessage(self.ERROR_TITLE, error, Qgis.MessageLevel.Warning, 0)
 
     def run(self) -> WorkerTask | None:
         """Validate, remember the choices, start the background task (None when invalid)."""
