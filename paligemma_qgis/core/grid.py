@@ -135,15 +135,17 @@ def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
             import pyogrio
 
             if not os.path.exists(aoi):
-                raise InputError(f"{aoi}: area of interest file not found")
+                raise InputError(f"{aoi}: area of interest file not found", field="aoi")
             try:
                 gdf = pyogrio.read_dataframe(aoi)
             except Exception as exc:  # pyogrio raises several error types
-                raise InputError(f"{aoi}: cannot read area of interest as vectors ({exc})") from None
+                raise InputError(
+                    f"{aoi}: cannot read area of interest as vectors ({exc})", field="aoi"
+                ) from None
             if gdf.empty:
-                raise InputError(f"{aoi}: area of interest has no features")
+                raise InputError(f"{aoi}: area of interest has no features", field="aoi")
             if gdf.crs is None:
-                raise InputError(f"{aoi}: area of interest has no CRS")
+                raise InputError(f"{aoi}: area of interest has no CRS", field="aoi")
             geom = shapely.union_all(gdf.geometry.values)
             src_crs = gdf.crs
     elif isinstance(aoi, Sequence) and len(aoi) == 4:
@@ -151,9 +153,9 @@ def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
     elif hasattr(aoi, "geom_type"):
         geom = aoi
     else:
-        raise InputError(f"unsupported area of interest: {aoi!r}")
+        raise InputError(f"unsupported area of interest: {aoi!r}", field="aoi")
     if geom.is_empty:
-        raise InputError(f"{aoi}: area of interest is empty")
+        raise InputError(f"{aoi}: area of interest is empty", field="aoi")
     if src_crs is not None:
         src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(target_crs)
         if src != dst:

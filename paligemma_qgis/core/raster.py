@@ -95,12 +95,14 @@ def parse_bands(value: str | Sequence[int] | None, *, path: str | os.PathLike = 
             bands = tuple(int(v) for v in value.replace(" ", "").split(",") if v)
         except ValueError:
             raise InputError(
-                f"{path}: bad band list {value!r}; expected 1-based numbers like 3,2,1"
+                f"{path}: bad band list {value!r}; expected 1-based numbers like 3,2,1", field="bands"
             ) from None
     else:
         bands = tuple(int(v) for v in value)
     if len(bands) not in (1, 3):
-        raise InputError(f"{path}: --bands needs 1 (grey) or 3 (R,G,B) band numbers, got {value!r}")
+        raise InputError(
+            f"{path}: --bands needs 1 (grey) or 3 (R,G,B) band numbers, got {value!r}", field="bands"
+        )
     return bands
 
 
@@ -194,11 +196,11 @@ class RasterSource:
             raise InputError(f"{path}: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
         self.preset = preset
         if not Path(path).exists() and "://" not in self.path and not self.path.startswith("/vsi"):
-            raise InputError(f"{path}: raster file not found")
+            raise InputError(f"{path}: raster file not found", field="raster")
         try:
             self._file = rasterio.open(path)
         except rasterio.errors.RasterioIOError as exc:
-            raise InputError(f"{path}: cannot open as a raster ({exc})") from None
+            raise InputError(f"{path}: cannot open as a raster ({exc})", field="raster") from None
         self._vrt: WarpedVRT | None = None
         try:
             self._setup(bands, preset, resolution, stretch, {"green": green, "nir": nir, "swir": swir})
@@ -253,7 +255,9 @@ class RasterSource:
         def check(b: int, what: str) -> int:
             if not 1 <= b <= f.count:
                 raise InputError(
-                    f"{self.path}: {what} band {b} does not exist (the raster has {f.count} bands)"
+                    f"{self.path}: {what} band {b} does not exist (the raster has {f.count} bands)",
+                    field="bands" if what == "RGB" else what,
+                    code="band_out_of_range",
                 )
             return b
 
@@ -265,7 +269,9 @@ class RasterSource:
             if p.counts and f.count not in p.counts and not described:
                 raise InputError(
                     f"{self.path}: preset {preset!r} expects {_counts_text(p.counts)} bands but the "
-                    f"raster has {f.count}; use --bands and --green/--nir/--swir instead"
+                    f"raster has {f.count}; use --bands and --green/--nir/--swir instead",
+                    field="preset",
+                    code="preset_mismatch",
                 )
             roles.update(
                 {r: b for r, b in p.roles_for(f.count).items() if b <= f.count and b != self.alpha_band}
@@ -283,7 +289,9 @@ class RasterSource:
             if max(rgb) > f.count:
                 raise InputError(
                     f"{self.path}: preset {preset!r} expects bands {rgb} but the raster has "
-                    f"{f.count}; use --bands and --green/--nir/--swir instead"
+                    f"{f.count}; use --bands and --green/--nir/--swir instead",
+                    field="preset",
+                    code="preset_mismatch",
                 )
             chosen = rgb
         if chosen is None and all(r in roles for r in ("red", "green", "blue")):

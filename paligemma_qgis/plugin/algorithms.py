@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from qgis.core import (
+    QgsApplication,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
@@ -32,8 +33,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
+from .error_text import PROCESSING, translate
 from .layers import WATER_LAYER, style_water
-from .options import DEFAULT_MODEL, DEVICES, ENGINES, PRESETS, raster_file, segment_job
+from .options import DEFAULT_ENGINE, DEFAULT_MODEL, DEVICES, ENGINES, PRESETS, raster_file, segment_job
 from .runner import run_worker
 from .worker_env import worker_command, worker_env
 
@@ -107,7 +109,7 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
         raster = raster_file(layer)
         if raster is None:
             source = layer.source() if layer is not None else parameters.get(self.INPUT)
-            raise QgsProcessingException(f"{source}: the input must be a raster file on disk (GDAL){hint}")
+            raise _failure(f"{source}: the input must be a raster file on disk (GDAL){hint}")
         return raster
 
     def _bands_choice(self, parameters: dict, context: QgsProcessingContext) -> tuple[str | None, str]:
@@ -161,7 +163,10 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, _tr("Input raster")))
         self.addParameter(
             QgsProcessingParameterEnum(
-                self.ENGINE, _tr("Engine"), options=[label for _, label in ENGINES], defaultValue=0
+                self.ENGINE,
+                _tr("Engine"),
+                options=[label for _, label in ENGINES],
+                defaultValue=[value for value, _ in ENGINES].index(DEFAULT_ENGINE),
             )
         )
         self._add_shared_parameter(self.BANDS)
@@ -264,7 +269,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         raster = self._raster_input(parameters, context, ", not a web service")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if Path(output).suffix.lower() != ".gpkg":
-            raise QgsProcessingException(f"{output}: the output must be a GeoPackage (.gpkg)")
+            raise _failure(f"{output}: the output must be a GeoPackage (.gpkg)")
         preset, bands_text = self._bands_choice(parameters, context)
         aoi = None
         if parameters.get(self.AOI):
@@ -320,12 +325,25 @@ def _run(job: dict, feedback: QgsProcessingFeedback) -> dict:
     for line in outcome.log:
         feedback.pushDebugInfo(line)
     if outcome.status == "cancelled":
-        raise QgsProcessingException("cancelled; no output was kept")
+        raise _failure("cancelled; no output was kept")
     if not outcome.ok:
-        if outcome.details:
-            feedback.reportError(outcome.details, fatalError=False)
-        raise QgsProcessingException(outcome.message)
+        if outcome.details:  # the worker's traceback or error class: for the log, not an error line
+            feedback.pushDebugInfo(outcome.details)
+        raise _failure(translate(outcome.message, outcome.error_info, job.get("options", {}), PROCESSING))
     return outcome.result
+
+
+def _failure(message: str) -> QgsProcessingException:
+    """The exception that ends a failed run, said once.
+
+    qgis_process prints an algorithm's exception three times: QGIS logs it, reports it as
+    ERROR, and its feedback logs that report again, with QGIS's message log echoed on
+    stderr. It exits right after, so there the echo is switched off and the one
+    "ERROR: <message>" line remains (exit code 1). Inside QGIS nothing changes.
+    """
+    if QgsApplication.platform() == "qgis_process":
+        QgsApplication.messageLog().blockSignals(True)
+    return QgsProcessingException(message)
 
 
 def _load_water_layer_on_completion(context: QgsProcessingContext, output: str, water_uri: str) -> None:
@@ -476,7 +494,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
         has_vector = bool(parameters.get(self.LABELS_VECTOR))
         mask_layer = self.parameterAsRasterLayer(parameters, self.LABELS_MASK, context)
         if has_vector and mask_layer is not None:
-            raise QgsProcessingException("give known water as polygons or as a mask raster, not both")
+            raise _failure("give known water as polygons or as a mask raster, not both")
         if has_vector:
             labels = self.parameterAsCompatibleSourceLayerPath(
                 parameters, self.LABELS_VECTOR, context, ["gpkg", "shp", "geojson"], "gpkg", feedback
@@ -484,7 +502,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
         elif mask_layer is not None:
             labels = raster_file(mask_layer)
             if labels is None:
-                raise QgsProcessingException(f"{mask_layer.source()}: the mask must be a raster file on disk")
+                raise _failure(f"{mask_layer.source()}: the mask must be a raster file on disk")
         else:
             labels = "water-index"
             feedback.pushInfo("no known water given: labels come from the water index")
@@ -510,9 +528,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             try:
                 options["bands"] = [int(b) for b in bands_text.replace(" ", "").split(",") if b]
             except ValueError:
-                raise QgsProcessingException(
-                    f"bands {bands_text!r}: expected a preset or numbers like 3,2,1"
-                ) from None
+                raise _failure(f"bands {bands_text!r}: expected a preset or numbers like 3,2,1") from None
         resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context)
         if resolution:
             options["resolution"] = resolution

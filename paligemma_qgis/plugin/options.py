@@ -16,6 +16,7 @@ ENGINES: list[tuple[str, str]] = [
     ("paligemma", "PaliGemma (vision-language model)"),
     ("water-index", "Water index (NDWI / MNDWI, no model)"),
 ]
+DEFAULT_ENGINE = "water-index"  # the CLI's default too: runs without a model download
 DEVICES: list[tuple[str, str]] = [
     ("auto", "Automatic (GPU when available)"),
     ("cuda", "CUDA GPU"),

@@ -295,12 +295,11 @@ class SetupTask(QgsTask):
             details.append("output (last lines):\n" + "\n".join(outcome.output))
         QgsMessageLog.logMessage("\n".join(details), LOG_TAG, Qgis.MessageLevel.Critical)
         self._push(
-            f"{self.description()} failed: {self.error} (details in the log panel, tab '{LOG_TAG}')",
-            Qgis.MessageLevel.Critical,
+            f"{self.description()} failed: {self.error}", Qgis.MessageLevel.Critical, "\n".join(details)
         )
 
-    def _push(self, text: str, level) -> None:
-        push_message(self.iface, text, level)
+    def _push(self, text: str, level, details: str | None = None) -> None:
+        push_message(self.iface, text, level, details)
 
 
 def create_venv_task(

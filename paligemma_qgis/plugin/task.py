@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 
+from .error_text import EXPORT_DIALOG, SEGMENT_DIALOG, translate
 from .layers import LAYER_COPIES, LayerSnapshot, add_export_layers, add_result_layers
 from .messages import LOG_TAG, push_message
 from .runner import WorkerOutcome, run_worker
@@ -126,7 +127,10 @@ class WorkerTask(QgsTask):
             self._push(f"{self.description()}: cancelled; no output was kept.", Qgis.MessageLevel.Info)
             return
         message = outcome.message if outcome is not None else "the worker did not run"
-        self.error = message
+        front = EXPORT_DIALOG if self.job.get("task") == "export" else SEGMENT_DIALOG
+        info = outcome.error_info if outcome is not None else {}
+        # In the dialog's words ("choose the NIR band"); the worker's own words go to Details.
+        self.error = translate(message, info, self.job.get("options", {}), front)
         details = "\n".join(
             part
             for part in (
@@ -138,7 +142,7 @@ class WorkerTask(QgsTask):
             if part
         )
         QgsMessageLog.logMessage(details, LOG_TAG, Qgis.MessageLevel.Critical)
-        self._push(f"{message} (details in the log panel, tab '{LOG_TAG}')", Qgis.MessageLevel.Critical)
+        self._push(f"{self.description()} failed. {self.error}", Qgis.MessageLevel.Critical, details)
 
     def _on_success(self, outcome: WorkerOutcome) -> None:
         summary = outcome.result
@@ -159,8 +163,8 @@ class WorkerTask(QgsTask):
             return
         self._push(f"{self.description()}: {describe_summary(summary)}", Qgis.MessageLevel.Success)
 
-    def _push(self, text: str, level) -> None:
-        push_message(self.iface, text, level)
+    def _push(self, text: str, level, details: str | None = None) -> None:
+        push_message(self.iface, text, level, details)
 
 
 def describe_summary(summary: dict) -> str:

@@ -62,7 +62,9 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
         raise InputError(f"block size must be at least 1 chip, not {opts.block_size}")
     out_dir = Path(opts.out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not opts.overwrite:
-        raise OutputExistsError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
+        raise OutputExistsError(
+            f"{out_dir} exists and is not empty (use --overwrite to replace it)", field="out_dir"
+        )
     codec = load_codec(opts.vae, opts.allow_custom_vae)
     summary = ExportSummary(out_dir=str(out_dir))
     with open_raster(
