@@ -63,7 +63,14 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .. import __version__
-from ..core.environment import is_model_package, package_for_module, probe
+from ..core.environment import (
+    GEO_PACKAGES,
+    MODEL_PACKAGES,
+    is_model_package,
+    nvidia_gpu,
+    package_for_module,
+    probe,
+)
 from ..core.errors import PaliGemmaQgisError
 from ..core.progress import Cancelled
 
@@ -102,7 +109,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         default="water-index",
-        help="with --probe: the engine the run will use (water-index, paligemma)",
+        help="with --probe: what the run needs (water-index, paligemma, export)",
     )
 
 
@@ -408,16 +415,22 @@ def _version_of(module_name: str) -> str | None:
 
 
 def _cuda_info() -> dict:
+    """CUDA/MPS as torch sees them; with the CUDA version torch was built for and free GPU memory
+    (what a bug report about speed or out-of-memory needs first)."""
     info: dict[str, Any] = {"available": False, "device": None, "mps": False}
     try:
         import torch
     except Exception:
         return info
+    info["torch_cuda"] = getattr(getattr(torch, "version", None), "cuda", None)
     try:
         if torch.cuda.is_available():
             info["available"] = True
             info["device"] = torch.cuda.get_device_name(0)
             info["count"] = torch.cuda.device_count()
+            free, total = torch.cuda.mem_get_info(0)
+            info["memory_free_gb"] = round(free / 1e9, 2)
+            info["memory_total_gb"] = round(total / 1e9, 2)
     except Exception as exc:  # a broken driver should not break the check
         info["error"] = str(exc)
     mps = getattr(getattr(torch, "backends", None), "mps", None)
@@ -480,26 +493,23 @@ def check_environment(model: str | None = None, vae: str | None = None) -> dict:
     cuda = _cuda_info()
     model_info = _find_model(model)
     vae_info = _find_vae(vae)
-    requirements = requirements_file()
     fixes: list[dict] = []
     geo_missing = [
         n for n in ("numpy", "rasterio", "shapely", "pyproj", "geopandas", "pyogrio") if not packages[n]
     ]
     ml_missing = [n for n in ("torch", "transformers") if not packages[n]]
-    install = f'"{python}" -m pip install ' + (
-        f'-r "{requirements}"'
-        if requirements
-        else "torch transformers rasterio geopandas pyogrio shapely pyproj"
-    )
     if geo_missing:
         fixes.append(
-            {"problem": f"missing {', '.join(geo_missing)} (needed by every engine)", "command": install}
+            {
+                "problem": f"missing {', '.join(geo_missing)} (needed by every engine)",
+                "command": _install_command(python, "geo"),
+            }
         )
     if ml_missing:
         fixes.append(
             {
                 "problem": f"missing {', '.join(ml_missing)} (needed by the PaliGemma engine)",
-                "command": install,
+                "command": _install_command(python, "model"),
             }
         )
     if packages["torch"] and not cuda["available"]:
@@ -541,6 +551,9 @@ def check_environment(model: str | None = None, vae: str | None = None) -> dict:
     return {
         "python": python,
         "python_version": platform.python_version(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "gpu": nvidia_gpu(),  # what the driver offers, whatever torch's build (decides the torch to install)
         "paligemma_qgis": __version__,
         "packages": packages,
         "torch": packages["torch"],
@@ -562,13 +575,23 @@ def module_command(python: str, args: str) -> str:
     return f'PYTHONPATH="{parent}" "{python}" -m {package} {args}'
 
 
-def requirements_file() -> Path | None:
-    """The worker requirements shipped with the plugin (zip), or requirements.in of a checkout."""
+def requirements_file(group: str = "geo") -> Path | None:
+    """The worker requirements of ``group`` shipped with the plugin (zip), or requirements.in of a checkout."""
     package_dir = Path(__file__).resolve().parents[1]
-    for candidate in (package_dir / "requirements-worker.txt", package_dir.parent / "requirements.in"):
+    shipped = package_dir / ("requirements-model.txt" if group == "model" else "requirements-worker.txt")
+    for candidate in (shipped, package_dir.parent / "requirements.in"):
         if candidate.is_file():
             return candidate
     return None
+
+
+def _install_command(python: str, group: str) -> str:
+    """pip install of a requirements group (a checkout's requirements.in holds both groups)."""
+    requirements = requirements_file(group)
+    if requirements is not None:
+        return f'"{python}" -m pip install -r "{requirements}"'
+    names = GEO_PACKAGES if group == "geo" else MODEL_PACKAGES
+    return f'"{python}" -m pip install ' + " ".join(names)
 
 
 if __name__ == "__main__":

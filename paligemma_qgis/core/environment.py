@@ -61,9 +61,13 @@ PROVIDED_BY: dict[str, str] = {
     "accelerate": "transformers",
     "sentencepiece": "transformers",
 }
+# Modules a package cannot work without, checked with it: a rasterio without affine is broken
+# (the first run in QGIS 3.22 failed on exactly that), and is reported as rasterio.
+DEPENDENCY_CHECKS: dict[str, str] = {"affine": "rasterio", "pandas": "geopandas"}
 ENGINE_NEEDS: dict[str, tuple[str, ...]] = {
     "water-index": ("geo",),
     "paligemma": ("geo", "model"),
+    "export": ("geo", "model"),  # the training-data export encodes masks with the VAE (torch)
 }
 
 
@@ -90,11 +94,16 @@ def _importable(module: str) -> bool:
 
 
 def missing_packages() -> dict[str, list[str]]:
-    """{"geo": [...], "model": [...]}: the packages of each group this Python cannot import."""
-    return {
-        "geo": [p for p, m in GEO_PACKAGES.items() if not _importable(m)],
-        "model": [p for p, m in MODEL_PACKAGES.items() if not _importable(m)],
-    }
+    """{"geo": [...], "model": [...]}: the packages of each group this Python cannot import
+    (found without importing them: a fraction of a second, torch included)."""
+    missing: dict[str, list[str]] = {}
+    for group, table in (("geo", GEO_PACKAGES), ("model", MODEL_PACKAGES)):
+        names = [p for p, m in table.items() if not _importable(m)]
+        for module, package in DEPENDENCY_CHECKS.items():
+            if package in table and package not in names and not _importable(module):
+                names.append(package)
+        missing[group] = names
+    return missing
 
 
 def nvidia_gpu(timeout: float = 10.0) -> dict:
@@ -136,9 +145,10 @@ def _vae(vae: str | None) -> dict:
         return {"found": path.is_file(), "where": str(path) if path.is_file() else None, "known": True}
     try:
         from .weights import default_vae_path
+
+        path = default_vae_path()
     except ImportError:  # numpy/platformdirs missing: the setup comes first anyway
         return {"found": False, "where": None, "known": False}
-    path = default_vae_path()
     return {"found": path.is_file(), "where": str(path), "known": True}
 
 
@@ -179,7 +189,8 @@ def probe(engine: str = "water-index", model: str | None = None, vae: str | None
         "ready": not any(missing[group] for group in needs),
         "gpu": nvidia_gpu(),
     }
-    if engine == "paligemma":
+    if engine in ("paligemma", "export"):
         result["vae"] = _vae(vae)
+    if engine == "paligemma":
         result["model"] = _model(model)
     return result

@@ -68,6 +68,9 @@ class PaliGemmaPlugin:
         for task in list(self.tasks):
             with contextlib.suppress(RuntimeError):  # the C++ task is already gone
                 task.cancel()
+        from .first_run import cancel_pending
+
+        cancel_pending()  # a setup and the run waiting for it
         for action in self.actions:
             self.iface.removePluginRasterMenu(MENU, action)
             action.deleteLater()
