@@ -594,3 +594,33 @@ def test_export_choices_match_the_core():
     assert {name for name, _ in EMPTY_POLICIES} == set(core_export.EMPTY_POLICIES)
     assert WATER_INDEX_LABELS == core_export.WATER_INDEX
     assert set(EXPORT_MARKERS) == set(core_outputs._EXPORT_MARKERS)
+
+
+def test_export_dialog_defaults_are_the_command_lines(export_dlg):
+    from paligemma_qgis.cli import build_parser
+
+    cli = build_parser().parse_args(["export", "in.tif", "out", "--labels", "lakes.gpkg"])
+    assert export_dlg.size_combo.currentData() == cli.size
+    assert export_dlg.overlap_spin.value() == cli.overlap
+    assert export_dlg.min_pixels_spin.value() == cli.min_object_pixels
+    assert export_dlg.valid_spin.value() == pytest.approx(cli.valid_fraction)
+    assert export_dlg.block_spin.value() == cli.block_size
+    assert export_dlg.seed_spin.value() == cli.seed
+    assert export_dlg.empty_combo.currentData() == cli.empty_policy
+    assert export_dlg.empty_cap_spin.value() == pytest.approx(cli.empty_cap)
+    assert export_dlg.advanced_box.isCollapsed()
+
+
+def test_export_dialog_fits_a_768_pixel_screen(export_dlg, raster_layer):
+    from qgis.PyQt.QtWidgets import QApplication
+
+    export_dlg.raster_picker.set_layer(raster_layer)
+    _set_combo(export_dlg.labels_combo, "water-index")  # shows the Green / NIR / SWIR row
+    export_dlg.show()
+    export_dlg.show_errors(["Choose the output folder."])
+    for _ in range(5):
+        QApplication.processEvents()
+    export_dlg.fit()
+    QApplication.processEvents()
+    assert export_dlg.height() <= 740 and export_dlg.width() <= 1366
+    assert export_dlg.nir_spin.isVisible()

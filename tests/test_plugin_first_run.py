@@ -268,3 +268,22 @@ def test_overwrite_replaces_the_old_layers_in_place(water_scene, clean_project, 
     assert not old_ids & set(clean_project.mapLayers())  # the old result's layers left the project
     assert root.children()[0] is other  # and the result stayed where it was
     assert all(layer.isValid() and layer.featureCount() > 0 for layer in second.layers)
+
+
+def test_closing_the_dialog_during_the_worker_check_starts_nothing(dlg, water_scene, clean_project, tmp_path):
+    import time
+
+    set_configured_python(sys.executable)
+    dlg.set_raster_layer(_raster(water_scene, clean_project))
+    _set(dlg.preset_combo, "naip")
+    dlg.output_widget.setFilePath(str(tmp_path / "w.gpkg"))
+    dlg.show()
+    dlg.run()
+    preflight = dlg.preflight
+    assert preflight is not None
+    dlg.reject()  # Close while the worker Python is still being asked
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    assert dlg.task is None and dlg.preflight is None and not (tmp_path / "w.gpkg").exists()

@@ -23,7 +23,7 @@ from qgis.core import (
     QgsVectorFileWriter,
     QgsVectorLayer,
 )
-from waiting import wait_for_task
+from waiting import wait_for_task, wait_until
 
 from paligemma_qgis.plugin.dialog import SegmentDialog
 from paligemma_qgis.plugin.export_dialog import ExportDialog, polygon_labels
@@ -280,9 +280,11 @@ def test_dialog_run_leaves_the_copy_to_the_task_and_cleans_up(
     queued: list = []
     monkeypatch.setattr(manager, "addTask", queued.append, raising=False)
 
-    task = dlg.run()
+    dlg.run()  # checks the worker Python in the background, then starts the task
+    wait_until(lambda: dlg.task is not None, what=" | ".join(i.text() for i in dlg.message_bar.items()))
+    task = dlg.task
 
-    assert task is not None and queued == [task], [i.text() for i in dlg.message_bar.items()]
+    assert queued == [task], [i.text() for i in dlg.message_bar.items()]
     temp_dir = task.cleanup[0]
     assert temp_dir.is_dir() and list(temp_dir.iterdir()) == []  # run() copied nothing
     assert [c.path for c in task.copies] == [temp_dir / "aoi.gpkg"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsApplication, QgsProcessingException, QgsVectorLayer
 from qgis.PyQt.QtCore import QCoreApplication
-from waiting import wait_for_task
+from waiting import wait_for_task, wait_until
 
 from paligemma_qgis.cli.worker import EXIT_CANCELLED
 from paligemma_qgis.plugin.messages import plugin_messages
@@ -443,8 +443,9 @@ def test_export_dialog_run_adds_chips_and_review(
     out_dir = tmp_path / "training"
     dialog.output_widget.setFilePath(str(out_dir))
     progress = []
-    task = dialog.run()
-    assert task is not None, [i.text() for i in dialog.message_bar.items()]
+    dialog.run()  # the worker Python is checked first (background), then the export starts
+    wait_until(lambda: dialog.task is not None, what=" | ".join(i.text() for i in dialog.message_bar.items()))
+    task = dialog.task
     task.progressChanged.connect(progress.append)
     try:
         wait_for_task(task, timeout=180)

@@ -78,6 +78,14 @@ class JobDialog(QDialog):
     def apply_bands(self, roles: dict[str, int]) -> None:
         """Put the answer of the band question into the dialog's band fields."""
 
+    def done(self, result: int) -> None:  # Close, Esc, the window's X, and accept() all end here
+        """A dialog closed while the worker check runs must not start the run afterwards."""
+        if self.preflight is not None:
+            preflight, self.preflight = self.preflight, None
+            preflight.done.disconnect()
+            preflight.stop()
+        super().done(result)
+
     # ---------------------------------------------------------------- size
     def fit(self) -> None:
         """As high as the contents need (rows hidden or shown, a message), never narrower.
