@@ -93,8 +93,12 @@ def render_setup_question(out: Path, raster: Path) -> Path:
 
 def render_setup_dialog(out: Path) -> Path:
     """Worker setup with a real check of this machine's worker Python (the project's venv)."""
+    from paligemma_qgis.plugin import setup_check, worker_env
     from paligemma_qgis.plugin.setup_check import SetupCheckDialog, run_check
 
+    # Show the plugin's venv where a default Linux profile has it, not in the render's temp profile.
+    default_venv = Path.home() / ".local/share/QGIS/QGIS3/profiles/default/paligemma_qgis/venv"
+    setup_check.managed_venv_dir = worker_env.managed_venv_dir = lambda: default_venv
     dialog = SetupCheckDialog(model="google/paligemma2-3b-mix-224")
     dialog.python_widget.setFilePath(sys.executable)
     dialog.show_result(run_check(python=sys.executable, model="google/paligemma2-3b-mix-224"))

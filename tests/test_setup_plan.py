@@ -118,6 +118,15 @@ def test_qgis_python_is_the_interpreter_qgis_runs_on(tmp_path):
         str(osgeo / "python.exe"),
         True,
     )
+    # QGIS 3.22 on Linux: embedded Python named the first python3 on PATH (a pyenv shim) as
+    # sys.executable. It is not this interpreter: the one under the prefix is.
+    shim = tmp_path / ".pyenv" / "shims" / "python3"
+    shim.parent.mkdir(parents=True)
+    shim.write_text("")
+    assert qgis_python(str(shim), (str(prefix),), (3, 11), windows=False) == (str(exact), True)
+    venv_python = prefix / "bin" / "python"  # a venv's own python is inside its prefix: it counts
+    venv_python.write_text("")
+    assert qgis_python(str(venv_python), (str(prefix),), (3, 11), windows=False) == (str(venv_python), True)
     empty = tmp_path / "nothing"
     empty.mkdir()
     _, found = qgis_python("/usr/bin/qgis", (str(empty),), (3, 11), windows=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qgis.core import QgsRasterBandStats, QgsRasterLayer, QgsRectangle
+from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDialog,
@@ -106,6 +107,7 @@ class BandRolesDialog(QDialog):
         super().__init__(parent)
         self.setObjectName("paligemmaBandRoles")
         self.setWindowTitle("PaliGemma Water — which band is which?")
+        self.setMinimumWidth(560)
         self.roles = roles
         self.infos = band_infos(layer)
         layout = QVBoxLayout(self)
@@ -134,9 +136,16 @@ class BandRolesDialog(QDialog):
             for column, text in enumerate(cells):
                 self.table.setItem(row, column, QTableWidgetItem(text))
         self.table.verticalHeader().setVisible(False)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.setMaximumHeight(32 + 26 * min(len(self.infos), 8))
+        # Every band in view (up to 8; more scroll): they are what the question is about.
+        rows = min(len(self.infos), 8)
+        row_height = self.table.verticalHeader().defaultSectionSize()
+        self.table.setFixedHeight(
+            header.sizeHint().height() + rows * row_height + 2 * self.table.frameWidth()
+        )
         layout.addWidget(self.table)
         form = QFormLayout()
         self.preset_combo = QComboBox()
@@ -164,6 +173,18 @@ class BandRolesDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
         self._update_ok()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        QTimer.singleShot(0, self.fit)
+
+    def fit(self) -> None:
+        """Tall enough for the wrapped intro at this width (Qt sizes a window before it wraps)."""
+        layout = self.layout()
+        width = max(self.width(), self.minimumWidth())
+        height = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else self.sizeHint().height()
+        self.setMinimumHeight(height)
+        self.resize(width, height)
 
     def _apply_preset(self) -> None:
         name = self.preset_combo.currentData()

@@ -192,7 +192,7 @@ def setup_then_run(
         run(plan.python)
 
     task = SetupTask(
-        "Set up the PaliGemma worker",
+        "Set up the PaliGemma Water worker",
         plan.steps,
         on_success=succeeded,
         remove_on_failure=[plan.create_venv] if plan.create_venv is not None else [],

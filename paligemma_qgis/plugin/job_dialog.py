@@ -94,7 +94,12 @@ class JobDialog(QDialog):
         """
         with contextlib.suppress(RuntimeError):  # closed meanwhile
             hint = self.sizeHint()
-            self.resize(max(self.width(), hint.width()) if self.isVisible() else hint.width(), hint.height())
+            width = max(self.width(), hint.width()) if self.isVisible() else hint.width()
+            layout = self.layout()
+            height = hint.height()
+            if layout is not None and layout.hasHeightForWidth():  # wrapped text is taller when narrow
+                height = max(height, layout.totalHeightForWidth(width))
+            self.resize(width, height)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().showEvent(event)

@@ -15,7 +15,7 @@ import contextlib
 import html
 
 from qgis.core import QgsApplication
-from qgis.gui import QgsFileWidget
+from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget
 from qgis.PyQt.QtCore import QProcess, QProcessEnvironment, QTimer
 from qgis.PyQt.QtWidgets import (
     QApplication,
@@ -90,7 +90,7 @@ class SetupCheckDialog(QDialog):
         self.check_timer = QTimer(self)  # kills a check that hangs (CHECK_TIMEOUT_S)
         self.check_timer.setSingleShot(True)
         self.setWindowTitle("PaliGemma Water — worker setup")
-        self.setMinimumSize(640, 520)
+        self.setMinimumSize(700, 600)  # fits a 1366x768 screen with QGIS's title bar
         layout = QVBoxLayout(self)
         qgis_py, found = qgis_python()
         intro = QLabel(
@@ -114,16 +114,19 @@ class SetupCheckDialog(QDialog):
         self.report = QTextBrowser()
         self.report.setOpenExternalLinks(True)
         layout.addWidget(self.report, 1)
-        commands_label = QLabel(
-            "Commands that create the plugin's worker environment (run them in a terminal, "
-            "or let the buttons below run them in the background):"
-        )
-        commands_label.setWordWrap(True)
-        layout.addWidget(commands_label)
+        # The commands behind "Create worker environment", for a terminal: collapsed, so the
+        # report keeps the room.
+        commands_box = QgsCollapsibleGroupBox("Commands that create the worker environment (for a terminal)")
+        commands_box.setObjectName("paligemmaSetupCommands")
+        commands_box.setSaveCollapsedState(False)
+        commands_layout = QVBoxLayout(commands_box)
         self.commands = QPlainTextEdit("\n".join(setup_commands()))
         self.commands.setReadOnly(True)
-        self.commands.setMaximumHeight(110)
-        layout.addWidget(self.commands)
+        self.commands.setMaximumHeight(120)
+        commands_layout.addWidget(self.commands)
+        commands_box.setCollapsed(True)
+        self.commands_box = commands_box
+        layout.addWidget(commands_box)
         fix_row = QHBoxLayout()
         self.venv_button = QPushButton("Create worker environment")
         self.venv_button.setToolTip(

@@ -50,11 +50,14 @@ def qgis_python(
 ) -> tuple[str, bool]:
     """(the Python QGIS runs on, found): this process's interpreter.
 
-    Inside QGIS ``sys.executable`` is often the QGIS binary; the interpreter is then the
-    ``python3.X`` of the same version under ``sys.exec_prefix``/``sys.base_exec_prefix``
-    (OSGeo4W: ``apps/Python3X/python.exe``; QGIS.app: its framework's ``bin/python3.X``).
-    ``found`` is False when only a python3 on PATH is left, a guess the caller says out loud.
-    The arguments are for tests; by default they describe this process.
+    Inside QGIS ``sys.executable`` is not to be trusted: embedded Python guesses it from PATH
+    (in QGIS 3.22 on Linux it was a pyenv shim, another Python altogether) or it is the QGIS
+    binary. It counts only when it lies inside this interpreter's prefix; otherwise the
+    interpreter is the ``python3.X`` of the same version under ``sys.exec_prefix`` /
+    ``sys.base_exec_prefix`` (OSGeo4W: ``apps/Python3X/python.exe``; QGIS.app: its
+    framework's ``bin/python3.X``). ``found`` is False when only a python3 on PATH is left,
+    a guess the caller says out loud. The arguments are for tests; by default they describe
+    this process.
     """
     executable = sys.executable if executable is None else executable
     prefixes = prefixes if prefixes is not None else (sys.exec_prefix, sys.base_exec_prefix)
@@ -62,7 +65,10 @@ def qgis_python(
     windows = sys.platform == "win32" if windows is None else windows
     exe = Path(executable) if executable else None
     if exe is not None and exe.name.lower().startswith("python") and exe.is_file():
-        return str(exe), True
+        homes = [Path(p) for p in prefixes if p]
+        for candidate in (exe, exe.resolve()):
+            if any(home == candidate.parent or home in candidate.parents for home in homes):
+                return str(exe), True
     names = (
         ["python.exe", f"python{major}{minor}.exe", "python3.exe"]
         if windows
