@@ -287,3 +287,33 @@ def test_closing_the_dialog_during_the_worker_check_starts_nothing(dlg, water_sc
         QApplication.processEvents()
         time.sleep(0.02)
     assert dlg.task is None and dlg.preflight is None and not (tmp_path / "w.gpkg").exists()
+
+
+def test_vae_download_button_runs_in_the_background(dlg, qgis_iface, tmp_path):
+    """Download… next to 'VAE file' runs `weights download` in the worker Python as a task; a worker
+    that cannot do it says so, and the button works again."""
+    set_configured_python(python_without(tmp_path, ("platformdirs",)))
+    _set(dlg.engine_combo, "paligemma")
+    button = dlg.vae_widget.download_button
+    task = dlg.vae_widget.download()
+    assert not button.isEnabled()
+    assert task.steps[0].command[2:5] == ["paligemma_qgis", "weights", "download"]
+    wait_for_task(task)
+    assert task.succeeded is False and "exit code" in task.error
+    assert button.isEnabled()
+    assert any("Download the VAE weights failed" in m for m in plugin_messages(qgis_iface))
+
+
+def test_worker_setup_create_says_what_it_installs_first(qgis_iface, tmp_path):
+    from paligemma_qgis.plugin.setup_check import RUNNING, SetupCheckDialog
+
+    page = SetupCheckDialog()
+    page.create_environment()  # asks QGIS's Python about this machine (GPU), in the background
+    wait_until(lambda: page.question is not None, what="the create question")
+    text = page.question.informativeText()
+    assert "geospatial packages" in text and "torch" in text and "transformers" in text
+    assert "About " in text and "to download in all" in text
+    page.question.button(QMessageBox.StandardButton.No).click()
+    QApplication.processEvents()
+    assert page.question is None and page.task is None and not RUNNING
+    page.deleteLater()
