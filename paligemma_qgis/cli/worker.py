@@ -1,5 +1,8 @@
 """``python -m paligemma_qgis worker``: the process the QGIS plugin runs the core in.
 
+One file: the job protocol, the error event and the two checks (--check, --probe) are the
+worker's whole contract with the plugin, and the plugin runs this module alone.
+
 Why a separate process: QGIS must never import torch or transformers (crashes, CUDA
 out-of-memory and numpy/GDAL clashes stay out of QGIS, GPU memory is freed after each
 run, cancel is a clean stop). Protocol:

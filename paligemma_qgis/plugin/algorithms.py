@@ -1,7 +1,8 @@
 """Processing algorithms: the same worker process as the dialog, for models, batch and qgis_process.
 
 The algorithm runs in Processing's thread (or qgis_process's main thread); it only starts
-the worker and relays its progress, so it needs no heavy import either.
+the worker and relays its progress, so it needs no heavy import either. One file: the two
+algorithms share their parameters, the worker run and its one-line failure (``_failure``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Same pattern as the "Map water" dialog: it checks the choices before anything starts
 (messages in its own message bar), remembers them in QgsSettings, and hands a plain JSON
 job (``{"task": "export", ...}``, read by core.export.ExportOptions) to a WorkerTask, which
-adds ``chips`` and ``review`` of OUT_DIR/chips.gpkg when the export succeeds.
+adds ``chips`` and ``review`` of OUT_DIR/chips.gpkg when the export succeeds. One file
+for the same reason as dialog.py: widgets, checks, job and settings name the same fields.
 """
 
 from __future__ import annotations
