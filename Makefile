@@ -2,6 +2,7 @@
 # Both run `make setup` first; a second setup takes seconds (stamp file).
 SHELL := /bin/bash
 VENV ?= .venv
+QT6_VENV ?= .venv-qt6
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 APT_PACKAGES := python3-qgis python3-venv qgis
@@ -15,7 +16,7 @@ unexport PROJ_LIB PROJ_DATA
 setup: $(STAMP)
 
 $(STAMP): requirements.in constraints.txt pyproject.toml scripts/setup.sh
-	bash scripts/setup.sh "$(VENV)" "$(APT_PACKAGES)"
+	bash scripts/setup.sh "$(VENV)" "$(APT_PACKAGES)" "$(QT6_VENV)"
 	touch $(STAMP)
 
 test: setup
@@ -24,6 +25,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check paligemma_qgis tests scripts
 	$(VENV)/bin/ruff format --check paligemma_qgis tests scripts
+	$(PY) scripts/check_qt6.py --pyqt6-python $(QT6_VENV)/bin/python paligemma_qgis
 
 demo: setup
 	$(PY) scripts/demo.py

@@ -1,4 +1,4 @@
-"""Render the plugin's dialogs and a result map to PNG (offscreen) for the docs.
+"""Render the plugin's dialogs and a result map to PNG (offscreen, real QGIS) for the docs.
 
     .venv/bin/python scripts/render_docs.py [--out docs] [--raster FILE --preset naip]
 
@@ -27,23 +27,82 @@ def _save(image, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def render_dialog(out: Path, raster: Path) -> Path:
+def _grab(widget, path: Path) -> Path:
+    """Show ``widget`` at the size it takes in QGIS, write it to ``path``, close it."""
+    widget.show()
+    _settle()
+    if hasattr(widget, "fit"):
+        widget.fit()
+        _settle()
+    _save(widget.grab().toImage(), path)
+    print(f"render_docs: {path.name} {widget.width()}x{widget.height()} px")
+    widget.close()
+    widget.deleteLater()
+    return path
+
+
+def render_dialog(out: Path, raster: Path) -> list[Path]:
+    """The "Map water" dialog as it opens (water index), and with the PaliGemma engine chosen."""
     from paligemma_qgis.plugin.dialog import SegmentDialog
 
-    dialog = SegmentDialog(None)
-    dialog.set_raster_file(str(raster))
-    dialog.engine_combo.setCurrentIndex(0)
-    dialog.preset_combo.setCurrentIndex(dialog.preset_combo.findData("naip"))
-    dialog.output_widget.setFilePath(str(Path.home() / "maps" / f"{raster.stem}_water.gpkg"))
-    dialog.min_area_spin.setValue(200)
-    dialog.adjustSize()
-    dialog.show()
-    _settle()
-    path = out / "dialog.png"
-    _save(dialog.grab().toImage(), path)
-    dialog.close()
-    dialog.deleteLater()
-    return path
+    paths = []
+    for engine, name in (("water-index", "dialog.png"), ("paligemma", "dialog_paligemma.png")):
+        dialog = SegmentDialog(None)
+        dialog.set_raster_file(str(raster))
+        dialog.engine_combo.setCurrentIndex(dialog.engine_combo.findData(engine))
+        dialog.preset_combo.setCurrentIndex(dialog.preset_combo.findData("naip"))
+        dialog.output_widget.setFilePath(str(Path.home() / "maps" / f"{raster.stem}_water.gpkg"))
+        paths.append(_grab(dialog, out / name))
+    return paths
+
+
+def render_band_question(out: Path, raster: Path) -> Path:
+    """The question a raster without band descriptions gets (water index, no preset)."""
+    from qgis.core import QgsRasterLayer
+
+    from paligemma_qgis.plugin.band_roles import BandRolesDialog
+
+    layer = QgsRasterLayer(str(raster), raster.stem, "gdal")
+    dialog = BandRolesDialog(layer, ["green", "nir", "swir"])
+    return _grab(dialog, out / "band_question.png")
+
+
+def render_setup_question(out: Path, raster: Path) -> Path:
+    """The first Run's offer, for the Python QGIS runs on (as on a fresh install)."""
+    import json
+    import subprocess
+
+    from paligemma_qgis.plugin.first_run import probe_args, setup_question
+    from paligemma_qgis.plugin.setup_plan import plan_setup
+    from paligemma_qgis.plugin.worker_env import qgis_python, worker_command, worker_env
+
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").is_file() else qgis_python()[0]
+    proc = subprocess.run(
+        worker_command(*probe_args("water-index"), python=python),
+        capture_output=True,
+        text=True,
+        env=worker_env(),
+    )
+    probe = json.loads(proc.stdout.strip().splitlines()[-1])
+    # Where a default Linux profile keeps it (the render's own profile is a temp folder).
+    venv = Path.home() / ".local/share/QGIS/QGIS3/profiles/default/paligemma_qgis/venv"
+    plan = plan_setup(probe, "water-index", "QGIS python", venv_dir=venv, base_python=python)
+    box = setup_question(None, plan, probe, python, "QGIS python")
+    return _grab(box, out / "setup_question.png")
+
+
+def render_setup_dialog(out: Path) -> Path:
+    """Worker setup with a real check of this machine's worker Python (the project's venv)."""
+    from paligemma_qgis.plugin import setup_check, worker_env
+    from paligemma_qgis.plugin.setup_check import SetupCheckDialog, run_check
+
+    # Show the plugin's venv where a default Linux profile has it, not in the render's temp profile.
+    default_venv = Path.home() / ".local/share/QGIS/QGIS3/profiles/default/paligemma_qgis/venv"
+    setup_check.managed_venv_dir = worker_env.managed_venv_dir = lambda: default_venv
+    dialog = SetupCheckDialog(model="google/paligemma2-3b-mix-224")
+    dialog.python_widget.setFilePath(sys.executable)
+    dialog.show_result(run_check(python=sys.executable, model="google/paligemma2-3b-mix-224"))
+    return _grab(dialog, out / "worker_setup.png")
 
 
 def render_export_dialog(out: Path, raster: Path) -> Path:
@@ -55,14 +114,7 @@ def render_export_dialog(out: Path, raster: Path) -> Path:
     dialog.vector_widget.setFilePath(str(Path.home() / "data" / "known_water.gpkg"))
     dialog.preset_combo.setCurrentIndex(dialog.preset_combo.findData("naip"))
     dialog.output_widget.setFilePath(str(Path.home() / "training" / f"{raster.stem}_chips"))
-    dialog.adjustSize()
-    dialog.show()
-    _settle()
-    path = out / "export_dialog.png"
-    _save(dialog.grab().toImage(), path)
-    dialog.close()
-    dialog.deleteLater()
-    return path
+    return _grab(dialog, out / "export_dialog.png")
 
 
 def _settle() -> None:
@@ -125,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         default=str(REPO / "docs"),
-        help="folder for dialog.png, export_dialog.png and result_map.png",
+        help="folder for dialog.png, dialog_paligemma.png, band_question.png, setup_question.png, "
+        "worker_setup.png, export_dialog.png and result_map.png",
     )
     parser.add_argument("--raster", help="raster to map (default: shared NAIP tile, else a synthetic scene)")
     parser.add_argument("--preset", help="band preset of --raster (naip, sentinel2, landsat89)")
@@ -155,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 raster, preset = make_scene(workdir / "synthetic_lakes.tif").path, "naip"
             for path in (
-                render_dialog(out, raster),
+                *render_dialog(out, raster),
+                render_band_question(out, raster),
+                render_setup_question(out, raster),
+                render_setup_dialog(out),
                 render_export_dialog(out, raster),
                 render_map(out, raster, preset, workdir),
             ):

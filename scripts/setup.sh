@@ -28,6 +28,13 @@ fi
 "$venv/bin/python" -m pip install -q --upgrade "pip>=24"
 "$venv/bin/python" -m pip install -q -c constraints.txt -r requirements.in
 "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
+# PyQt6 from PyPI, in a venv of its own, only for `make lint`'s Qt6 check (scripts/check_qt6.py):
+# QGIS and the plugin never import it.
+qt6_venv=${3:-.venv-qt6}
+if [ ! -x "$qt6_venv/bin/python" ]; then
+  /usr/bin/python3 -m venv "$qt6_venv"
+fi
+"$qt6_venv/bin/python" -m pip install -q -c constraints.txt PyQt6 PyQt6-Qt6 PyQt6-sip
 "$venv/bin/python" - <<'PY'
 import numpy, qgis.core, rasterio, torch, transformers
 print(f"setup: numpy {numpy.__version__}, QGIS {qgis.core.Qgis.QGIS_VERSION}, rasterio {rasterio.__version__}, "

@@ -44,8 +44,9 @@ def test_versions(meta):
     assert re.fullmatch(r"\d+\.\d+\.\d+", meta["version"])
     assert meta["version"] == paligemma_qgis.__version__
     assert re.fullmatch(r"3\.\d+", meta["qgisMinimumVersion"])
-    if "qgisMaximumVersion" in meta:
-        assert re.fullmatch(r"\d+\.\d+", meta["qgisMaximumVersion"])
+    # One code base for QGIS 3 (Qt5) and QGIS 4 (Qt6): without these QGIS 4 lists it as incompatible.
+    assert meta["qgisMaximumVersion"] == "4.99"
+    assert meta["supportsQt6"] == "True"
 
 
 def test_urls_and_email(meta):

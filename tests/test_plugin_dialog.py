@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 from qgis.core import QgsFeature, QgsGeometry, QgsRasterLayer, QgsRectangle, QgsSettings, QgsVectorLayer
+from qgis.PyQt.QtCore import QCoreApplication
+from waiting import wait_until
 
 from paligemma_qgis.plugin import dialog as dialog_module
 from paligemma_qgis.plugin.dialog import SegmentDialog
-from paligemma_qgis.plugin.options import PRESETS, segment_job
+from paligemma_qgis.plugin.options import ENGINES, PRESETS, segment_job
 from paligemma_qgis.plugin.setup_check import render_check, run_check
-from paligemma_qgis.plugin.worker_env import SETTINGS_GROUP, worker_env
+from paligemma_qgis.plugin.worker_env import SETTINGS_GROUP, set_configured_python, worker_env
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +47,76 @@ def _messages(d: SegmentDialog) -> str:
 def test_dialog_opens_with_defaults(dlg):
     dlg.show()
     assert dlg.isVisible()
-    assert dlg.engine() == "paligemma"
     assert dlg.area() == "raster"
     assert dlg.model_combo.currentText() == "google/paligemma2-3b-mix-224"
     assert dlg.batch_spin.value() == 0 and dlg.batch_spin.text() == "Auto"
     assert dlg.run_button.text() == "Run"
+    assert dlg.advanced_box.isCollapsed()
+
+
+def test_dialog_defaults_are_the_command_lines(dlg):
+    """Same engine, overlap, minimum area, device, resolution and batch as `segment` without options."""
+    from paligemma_qgis.cli import build_parser
+
+    cli = build_parser().parse_args(["segment", "in.tif", "out.gpkg"])
+    assert dlg.engine() == cli.engine == "water-index"
+    assert dlg.overlap_spin.value() == cli.overlap
+    assert dlg.min_area_spin.value() == cli.min_area
+    assert dlg.device_combo.currentData() == cli.device
+    assert dlg.resolution_spin.value() == 0 and cli.resolution is None  # native
+    assert dlg.batch_spin.value() == 0 and cli.batch_size is None  # automatic
+    provider_engine = _processing_default("segment_water", "ENGINE")
+    assert ENGINES[provider_engine][0] == cli.engine
+
+
+def _processing_default(algorithm: str, parameter: str):
+    from paligemma_qgis.plugin.provider import algorithms
+
+    (alg,) = [a for a in algorithms() if a.name() == algorithm]
+    alg.initAlgorithm()
+    return alg.parameterDefinition(parameter).defaultValue()
+
+
+def test_engine_options_show_only_for_their_engine(dlg):
+    dlg.show()
+    _set_combo(dlg.engine_combo, "water-index")
+    QCoreApplication.processEvents()
+    assert not dlg.model_box.isVisible() and not dlg.bands_edit.isVisible()
+    assert dlg.nir_spin.isVisible()
+    dlg.advanced_box.setCollapsed(False)
+    QCoreApplication.processEvents()
+    assert dlg.overlap_spin.isVisible() and not dlg.batch_spin.isVisible()
+    _set_combo(dlg.engine_combo, "paligemma")
+    QCoreApplication.processEvents()
+    assert dlg.model_box.isVisible() and dlg.vae_widget.download_button.isVisible()
+    assert dlg.bands_edit.isVisible() and not dlg.nir_spin.isVisible() and dlg.batch_spin.isVisible()
+    assert not dlg.aoi_combo.isVisible()
+    _set_combo(dlg.area_combo, "layer")
+    QCoreApplication.processEvents()
+    assert dlg.aoi_combo.isVisible()
+
+
+@pytest.mark.parametrize("engine", ["water-index", "paligemma"])
+def test_dialog_fits_a_768_pixel_screen(qgis_iface, raster_layer, engine):
+    """1366x768 laptops: the dialog, at the default font, is at most 740 px high, also with the
+    polygon-layer row and a warning in its message bar (advanced options collapsed)."""
+    from qgis.PyQt.QtWidgets import QApplication
+
+    d = SegmentDialog(qgis_iface)
+    d.set_raster_layer(raster_layer)
+    _set_combo(d.engine_combo, engine)
+    _set_combo(d.area_combo, "layer")
+    d.show()
+    d.show_errors(["Choose the polygon layer that limits the area: a message long enough to wrap " * 2])
+    for _ in range(5):
+        QApplication.processEvents()
+    d.fit()  # what the dialog does when rows show or hide
+    QApplication.processEvents()
+    assert d.height() <= 740, d.height()
+    assert d.height() >= d.minimumSizeHint().height()  # nothing squeezed
+    assert d.width() <= 1366
+    d.close()
+    d.deleteLater()
 
 
 def test_validation_refuses_missing_raster_and_output(dlg):
@@ -62,15 +129,16 @@ def test_validation_refuses_missing_raster_and_output(dlg):
 
 def test_validation_messages_for_bad_values(dlg, raster_layer, tmp_path):
     dlg.set_raster_layer(raster_layer)
+    _set_combo(dlg.engine_combo, "paligemma")
     dlg.bands_edit.setText("1,2")
-    dlg.nir_spin.setValue(9)
+    dlg.nir_spin.setValue(9)  # the water index's: hidden and not checked for PaliGemma
     dlg.output_widget.setFilePath(str(tmp_path / "water.shp"))
     dlg.model_combo.setEditText(str(tmp_path / "no_such_model"))
     dlg.vae_widget.setFilePath(str(tmp_path / "missing.npz"))
     errors = dlg.validate()
     joined = "\n".join(errors)
     assert "one band (grey) or three" in joined
-    assert "NIR band 9: the raster has bands 1 to 4" in joined
+    assert "NIR" not in joined
     assert ".gpkg" in joined
     assert "model folder not found" in joined
     assert "missing.npz: VAE file not found" in joined
@@ -79,6 +147,9 @@ def test_validation_messages_for_bad_values(dlg, raster_layer, tmp_path):
 
     dlg.bands_edit.setText("3,2,5")
     assert any("bands 1 to 4" in e for e in dlg.validate())
+    _set_combo(dlg.engine_combo, "water-index")
+    joined = "\n".join(dlg.validate())
+    assert "NIR band 9: the raster has bands 1 to 4" in joined and "3,2,5" not in joined
 
 
 def test_validation_existing_output_needs_overwrite(dlg, raster_layer, tmp_path):
@@ -98,6 +169,7 @@ def test_validation_model_folder_without_config(dlg, raster_layer, tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
     dlg.set_raster_layer(raster_layer)
+    _set_combo(dlg.engine_combo, "paligemma")
     dlg.model_combo.setEditText(str(folder))
     dlg.output_widget.setFilePath(str(tmp_path / "w.gpkg"))
     assert any("no config.json" in e for e in dlg.validate())
@@ -211,15 +283,21 @@ def test_settings_persist(qgis_iface, raster_layer, clean_project, tmp_path):
     second.deleteLater()
 
 
-def test_run_saves_settings_and_starts_a_task(dlg, raster_layer, tmp_path, monkeypatch):
+def test_run_saves_settings_checks_the_worker_and_starts_a_task(dlg, raster_layer, tmp_path, monkeypatch):
     started = []
     monkeypatch.setattr(dialog_module.QgsApplication.taskManager(), "addTask", started.append, raising=False)
+    set_configured_python(sys.executable)  # a worker Python that has everything
     dlg.set_raster_layer(raster_layer)
     _set_combo(dlg.engine_combo, "water-index")
+    _set_combo(dlg.preset_combo, "naip")
     dlg.output_widget.setFilePath(str(tmp_path / "w.gpkg"))
-    task = dlg.run()
-    assert task is not None and started == [task]
-    assert task.group_name == "lakes"
+    dlg.run()
+    # The worker Python is asked first, in the background: Run waits (and cannot start twice).
+    assert dlg.preflight is not None and not dlg.run_button.isEnabled()
+    assert "Checking the worker Python" in _messages(dlg)
+    wait_until(lambda: dlg.task is not None, what="the run to start")
+    assert started == [dlg.task]
+    assert dlg.task.group_name == "lakes" and dlg.task.python == sys.executable
     assert QgsSettings().value(f"{SETTINGS_GROUP}/dialog/engine") == "water-index"
 
 
@@ -517,3 +595,33 @@ def test_export_choices_match_the_core():
     assert {name for name, _ in EMPTY_POLICIES} == set(core_export.EMPTY_POLICIES)
     assert WATER_INDEX_LABELS == core_export.WATER_INDEX
     assert set(EXPORT_MARKERS) == set(core_outputs._EXPORT_MARKERS)
+
+
+def test_export_dialog_defaults_are_the_command_lines(export_dlg):
+    from paligemma_qgis.cli import build_parser
+
+    cli = build_parser().parse_args(["export", "in.tif", "out", "--labels", "lakes.gpkg"])
+    assert export_dlg.size_combo.currentData() == cli.size
+    assert export_dlg.overlap_spin.value() == cli.overlap
+    assert export_dlg.min_pixels_spin.value() == cli.min_object_pixels
+    assert export_dlg.valid_spin.value() == pytest.approx(cli.valid_fraction)
+    assert export_dlg.block_spin.value() == cli.block_size
+    assert export_dlg.seed_spin.value() == cli.seed
+    assert export_dlg.empty_combo.currentData() == cli.empty_policy
+    assert export_dlg.empty_cap_spin.value() == pytest.approx(cli.empty_cap)
+    assert export_dlg.advanced_box.isCollapsed()
+
+
+def test_export_dialog_fits_a_768_pixel_screen(export_dlg, raster_layer):
+    from qgis.PyQt.QtWidgets import QApplication
+
+    export_dlg.raster_picker.set_layer(raster_layer)
+    _set_combo(export_dlg.labels_combo, "water-index")  # shows the Green / NIR / SWIR row
+    export_dlg.show()
+    export_dlg.show_errors(["Choose the output folder."])
+    for _ in range(5):
+        QApplication.processEvents()
+    export_dlg.fit()
+    QApplication.processEvents()
+    assert export_dlg.height() <= 740 and export_dlg.width() <= 1366
+    assert export_dlg.nir_spin.isVisible()

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from qgis.core import (
-    Qgis,
     QgsApplication,
     QgsCoordinateTransformContext,
     QgsFeature,
@@ -24,11 +23,12 @@ from qgis.core import (
     QgsVectorFileWriter,
     QgsVectorLayer,
 )
-from waiting import wait_for_task
+from waiting import wait_for_task, wait_until
 
 from paligemma_qgis.plugin.dialog import SegmentDialog
 from paligemma_qgis.plugin.export_dialog import ExportDialog, polygon_labels
 from paligemma_qgis.plugin.layers import LAYER_COPIES, LayerSnapshot
+from paligemma_qgis.plugin.messages import plugin_messages
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.task import WorkerTask
 from paligemma_qgis.plugin.worker_env import ENV_PYTHON, SETTINGS_GROUP
@@ -280,9 +280,11 @@ def test_dialog_run_leaves_the_copy_to_the_task_and_cleans_up(
     queued: list = []
     monkeypatch.setattr(manager, "addTask", queued.append, raising=False)
 
-    task = dlg.run()
+    dlg.run()  # checks the worker Python in the background, then starts the task
+    wait_until(lambda: dlg.task is not None, what=" | ".join(i.text() for i in dlg.message_bar.items()))
+    task = dlg.task
 
-    assert task is not None and queued == [task], [i.text() for i in dlg.message_bar.items()]
+    assert queued == [task], [i.text() for i in dlg.message_bar.items()]
     temp_dir = task.cleanup[0]
     assert temp_dir.is_dir() and list(temp_dir.iterdir()) == []  # run() copied nothing
     assert [c.path for c in task.copies] == [temp_dir / "aoi.gpkg"]
@@ -355,7 +357,7 @@ def test_cancel_during_the_task_copy_stops_before_the_worker(
     assert task.succeeded is False and not task.worker_started
     assert task.outcome.status == "cancelled"
     assert list(temp.iterdir()) == [] and not output.exists()
-    info = qgis_iface.messageBar().get_messages(Qgis.Info)
+    info = plugin_messages(qgis_iface)
     assert any("cancelled" in m for m in info)
 
 
@@ -387,7 +389,7 @@ def test_a_failing_task_copy_reports_the_layer_and_starts_no_worker(
     assert task.succeeded is False and not task.worker_started
     assert task.error.startswith("study area: cannot copy the area of interest to "), task.error
     assert task.outcome.returncode is None and not output.exists()
-    critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
+    critical = plugin_messages(qgis_iface)
     assert any("study area: cannot copy the area of interest" in m for m in critical), critical
     failed = [m for m in logged if "failed: study area" in m]
     assert failed and not any("Traceback" in m or "command:" in m for m in failed), failed

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsApplication, QgsProcessingException, QgsVectorLayer
 from qgis.PyQt.QtCore import QCoreApplication
-from waiting import wait_for_task
+from waiting import wait_for_task, wait_until
 
 from paligemma_qgis.cli.worker import EXIT_CANCELLED
+from paligemma_qgis.plugin.messages import plugin_messages
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.task import WorkerTask
 from paligemma_qgis.plugin.worker_env import ENV_PYTHON
@@ -70,12 +71,11 @@ def test_task_adds_styled_layers_in_a_group(water_scene, clean_project, qgis_ifa
     assert fill.blue() > fill.red() and 0 < fill.alpha() < 255  # blue, semi-transparent
     assert symbol.symbolLayer(0).strokeColor().alpha() == 255  # with an outline
     assert nodes["chips"].layer().featureCount() == task.outcome.result["chips"]
-    success = qgis_iface.messageBar().get_messages(3)  # Qgis.Success
-    assert any("water polygons" in m for m in success)
+    assert any("water polygons" in m for m in plugin_messages(qgis_iface))
 
 
 def test_worker_error_reaches_message_bar_and_log(water_scene, clean_project, qgis_iface, tmp_path):
-    from qgis.core import Qgis
+    from qgis.PyQt.QtWidgets import QApplication, QMessageBox, QPushButton
 
     logged = []
 
@@ -91,9 +91,22 @@ def test_worker_error_reaches_message_bar_and_log(water_scene, clean_project, qg
     QgsApplication.taskManager().addTask(task)
     wait_for_task(task)
     assert task.succeeded is False
-    assert "99" in task.error
-    critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
-    assert any("99" in m and "log panel" in m for m in critical)
+    # In the dialog's words: its field, no command-line flag.
+    assert (
+        task.error.startswith("Green / NIR / SWIR band: ") and "99" in task.error and "--" not in task.error
+    )
+    (shown,) = [m for m in plugin_messages(qgis_iface) if "99" in m]
+    assert shown.startswith("Water in lakes failed.")
+    # Details… shows the worker's own words and its error class.
+    (item,) = [i for i in qgis_iface.messageBar().items() if i.text() == shown]
+    item.findChild(QPushButton, "paligemmaDetails").click()
+    QCoreApplication.processEvents()
+    (box,) = [
+        w for w in QApplication.topLevelWidgets() if w.objectName() == "paligemmaDetailsBox" and w.isVisible()
+    ]
+    assert isinstance(box, QMessageBox)
+    assert "nir band 99 does not exist" in box.detailedText() and "InputError" in box.detailedText()
+    box.close()
     assert any(tag == "PaliGemma Water" and "failed" in msg for tag, msg in logged)
     assert not output.exists()
     assert clean_project.layerTreeRoot().findGroup("lakes") is None
@@ -217,7 +230,21 @@ def test_qgis_process_runs_the_installed_plugin(installed_plugins_dir, water_sce
     ini = (tmp_path / "qgis_config" / "profiles" / "default" / "QGIS" / "QGIS3.ini").read_text()
     assert "paligemma_qgis=true" in ini
 
+    # A raster that does not name its bands, no BANDS: one clear error line, in Processing's words.
     output = tmp_path / "water.gpkg"
+    failed = subprocess.run(
+        [exe, "run", "paligemma:segment_water", "--", f"INPUT={water_scene.path}", "ENGINE=1", f"OUTPUT={output}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )  # fmt: skip
+    assert failed.returncode == 1
+    said = [line for line in (failed.stdout + failed.stderr).splitlines() if "NIR" in line]
+    assert len(said) == 1, failed.stdout + failed.stderr
+    assert said[0].startswith("ERROR:") and "set NIR (or SWIR) to its band number" in said[0]
+    assert "--" not in said[0] and not output.exists()
+
     run = subprocess.run(
         [exe, "--json", "run", "paligemma:segment_water", "--",
          f"INPUT={water_scene.path}", "ENGINE=1", "BANDS=naip", f"OUTPUT={output}"],
@@ -380,7 +407,7 @@ def test_task_with_paligemma_engine_tiny_model(
     # has the summary's details (model, decoding, batch).
     device = task.outcome.result["device"]
     assert device.startswith("cpu (") and "float32" in device
-    success = qgis_iface.messageBar().get_messages(3)  # Qgis.Success
+    success = plugin_messages(qgis_iface)
     assert any(m.endswith(f" on {device}") and "water polygons" in m for m in success), success
     details = next(m for m in logged if "finished:" in m)
     assert f"device: {device}" in details
@@ -416,8 +443,9 @@ def test_export_dialog_run_adds_chips_and_review(
     out_dir = tmp_path / "training"
     dialog.output_widget.setFilePath(str(out_dir))
     progress = []
-    task = dialog.run()
-    assert task is not None, [i.text() for i in dialog.message_bar.items()]
+    dialog.run()  # the worker Python is checked first (background), then the export starts
+    wait_until(lambda: dialog.task is not None, what=" | ".join(i.text() for i in dialog.message_bar.items()))
+    task = dialog.task
     task.progressChanged.connect(progress.append)
     try:
         wait_for_task(task, timeout=180)
@@ -438,7 +466,7 @@ def test_export_dialog_run_adds_chips_and_review(
     assert layers["chips"].featureCount() == 9
     assert layers["review"].featureCount() >= summary["n_objects"]
     assert layers["chips"].renderer().type() == "categorizedSymbol"  # by split
-    success = qgis_iface.messageBar().get_messages(3)
+    success = plugin_messages(qgis_iface)
     expected = f"mean decode-back IoU {summary['mean_codec_iou']:.3f}"
     assert any(expected in m and "train +" in m for m in success), success
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp folder left
@@ -502,12 +530,10 @@ def test_create_worker_environment_task(qgis_iface, fresh_settings, tmp_path):
     )
     assert probe.returncode == 0, probe.stderr
     assert Path(probe.stdout.strip()) == venv
-    assert any("worker environment: done" in m for m in qgis_iface.messageBar().get_messages(3))
+    assert any("worker environment: done" in m for m in plugin_messages(qgis_iface))
 
 
 def test_setup_task_reports_a_failing_step(qgis_iface, fresh_settings, tmp_path):
-    from qgis.core import Qgis
-
     from paligemma_qgis.plugin.setup_tasks import create_venv_task, download_weights_task
     from paligemma_qgis.plugin.worker_env import configured_python
 
@@ -520,8 +546,7 @@ def test_setup_task_reports_a_failing_step(qgis_iface, fresh_settings, tmp_path)
     wait_for_task(task, 180.0)
     assert task.succeeded is False
     assert "Create the worker environment: cannot start" in task.error and str(missing) in task.error
-    critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
-    assert any(str(missing) in m and "log panel" in m for m in critical)
+    assert any(str(missing) in m and "failed" in m for m in plugin_messages(qgis_iface))
     assert configured_python() == "" and not venv.exists()
 
     # pip fails (a package that no index has): exit code and pip's own words; no half-made venv.

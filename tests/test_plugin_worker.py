@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
-from qgis.core import Qgis, QgsApplication
+from bare_python import python_without
+from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QCoreApplication
 from waiting import pid_gone, wait_for_task
 
+from paligemma_qgis.plugin.messages import plugin_messages
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.runner import run_worker
 from paligemma_qgis.plugin.setup_check import render_check, run_check
@@ -40,43 +42,12 @@ QGIS_PYTHON_LACKS = (
     "tqdm",
 )
 
-BARE_PYTHON = """
-import importlib.abc, runpy, sys
-
-BLOCKED = {blocked!r}
-
-
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, Block())
-args = sys.argv[1:]
-assert args[0] == "-m", args
-sys.argv = [args[1], *args[2:]]
-runpy.run_module(args[1], run_name="__main__", alter_sys=True)
-"""
-
-
-def _python_without(tmp_path: Path, blocked: tuple[str, ...]) -> str:
-    """An executable that behaves like ``python -m ...`` but cannot import ``blocked``."""
-    script = tmp_path / "bare_python.py"
-    script.write_text(BARE_PYTHON.format(blocked=set(blocked)))
-    python = tmp_path / "python"
-    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
-    python.chmod(0o755)
-    return str(python)
-
-
 # --------------------------------------------------------------------------- a bare worker Python
 
 
 def test_check_with_qgis_python_lists_what_is_missing(tmp_path):
     """The setup page's check must describe a bare Python (with fixes), not crash on an import."""
-    check = run_check(python=_python_without(tmp_path, QGIS_PYTHON_LACKS))
+    check = run_check(python=python_without(tmp_path, QGIS_PYTHON_LACKS))
     assert "error" not in check, check.get("details")
     assert check["packages"]["numpy"]
     assert check["packages"]["rasterio"] is None and check["packages"]["torch"] is None
@@ -88,7 +59,7 @@ def test_check_with_qgis_python_lists_what_is_missing(tmp_path):
 
 def test_job_with_qgis_python_says_what_is_missing(water_scene, tmp_path):
     """A run with a bare worker Python ends with a message that names the package and the fix."""
-    python = _python_without(tmp_path, QGIS_PYTHON_LACKS)
+    python = python_without(tmp_path, QGIS_PYTHON_LACKS)
     output = tmp_path / "water.gpkg"
     job = segment_job(str(water_scene.path), str(output), engine="water-index", preset="naip")
     outcome = run_worker(job, worker_command(python=python), env=worker_env())
@@ -101,7 +72,7 @@ def test_job_with_qgis_python_says_what_is_missing(water_scene, tmp_path):
 
 
 def test_paligemma_job_without_torch_names_torch(water_scene, vae_npz, tmp_path):
-    python = _python_without(tmp_path, ("torch", "transformers"))
+    python = python_without(tmp_path, ("torch", "transformers"))
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
@@ -244,7 +215,7 @@ def test_an_exception_in_task_run_reaches_the_user(
     wait_for_task(task)
     assert task.succeeded is False
     assert "no_such_temp_folder" in task.error
-    critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
+    critical = plugin_messages(qgis_iface)
     assert any("no_such_temp_folder" in m for m in critical)
 
 

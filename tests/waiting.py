@@ -36,3 +36,15 @@ def pid_gone(pid: int, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def wait_until(predicate, timeout: float = 60.0, what: str = "condition") -> None:
+    """Pump Qt events until ``predicate()`` is true (a dialog's background check, a box opening)."""
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        QCoreApplication.processEvents()
+        time.sleep(0.02)
+        assert time.monotonic() < deadline, f"{what}: not after {timeout} s"
+    QCoreApplication.processEvents()

@@ -1,5 +1,8 @@
 """``python -m paligemma_qgis worker``: the process the QGIS plugin runs the core in.
 
+One file: the job protocol, the error event and the two checks (--check, --probe) are the
+worker's whole contract with the plugin, and the plugin runs this module alone.
+
 Why a separate process: QGIS must never import torch or transformers (crashes, CUDA
 out-of-memory and numpy/GDAL clashes stay out of QGIS, GPU memory is freed after each
 run, cancel is a clean stop). Protocol:
@@ -26,14 +29,21 @@ stdout: JSON lines::
 
     {"event": "progress", "done": 3, "total": 10, "message": "chips"}
     {"event": "result", ...summary...}
-    {"event": "error", "message": "...", "details": "..."}
+    {"event": "error", "message": "...", "details": "...", "kind": "InputError",
+     "field": "nir", "code": "band_unknown"}
     {"event": "cancelled", "message": "..."}
+
+``field`` (the option the problem is about), ``code`` (what kind of problem) and ``kind``
+(the error class) let the plugin say it in the dialog's words; a missing package comes as
+``code: "missing_packages"`` with ``packages`` (the names people install, "rasterio").
 
 Only these lines go to stdout: anything else that writes there (libraries, C code) is
 redirected to stderr, which the plugin keeps for its log panel.
 
 ``worker --check`` prints one JSON object describing the worker Python (packages, CUDA,
-model, VAE) and the exact commands that fix what is missing.
+model, VAE) and the exact commands that fix what is missing. ``worker --probe --engine E``
+is its quick form (no torch import, a fraction of a second): what the plugin asks before a
+run (core.environment.probe).
 
 The plugin starts it as ``python -m paligemma_qgis.cli.worker`` (same arguments): that imports
 this module alone, not every CLI command, so a Python that lacks a package (QGIS's own, on a
@@ -56,6 +66,14 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from .. import __version__
+from ..core.environment import (
+    GEO_PACKAGES,
+    MODEL_PACKAGES,
+    is_model_package,
+    nvidia_gpu,
+    package_for_module,
+    probe,
+)
 from ..core.errors import PaliGemmaQgisError
 from ..core.progress import Cancelled
 
@@ -70,8 +88,6 @@ DESCRIPTION = (
     "and writes JSON lines (progress, result, error) on stdout. With --check, describes this "
     "Python's readiness (torch, transformers, CUDA, model, VAE) as one JSON object."
 )
-# Packages only the PaliGemma engine needs (the water index runs without them).
-MODEL_PACKAGES = ("torch", "transformers", "accelerate", "safetensors", "tokenizers", "sentencepiece")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -90,6 +106,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", help="with --check: Hugging Face model id or local model folder to look for"
     )
     parser.add_argument("--vae", help="with --check: path of vae-oid.npz to look for")
+    parser.add_argument(
+        "--probe", action="store_true", help="quick check (no torch import): what the engine lacks, as JSON"
+    )
+    parser.add_argument(
+        "--engine",
+        default="water-index",
+        help="with --probe: what the run needs (water-index, paligemma, export)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.check:
         print(json.dumps(check_environment(model=args.model, vae=args.vae)), flush=True)
+        return EXIT_OK
+    if args.probe:
+        print(json.dumps(probe(args.engine, model=args.model, vae=args.vae)), flush=True)
         return EXIT_OK
     events = _private_stdout()
     return run_job_stream(_stdin_lines(), events)
@@ -184,17 +211,28 @@ def run_job_stream(stdin: Lines, events: IO[str]) -> int:
         progress.emit("cancelled", message=str(exc) or "cancelled by the user")
         return EXIT_CANCELLED
     except PaliGemmaQgisError as exc:
-        progress.emit("error", message=str(exc), details=type(exc).__name__)
+        progress.emit("error", message=str(exc), details=type(exc).__name__, **error_fields(exc))
         return EXIT_ERROR
     except ModuleNotFoundError as exc:  # QGIS's own Python, or a half-made environment
-        progress.emit("error", message=missing_module_message(exc), details=traceback.format_exc())
+        package = package_for_module(exc.name or "")
+        progress.emit(
+            "error",
+            message=missing_module_message(exc),
+            details=traceback.format_exc(),
+            code="missing_packages",
+            packages=[package] if exc.name else [],
+            engine_only="paligemma" if is_model_package(package) else None,
+        )
         return EXIT_ERROR
     except MemoryError:
         progress.emit("error", message="the worker ran out of memory", details=traceback.format_exc())
         return EXIT_ERROR
     except Exception as exc:  # the plugin shows the message and logs the traceback
-        message = _out_of_memory_message(exc) or f"{type(exc).__name__}: {exc}"
-        progress.emit("error", message=message, details=traceback.format_exc())
+        oom = _out_of_memory_message(exc)
+        fields = {"field": "batch_size", "code": "gpu_memory"} if oom else {"kind": type(exc).__name__}
+        progress.emit(
+            "error", message=oom or f"{type(exc).__name__}: {exc}", details=traceback.format_exc(), **fields
+        )
         return EXIT_ERROR
     # A SIGTERM after the last check lets the result stand; the plugin decides what to keep.
     progress.emit("result", **result)
@@ -321,17 +359,38 @@ def _private_stdout() -> IO[str]:
     return os.fdopen(events_fd, "w", encoding="utf-8", buffering=1)
 
 
+def error_fields(exc: PaliGemmaQgisError) -> dict:
+    """``kind``, ``field`` and ``code`` of an error, for the event (unset ones left out).
+
+    A core error re-raised with the file name in front (``raise InputError(f"{path}: {exc}")
+    from None``) keeps the error it replaced as ``__context__``: its field and code still count.
+    """
+    fields = {"kind": type(exc).__name__, "field": exc.field, "code": exc.code}
+    inner = exc.__context__
+    for _ in range(3):
+        if fields["field"] is not None or not isinstance(inner, PaliGemmaQgisError):
+            break
+        fields["field"], fields["code"] = inner.field, fields["code"] or inner.code
+        inner = inner.__context__
+    return {key: value for key, value in fields.items() if value is not None}
+
+
 def missing_module_message(exc: ModuleNotFoundError) -> str:
-    """'the worker Python X has no torch (needed by the PaliGemma engine): open ... Worker setup'."""
+    """'the worker Python X has no rasterio (needed by every engine): open ... Worker setup'.
+
+    Named by the package people install: a missing ``affine`` means rasterio is not (fully) there.
+    """
     name = (exc.name or "").split(".")[0]
     if not name:
         return f"the worker Python {sys.executable} cannot import a module: {exc}"
     if name == __package__.split(".")[0]:
         return f"the worker cannot import {exc.name}: the plugin's files are incomplete, reinstall the plugin"
-    needed = "the PaliGemma engine" if name in MODEL_PACKAGES else "the worker"
+    package = package_for_module(name)
+    needed = "the PaliGemma engine" if is_model_package(package) else "every engine"
+    part = f" ({name} comes with it)" if package != name else ""
     return (
-        f"the worker Python {sys.executable} has no {name} (needed by {needed}): open "
-        "Raster > PaliGemma Water > Worker setup… to create the worker environment, "
+        f"the worker Python {sys.executable} has no {package}{part}, needed by {needed}: open "
+        "Raster > PaliGemma Water > Worker setup… to set up the worker environment, "
         "or choose a Python that has it"
     )
 
@@ -367,16 +426,22 @@ def _version_of(module_name: str) -> str | None:
 
 
 def _cuda_info() -> dict:
+    """CUDA/MPS as torch sees them; with the CUDA version torch was built for and free GPU memory
+    (what a bug report about speed or out-of-memory needs first)."""
     info: dict[str, Any] = {"available": False, "device": None, "mps": False}
     try:
         import torch
     except Exception:
         return info
+    info["torch_cuda"] = getattr(getattr(torch, "version", None), "cuda", None)
     try:
         if torch.cuda.is_available():
             info["available"] = True
             info["device"] = torch.cuda.get_device_name(0)
             info["count"] = torch.cuda.device_count()
+            free, total = torch.cuda.mem_get_info(0)
+            info["memory_free_gb"] = round(free / 1e9, 2)
+            info["memory_total_gb"] = round(total / 1e9, 2)
     except Exception as exc:  # a broken driver should not break the check
         info["error"] = str(exc)
     mps = getattr(getattr(torch, "backends", None), "mps", None)
@@ -439,26 +504,23 @@ def check_environment(model: str | None = None, vae: str | None = None) -> dict:
     cuda = _cuda_info()
     model_info = _find_model(model)
     vae_info = _find_vae(vae)
-    requirements = requirements_file()
     fixes: list[dict] = []
     geo_missing = [
         n for n in ("numpy", "rasterio", "shapely", "pyproj", "geopandas", "pyogrio") if not packages[n]
     ]
     ml_missing = [n for n in ("torch", "transformers") if not packages[n]]
-    install = f'"{python}" -m pip install ' + (
-        f'-r "{requirements}"'
-        if requirements
-        else "torch transformers rasterio geopandas pyogrio shapely pyproj"
-    )
     if geo_missing:
         fixes.append(
-            {"problem": f"missing {', '.join(geo_missing)} (needed by every engine)", "command": install}
+            {
+                "problem": f"missing {', '.join(geo_missing)} (needed by every engine)",
+                "command": _install_command(python, "geo"),
+            }
         )
     if ml_missing:
         fixes.append(
             {
                 "problem": f"missing {', '.join(ml_missing)} (needed by the PaliGemma engine)",
-                "command": install,
+                "command": _install_command(python, "model"),
             }
         )
     if packages["torch"] and not cuda["available"]:
@@ -500,6 +562,9 @@ def check_environment(model: str | None = None, vae: str | None = None) -> dict:
     return {
         "python": python,
         "python_version": platform.python_version(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "gpu": nvidia_gpu(),  # what the driver offers, whatever torch's build (decides the torch to install)
         "paligemma_qgis": __version__,
         "packages": packages,
         "torch": packages["torch"],
@@ -521,13 +586,23 @@ def module_command(python: str, args: str) -> str:
     return f'PYTHONPATH="{parent}" "{python}" -m {package} {args}'
 
 
-def requirements_file() -> Path | None:
-    """The worker requirements shipped with the plugin (zip), or requirements.in of a checkout."""
+def requirements_file(group: str = "geo") -> Path | None:
+    """The worker requirements of ``group`` shipped with the plugin (zip), or requirements.in of a checkout."""
     package_dir = Path(__file__).resolve().parents[1]
-    for candidate in (package_dir / "requirements-worker.txt", package_dir.parent / "requirements.in"):
+    shipped = package_dir / ("requirements-model.txt" if group == "model" else "requirements-worker.txt")
+    for candidate in (shipped, package_dir.parent / "requirements.in"):
         if candidate.is_file():
             return candidate
     return None
+
+
+def _install_command(python: str, group: str) -> str:
+    """pip install of a requirements group (a checkout's requirements.in holds both groups)."""
+    requirements = requirements_file(group)
+    if requirements is not None:
+        return f'"{python}" -m pip install -r "{requirements}"'
+    names = GEO_PACKAGES if group == "geo" else MODEL_PACKAGES
+    return f'"{python}" -m pip install ' + " ".join(names)
 
 
 if __name__ == "__main__":

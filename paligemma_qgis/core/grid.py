@@ -223,7 +223,7 @@ def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
             src_crs = extent[1] or aoi_crs
         else:
             if not os.path.exists(aoi):
-                raise InputError(f"{aoi}: area of interest file not found")
+                raise InputError(f"{aoi}: area of interest file not found", field="aoi")
             stat = os.stat(aoi)
             geom, src_crs = _read_aoi_file(os.fspath(aoi), stat.st_mtime_ns, stat.st_size)
     elif isinstance(aoi, Sequence) and len(aoi) == 4:
@@ -231,9 +231,9 @@ def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
     elif hasattr(aoi, "geom_type"):
         geom = aoi
     else:
-        raise InputError(f"unsupported area of interest: {aoi!r}")
+        raise InputError(f"unsupported area of interest: {aoi!r}", field="aoi")
     if geom.is_empty:
-        raise InputError(f"{aoi}: area of interest is empty")
+        raise InputError(f"{aoi}: area of interest is empty", field="aoi")
     return geom, src_crs
 
 
@@ -245,9 +245,9 @@ def _read_aoi_file(path: str, mtime_ns: int, size: int) -> tuple[Any, Any]:
 
     gdf = read_vectors(path, "area of interest", require_crs=False)
     if gdf.empty:
-        raise InputError(f"{path}: area of interest has no features")
+        raise InputError(f"{path}: area of interest has no features", field="aoi")
     if gdf.crs is None:
-        raise InputError(f"{path}: area of interest has no CRS")
+        raise InputError(f"{path}: area of interest has no CRS", field="aoi")
     return shapely.union_all(gdf.geometry.values), gdf.crs
 
 

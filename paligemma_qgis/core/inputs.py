@@ -354,10 +354,12 @@ def load_npz(
     *,
     error: type[Exception] = InputError,
     hint: str = "",
+    field: str | None = None,
 ) -> dict[str, np.ndarray]:
     """The arrays ``names`` of an .npz file that it has (all when None); pickles are refused.
 
-    ``error``: the exception class to raise (weights use WeightsError); ``hint``: what to do.
+    ``error``: the exception class to raise (weights use WeightsError); ``hint``: what to do;
+    ``field``: the option the file came from (the QGIS dialog names its own field).
     """
     tail = f". {hint}" if hint else ""
     try:
@@ -365,6 +367,7 @@ def load_npz(
             wanted = npz.files if names is None else [k for k in names if k in set(npz.files)]
             return {k: npz[k] for k in wanted}
     except library_errors() as exc:
-        raise error(
+        message = (
             f"{path}: not a readable .npz file (truncated or corrupt download?): {library_detail(exc)}{tail}"
-        ) from None
+        )
+        raise (error(message, field=field) if field else error(message)) from None

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,11 +37,11 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from .bands import PRESETS, ROLES, Preset, roles_from_descriptions  # noqa: F401 - re-exported
 from .engine.base import RasterBands
 from .errors import InputError
 from .inputs import input_error, library_errors, open_raster_dataset, reading
 
-ROLES = ("red", "green", "blue", "nir", "swir")
 # Longest side of the decimated whole-scene read used for statistics (stretch, Otsu).
 OVERVIEW_SIZE = 1024
 PATCH_SAMPLING_FACTOR = 16  # rasters bigger than this many samples are sampled in patches
@@ -51,49 +49,6 @@ PATCHES = 16  # patches per side
 READ_ERROR_POLICIES = ("fail", "skip")
 SKIP_HINT = "--on-read-error skip maps unreadable blocks as nodata"
 _MAX_PIECES = 4096  # most pieces one failed read is retried in (on_read_error="skip")
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A sensor's usual band order: RGB rendering bands and band roles (1-based)."""
-
-    rgb: tuple[int, int, int]
-    roles: dict[str, int]
-    # Per band count, a different role table (e.g. Sentinel-2 L2A has no B10).
-    roles_by_count: dict[int, dict[str, int]] | None = None
-    code_table: dict[str, str] | None = None  # band code ("8A", "11") -> role, for descriptions
-    counts: tuple[int, ...] | None = None  # band counts the order is known for (None: any)
-
-    def roles_for(self, count: int) -> dict[str, int]:
-        if self.roles_by_count and count in self.roles_by_count:
-            return self.roles_by_count[count]
-        return self.roles
-
-
-_S2_CODES = {"2": "blue", "3": "green", "4": "red", "8": "nir", "11": "swir"}
-_LANDSAT89_CODES = {"2": "blue", "3": "green", "4": "red", "5": "nir", "6": "swir"}
-
-PRESETS: dict[str, Preset] = {
-    # Sentinel-2 L1C, 13 bands B1..B8, B8A, B9, B10, B11, B12 (B11 is band 12); L2A (12 bands, no B10).
-    "sentinel2": Preset(
-        rgb=(4, 3, 2),
-        roles={"red": 4, "green": 3, "blue": 2, "nir": 8, "swir": 12},
-        roles_by_count={12: {"red": 4, "green": 3, "blue": 2, "nir": 8, "swir": 11}},
-        code_table=_S2_CODES,
-        counts=(12, 13),
-    ),
-    # Landsat 8/9 OLI: B1 coastal, B2 blue, B3 green, B4 red, B5 NIR, B6 SWIR1, B7 SWIR2.
-    "landsat89": Preset(
-        rgb=(4, 3, 2),
-        roles={"red": 4, "green": 3, "blue": 2, "nir": 5, "swir": 6},
-        code_table=_LANDSAT89_CODES,
-        counts=tuple(range(6, 13)),  # B1..B6 at least; up to B1..B11 plus QA
-    ),
-    # NAIP: R, G, B, NIR.
-    "naip": Preset(rgb=(1, 2, 3), roles={"red": 1, "green": 2, "blue": 3, "nir": 4}),
-}
-
-_CODE_RE = re.compile(r"^(?:.*[_\s-])?b0?(\d{1,2}a?)$")
 
 
 def parse_bands(value: str | Sequence[int] | None, *, path: str | os.PathLike = "") -> tuple[int, ...] | None:
@@ -105,46 +60,15 @@ def parse_bands(value: str | Sequence[int] | None, *, path: str | os.PathLike = 
             bands = tuple(int(v) for v in value.replace(" ", "").split(",") if v)
         except ValueError:
             raise InputError(
-                f"{path}: bad band list {value!r}; expected 1-based numbers like 3,2,1"
+                f"{path}: bad band list {value!r}; expected 1-based numbers like 3,2,1", field="bands"
             ) from None
     else:
         bands = tuple(int(v) for v in value)
     if len(bands) not in (1, 3):
-        raise InputError(f"{path}: --bands needs 1 (grey) or 3 (R,G,B) band numbers, got {value!r}")
+        raise InputError(
+            f"{path}: --bands needs 1 (grey) or 3 (R,G,B) band numbers, got {value!r}", field="bands"
+        )
     return bands
-
-
-def _role_from_description(desc: str | None, code_table: dict[str, str] | None) -> str | None:
-    if not desc:
-        return None
-    d = desc.strip().lower()
-    if "swir" in d:
-        return None if re.search(r"swir[\s_-]?2", d) else "swir"
-    if "nir" in d or "near infrared" in d or "near-infrared" in d:
-        return "nir"
-    if "edge" in d:  # red edge
-        return None
-    for role in ("green", "red", "blue"):
-        if re.search(rf"\b{role}\b", d):
-            return role
-    m = _CODE_RE.match(d)
-    if m and code_table:
-        return code_table.get(m.group(1))
-    return None
-
-
-def roles_from_descriptions(descriptions: Sequence[str | None], preset: str | None = None) -> dict[str, int]:
-    """Band roles named by the file itself; band codes (B3, B8A) need a known sensor."""
-    code_table = PRESETS[preset].code_table if preset in PRESETS else None
-    lowered = [(d or "").strip().lower() for d in descriptions]
-    if code_table is None and any(d in ("b8a", "b08a") or d.endswith("_b8a") for d in lowered):
-        code_table = _S2_CODES  # a B8A band only exists on Sentinel-2
-    roles: dict[str, int] = {}
-    for i, desc in enumerate(descriptions, start=1):
-        role = _role_from_description(desc, code_table)
-        if role and role not in roles:
-            roles[role] = i
-    return roles
 
 
 def _counts_text(counts: tuple[int, ...]) -> str:
@@ -298,7 +222,11 @@ class RasterSource:
         self.preset = preset
         self.on_read_error = on_read_error
         self._errors = ReadErrors()
-        self._file = open_raster_dataset(path, "raster", label=self.path)
+        try:
+            self._file = open_raster_dataset(path, "raster", label=self.path)
+        except InputError as exc:
+            exc.field = exc.field or "raster"  # the dialog names its raster field
+            raise
         self._vrt: WarpedVRT | None = None
         try:
             self._setup(bands, preset, resolution, stretch, {"green": green, "nir": nir, "swir": swir})
@@ -353,7 +281,9 @@ class RasterSource:
         def check(b: int, what: str) -> int:
             if not 1 <= b <= f.count:
                 raise InputError(
-                    f"{self.path}: {what} band {b} does not exist (the raster has {f.count} bands)"
+                    f"{self.path}: {what} band {b} does not exist (the raster has {f.count} bands)",
+                    field="bands" if what == "RGB" else what,
+                    code="band_out_of_range",
                 )
             return b
 
@@ -365,7 +295,9 @@ class RasterSource:
             if p.counts and f.count not in p.counts and not described:
                 raise InputError(
                     f"{self.path}: preset {preset!r} expects {_counts_text(p.counts)} bands but the "
-                    f"raster has {f.count}; use --bands and --green/--nir/--swir instead"
+                    f"raster has {f.count}; use --bands and --green/--nir/--swir instead",
+                    field="preset",
+                    code="preset_mismatch",
                 )
             roles.update(
                 {r: b for r, b in p.roles_for(f.count).items() if b <= f.count and b != self.alpha_band}
@@ -383,7 +315,9 @@ class RasterSource:
             if max(rgb) > f.count:
                 raise InputError(
                     f"{self.path}: preset {preset!r} expects bands {rgb} but the raster has "
-                    f"{f.count}; use --bands and --green/--nir/--swir instead"
+                    f"{f.count}; use --bands and --green/--nir/--swir instead",
+                    field="preset",
+                    code="preset_mismatch",
                 )
             chosen = rgb
         if chosen is None and all(r in roles for r in ("red", "green", "blue")):

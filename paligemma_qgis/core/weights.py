@@ -105,19 +105,29 @@ def find_vae(explicit: str | Path | None = None) -> Path:
     if explicit is not None and str(explicit) != "":
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise WeightsError(f"VAE weights not found: {path} (given explicitly). {_where_to_get(cache)}")
+            raise WeightsError(
+                f"VAE weights not found: {path} (given explicitly). {_where_to_get(cache)}",
+                field="vae",
+                code="vae_missing",
+            )
         return path
     env = os.environ.get(VAE_ENV, "").strip()
     if env:
         path = Path(env).expanduser()
         if not path.is_file():
-            raise WeightsError(f"VAE weights not found: {path} (from ${VAE_ENV}). {_where_to_get(cache)}")
+            raise WeightsError(
+                f"VAE weights not found: {path} (from ${VAE_ENV}). {_where_to_get(cache)}",
+                field="vae",
+                code="vae_missing",
+            )
         return path
     if cache.is_file():
         return cache
     raise WeightsError(
         f"VAE weights {VAE_FILENAME} not found (looked at --vae, ${VAE_ENV}, and {cache}). "
-        + _where_to_get(cache)
+        + _where_to_get(cache),
+        field="vae",
+        code="vae_missing",
     )
 
 
@@ -128,7 +138,8 @@ def check_checksum(path: str | Path, *, allow_custom_vae: bool = False) -> str:
     if digest != VAE_SHA256 and not allow_custom_vae:
         raise WeightsError(
             f"{path}: sha256 {digest} is not the checksum of Google's {VAE_FILENAME} ({VAE_SHA256}). "
-            f"The file may be a partial download or a different VAE; to use it anyway, {CUSTOM_HINT}."
+            f"The file may be a partial download or a different VAE; to use it anyway, {CUSTOM_HINT}.",
+            field="vae",
         )
     return digest
 
@@ -140,29 +151,33 @@ def load_vae_arrays(path: str | Path, *, allow_custom_vae: bool = False) -> dict
     """
     path = Path(path)
     if not path.exists():
-        raise WeightsError(f"VAE weights not found: {path}. {_where_to_get(default_vae_path())}")
+        raise WeightsError(f"VAE weights not found: {path}. {_where_to_get(default_vae_path())}", field="vae")
     if not path.is_file():
-        raise WeightsError(f"VAE weights path is not a file: {path}")
+        raise WeightsError(f"VAE weights path is not a file: {path}", field="vae")
     arrays = load_npz(
         path,
         list(VAE_SHAPES),
         error=WeightsError,
         hint=f"Download it again with `{DOWNLOAD_COMMAND} --force`",
+        field="vae",
     )
     missing = [k for k in VAE_SHAPES if k not in arrays]
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise WeightsError(
-            f"{path}: not a vae-oid.npz codec file, missing array {', '.join(missing[:3])}{more}"
+            f"{path}: not a vae-oid.npz codec file, missing array {', '.join(missing[:3])}{more}",
+            field="vae",
         )
     for name, shape in VAE_SHAPES.items():
         arr = arrays[name]
         if tuple(arr.shape) != shape:
-            raise WeightsError(f"{path}: array {name} has shape {tuple(arr.shape)}, expected {shape}")
+            raise WeightsError(
+                f"{path}: array {name} has shape {tuple(arr.shape)}, expected {shape}", field="vae"
+            )
         if not np.issubdtype(arr.dtype, np.floating):
-            raise WeightsError(f"{path}: array {name} has dtype {arr.dtype}, expected float32")
+            raise WeightsError(f"{path}: array {name} has dtype {arr.dtype}, expected float32", field="vae")
         if not np.all(np.isfinite(arr)):
-            raise WeightsError(f"{path}: array {name} holds NaN or infinite values")
+            raise WeightsError(f"{path}: array {name} holds NaN or infinite values", field="vae")
         arrays[name] = np.ascontiguousarray(arr, dtype=np.float32)
     check_checksum(path, allow_custom_vae=allow_custom_vae)
     return arrays

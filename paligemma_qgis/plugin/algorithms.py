@@ -1,7 +1,8 @@
 """Processing algorithms: the same worker process as the dialog, for models, batch and qgis_process.
 
 The algorithm runs in Processing's thread (or qgis_process's main thread); it only starts
-the worker and relays its progress, so it needs no heavy import either.
+the worker and relays its progress, so it needs no heavy import either. One file: the two
+algorithms share their parameters, the worker run and its one-line failure (``_failure``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 from pathlib import Path
 
 from qgis.core import (
+    QgsApplication,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
@@ -32,8 +34,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
+from .error_text import PROCESSING, translate
 from .layers import WATER_LAYER, style_water
-from .options import DEFAULT_MODEL, DEVICES, ENGINES, PRESETS, raster_file, segment_job
+from .options import DEFAULT_ENGINE, DEFAULT_MODEL, DEVICES, ENGINES, PRESETS, raster_file, segment_job
 from .runner import run_worker
 from .worker_env import worker_command, worker_env
 
@@ -81,7 +84,7 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
             param = QgsProcessingParameterFile(
                 self.VAE,
                 _tr("VAE mask codec (vae-oid.npz; empty: the downloaded one)"),
-                behavior=QgsProcessingParameterFile.File,
+                behavior=QgsProcessingParameterFile.Behavior.File,
                 extension="npz",
                 optional=True,
             )
@@ -89,7 +92,7 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
             param = QgsProcessingParameterNumber(
                 self.RESOLUTION,
                 _tr("Target resolution (m/pixel; 0 = native)"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.0,
                 False,
                 0.0,
@@ -98,7 +101,7 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
 
     def _add_advanced(self, params: list) -> None:
         for param in params:
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
             self.addParameter(param)
 
     def _raster_input(self, parameters: dict, context: QgsProcessingContext, hint: str = "") -> str:
@@ -107,7 +110,7 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
         raster = raster_file(layer)
         if raster is None:
             source = layer.source() if layer is not None else parameters.get(self.INPUT)
-            raise QgsProcessingException(f"{source}: the input must be a raster file on disk (GDAL){hint}")
+            raise _failure(f"{source}: the input must be a raster file on disk (GDAL){hint}")
         return raster
 
     def _bands_choice(self, parameters: dict, context: QgsProcessingContext) -> tuple[str | None, str]:
@@ -161,7 +164,10 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, _tr("Input raster")))
         self.addParameter(
             QgsProcessingParameterEnum(
-                self.ENGINE, _tr("Engine"), options=[label for _, label in ENGINES], defaultValue=0
+                self.ENGINE,
+                _tr("Engine"),
+                options=[label for _, label in ENGINES],
+                defaultValue=[value for value, _ in ENGINES].index(DEFAULT_ENGINE),
             )
         )
         self._add_shared_parameter(self.BANDS)
@@ -183,7 +189,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE,
                 _tr("Batch size (chips per model call; 0 = auto: what GPU memory holds, 4 on CPU)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 0,
                 False,
                 0,
@@ -194,7 +200,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.OVERLAP,
                 _tr("Chip overlap (pixels)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 32,
                 False,
                 0,
@@ -206,7 +212,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.MIN_AREA,
                 _tr("Minimum polygon area (m²)"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.0,
                 False,
                 0.0,
@@ -214,31 +220,46 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         )
         advanced = [
             QgsProcessingParameterFeatureSource(
-                self.AOI, _tr("Area of interest (polygons)"), [QgsProcessing.TypeVectorPolygon], optional=True
+                self.AOI,
+                _tr("Area of interest (polygons)"),
+                [QgsProcessing.SourceType.TypeVectorPolygon],
+                optional=True,
             ),
             QgsProcessingParameterNumber(
                 self.GREEN,
                 _tr("Green band (0 = automatic)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 0,
                 True,
                 0,
             ),
             QgsProcessingParameterNumber(
-                self.NIR, _tr("NIR band (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0, True, 0
+                self.NIR,
+                _tr("NIR band (0 = automatic)"),
+                QgsProcessingParameterNumber.Type.Integer,
+                0,
+                True,
+                0,
             ),
             QgsProcessingParameterNumber(
-                self.SWIR, _tr("SWIR band (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0, True, 0
+                self.SWIR,
+                _tr("SWIR band (0 = automatic)"),
+                QgsProcessingParameterNumber.Type.Integer,
+                0,
+                True,
+                0,
             ),
         ]
         self._add_advanced(advanced)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
-                self.OUTPUT, _tr("Water polygons (GeoPackage)"), QgsProcessing.TypeVectorPolygon
+                self.OUTPUT, _tr("Water polygons (GeoPackage)"), QgsProcessing.SourceType.TypeVectorPolygon
             )
         )
         self.addOutput(
-            QgsProcessingOutputVectorLayer("WATER_LAYER", _tr("Water layer"), QgsProcessing.TypeVectorPolygon)
+            QgsProcessingOutputVectorLayer(
+                "WATER_LAYER", _tr("Water layer"), QgsProcessing.SourceType.TypeVectorPolygon
+            )
         )
         self.addOutput(QgsProcessingOutputString("SUMMARY", _tr("Run summary (JSON)")))
         self.addOutput(QgsProcessingOutputNumber("WATER_AREA_KM2", _tr("Water area (km²)")))
@@ -249,7 +270,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         raster = self._raster_input(parameters, context, ", not a web service")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if Path(output).suffix.lower() != ".gpkg":
-            raise QgsProcessingException(f"{output}: the output must be a GeoPackage (.gpkg)")
+            raise _failure(f"{output}: the output must be a GeoPackage (.gpkg)")
         preset, bands_text = self._bands_choice(parameters, context)
         aoi = None
         if parameters.get(self.AOI):
@@ -305,12 +326,25 @@ def _run(job: dict, feedback: QgsProcessingFeedback) -> dict:
     for line in outcome.log:
         feedback.pushDebugInfo(line)
     if outcome.status == "cancelled":
-        raise QgsProcessingException("cancelled; no output was kept")
+        raise _failure("cancelled; no output was kept")
     if not outcome.ok:
-        if outcome.details:
-            feedback.reportError(outcome.details, fatalError=False)
-        raise QgsProcessingException(outcome.message)
+        if outcome.details:  # the worker's traceback or error class: for the log, not an error line
+            feedback.pushDebugInfo(outcome.details)
+        raise _failure(translate(outcome.message, outcome.error_info, job.get("options", {}), PROCESSING))
     return outcome.result
+
+
+def _failure(message: str) -> QgsProcessingException:
+    """The exception that ends a failed run, said once.
+
+    qgis_process prints an algorithm's exception three times: QGIS logs it, reports it as
+    ERROR, and its feedback logs that report again, with QGIS's message log echoed on
+    stderr. It exits right after, so there the echo is switched off and the one
+    "ERROR: <message>" line remains (exit code 1). Inside QGIS nothing changes.
+    """
+    if QgsApplication.platform() == "qgis_process":
+        QgsApplication.messageLog().blockSignals(True)
+    return QgsProcessingException(message)
 
 
 def _load_water_layer_on_completion(context: QgsProcessingContext, output: str, water_uri: str) -> None:
@@ -373,7 +407,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterFeatureSource(
                 self.LABELS_VECTOR,
                 _tr("Known water: polygons"),
-                [QgsProcessing.TypeVectorPolygon],
+                [QgsProcessing.SourceType.TypeVectorPolygon],
                 optional=True,
             )
         )
@@ -389,7 +423,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.VALID_FRACTION,
                 _tr("Validation share"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.2,
                 False,
                 0.0,
@@ -408,13 +442,13 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.MASK_THRESHOLD,
                 _tr("Mask: water where value >"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.0,
             ),
             QgsProcessingParameterNumber(
                 self.OVERLAP,
                 _tr("Chip overlap (pixels)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 0,
                 False,
                 0,
@@ -423,7 +457,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.BLOCK_SIZE,
                 _tr("Spatial block (chips per side)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 4,
                 False,
                 1,
@@ -431,13 +465,13 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.MIN_OBJECT_PIXELS,
                 _tr("Smallest water object (pixels)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 16,
                 False,
                 1,
             ),
             QgsProcessingParameterNumber(
-                self.SEED, _tr("Random seed"), QgsProcessingParameterNumber.Integer, 0
+                self.SEED, _tr("Random seed"), QgsProcessingParameterNumber.Type.Integer, 0
             ),
             QgsProcessingParameterBoolean(
                 self.ALLOW_CUSTOM_VAE, _tr("Accept a VAE file that is not Google's vae-oid.npz"), False
@@ -446,7 +480,9 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
         self._add_advanced(advanced)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, _tr("Output folder")))
         self.addOutput(
-            QgsProcessingOutputVectorLayer("CHIPS_LAYER", _tr("Chips"), QgsProcessing.TypeVectorPolygon)
+            QgsProcessingOutputVectorLayer(
+                "CHIPS_LAYER", _tr("Chips"), QgsProcessing.SourceType.TypeVectorPolygon
+            )
         )
         self.addOutput(QgsProcessingOutputString("SUMMARY", _tr("Export summary (JSON)")))
         self.addOutput(QgsProcessingOutputNumber("N_TRAIN", _tr("Training chips")))
@@ -459,7 +495,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
         has_vector = bool(parameters.get(self.LABELS_VECTOR))
         mask_layer = self.parameterAsRasterLayer(parameters, self.LABELS_MASK, context)
         if has_vector and mask_layer is not None:
-            raise QgsProcessingException("give known water as polygons or as a mask raster, not both")
+            raise _failure("give known water as polygons or as a mask raster, not both")
         if has_vector:
             labels = self.parameterAsCompatibleSourceLayerPath(
                 parameters, self.LABELS_VECTOR, context, ["gpkg", "shp", "geojson"], "gpkg", feedback
@@ -467,7 +503,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
         elif mask_layer is not None:
             labels = raster_file(mask_layer)
             if labels is None:
-                raise QgsProcessingException(f"{mask_layer.source()}: the mask must be a raster file on disk")
+                raise _failure(f"{mask_layer.source()}: the mask must be a raster file on disk")
         else:
             labels = "water-index"
             feedback.pushInfo("no known water given: labels come from the water index")
@@ -493,9 +529,7 @@ class ExportTrainingDataAlgorithm(WorkerAlgorithm):
             try:
                 options["bands"] = [int(b) for b in bands_text.replace(" ", "").split(",") if b]
             except ValueError:
-                raise QgsProcessingException(
-                    f"bands {bands_text!r}: expected a preset or numbers like 3,2,1"
-                ) from None
+                raise _failure(f"bands {bands_text!r}: expected a preset or numbers like 3,2,1") from None
         resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context)
         if resolution:
             options["resolution"] = resolution

@@ -19,7 +19,6 @@ from qgis.core import (
     QgsMapLayer,
     QgsProcessing,
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -41,7 +40,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from .algorithms import WorkerAlgorithm, _run
+from .algorithms import WorkerAlgorithm, _failure, _run
 from .change_styles import load_as_group, style_class_layer, style_occurrence
 from .options import DEFAULT_MODEL, DEVICES, ENGINES, raster_file, segment_job
 
@@ -121,7 +120,7 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterVectorLayer(
                 self.REFERENCE,
                 _tr("Known water, counted as before"),
-                [QgsProcessing.TypeVectorPolygon],
+                [QgsProcessing.SourceType.TypeVectorPolygon],
                 optional=True,
             )
         )
@@ -139,7 +138,7 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.MIN_AREA,
                 _tr("Minimum polygon area (m²)"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.0,
                 False,
                 0.0,
@@ -158,22 +157,32 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterFeatureSource(
                 self.AOI,
                 _tr("Compare only inside (polygons)"),
-                [QgsProcessing.TypeVectorPolygon],
+                [QgsProcessing.SourceType.TypeVectorPolygon],
                 optional=True,
             ),
             QgsProcessingParameterNumber(
                 self.GREEN,
                 _tr("Green band (0 = automatic)"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 0,
                 True,
                 0,
             ),
             QgsProcessingParameterNumber(
-                self.NIR, _tr("NIR band (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0, True, 0
+                self.NIR,
+                _tr("NIR band (0 = automatic)"),
+                QgsProcessingParameterNumber.Type.Integer,
+                0,
+                True,
+                0,
             ),
             QgsProcessingParameterNumber(
-                self.SWIR, _tr("SWIR band (0 = automatic)"), QgsProcessingParameterNumber.Integer, 0, True, 0
+                self.SWIR,
+                _tr("SWIR band (0 = automatic)"),
+                QgsProcessingParameterNumber.Type.Integer,
+                0,
+                True,
+                0,
             ),
             QgsProcessingParameterString(
                 self.MODEL,
@@ -190,10 +199,10 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
         self._add_shared_parameter(self.RESOLUTION)
         for name in (self.VAE, self.RESOLUTION):
             param = self.parameterDefinition(name)
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         self.addParameter(
             QgsProcessingParameterVectorDestination(
-                self.OUTPUT, _tr("Water change (GeoPackage)"), QgsProcessing.TypeVectorPolygon
+                self.OUTPUT, _tr("Water change (GeoPackage)"), QgsProcessing.SourceType.TypeVectorPolygon
             )
         )
         for name in CHANGE_LAYERS:
@@ -201,7 +210,7 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
                 QgsProcessingOutputVectorLayer(
                     f"{name.upper()}_LAYER",
                     _tr(f"{name.capitalize()} water"),
-                    QgsProcessing.TypeVectorPolygon,
+                    QgsProcessing.SourceType.TypeVectorPolygon,
                 )
             )
             self.addOutput(
@@ -216,7 +225,7 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
         path, _ = layer_file(layer)
         if path is None:
             source = layer.source() if layer is not None else parameters.get(name)
-            raise QgsProcessingException(
+            raise _failure(
                 f"{source}: {name.lower()} must be a GeoPackage from Segment water or a raster file on disk"
             )
         return path
@@ -241,10 +250,10 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
         after = self._input(parameters, self.AFTER, context)
         reference, reference_layer = self._reference(parameters, context, feedback)
         if before is None and reference is None:
-            raise QgsProcessingException("give a Before water map or raster, or Known water in its place")
+            raise _failure("give a Before water map or raster, or Known water in its place")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if Path(output).suffix.lower() != ".gpkg":
-            raise QgsProcessingException(f"{output}: the output must be a GeoPackage (.gpkg)")
+            raise _failure(f"{output}: the output must be a GeoPackage (.gpkg)")
         aoi = None
         if parameters.get(self.AOI):
             aoi = self.parameterAsCompatibleSourceLayerPath(
@@ -339,7 +348,7 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterMultipleLayers(
                 self.INPUTS,
                 _tr("Water maps (GeoPackages from Segment water)"),
-                QgsProcessing.TypeVectorPolygon,
+                QgsProcessing.SourceType.TypeVectorPolygon,
                 optional=True,
             )
         )
@@ -347,7 +356,7 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterFile(
                 self.FOLDER,
                 _tr("… or a folder of them"),
-                behavior=QgsProcessingParameterFile.Folder,
+                behavior=QgsProcessingParameterFile.Behavior.Folder,
                 optional=True,
             )
         )
@@ -355,7 +364,7 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.PERMANENT,
                 _tr("Permanent water from (%)"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 90.0,
                 False,
                 0.0,
@@ -366,7 +375,7 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.RARE,
                 _tr("Rare water below (%)"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 25.0,
                 False,
                 0.0,
@@ -377,7 +386,7 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.RESOLUTION,
                 _tr("Pixel size in units of the maps' CRS (0 = the finest pixel of the inputs)"),
-                QgsProcessingParameterNumber.Double,
+                QgsProcessingParameterNumber.Type.Double,
                 0.0,
                 False,
                 0.0,
@@ -385,7 +394,7 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterNumber(
                 self.MIN_OBSERVATIONS,
                 _tr("Occurrence only where observed at least"),
-                QgsProcessingParameterNumber.Integer,
+                QgsProcessingParameterNumber.Type.Integer,
                 1,
                 False,
                 1,
@@ -401,7 +410,7 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
             QgsProcessingParameterVectorDestination(
                 self.CLASSES,
                 _tr("Permanent / seasonal / rare water (GeoPackage)"),
-                QgsProcessing.TypeVectorPolygon,
+                QgsProcessing.SourceType.TypeVectorPolygon,
                 optional=True,
                 createByDefault=False,
             )
@@ -416,20 +425,20 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
         for layer in self.parameterAsLayerList(parameters, self.INPUTS, context) or []:
             path, _ = layer_file(layer)
             if path is None:
-                raise QgsProcessingException(f"{layer.source()}: not a GeoPackage from Segment water on disk")
+                raise _failure(f"{layer.source()}: not a GeoPackage from Segment water on disk")
             if path not in inputs:
                 inputs.append(path)
         folder = (self.parameterAsFile(parameters, self.FOLDER, context) or "").strip()
         if folder:
             inputs.append(folder)
         if not inputs:
-            raise QgsProcessingException("give the water maps, or a folder of them")
+            raise _failure("give the water maps, or a folder of them")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if Path(output).suffix.lower() not in (".tif", ".tiff"):
-            raise QgsProcessingException(f"{output}: the occurrence raster must be a GeoTIFF (.tif)")
+            raise _failure(f"{output}: the occurrence raster must be a GeoTIFF (.tif)")
         classes = self.parameterAsOutputLayer(parameters, self.CLASSES, context) or None
         if classes and Path(classes).suffix.lower() != ".gpkg":
-            raise QgsProcessingException(f"{classes}: the classes must be a GeoPackage (.gpkg)")
+            raise _failure(f"{classes}: the classes must be a GeoPackage (.gpkg)")
         options = {
             "inputs": inputs,
             "output": output,

@@ -67,7 +67,7 @@ def style_class_layer(layer: QgsVectorLayer, name: str) -> None:
 def _linear() -> object:
     """The interpolated ramp type, wherever this QGIS keeps it (3.22 on the class, 3.30+ on Qgis)."""
     method = getattr(Qgis, "ShaderInterpolationMethod", None)
-    return method.Linear if method is not None else QgsColorRampShader.Interpolated
+    return method.Linear if method is not None else QgsColorRampShader.Type.Interpolated
 
 
 def style_occurrence(layer: QgsRasterLayer) -> None:

@@ -3,6 +3,8 @@
 It collects choices, checks them before anything starts (messages appear in the dialog's
 own message bar), remembers them in QgsSettings, and hands a plain JSON job to a
 WorkerTask. It never imports the core's heavy modules: the worker validates the rest.
+One file because widgets, checks, job and settings all name the same fields: split apart,
+each change to a field would touch four modules (what Run does around it is job_dialog's).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from qgis.core import (
     QgsSettings,
     QgsVectorLayer,
 )
-from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,25 +28,37 @@ from qgis.PyQt.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
+    QLabel,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from .band_roles import band_descriptions, roles_needed
+from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
-from .options import DEFAULT_MODEL, DEVICES, ENGINES, KNOWN_MODELS, segment_job
+from .options import (
+    DEFAULT_ENGINE,
+    DEFAULT_MODEL,
+    DEFAULT_OVERLAP,
+    DEVICES,
+    ENGINES,
+    KNOWN_MODELS,
+    segment_job,
+)
 from .widgets import (
     ONE_BAND_INDEX,
     BandsGroup,
-    JobDialog,
     RasterPicker,
+    VaeField,
     check_vae,
     combo_box,
     row,
     set_combo_value,
-    vae_file_widget,
+    set_row_visible,
 )
 from .worker_env import SETTINGS_GROUP
 
@@ -66,7 +81,11 @@ def _looks_like_path(model: str) -> bool:
 
 
 class SegmentDialog(JobDialog):
-    """Choose a raster, bands, area, engine and output; Run starts a background WorkerTask."""
+    """Choose a raster, engine, bands, area and output; Run starts a background WorkerTask.
+
+    Fits a 1366x768 screen: options of the other engine are hidden, the rarely changed ones
+    sit in a collapsed "Advanced" box, and the defaults are the command line's.
+    """
 
     def __init__(self, iface=None, parent: QWidget | None = None) -> None:
         super().__init__(iface, parent, "PaliGemma Water — map water in a raster")
@@ -74,17 +93,18 @@ class SegmentDialog(JobDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
         layout.addWidget(self._input_group())
+        layout.addWidget(self._model_group())
         layout.addWidget(self._bands_group())
-        layout.addWidget(self._area_group())
-        layout.addWidget(self._engine_group())
         layout.addWidget(self._output_group())
+        layout.addWidget(self._advanced_group())
+        layout.addStretch(1)
         self.buttons = QDialogButtonBox()
-        self.run_button = self.buttons.addButton("Run", QDialogButtonBox.AcceptRole)
-        self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.HelpRole)
-        self.export_button = self.buttons.addButton("Training data…", QDialogButtonBox.ActionRole)
+        self.run_button = self.buttons.addButton("Run", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.ButtonRole.HelpRole)
+        self.export_button = self.buttons.addButton("Training data…", QDialogButtonBox.ButtonRole.ActionRole)
         self.export_button.setToolTip("Export chips + known water as PaliGemma fine-tuning data")
         self.export_requested = False
-        self.buttons.addButton(QDialogButtonBox.Close)
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         self.buttons.accepted.connect(self.run)
         self.buttons.rejected.connect(self.reject)
         self.setup_button.clicked.connect(self.open_setup)
@@ -95,12 +115,40 @@ class SegmentDialog(JobDialog):
 
     # ------------------------------------------------------------------ widgets
     def _input_group(self) -> QGroupBox:
-        box = QGroupBox("Input raster")
+        box = QGroupBox("Input")
         form = QFormLayout(box)
         self.raster_picker = RasterPicker("Raster", min_width=380, select_last=True)
         self.raster_combo = self.raster_picker.combo
         form.addRow("Raster", self.raster_picker)
+        self.engine_combo = combo_box(ENGINES)
+        self.engine_combo.setToolTip(
+            "Water index: NDWI/MNDWI from the green and NIR or SWIR bands, no model, seconds. "
+            "PaliGemma: the vision-language model (torch; a GPU helps), from RGB."
+        )
+        self.engine_combo.currentIndexChanged.connect(self._update_enabled)
+        form.addRow("Engine", self.engine_combo)
+        self._area_rows(form)
         return box
+
+    def _model_group(self) -> QGroupBox:
+        """What only the PaliGemma engine uses (hidden for the water index)."""
+        self.model_box = QGroupBox("PaliGemma")
+        form = QFormLayout(self.model_box)
+        self.model_combo = QComboBox()
+        self.model_combo.setEditable(True)
+        self.model_combo.addItems(KNOWN_MODELS)
+        self.model_combo.setToolTip("A Hugging Face model id (downloaded once) or a local model folder")
+        self.model_browse = QToolButton()
+        self.model_browse.setText("…")
+        self.model_browse.setToolTip("Choose a local model folder (e.g. a fine-tuned model)")
+        self.model_browse.clicked.connect(self._browse_model)
+        form.addRow("Model", row(self.model_combo, self.model_browse))
+        self.model_combo.setMinimumWidth(380)
+        self.vae_widget = VaeField()
+        form.addRow("VAE file", self.vae_widget)
+        self.device_combo = combo_box(DEVICES)
+        form.addRow("Device", self.device_combo)
+        return self.model_box
 
     def _bands_group(self) -> QGroupBox:
         self.bands_box = BandsGroup(
@@ -114,37 +162,37 @@ class SegmentDialog(JobDialog):
         )
         return self.bands_box
 
-    def _area_group(self) -> QGroupBox:
-        box = QGroupBox("Area")
-        form = QFormLayout(box)
+    def _area_rows(self, form: QFormLayout) -> None:
+        """Where to map: the whole raster, the canvas extent, or the polygons of a layer."""
+        self.area_form = form
         self.area_combo = combo_box(AREAS)
         self.area_combo.currentIndexChanged.connect(self._update_enabled)
-        form.addRow("Map", self.area_combo)
+        self.area_form.addRow("Area", self.area_combo)
         self.aoi_combo = QgsMapLayerComboBox()
-        self.aoi_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.aoi_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.selected_check = QCheckBox("Selected features only")
-        form.addRow("Polygon layer", row(self.aoi_combo, self.selected_check))
+        self.aoi_row = row(self.aoi_combo, self.selected_check)
+        self.area_form.addRow("Polygon layer", self.aoi_row)
+
+    def _output_group(self) -> QGroupBox:
+        box = QGroupBox("Output")
+        form = QFormLayout(box)
+        self.output_widget = QgsFileWidget()
+        self.output_widget.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
+        self.output_widget.setFilter("GeoPackage (*.gpkg)")
+        self.output_widget.setConfirmOverwrite(False)  # the Overwrite box decides
+        self.overwrite_check = QCheckBox("Overwrite an existing file")
+        self.overwrite_check.setToolTip("Also replaces the old result's layers in the project")
+        form.addRow("GeoPackage", self.output_widget)
+        form.addRow("", self.overwrite_check)
         return box
 
-    def _engine_group(self) -> QGroupBox:
-        box = QGroupBox("Engine")
-        form = QFormLayout(box)
-        self.engine_combo = combo_box(ENGINES)
-        self.engine_combo.currentIndexChanged.connect(self._update_enabled)
-        form.addRow("Engine", self.engine_combo)
-        self.model_combo = QComboBox()
-        self.model_combo.setEditable(True)
-        self.model_combo.addItems(KNOWN_MODELS)
-        self.model_combo.setToolTip("A Hugging Face model id (downloaded once) or a local model folder")
-        self.model_browse = QToolButton()
-        self.model_browse.setText("…")
-        self.model_browse.clicked.connect(self._browse_model)
-        form.addRow("Model", row(self.model_combo, self.model_browse))
-        self.model_combo.setMinimumWidth(380)
-        self.vae_widget = vae_file_widget()
-        form.addRow("VAE file", self.vae_widget)
-        self.device_combo = combo_box(DEVICES)
-        form.addRow("Device", self.device_combo)
+    def _advanced_group(self) -> QgsCollapsibleGroupBox:
+        """Rarely changed options, collapsed, two per line (their defaults are the command line's)."""
+        self.advanced_box = QgsCollapsibleGroupBox("Advanced")
+        self.advanced_box.setObjectName("paligemmaAdvanced")
+        self.advanced_box.setSaveCollapsedState(False)
+        grid = QGridLayout(self.advanced_box)
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(0, 256)
         self.batch_spin.setSpecialValueText("Auto")  # 0: what GPU memory holds (up to 64), 4 on CPU
@@ -153,12 +201,10 @@ class SegmentDialog(JobDialog):
             "Chips per model call. Auto: as many as the GPU's free memory holds (up to 64), 4 on CPU; "
             "halved automatically if the GPU runs out of memory."
         )
-        form.addRow("Batch size", self.batch_spin)
         self.overlap_spin = QSpinBox()
         self.overlap_spin.setRange(0, 200)
-        self.overlap_spin.setValue(32)
+        self.overlap_spin.setValue(DEFAULT_OVERLAP)
         self.overlap_spin.setSuffix(" px")
-        form.addRow("Chip overlap", self.overlap_spin)
         self.resolution_spin = QDoubleSpinBox()
         self.resolution_spin.setRange(0.0, 10000.0)
         self.resolution_spin.setDecimals(2)
@@ -167,25 +213,29 @@ class SegmentDialog(JobDialog):
         self.resolution_spin.setToolTip(
             "Resample so that a 224-pixel chip covers the ground size the model sees best"
         )
-        form.addRow("Target resolution", self.resolution_spin)
         self.min_area_spin = QDoubleSpinBox()
         self.min_area_spin.setRange(0.0, 1e12)
         self.min_area_spin.setDecimals(0)
         self.min_area_spin.setSuffix(" m²")
-        form.addRow("Minimum water area", self.min_area_spin)
-        return box
-
-    def _output_group(self) -> QGroupBox:
-        box = QGroupBox("Output")
-        form = QFormLayout(box)
-        self.output_widget = QgsFileWidget()
-        self.output_widget.setStorageMode(QgsFileWidget.SaveFile)
-        self.output_widget.setFilter("GeoPackage (*.gpkg)")
-        self.output_widget.setConfirmOverwrite(False)  # the Overwrite box decides
-        form.addRow("GeoPackage", self.output_widget)
-        self.overwrite_check = QCheckBox("Overwrite an existing file")
-        form.addRow("", self.overwrite_check)
-        return box
+        self.advanced_labels: dict[str, QLabel] = {}
+        cells = [
+            ("Chip overlap", self.overlap_spin),
+            ("Min. water area", self.min_area_spin),
+            ("Resolution", self.resolution_spin),
+            ("Batch size", self.batch_spin),
+        ]
+        for i, (text, widget) in enumerate(cells):
+            label = QLabel(text)
+            label.setBuddy(widget)
+            self.advanced_labels[text] = label
+            grid.addWidget(label, i // 2, 2 * (i % 2))
+            grid.addWidget(widget, i // 2, 2 * (i % 2) + 1)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        self.advanced_box.setCollapsed(True)
+        # Expanding shows every child again: hide the other engine's options once more.
+        self.advanced_box.collapsedStateChanged.connect(self._update_enabled)
+        return self.advanced_box
 
     # ------------------------------------------------------------------ helpers
     def _browse_model(self) -> None:
@@ -213,17 +263,19 @@ class SegmentDialog(JobDialog):
         return self.area_combo.currentData()
 
     def _update_enabled(self) -> None:
+        """Show what the chosen engine and area use, hide the rest (and let the dialog shrink)."""
         paligemma = self.engine() == "paligemma"
-        for widget in (
-            self.model_combo,
-            self.model_browse,
-            self.vae_widget,
-            self.device_combo,
-        ):
-            widget.setEnabled(paligemma)
+        self.model_box.setVisible(paligemma)
+        set_row_visible(self.bands_box.form, self.bands_edit, paligemma)
+        set_row_visible(self.bands_box.form, self.bands_box.index_row, not paligemma)
+        if not self.advanced_box.isCollapsed():
+            self.batch_spin.setVisible(paligemma)
+            self.advanced_labels["Batch size"].setVisible(paligemma)
         on_layer = self.area() == "layer"
+        set_row_visible(self.area_form, self.aoi_row, on_layer)
         self.aoi_combo.setEnabled(on_layer)
         self.selected_check.setEnabled(on_layer)
+        QTimer.singleShot(0, self.fit)
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> list[str]:
@@ -231,7 +283,8 @@ class SegmentDialog(JobDialog):
         errors: list[str] = []
         band_count = self.raster_picker.check("an input raster", errors)
         raster = self.raster_path()
-        self.bands_box.check(band_count, errors)
+        water_index = self.engine() == "water-index"
+        self.bands_box.check(band_count, errors, index_bands=water_index, rgb=not water_index)
         if self.engine() == "water-index" and band_count is not None and band_count < 2:
             errors.append(ONE_BAND_INDEX)
 
@@ -301,15 +354,16 @@ class SegmentDialog(JobDialog):
         """
         temp_dir = temp_dir or Path(tempfile.mkdtemp(prefix="paligemma_qgis_"))
         copies: list[LayerSnapshot] = []
+        water_index = self.engine() == "water-index"
         job = segment_job(
             self.raster_path() or "",
             str(Path(self.output_widget.filePath().strip()).expanduser()),
             engine=self.engine(),
-            bands=self.bands_box.bands(),
+            bands=self.bands_box.bands() if not water_index else None,  # only what the dialog shows
             preset=self.bands_box.preset(),
-            green=self.green_spin.value(),
-            nir=self.nir_spin.value(),
-            swir=self.swir_spin.value(),
+            green=self.green_spin.value() if water_index else None,
+            nir=self.nir_spin.value() if water_index else None,
+            swir=self.swir_spin.value() if water_index else None,
             overlap=self.overlap_spin.value(),
             resolution=self.resolution_spin.value(),
             aoi=self._aoi(temp_dir, copies),
@@ -326,6 +380,36 @@ class SegmentDialog(JobDialog):
         name = self.raster_name()
         return f"Water in {name}", name
 
+    def probe_engine(self) -> tuple[str, str | None, str | None]:
+        if self.engine() != "paligemma":
+            return self.engine(), None, None
+        return (
+            "paligemma",
+            self.model_combo.currentText().strip() or None,
+            self.vae_widget.filePath().strip() or None,
+        )
+
+    def band_question(self) -> tuple[QgsRasterLayer | None, list[str]]:
+        """Ask for the bands when the engine needs roles that neither the raster nor the dialog gives."""
+        layer = self.raster_picker.layer()
+        if layer is None:
+            path = self.raster_path()
+            layer = QgsRasterLayer(path, Path(path).stem, "gdal") if path else None
+        if layer is None or not layer.isValid():
+            return None, []
+        roles = roles_needed(
+            "water-index" if self.engine() == "water-index" else "rgb",
+            layer.bandCount(),
+            band_descriptions(layer),
+            self.bands_box.preset(),
+            self.bands_box.bands(),
+            {"green": self.green_spin.value(), "nir": self.nir_spin.value(), "swir": self.swir_spin.value()},
+        )
+        return layer, roles
+
+    def apply_bands(self, roles: dict[str, int]) -> None:
+        self.bands_box.apply_roles(roles)
+
     def open_export(self) -> None:
         """Close this dialog and open the training-data export (the caller opens it, see plugin.py)."""
         self.export_requested = True
@@ -338,7 +422,7 @@ class SegmentDialog(JobDialog):
             model=self.model_combo.currentText().strip() or None,
             vae=self.vae_widget.filePath().strip() or None,
             parent=self,
-        ).exec_()
+        ).exec()
 
     # ------------------------------------------------------------------ settings
     def save_settings(self) -> None:
@@ -366,12 +450,12 @@ class SegmentDialog(JobDialog):
         self.bands_box.load(s, p)
         set_combo_value(self.area_combo, s.value(f"{p}/area", "raster", type=str))
         self.selected_check.setChecked(s.value(f"{p}/selected_only", False, type=bool))
-        set_combo_value(self.engine_combo, s.value(f"{p}/engine", "paligemma", type=str))
+        set_combo_value(self.engine_combo, s.value(f"{p}/engine", DEFAULT_ENGINE, type=str))
         self.model_combo.setEditText(s.value(f"{p}/model", DEFAULT_MODEL, type=str) or DEFAULT_MODEL)
         self.vae_widget.setFilePath(s.value(f"{p}/vae", "", type=str))
         set_combo_value(self.device_combo, s.value(f"{p}/device", "auto", type=str))
         self.batch_spin.setValue(s.value(f"{p}/batch_size", 0, type=int))
-        self.overlap_spin.setValue(s.value(f"{p}/overlap", 32, type=int))
+        self.overlap_spin.setValue(s.value(f"{p}/overlap", DEFAULT_OVERLAP, type=int))
         self.resolution_spin.setValue(s.value(f"{p}/resolution", 0.0, type=float))
         self.min_area_spin.setValue(s.value(f"{p}/min_area_m2", 0.0, type=float))
         self.output_widget.setFilePath(s.value(f"{p}/output", "", type=str))

@@ -3,7 +3,8 @@
 Same pattern as the "Map water" dialog: it checks the choices before anything starts
 (messages in its own message bar), remembers them in QgsSettings, and hands a plain JSON
 job (``{"task": "export", ...}``, read by core.export.ExportOptions) to a WorkerTask, which
-adds ``chips`` and ``review`` of OUT_DIR/chips.gpkg when the export succeeds.
+adds ``chips`` and ``review`` of OUT_DIR/chips.gpkg when the export succeeds. One file
+for the same reason as dialog.py: widgets, checks, job and settings name the same fields.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from qgis.core import (
     QgsVectorLayer,
     QgsWkbTypes,
 )
-from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -28,7 +30,6 @@ from qgis.PyQt.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLineEdit,
     QSpinBox,
     QStackedWidget,
@@ -36,6 +37,8 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from .band_roles import band_descriptions, roles_needed
+from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
 from .options import (
     CHIP_SIZES,
@@ -47,13 +50,13 @@ from .options import (
 from .widgets import (
     ONE_BAND_INDEX,
     BandsGroup,
-    JobDialog,
     RasterPicker,
+    VaeField,
     check_vae,
     combo_box,
     row,
     set_combo_value,
-    vae_file_widget,
+    set_row_visible,
 )
 from .worker_env import SETTINGS_GROUP
 
@@ -70,25 +73,19 @@ class ExportDialog(JobDialog):
 
     def __init__(self, iface=None, parent: QWidget | None = None) -> None:
         super().__init__(iface, parent, "PaliGemma Water — export training data")
+        self.setMinimumWidth(600)
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
-        columns = QHBoxLayout()
-        left, right = QVBoxLayout(), QVBoxLayout()
-        left.addWidget(self._input_group())
-        left.addWidget(self._labels_group())
-        left.addWidget(self._bands_group())
-        left.addStretch(1)
-        right.addWidget(self._chips_group())
-        right.addWidget(self._split_group())
-        right.addWidget(self._output_group())
-        right.addStretch(1)
-        columns.addLayout(left, 1)
-        columns.addLayout(right, 1)
-        layout.addLayout(columns)
+        layout.addWidget(self._input_group())
+        layout.addWidget(self._bands_group())
+        layout.addWidget(self._chips_group())
+        layout.addWidget(self._output_group())
+        layout.addWidget(self._advanced_group())
+        layout.addStretch(1)
         self.buttons = QDialogButtonBox()
-        self.run_button = self.buttons.addButton("Export", QDialogButtonBox.AcceptRole)
-        self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.HelpRole)
-        self.buttons.addButton(QDialogButtonBox.Close)
+        self.run_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.ButtonRole.HelpRole)
+        self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
         self.buttons.accepted.connect(self.run)
         self.buttons.rejected.connect(self.reject)
         self.setup_button.clicked.connect(self.open_setup)
@@ -98,33 +95,29 @@ class ExportDialog(JobDialog):
 
     # ------------------------------------------------------------------ widgets
     def _input_group(self) -> QGroupBox:
-        box = QGroupBox("Input raster")
+        """The raster and where the known water comes from."""
+        box = QGroupBox("Input")
         form = QFormLayout(box)
-        self.raster_picker = RasterPicker("Raster")
+        self.raster_picker = RasterPicker("Raster", min_width=320)
         form.addRow("Raster", self.raster_picker)
-        return box
-
-    def _labels_group(self) -> QGroupBox:
-        box = QGroupBox("Known water (labels)")
-        form = QFormLayout(box)
         self.labels_combo = combo_box(LABEL_SOURCES)
         self.labels_combo.currentIndexChanged.connect(self._update_enabled)
-        form.addRow("From", self.labels_combo)
+        form.addRow("Known water", self.labels_combo)
         self.labels_stack = QStackedWidget()
         # One page per source, in LABEL_SOURCES order.
         self.polygon_combo = QgsMapLayerComboBox()
-        self.polygon_combo.setFilters(QgsMapLayerProxyModel.PolygonLayer)
+        self.polygon_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
         self.polygon_combo.setAllowEmptyLayer(True)
         self.polygon_combo.setLayer(None)
-        self.polygon_selected_check = QCheckBox("Selected features only")
+        self.polygon_selected_check = QCheckBox("Selected only")
         self.labels_stack.addWidget(row(self.polygon_combo, self.polygon_selected_check))
         self.vector_widget = QgsFileWidget()
         self.vector_widget.setFilter(VECTOR_FILTER)
         self.vector_layer_edit = QLineEdit()
-        self.vector_layer_edit.setPlaceholderText("layer name (optional)")
-        self.vector_layer_edit.setMaximumWidth(170)
+        self.vector_layer_edit.setPlaceholderText("layer (optional)")
+        self.vector_layer_edit.setMaximumWidth(130)
         self.labels_stack.addWidget(row(self.vector_widget, self.vector_layer_edit))
-        self.mask_picker = RasterPicker("Mask raster")
+        self.mask_picker = RasterPicker("Mask raster", min_width=200)
         self.mask_threshold_spin = QDoubleSpinBox()
         self.mask_threshold_spin.setRange(-1e9, 1e9)
         self.mask_threshold_spin.setDecimals(2)
@@ -132,6 +125,7 @@ class ExportDialog(JobDialog):
         self.mask_threshold_spin.setToolTip("Mask pixels above this value are water; nodata is unlabelled")
         self.labels_stack.addWidget(row(self.mask_picker, self.mask_threshold_spin))
         self.labels_stack.addWidget(QWidget())  # water index: nothing to choose
+        self.labels_form = form
         form.addRow("Labels", self.labels_stack)
         return box
 
@@ -148,12 +142,48 @@ class ExportDialog(JobDialog):
         return self.bands_box
 
     def _chips_group(self) -> QGroupBox:
-        box = QGroupBox("Chips and masks")
+        box = QGroupBox("Chips")
         form = QFormLayout(box)
         self.size_combo = QComboBox()
         for size in CHIP_SIZES:
             self.size_combo.addItem(f"{size} px (PaliGemma …-{size})", size)
         form.addRow("Chip size", self.size_combo)
+        self.vae_widget = VaeField()
+        form.addRow("VAE file", self.vae_widget)
+        self.valid_spin = QDoubleSpinBox()
+        self.valid_spin.setRange(0.0, 0.9)
+        self.valid_spin.setSingleStep(0.05)
+        self.valid_spin.setValue(0.2)
+        self.valid_spin.setToolTip("Share of the chips kept for validation, by whole spatial blocks")
+        form.addRow("Validation share", self.valid_spin)
+        self.empty_combo = combo_box(EMPTY_POLICIES)
+        self.empty_combo.currentIndexChanged.connect(self._update_enabled)
+        self.empty_cap_spin = QDoubleSpinBox()
+        self.empty_cap_spin.setRange(0.0, 1.0)
+        self.empty_cap_spin.setSingleStep(0.05)
+        self.empty_cap_spin.setValue(0.2)
+        self.empty_cap_spin.setToolTip("Chips without water make at most this share of each split")
+        form.addRow("Chips without water", row(self.empty_combo, self.empty_cap_spin))
+        return box
+
+    def _output_group(self) -> QGroupBox:
+        box = QGroupBox("Output")
+        form = QFormLayout(box)
+        self.output_widget = QgsFileWidget()
+        self.output_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.overwrite_check = QCheckBox("Replace an earlier export")
+        self.overwrite_check.setToolTip(
+            "Replace an earlier export in this folder (only an export is replaced)"
+        )
+        form.addRow("Folder", row(self.output_widget, self.overwrite_check))
+        return box
+
+    def _advanced_group(self) -> QgsCollapsibleGroupBox:
+        """Rarely changed options, collapsed (their defaults are the command line's)."""
+        box = QgsCollapsibleGroupBox("Advanced")
+        box.setObjectName("paligemmaExportAdvanced")
+        box.setSaveCollapsedState(False)
+        form = QFormLayout(box)
         self.overlap_spin = QSpinBox()
         self.overlap_spin.setRange(0, 400)
         self.overlap_spin.setSuffix(" px")
@@ -171,20 +201,6 @@ class ExportDialog(JobDialog):
         self.min_pixels_spin.setSuffix(" px")
         self.min_pixels_spin.setToolTip("Smaller water objects are not written (each costs ~24 tokens)")
         form.addRow("Smallest water object", self.min_pixels_spin)
-        self.vae_widget = vae_file_widget()
-        form.addRow("VAE file", self.vae_widget)
-        self.allow_custom_check = QCheckBox("Accept a VAE that is not Google's vae-oid.npz")
-        form.addRow("", self.allow_custom_check)
-        return box
-
-    def _split_group(self) -> QGroupBox:
-        box = QGroupBox("Train / valid split")
-        form = QFormLayout(box)
-        self.valid_spin = QDoubleSpinBox()
-        self.valid_spin.setRange(0.0, 0.9)
-        self.valid_spin.setSingleStep(0.05)
-        self.valid_spin.setValue(0.2)
-        form.addRow("Validation share", self.valid_spin)
         self.block_spin = QSpinBox()
         self.block_spin.setRange(1, 1000)
         self.block_spin.setValue(4)
@@ -194,24 +210,10 @@ class ExportDialog(JobDialog):
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2_147_483_647)
         form.addRow("Random seed", self.seed_spin)
-        self.empty_combo = combo_box(EMPTY_POLICIES)
-        self.empty_combo.currentIndexChanged.connect(self._update_enabled)
-        self.empty_cap_spin = QDoubleSpinBox()
-        self.empty_cap_spin.setRange(0.0, 1.0)
-        self.empty_cap_spin.setSingleStep(0.05)
-        self.empty_cap_spin.setValue(0.2)
-        self.empty_cap_spin.setToolTip("Chips without water make at most this share of each split")
-        form.addRow("Chips without water", row(self.empty_combo, self.empty_cap_spin))
-        return box
-
-    def _output_group(self) -> QGroupBox:
-        box = QGroupBox("Output")
-        form = QFormLayout(box)
-        self.output_widget = QgsFileWidget()
-        self.output_widget.setStorageMode(QgsFileWidget.GetDirectory)
-        form.addRow("Folder", self.output_widget)
-        self.overwrite_check = QCheckBox("Replace an earlier export in this folder")
-        form.addRow("", self.overwrite_check)
+        self.allow_custom_check = QCheckBox("Accept a VAE that is not Google's vae-oid.npz")
+        form.addRow("", self.allow_custom_check)
+        box.setCollapsed(True)
+        self.advanced_box = box
         return box
 
     # ------------------------------------------------------------------ helpers
@@ -226,6 +228,8 @@ class ExportDialog(JobDialog):
         water_index = self.labels_source() == WATER_INDEX_LABELS
         for spin in (self.green_spin, self.nir_spin, self.swir_spin):
             spin.setEnabled(water_index)
+        set_row_visible(self.bands_box.form, self.bands_box.index_row, water_index)
+        QTimer.singleShot(0, self.fit)
         self.empty_cap_spin.setEnabled(self.empty_combo.currentData() == "cap")
 
     # ------------------------------------------------------------------ validation
@@ -260,7 +264,7 @@ class ExportDialog(JobDialog):
                 if not probe.isValid():
                     what = f"layer '{name}' of {path}" if name else path
                     errors.append(f"{what}: OGR cannot open it as a vector layer.")
-                elif probe.geometryType() != QgsWkbTypes.PolygonGeometry:
+                elif probe.geometryType() != QgsWkbTypes.GeometryType.PolygonGeometry:
                     errors.append(
                         f"{path}: the labels must be polygons (areas of water), not points or lines."
                     )
@@ -358,10 +362,35 @@ class ExportDialog(JobDialog):
         name = self.raster_picker.name()
         return f"Training data from {name}", f"{name} training data"
 
+    def probe_engine(self) -> tuple[str, str | None, str | None]:
+        return "export", None, self.vae_widget.filePath().strip() or None
+
+    def band_question(self) -> tuple[QgsRasterLayer | None, list[str]]:
+        """The chips' R,G,B (4 bands or more) and, for water-index labels, the NIR or SWIR band."""
+        layer = self.raster_picker.layer()
+        if layer is None:
+            path = self.raster_picker.path()
+            layer = QgsRasterLayer(path, Path(path).stem, "gdal") if path else None
+        if layer is None or not layer.isValid():
+            return None, []
+        args = (layer.bandCount(), band_descriptions(layer), self.bands_box.preset(), self.bands_box.bands())
+        spins = {
+            "green": self.green_spin.value(),
+            "nir": self.nir_spin.value(),
+            "swir": self.swir_spin.value(),
+        }
+        roles = roles_needed("rgb", *args, spins)
+        if self.labels_source() == WATER_INDEX_LABELS:
+            roles += [r for r in roles_needed("water-index", *args, spins) if r not in roles]
+        return layer, roles
+
+    def apply_bands(self, roles: dict[str, int]) -> None:
+        self.bands_box.apply_roles(roles)
+
     def open_setup(self) -> None:
         from .setup_check import SetupCheckDialog
 
-        SetupCheckDialog(vae=self.vae_widget.filePath().strip() or None, parent=self).exec_()
+        SetupCheckDialog(vae=self.vae_widget.filePath().strip() or None, parent=self).exec()
 
     # ------------------------------------------------------------------ settings
     def save_settings(self) -> None:

@@ -94,7 +94,7 @@ class LayerSnapshot:
             str(self.path), self._fields, self._wkb_type, self._crs, self._context, self._options()
         )
         try:
-            if writer.hasError() != QgsVectorFileWriter.NoError:
+            if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
                 return writer.errorMessage() or "the GeoPackage cannot be created"
             request = QgsFeatureRequest()
             if self._fids is not None:
@@ -102,7 +102,10 @@ class LayerSnapshot:
             for feature in self._source.getFeatures(request):
                 if is_cancelled():
                     return "cancelled"
-                if not writer.addFeature(feature) or writer.hasError() != QgsVectorFileWriter.NoError:
+                if (
+                    not writer.addFeature(feature)
+                    or writer.hasError() != QgsVectorFileWriter.WriterError.NoError
+                ):
                     return writer.errorMessage() or f"feature {feature.id()} cannot be written"
             return "cancelled" if is_cancelled() else None
         finally:
@@ -157,28 +160,63 @@ def style_chips(layer: QgsVectorLayer) -> None:
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
 
 
+def layers_of_file(path: str | Path, project: QgsProject) -> list:
+    """The project's layers read from the file ``path`` (any of its layers), in layer-tree order."""
+    target = Path(path).resolve()
+    found = []
+    for node in project.layerTreeRoot().findLayers():
+        layer = node.layer()
+        if layer is None:
+            continue
+        parts = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source())
+        source = parts.get("path") or ""
+        if source and Path(source).resolve() == target:
+            found.append(layer)
+    return found
+
+
+def _place_for(gpkg: str | Path, group_name: str, project: QgsProject) -> tuple[QgsLayerTreeGroup, int]:
+    """Where the result goes: where an earlier result from the same file sat (its layers leave
+    the project: Overwrite replaces them), else a new group ``group_name`` at the top."""
+    root = project.layerTreeRoot()
+    old = layers_of_file(gpkg, project)
+    if old:
+        node = root.findLayer(old[0].id())
+        parent = node.parent() if node is not None else None
+        group = parent if isinstance(parent, QgsLayerTreeGroup) else root
+        index = group.children().index(node) if node in group.children() else 0
+        project.removeMapLayers([layer.id() for layer in old])
+        if group is not root:
+            return group, min(index, len(group.children()))
+        return root.insertGroup(index, group_name), 0
+    return root.insertGroup(0, group_name), 0
+
+
 def add_result_layers(
     gpkg: str | Path, group_name: str, project: QgsProject | None = None
 ) -> tuple[QgsLayerTreeGroup, list[QgsVectorLayer]]:
-    """Add ``water`` (styled) and ``chips`` (hidden) from ``gpkg`` in a new top group ``group_name``."""
+    """Add ``water`` (styled) and ``chips`` (hidden) from ``gpkg`` in a top group ``group_name``.
+
+    A re-run into the same file (Overwrite) replaces the old result's layers where they are,
+    in their group, instead of adding a second group of the same name.
+    """
     project = project or QgsProject.instance()
     names = gpkg_layer_names(gpkg)
     water_name = WATER_LAYER if WATER_LAYER in names or not names else names[0]
     water = open_layer(gpkg, water_name, WATER_LAYER)
     if water is None:
         raise ValueError(f"{gpkg}: no readable layer '{water_name}' (layers: {', '.join(names) or 'none'})")
-    root = project.layerTreeRoot()
-    group = root.insertGroup(0, group_name)
+    group, index = _place_for(gpkg, group_name, project)
     style_water(water)
     project.addMapLayer(water, False)
-    group.addLayer(water)
+    group.insertLayer(index, water)
     added = [water]
     if CHIPS_LAYER in names:
         chips = open_layer(gpkg, CHIPS_LAYER)
         if chips is not None:
             style_chips(chips)
             project.addMapLayer(chips, False)
-            node = group.addLayer(chips)
+            node = group.insertLayer(index + 1, chips)
             node.setItemVisibilityChecked(False)
             added.append(chips)
     return group, added
@@ -235,8 +273,8 @@ def add_export_layers(
             raise ValueError(f"{gpkg}: no readable layer '{name}' (layers: {', '.join(names) or 'none'})")
         style(layer)
         layers.append(layer)
-    group = project.layerTreeRoot().insertGroup(0, group_name)
-    for layer in layers:
+    group, index = _place_for(gpkg, group_name, project)
+    for offset, layer in enumerate(layers):
         project.addMapLayer(layer, False)
-        group.addLayer(layer)
+        group.insertLayer(index + offset, layer)
     return group, layers

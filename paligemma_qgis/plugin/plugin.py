@@ -10,7 +10,11 @@ import contextlib
 
 from qgis.core import QgsApplication, QgsRasterLayer
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import QAction
+
+try:  # Qt6 (QGIS 4) has QAction in QtGui; Qt5 (QGIS 3) in QtWidgets
+    from qgis.PyQt.QtGui import QAction
+except ImportError:
+    from qgis.PyQt.QtWidgets import QAction
 
 from .resources import icon_path
 
@@ -64,6 +68,9 @@ class PaliGemmaPlugin:
         for task in list(self.tasks):
             with contextlib.suppress(RuntimeError):  # the C++ task is already gone
                 task.cancel()
+        from .first_run import cancel_pending
+
+        cancel_pending()  # a setup and the run waiting for it
         for action in self.actions:
             self.iface.removePluginRasterMenu(MENU, action)
             action.deleteLater()
@@ -87,7 +94,7 @@ class PaliGemmaPlugin:
         active = self.iface.activeLayer()
         if isinstance(active, QgsRasterLayer):
             dialog.set_raster_layer(active)
-        if dialog.exec_() and dialog.task is not None:
+        if dialog.exec() and dialog.task is not None:
             self._keep(dialog.task)
         if dialog.export_requested:
             self.show_export(dialog.raster_combo.currentLayer())
@@ -99,13 +106,13 @@ class PaliGemmaPlugin:
         layer = layer if isinstance(layer, QgsRasterLayer) else self.iface.activeLayer()
         if isinstance(layer, QgsRasterLayer):
             dialog.set_raster_layer(layer)
-        if dialog.exec_() and dialog.task is not None:
+        if dialog.exec() and dialog.task is not None:
             self._keep(dialog.task)
 
     def show_setup(self) -> None:
         from .setup_check import SetupCheckDialog
 
-        SetupCheckDialog(parent=self.iface.mainWindow()).exec_()
+        SetupCheckDialog(parent=self.iface.mainWindow()).exec()
 
     def _keep(self, task) -> None:
         self.tasks.append(task)

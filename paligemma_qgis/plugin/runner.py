@@ -59,6 +59,9 @@ class WorkerOutcome:
     returncode: int | None = None
     stderr: str = ""
     log: list[str] = field(default_factory=list)
+    # What the worker's error event says beyond its message: ``field`` (the option at fault),
+    # ``code``, ``kind`` (the error class), ``packages`` (missing ones), ``engine_only``.
+    error_info: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -212,7 +215,10 @@ def _follow(
             outcome = WorkerOutcome(status="ok", result=event)
         elif kind == "error":
             outcome = WorkerOutcome(
-                status="error", message=str(event.get("message", "")), details=str(event.get("details", ""))
+                status="error",
+                message=str(event.get("message", "")),
+                details=str(event.get("details", "")),
+                error_info={k: v for k, v in event.items() if k not in ("message", "details")},
             )
         elif kind == "cancelled":
             outcome = WorkerOutcome(status="cancelled", message=str(event.get("message", "cancelled")))

@@ -4,25 +4,27 @@ Runs ``<python> -m paligemma_qgis worker --check`` (a QProcess, so QGIS stays re
 while torch imports; killed after CHECK_TIMEOUT_S, as a broken GPU driver can hang it) and
 shows packages, CUDA/GPU, model and VAE with a fix per gap. Two
 buttons apply the usual fixes in background tasks (setup_tasks): create the plugin's worker
-venv (and make it the worker Python), and download the VAE weights.
+venv (the geospatial packages, then torch in the build for this machine and transformers;
+said with its size before it starts, see setup_plan) and make it the worker Python, and
+download the VAE weights. "Copy diagnostics" puts what a bug report needs on the clipboard.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
-import json
-import subprocess
 
 from qgis.core import QgsApplication
-from qgis.gui import QgsFileWidget
+from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget
 from qgis.PyQt.QtCore import QProcess, QProcessEnvironment, QTimer
 from qgis.PyQt.QtWidgets import (
+    QApplication,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QTextBrowser,
@@ -30,12 +32,26 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from .setup_tasks import SetupTask, create_venv_task, download_weights_task
+from .check_report import (  # noqa: F401 - run_check and render_check: also this page's API
+    CHECK_TIMEOUT_S,
+    _mark,
+    check_args,
+    parse_check_output,
+    render_check,
+    run_check,
+    timeout_result,
+)
+from .diagnostics import diagnostics_text
+from .first_run import Preflight
+from .setup_plan import plan_setup, torch_build
+from .setup_tasks import SetupTask, download_weights_task
 from .worker_env import (
     configured_python,
     managed_venv_dir,
+    qgis_python,
     set_configured_python,
     setup_commands,
+    system_python,
     venv_python,
     worker_command,
     worker_env,
@@ -44,10 +60,6 @@ from .worker_env import (
 
 # Setup tasks outlive the dialog that started them: keep them referenced until they end.
 RUNNING: list[SetupTask] = []
-
-# The dialog's check is killed after this long (seconds): importing torch takes a few seconds,
-# a cold start on a slow disk maybe a minute; a hung GPU driver never ends.
-CHECK_TIMEOUT_S = 120.0
 
 
 def start_setup_task(task: SetupTask) -> SetupTask:
@@ -64,134 +76,6 @@ def start_setup_task(task: SetupTask) -> SetupTask:
     return task
 
 
-def check_args(model: str | None, vae: str | None) -> list[str]:
-    args = ["--check"]
-    if model:
-        args += ["--model", model]
-    if vae:
-        args += ["--vae", vae]
-    return args
-
-
-def run_check(
-    python: str | None = None, model: str | None = None, vae: str | None = None, timeout: float = 120
-) -> dict:
-    """Run the check synchronously (tests, scripts); returns the worker's JSON or {"error": ...}."""
-    command = worker_command(*check_args(model, vae), python=python)
-    try:
-        proc = subprocess.run(
-            command,
-            capture_output=True,
-            encoding="utf-8",  # the worker writes UTF-8 (PYTHONIOENCODING), not the locale's code page
-            errors="replace",
-            env=worker_env(),
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as exc:
-        stderr = exc.stderr.decode("utf-8", "replace") if isinstance(exc.stderr, bytes) else exc.stderr
-        return timeout_result(command[0], command, timeout, stderr or "")
-    except OSError as exc:
-        return {"error": f"cannot run {command[0]}: {exc}", "command": " ".join(command)}
-    return parse_check_output(proc.stdout, proc.stderr, proc.returncode, command)
-
-
-def parse_check_output(stdout: str, stderr: str, returncode: int | None, command: list[str]) -> dict:
-    for line in reversed(stdout.strip().splitlines()):
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                break
-    return {
-        "error": f"the worker check failed (exit code {returncode})",
-        "details": (stderr or stdout)[-3000:],
-        "command": " ".join(command),
-    }
-
-
-def _mark(ok: bool, optional: bool = False) -> str:
-    if ok:
-        return '<span style="color:#1a7f37">✔</span>'
-    return '<span style="color:#9a6700">●</span>' if optional else '<span style="color:#cf222e">✘</span>'
-
-
-def timeout_result(python: str, command: list[str], seconds: float, stderr: str = "") -> dict:
-    """The check's result when ``worker --check`` did not finish in ``seconds`` (and was killed)."""
-    return {
-        "error": f"the worker check did not finish in {seconds:g} s and was stopped "
-        f"(worker Python: {python})",
-        "hint": "The likely cause is a hang while importing torch or initialising the GPU: a broken or "
-        "mismatched NVIDIA driver or CUDA install, or a package import that never returns. Run the "
-        "command in a terminal to see where it stops; reinstall the GPU driver, or install the CPU "
-        "build of torch in the worker environment, or choose another Python.",
-        "details": stderr[-3000:],
-        "command": " ".join(command),
-    }
-
-
-def render_check(check: dict) -> str:
-    """HTML report of a worker check: one row per requirement, then the fix commands."""
-    esc = html.escape
-    if "error" in check:
-        hint = check.get("hint") or (
-            "Create the worker environment with the commands below, or choose another Python."
-        )
-        details = check.get("details", "")
-        return (
-            f"<p>{_mark(False)} <b>{esc(check['error'])}</b></p>"
-            f"<p>Command: <code>{esc(check.get('command', ''))}</code></p>"
-            + (f"<pre>{esc(details)}</pre>" if details else "")
-            + f"<p>{esc(hint)}</p>"
-        )
-    packages = check.get("packages", {})
-    cuda = check.get("cuda", {})
-    model = check.get("model", {})
-    vae = check.get("vae", {})
-    rows = [
-        (True, False, "Python", f"{check.get('python')} ({check.get('python_version')})"),
-    ]
-    for name in ("numpy", "rasterio", "geopandas", "pyogrio", "shapely", "pyproj"):
-        rows.append((bool(packages.get(name)), False, name, packages.get(name) or "missing"))
-    for name in ("torch", "transformers"):
-        rows.append(
-            (bool(packages.get(name)), False, name, packages.get(name) or "missing (PaliGemma engine only)")
-        )
-    gpu = cuda.get("device") if cuda.get("available") else ("Apple MPS" if cuda.get("mps") else None)
-    rows.append((bool(gpu), True, "GPU", gpu or "none: PaliGemma runs on the CPU (slow)"))
-    if model.get("value"):
-        rows.append(
-            (
-                bool(model.get("found")),
-                False,
-                "Model",
-                f"{model['value']}: {model.get('where') or 'not found locally'}",
-            )
-        )
-    rows.append(
-        (
-            bool(vae.get("found")),
-            False,
-            "VAE codec",
-            vae.get("where") or f"{vae.get('value') or 'vae-oid.npz'}: not found",
-        )
-    )
-    body = "".join(
-        f"<tr><td>{_mark(ok, optional)}</td><td><b>{esc(label)}</b></td><td>{esc(str(value))}</td></tr>"
-        for ok, optional, label, value in rows
-    )
-    ready = check.get("ready", {})
-    summary = (
-        f"<p>Water-index engine: {_mark(bool(ready.get('water-index')))} &nbsp; "
-        f"PaliGemma engine: {_mark(bool(ready.get('paligemma')))}</p>"
-    )
-    fixes = "".join(
-        f"<li>{esc(fix['problem'])}<br><code>{esc(fix['command'])}</code></li>"
-        for fix in check.get("fixes", [])
-    )
-    fixes_html = f"<p><b>To fix:</b></p><ol>{fixes}</ol>" if fixes else "<p>Nothing to fix.</p>"
-    return f"{summary}<table cellspacing='4'>{body}</table>{fixes_html}"
-
-
 class SetupCheckDialog(QDialog):
     """Choose the worker Python, check it, and see the commands that prepare it."""
 
@@ -206,12 +90,15 @@ class SetupCheckDialog(QDialog):
         self.check_timer = QTimer(self)  # kills a check that hangs (CHECK_TIMEOUT_S)
         self.check_timer.setSingleShot(True)
         self.setWindowTitle("PaliGemma Water — worker setup")
-        self.setMinimumSize(640, 520)
+        self.setMinimumSize(700, 600)  # fits a 1366x768 screen with QGIS's title bar
         layout = QVBoxLayout(self)
+        qgis_py, found = qgis_python()
         intro = QLabel(
             "The model runs in a separate Python (the worker) so that QGIS never loads torch. "
             "Leave the field empty for the automatic choice: the plugin's own environment in the QGIS "
-            f"profile ({managed_venv_dir()}) when it exists, else QGIS's Python."
+            f"profile ({managed_venv_dir()}) when it exists, else the Python QGIS runs on ({qgis_py}"
+            + ("" if found else ", guessed: QGIS's own was not found")
+            + "). The first Run offers to set up what is missing."
         )
         intro.setWordWrap(True)
         layout.addWidget(intro)
@@ -227,22 +114,25 @@ class SetupCheckDialog(QDialog):
         self.report = QTextBrowser()
         self.report.setOpenExternalLinks(True)
         layout.addWidget(self.report, 1)
-        commands_label = QLabel(
-            "Commands that create the plugin's worker environment (run them in a terminal, "
-            "or let the buttons below run them in the background):"
-        )
-        commands_label.setWordWrap(True)
-        layout.addWidget(commands_label)
+        # The commands behind "Create worker environment", for a terminal: collapsed, so the
+        # report keeps the room.
+        commands_box = QgsCollapsibleGroupBox("Commands that create the worker environment (for a terminal)")
+        commands_box.setObjectName("paligemmaSetupCommands")
+        commands_box.setSaveCollapsedState(False)
+        commands_layout = QVBoxLayout(commands_box)
         self.commands = QPlainTextEdit("\n".join(setup_commands()))
         self.commands.setReadOnly(True)
-        self.commands.setMaximumHeight(110)
-        layout.addWidget(self.commands)
+        self.commands.setMaximumHeight(120)
+        commands_layout.addWidget(self.commands)
+        commands_box.setCollapsed(True)
+        self.commands_box = commands_box
+        layout.addWidget(commands_box)
         fix_row = QHBoxLayout()
         self.venv_button = QPushButton("Create worker environment")
         self.venv_button.setToolTip(
             f"Runs the venv and pip install commands above in the background (progress and cancel in QGIS's "
-            f"task bar), then uses {venv_python(managed_venv_dir())} as the worker Python. "
-            "Downloads about 1 GB (torch) on the first run."
+            f"task bar), then uses {venv_python(managed_venv_dir())} as the worker Python. Says first what "
+            "it downloads: torch in the build for this machine (CUDA with an NVIDIA GPU)."
         )
         self.venv_button.clicked.connect(self.create_environment)
         self.weights_button = QPushButton("Download VAE weights")
@@ -250,12 +140,24 @@ class SetupCheckDialog(QDialog):
             "Runs 'weights download' in the worker Python (8.5 MB, sha256 checked)"
         )
         self.weights_button.clicked.connect(self.download_weights)
+        self.diagnostics_button = QPushButton("Copy diagnostics")
+        self.diagnostics_button.setToolTip(
+            "Copies QGIS, Python, package, torch/CUDA/GPU (free memory), model and VAE details to the "
+            "clipboard, for a bug report (checks the worker first when it was not checked yet)"
+        )
+        self.diagnostics_button.clicked.connect(self.copy_diagnostics)
         fix_row.addWidget(self.venv_button)
         fix_row.addWidget(self.weights_button)
         fix_row.addStretch(1)
+        fix_row.addWidget(self.diagnostics_button)
+        self.copy_when_checked = False
+        self.preflight: Preflight | None = None
+        self.question: QMessageBox | None = None
         layout.addLayout(fix_row)
         self.task: SetupTask | None = None
-        buttons = QDialogButtonBox(QDialogButtonBox.Save | QDialogButtonBox.Close)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
+        )
         buttons.accepted.connect(self.save)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
@@ -280,7 +182,7 @@ class SetupCheckDialog(QDialog):
             with contextlib.suppress(TypeError, RuntimeError):  # not connected / already gone
                 signal.disconnect()
         with contextlib.suppress(RuntimeError):
-            if process.state() != QProcess.NotRunning:
+            if process.state() != QProcess.ProcessState.NotRunning:
                 process.kill()
                 process.waitForFinished(2000)
 
@@ -288,16 +190,67 @@ class SetupCheckDialog(QDialog):
         set_configured_python(self.python_widget.filePath())
         self.accept()
 
-    def create_environment(self) -> SetupTask | None:
-        """Start the venv + pip task; when it succeeds its Python is the worker Python and is checked."""
-        try:
-            task = create_venv_task()
-        except (FileNotFoundError, OSError) as exc:
+    def create_environment(self) -> None:
+        """Ask QGIS's Python what this machine has (GPU), say what will be installed, then do it."""
+        self.venv_button.setEnabled(False)
+        self.report.setHtml("<p>Looking at this machine (Python, NVIDIA GPU) …</p>")
+        preflight = Preflight(system_python(), "paligemma", parent=self)
+        self.preflight = preflight
+        preflight.done.connect(self._plan_environment)
+        preflight.start()
+
+    def _plan_environment(self, probe: dict) -> None:
+        self.preflight = None
+        self.venv_button.setEnabled(True)
+        if "error" in probe:
             self.report.setHtml(
-                f"<p><b>Cannot create the worker environment:</b> {html.escape(str(exc))}</p>"
+                f"<p>{_mark(False)} <b>QGIS's Python {html.escape(system_python())} does not answer:</b> "
+                f"{html.escape(probe['error'])}</p>"
             )
+            return
+        plan = plan_setup(
+            probe, "paligemma", "QGIS python", with_vae=not (probe.get("vae") or {}).get("found")
+        )
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "PaliGemma Water — worker setup",
+            "Create the worker environment?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            self,
+        )
+        box.setObjectName("paligemmaCreateQuestion")
+        box.setInformativeText(plan.describe() + "\n\nProgress and Cancel are in QGIS's task bar.")
+        self.question = box
+
+        def answered(_result: int) -> None:
+            self.question = None
+            if box.clickedButton() is box.button(QMessageBox.StandardButton.Yes):
+                task = SetupTask(
+                    "Create the PaliGemma worker environment",
+                    plan.steps,
+                    on_success=lambda: set_configured_python(plan.python),
+                    remove_on_failure=[plan.create_venv] if plan.create_venv is not None else [],
+                )
+                self._start(task, self._environment_created)
+            box.deleteLater()
+
+        box.finished.connect(answered)
+        box.open()
+
+    def copy_diagnostics(self) -> str | None:
+        """Put the diagnostics on the clipboard (after a check when none ran yet); returns the text."""
+        if self.result is None:
+            self.copy_when_checked = True
+            if self.process is None:
+                self.start_check()
             return None
-        return self._start(task, self._environment_created)
+        text = diagnostics_text(self.result, self.python(), self._source())
+        QApplication.clipboard().setText(text)
+        self.diagnostics_button.setText("Copied ✔")
+        return text
+
+    def _source(self) -> str:
+        return "chosen here" if self.python_widget.filePath().strip() else worker_python()[1]
 
     def download_weights(self) -> SetupTask | None:
         """Start ``weights download`` in the chosen worker Python; the check runs again afterwards."""
@@ -361,7 +314,7 @@ class SetupCheckDialog(QDialog):
     def _check_failed(self, process: QProcess, command: list[str]) -> None:
         if process is not self.process:
             return
-        if process.error() == QProcess.FailedToStart:
+        if process.error() == QProcess.ProcessError.FailedToStart:
             self.check_timer.stop()
             self.show_result({"error": f"cannot start {command[0]}", "command": " ".join(command)})
 
@@ -376,3 +329,10 @@ class SetupCheckDialog(QDialog):
         self.result = check
         self.report.setHtml(render_check(check))
         self.check_button.setEnabled(True)
+        gpu = check.get("gpu")
+        if isinstance(gpu, dict) and "error" not in check:  # the commands name the torch build for it
+            build = torch_build(str(check.get("system")), str(check.get("machine")), gpu)
+            self.commands.setPlainText("\n".join(setup_commands(build.index_url)))
+        if self.copy_when_checked:
+            self.copy_when_checked = False
+            self.copy_diagnostics()

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shlex
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +48,10 @@ class Step:
     env: dict[str, str] | None = None
 
     def shell(self) -> str:
-        return " ".join(f'"{part}"' if " " in part or not part else part for part in self.command)
+        """The command as one would type it in a terminal (for the log and the setup page)."""
+        if sys.platform == "win32":
+            return subprocess.list2cmdline(self.command)
+        return shlex.join(self.command)
 
 
 @dataclass
@@ -72,16 +77,44 @@ def setup_env() -> dict[str, str]:
     return env
 
 
+def venv_step(venv_dir: Path, base_python: str, env: dict[str, str] | None = None) -> Step:
+    """``python3 -m venv --system-site-packages VENV``: QGIS's own packages (numpy built for its
+    GDAL) stay visible in the worker."""
+    return Step(
+        "Create the worker environment",
+        [base_python, "-m", "venv", "--system-site-packages", str(venv_dir)],
+        weight=1.0,
+        env=env if env is not None else setup_env(),
+    )
+
+
+def install_step(
+    title: str,
+    python: str,
+    requirements: Sequence[str],
+    pip_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    weight: float = 3.0,
+) -> Step:
+    """``PYTHON -m pip install [PIP_ARGS] REQ...`` (``pip_args``: --index-url, or --no-index in tests)."""
+    return Step(
+        title,
+        [python, "-m", "pip", "install", *pip_args, *requirements],
+        weight=weight,
+        env=env if env is not None else setup_env(),
+    )
+
+
 def venv_steps(
     venv_dir: Path | None = None,
     base_python: str | None = None,
     requirements: Path | None = None,
     pip_args: Sequence[str] = (),
 ) -> list[Step]:
-    """``python3 -m venv --system-site-packages VENV`` then ``VENV/python -m pip install -r REQ``.
+    """The venv, then ``VENV/python -m pip install -r REQ`` (default: the geospatial packages).
 
-    --system-site-packages keeps QGIS's own packages visible (numpy built for its GDAL).
-    ``pip_args`` go to pip install (tests pass --no-index).
+    The first-run setup (setup_plan) builds its own steps per group; this is the plain form
+    of "make a venv from QGIS's Python with these requirements".
     """
     venv_dir = Path(venv_dir) if venv_dir is not None else managed_venv_dir()
     base = base_python or system_python()
@@ -93,12 +126,7 @@ def venv_steps(
     python = str(venv_python(venv_dir))
     env = setup_env()
     return [
-        Step(
-            "Create the worker environment",
-            [base, "-m", "venv", "--system-site-packages", str(venv_dir)],
-            weight=1.0,
-            env=env,
-        ),
+        venv_step(venv_dir, base, env),
         Step(
             "Install the worker packages",
             [python, "-m", "pip", "install", *pip_args, "-r", str(req)],
@@ -240,10 +268,12 @@ class SetupTask(QgsTask):
         on_success: Callable[[], None] | None = None,
         remove_on_failure: Sequence[Path] = (),
         iface=None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.steps = steps
         self.on_success = on_success
+        self.on_failure = on_failure  # failed or cancelled (a run waiting on it gives up)
         self.remove_on_failure = [Path(p) for p in remove_on_failure if not Path(p).exists()]
         self.iface = iface
         self.outcome: StepsOutcome | None = None
@@ -258,7 +288,7 @@ class SetupTask(QgsTask):
             self.current = title
 
         def on_line(line: str) -> None:
-            QgsMessageLog.logMessage(line, LOG_TAG, Qgis.Info)
+            QgsMessageLog.logMessage(line, LOG_TAG, Qgis.MessageLevel.Info)
 
         try:
             self.outcome = run_steps(self.steps, on_progress, self.isCanceled, on_line)
@@ -273,19 +303,21 @@ class SetupTask(QgsTask):
             self._finished(result)
         finally:
             self.finished_called = True
+            if not result and self.on_failure is not None:
+                self.on_failure()
 
     def _finished(self, result: bool) -> None:
         outcome = self.outcome
         if result and outcome is not None:
             if self.on_success is not None:
                 self.on_success()
-            self._push(f"{self.description()}: done.", Qgis.Success)
+            self._push(f"{self.description()}: done.", Qgis.MessageLevel.Success)
             return
         for folder in self.remove_on_failure:
             shutil.rmtree(folder, ignore_errors=True)
         if self.isCanceled() or (outcome is not None and outcome.status == "cancelled"):
             self.error = "cancelled by the user"
-            self._push(f"{self.description()}: cancelled.", Qgis.Info)
+            self._push(f"{self.description()}: cancelled.", Qgis.MessageLevel.Info)
             return
         self.error = outcome.message if outcome is not None else "the task did not run"
         details = [f"{self.description()} failed: {self.error}"]
@@ -293,14 +325,13 @@ class SetupTask(QgsTask):
             details.append(f"command: {outcome.failed.shell()}")
         if outcome is not None and outcome.output:
             details.append("output (last lines):\n" + "\n".join(outcome.output))
-        QgsMessageLog.logMessage("\n".join(details), LOG_TAG, Qgis.Critical)
+        QgsMessageLog.logMessage("\n".join(details), LOG_TAG, Qgis.MessageLevel.Critical)
         self._push(
-            f"{self.description()} failed: {self.error} (details in the log panel, tab '{LOG_TAG}')",
-            Qgis.Critical,
+            f"{self.description()} failed: {self.error}", Qgis.MessageLevel.Critical, "\n".join(details)
         )
 
-    def _push(self, text: str, level) -> None:
-        push_message(self.iface, text, level)
+    def _push(self, text: str, level, details: str | None = None) -> None:
+        push_message(self.iface, text, level, details)
 
 
 def create_venv_task(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 
+from .error_text import EXPORT_DIALOG, SEGMENT_DIALOG, translate
 from .layers import LAYER_COPIES, LayerSnapshot, add_export_layers, add_result_layers
 from .messages import LOG_TAG, push_message
 from .runner import WorkerOutcome, run_worker
@@ -40,7 +41,7 @@ class WorkerTask(QgsTask):
         cleanup: list | None = None,
         copies: list[LayerSnapshot] | None = None,
     ) -> None:
-        super().__init__(description, QgsTask.CanCancel)
+        super().__init__(description, QgsTask.Flag.CanCancel)
         self.copies: list[LayerSnapshot] = list(job.get(LAYER_COPIES) or []) + list(copies or [])
         self.job = {key: value for key, value in job.items() if key != LAYER_COPIES}  # what the worker gets
         self.python = python
@@ -118,15 +119,18 @@ class WorkerTask(QgsTask):
     def _finished(self, result: bool) -> None:
         outcome = self.outcome
         if outcome is not None and outcome.log:
-            QgsMessageLog.logMessage("\n".join(outcome.log), LOG_TAG, Qgis.Info)
+            QgsMessageLog.logMessage("\n".join(outcome.log), LOG_TAG, Qgis.MessageLevel.Info)
         if result and outcome is not None:
             self._on_success(outcome)
             return
         if self.isCanceled() or (outcome is not None and outcome.status == "cancelled"):
-            self._push(f"{self.description()}: cancelled; no output was kept.", Qgis.Info)
+            self._push(f"{self.description()}: cancelled; no output was kept.", Qgis.MessageLevel.Info)
             return
         message = outcome.message if outcome is not None else "the worker did not run"
-        self.error = message
+        front = EXPORT_DIALOG if self.job.get("task") == "export" else SEGMENT_DIALOG
+        info = outcome.error_info if outcome is not None else {}
+        # In the dialog's words ("choose the NIR band"); the worker's own words go to Details.
+        self.error = translate(message, info, self.job.get("options", {}), front)
         details = "\n".join(
             part
             for part in (
@@ -137,13 +141,13 @@ class WorkerTask(QgsTask):
             )
             if part
         )
-        QgsMessageLog.logMessage(details, LOG_TAG, Qgis.Critical)
-        self._push(f"{message} (details in the log panel, tab '{LOG_TAG}')", Qgis.Critical)
+        QgsMessageLog.logMessage(details, LOG_TAG, Qgis.MessageLevel.Critical)
+        self._push(f"{self.description()} failed. {self.error}", Qgis.MessageLevel.Critical, details)
 
     def _on_success(self, outcome: WorkerOutcome) -> None:
         summary = outcome.result
         QgsMessageLog.logMessage(
-            f"{self.description()} finished:\n{summary_details(summary)}", LOG_TAG, Qgis.Info
+            f"{self.description()} finished:\n{summary_details(summary)}", LOG_TAG, Qgis.MessageLevel.Info
         )
         options = self.job.get("options", {})
         task = self.job.get("task")
@@ -154,13 +158,13 @@ class WorkerTask(QgsTask):
                 _, self.layers = add_export_layers(options["out_dir"], self.group_name, QgsProject.instance())
         except ValueError as exc:
             self.error = str(exc)
-            QgsMessageLog.logMessage(str(exc), LOG_TAG, Qgis.Critical)
-            self._push(str(exc), Qgis.Critical)
+            QgsMessageLog.logMessage(str(exc), LOG_TAG, Qgis.MessageLevel.Critical)
+            self._push(str(exc), Qgis.MessageLevel.Critical)
             return
-        self._push(f"{self.description()}: {describe_summary(summary)}", Qgis.Success)
+        self._push(f"{self.description()}: {describe_summary(summary)}", Qgis.MessageLevel.Success)
 
-    def _push(self, text: str, level) -> None:
-        push_message(self.iface, text, level)
+    def _push(self, text: str, level, details: str | None = None) -> None:
+        push_message(self.iface, text, level, details)
 
 
 def describe_summary(summary: dict) -> str:

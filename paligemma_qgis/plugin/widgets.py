@@ -1,29 +1,24 @@
 """Form pieces the "Map water" and "Export training data" dialogs share.
 
 Rows and combos, the raster picker, the band choice (widgets, checks and QgsSettings keys),
-the VAE file picker and its check, and ``JobDialog``: the part of both dialogs that shows
-problems in the message bar and starts the validated job as a WorkerTask. No heavy import.
+the VAE file picker (with its Download… button) and its check. No heavy import.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 from qgis.core import (
-    Qgis,
-    QgsApplication,
     QgsMapLayerProxyModel,
     QgsProject,
     QgsRasterLayer,
     QgsSettings,
 )
-from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsMessageBar
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import (
     QComboBox,
-    QDialog,
     QFileDialog,
     QFormLayout,
     QGroupBox,
@@ -35,7 +30,6 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .options import PRESETS, raster_file
-from .task import WorkerTask
 from .worker_env import worker_python
 
 BANDS_RE = re.compile(r"^\s*\d+\s*(,\s*\d+\s*){0,2}$")
@@ -80,7 +74,7 @@ class RasterPicker(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.combo = QgsMapLayerComboBox()
-        self.combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         self.combo.setAllowEmptyLayer(True)
         if select_last:
             self.combo.setCurrentIndex(self.combo.count() - 1 if self.combo.count() > 1 else 0)
@@ -169,23 +163,27 @@ class BandsGroup(QGroupBox):
 
     def __init__(self, bands_label: str, placeholder: str, spins_label: str, spin_tooltip: str) -> None:
         super().__init__("Bands")
-        form = QFormLayout(self)
+        self.form = form = QFormLayout(self)
         self.preset_combo = combo_box(PRESETS)
         form.addRow("Preset", self.preset_combo)
         self.bands_edit = QLineEdit()
         self.bands_edit.setPlaceholderText(placeholder)
         form.addRow(bands_label, self.bands_edit)
         self.green_spin, self.nir_spin, self.swir_spin = (band_spin(spin_tooltip) for _ in range(3))
-        form.addRow(spins_label, row(self.green_spin, self.nir_spin, self.swir_spin))
+        self.index_row = row(self.green_spin, self.nir_spin, self.swir_spin)
+        form.addRow(spins_label, self.index_row)
 
     def widgets(self) -> tuple[QComboBox, QLineEdit, QSpinBox, QSpinBox, QSpinBox]:
         """(preset combo, bands edit, green, NIR and SWIR spins), for a dialog's own attributes."""
         return self.preset_combo, self.bands_edit, self.green_spin, self.nir_spin, self.swir_spin
 
-    def check(self, band_count: int | None, errors: list[str], index_bands: bool = True) -> None:
-        """Append problems with the bands (and, with ``index_bands``, the water-index bands)."""
+    def check(
+        self, band_count: int | None, errors: list[str], index_bands: bool = True, rgb: bool = True
+    ) -> None:
+        """Append problems with the shown bands (``rgb``) and the water-index bands (``index_bands``):
+        only those the dialog shows for its current choices."""
         bands = self.bands_edit.text().strip()
-        if bands:
+        if bands and rgb:
             if not BANDS_RE.match(bands) or len(bands.split(",")) == 2:
                 errors.append(f"Bands '{bands}': give one band (grey) or three (R,G,B), like 3,2,1.")
             elif band_count is not None and any(not 1 <= int(b) <= band_count for b in bands.split(",")):
@@ -195,6 +193,14 @@ class BandsGroup(QGroupBox):
         for label, spin in (("Green", self.green_spin), ("NIR", self.nir_spin), ("SWIR", self.swir_spin)):
             if band_count is not None and spin.value() > band_count:
                 errors.append(f"{label} band {spin.value()}: the raster has bands 1 to {band_count}.")
+
+    def apply_roles(self, roles: dict[str, int]) -> None:
+        """The band question's answer: R,G,B into the bands field, green/NIR/SWIR into the spins."""
+        if all(r in roles for r in ("red", "green", "blue")):
+            self.bands_edit.setText(f"{roles['red']},{roles['green']},{roles['blue']}")
+        for role, spin in (("green", self.green_spin), ("nir", self.nir_spin), ("swir", self.swir_spin)):
+            if role in roles and not ("red" in roles and role == "green"):
+                spin.setValue(int(roles[role]))
 
     def bands(self) -> str | None:
         """The bands for the job ("3,2,1"), None for automatic."""
@@ -216,6 +222,14 @@ class BandsGroup(QGroupBox):
         self.green_spin.setValue(s.value(f"{prefix}/green", 0, type=int))
         self.nir_spin.setValue(s.value(f"{prefix}/nir", 0, type=int))
         self.swir_spin.setValue(s.value(f"{prefix}/swir", 0, type=int))
+
+
+def set_row_visible(form: QFormLayout, field: QWidget, visible: bool) -> None:
+    """Show or hide a form row, label included (Qt 5 has no QFormLayout.setRowVisible)."""
+    field.setVisible(visible)
+    label = form.labelForField(field)
+    if label is not None:
+        label.setVisible(visible)
 
 
 def band_spin(tooltip: str) -> QSpinBox:
@@ -244,67 +258,49 @@ def check_vae(widget: QgsFileWidget, errors: list[str]) -> None:
         errors.append(f"{vae}: VAE file not found.")
 
 
-class JobDialog(QDialog):
-    """What both dialogs do around their own widgets: a message bar for the problems that stop
-    a run, and ``run()``: validate, remember the choices, start the job as a WorkerTask.
+class VaeField(QWidget):
+    """The VAE codec file (empty: the downloaded vae-oid.npz) and a Download… button.
 
-    A subclass gives ``validate``, ``build_job``, ``save_settings`` and ``task_names``.
+    Download runs ``weights download`` in the worker Python as a background task (8.5 MB,
+    sha256 checked), the fix the dialogs point at when the file is missing.
     """
 
-    ERROR_TITLE = "Cannot run"
-
-    def __init__(self, iface, parent: QWidget | None, title: str) -> None:
-        super().__init__(
-            parent if parent is not None else (iface.mainWindow() if iface is not None else None)
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.file_widget = vae_file_widget()
+        self.download_button = QToolButton()
+        self.download_button.setText("Download…")
+        self.download_button.setObjectName("paligemmaVaeDownload")
+        self.download_button.setToolTip(
+            "Download Google's vae-oid.npz (8.5 MB, checksum verified) into the user cache, "
+            "in the background; leave the field empty to use it"
         )
-        self.iface = iface
-        self.task: WorkerTask | None = None
-        self.errors: list[str] = []
-        self.setWindowTitle(title)
-        self.message_bar = QgsMessageBar(self)
+        self.download_button.clicked.connect(self.download)
+        layout.addWidget(self.file_widget, 1)
+        layout.addWidget(self.download_button)
+        self.task = None
 
-    def validate(self) -> list[str]:
-        raise NotImplementedError
+    def filePath(self) -> str:  # noqa: N802 - QgsFileWidget's name, so the dialogs read both alike
+        return self.file_widget.filePath()
 
-    def build_job(self, temp_dir: Path | None = None) -> dict:
-        raise NotImplementedError
+    def setFilePath(self, path: str) -> None:  # noqa: N802
+        self.file_widget.setFilePath(path)
 
-    def save_settings(self) -> None:
-        raise NotImplementedError
+    def download(self):
+        """Start the download task (progress and cancel in QGIS's task bar); returns it."""
+        from .setup_check import start_setup_task
+        from .setup_tasks import download_weights_task
 
-    def task_names(self) -> tuple[str, str]:
-        """(task description, layer group name) of the task ``run`` starts."""
-        raise NotImplementedError
-
-    def show_errors(self, errors: list[str]) -> None:
-        self.message_bar.clearWidgets()
-        for error in reversed(errors):
-            self.message_bar.pushMessage(self.ERROR_TITLE, error, Qgis.Warning, 0)
-
-    def run(self) -> WorkerTask | None:
-        """Validate, remember the choices, start the background task (None when invalid)."""
-        errors = self.validate()
-        if errors:
-            self.show_errors(errors)
-            return None
-        self.save_settings()
-        temp_dir = Path(tempfile.mkdtemp(prefix="paligemma_qgis_"))
-        try:
-            job = self.build_job(temp_dir)
-        except ValueError as exc:
-            shutil.rmtree(temp_dir, ignore_errors=True)
-            self.show_errors([str(exc)])
-            return None
-        description, group_name = self.task_names()
-        task = WorkerTask(
-            description,
-            job,
-            python=worker_python()[0],
-            group_name=group_name,
-            iface=self.iface,
-            cleanup=[temp_dir],
-        )
+        self.download_button.setEnabled(False)
+        task = download_weights_task(worker_python()[0])
         self.task = task
-        QgsApplication.taskManager().addTask(task)
-        self.accept()
-        return task
+
+        def ended(*_args) -> None:
+            with contextlib.suppress(RuntimeError):  # the dialog is gone
+                self.download_button.setEnabled(True)
+
+        task.taskCompleted.connect(ended)
+        task.taskTerminated.connect(ended)
+        return start_setup_task(task)

@@ -5,8 +5,11 @@ order of precedence:
 
 1. ``PALIGEMMA_QGIS_PYTHON`` in the environment (scripts, ``qgis_process``, CI);
 2. ``paligemma_qgis/worker_python`` in QgsSettings (the setup dialog writes it);
-3. the plugin-managed venv ``<QGIS profile>/paligemma_qgis/venv`` when it exists;
-4. a python3 next to QGIS's own interpreter (``sys.executable`` when it is a Python).
+3. the plugin-managed venv ``<QGIS profile>/paligemma_qgis/venv`` when it exists (made from
+   QGIS's own Python, with its packages visible);
+4. the Python QGIS runs on: the interpreter of this very process, found by its prefix and
+   version (inside QGIS ``sys.executable`` is often QGIS itself), never a python3 that merely
+   comes first on PATH.
 
 The child gets PYTHONPATH = the folder holding the plugin package (so ``-m
 paligemma_qgis`` resolves to this very plugin) and no PROJ_LIB/PROJ_DATA/GDAL_* from
@@ -39,20 +42,51 @@ def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
 
+def qgis_python(
+    executable: str | None = None,
+    prefixes: tuple[str, ...] | None = None,
+    version: tuple[int, int] | None = None,
+    windows: bool | None = None,
+) -> tuple[str, bool]:
+    """(the Python QGIS runs on, found): this process's interpreter.
+
+    Inside QGIS ``sys.executable`` is not to be trusted: embedded Python guesses it from PATH
+    (in QGIS 3.22 on Linux it was a pyenv shim, another Python altogether) or it is the QGIS
+    binary. It counts only when it lies inside this interpreter's prefix; otherwise the
+    interpreter is the ``python3.X`` of the same version under ``sys.exec_prefix`` /
+    ``sys.base_exec_prefix`` (OSGeo4W: ``apps/Python3X/python.exe``; QGIS.app: its
+    framework's ``bin/python3.X``). ``found`` is False when only a python3 on PATH is left,
+    a guess the caller says out loud. The arguments are for tests; by default they describe
+    this process.
+    """
+    executable = sys.executable if executable is None else executable
+    prefixes = prefixes if prefixes is not None else (sys.exec_prefix, sys.base_exec_prefix)
+    major, minor = version or sys.version_info[:2]
+    windows = sys.platform == "win32" if windows is None else windows
+    exe = Path(executable) if executable else None
+    if exe is not None and exe.name.lower().startswith("python") and exe.is_file():
+        homes = [Path(p) for p in prefixes if p]
+        for candidate in (exe, exe.resolve()):
+            if any(home == candidate.parent or home in candidate.parents for home in homes):
+                return str(exe), True
+    names = (
+        ["python.exe", f"python{major}{minor}.exe", "python3.exe"]
+        if windows
+        else [f"python{major}.{minor}", f"python{major}"]
+    )
+    for prefix in dict.fromkeys(p for p in prefixes if p):
+        for folder in (Path(prefix), Path(prefix) / "bin"):
+            for name in names:
+                candidate = folder / name
+                if candidate.is_file():
+                    return str(candidate), True
+    guess = shutil.which(f"python{major}.{minor}") or shutil.which("python3") or shutil.which("python")
+    return guess or "python3", False
+
+
 def system_python() -> str:
-    """A python3 that belongs to QGIS's interpreter (inside QGIS, sys.executable is often QGIS itself)."""
-    exe = Path(sys.executable)
-    if exe.name.lower().startswith("python") and exe.is_file():
-        return str(exe)
-    candidates = [
-        Path(sys.exec_prefix) / "bin" / "python3",
-        Path(sys.exec_prefix) / "python.exe",
-        Path(sys.exec_prefix) / "python3.exe",
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate)
-    return shutil.which("python3") or shutil.which("python") or "python3"
+    """The Python QGIS runs on (see qgis_python); the base of the plugin's worker venv."""
+    return qgis_python()[0]
 
 
 def configured_python() -> str:
@@ -73,7 +107,11 @@ def set_configured_python(path: str) -> None:
 
 
 def worker_python() -> tuple[str, str]:
-    """(python, where the choice came from): 'environment', 'settings', 'managed venv' or 'QGIS python'."""
+    """(python, where the choice came from): 'environment', 'settings', 'managed venv' or 'QGIS python'.
+
+    'QGIS python' falls back to a python3 on PATH only when QGIS's own cannot be found
+    (then the source says so: 'python3 on PATH').
+    """
     if os.environ.get(ENV_PYTHON, "").strip():
         return os.environ[ENV_PYTHON].strip(), "environment"
     configured = configured_python()
@@ -82,7 +120,8 @@ def worker_python() -> tuple[str, str]:
     managed = venv_python(managed_venv_dir())
     if managed.is_file():
         return str(managed), "managed venv"
-    return system_python(), "QGIS python"
+    python, found = qgis_python()
+    return python, "QGIS python" if found else "python3 on PATH"
 
 
 def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -108,25 +147,76 @@ def worker_command(*args: str, python: str | None = None) -> list[str]:
     return [python or worker_python()[0], "-m", f"{PACKAGE_DIR.name}.cli.worker", *args]
 
 
+# What the worker installs, by group: "geo" (every engine) and "model" (the PaliGemma engine).
+# The zip ships them as requirements-worker.txt / requirements-model.txt (scripts/package.sh);
+# a source checkout has both as sections of requirements.in.
+REQUIREMENT_FILES = {"geo": "requirements-worker.txt", "model": "requirements-model.txt"}
+_SECTIONS = {"geo": "# worker", "model": "# model"}
+FALLBACK_REQUIREMENTS = {
+    "geo": [
+        "numpy",
+        "rasterio",
+        "shapely",
+        "pyproj",
+        "geopandas",
+        "pyogrio",
+        "pillow",
+        "tqdm",
+        "platformdirs",
+    ],
+    "model": ["torch", "transformers", "tokenizers", "safetensors", "huggingface-hub"],
+}
+
+
+def requirements(group: str) -> list[str]:
+    """The requirement lines of ``group`` ("geo" or "model"), e.g. ["numpy<2", "rasterio", ...]."""
+    shipped = PACKAGE_DIR / REQUIREMENT_FILES[group]
+    if shipped.is_file():
+        return _requirement_lines(shipped.read_text(encoding="utf-8").splitlines())
+    source = PACKAGE_DIR.parent / "requirements.in"
+    if source.is_file():
+        lines = source.read_text(encoding="utf-8").splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith(_SECTIONS[group])), None)
+        if start is not None:
+            section = []
+            for line in lines[start + 1 :]:
+                if line.startswith("# ") and ":" in line:  # the next section's header
+                    break
+                section.append(line)
+            return _requirement_lines(section)
+    return list(FALLBACK_REQUIREMENTS[group])
+
+
+def _requirement_lines(lines: list[str]) -> list[str]:
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
 def requirements_file() -> Path | None:
-    """Worker requirements shipped in the plugin zip, or requirements.in of a source checkout."""
-    for candidate in (PACKAGE_DIR / "requirements-worker.txt", PACKAGE_DIR.parent / "requirements.in"):
+    """The shipped requirements of every engine (plugin zip), or requirements.in of a checkout."""
+    for candidate in (PACKAGE_DIR / REQUIREMENT_FILES["geo"], PACKAGE_DIR.parent / "requirements.in"):
         if candidate.is_file():
             return candidate
     return None
 
 
-def setup_commands() -> list[str]:
-    """Shell commands that create the plugin-managed worker venv and install the worker's packages."""
+def setup_commands(torch_index: str | None = None) -> list[str]:
+    """Shell commands that create the plugin-managed worker venv and install the worker's packages:
+    the geospatial ones first (every engine), then torch (from ``torch_index`` when the machine
+    needs another build than PyPI's) and the rest of the PaliGemma engine's."""
     venv = managed_venv_dir()
     base = system_python()
     python = venv_python(venv)
-    req = requirements_file()
-    install = f'-r "{req}"' if req else "torch transformers rasterio geopandas pyogrio shapely pyproj tqdm"
+    quote = (lambda r: f'"{r}"') if sys.platform == "win32" else (lambda r: f"'{r}'")
+    geo = " ".join(quote(r) for r in requirements("geo"))
+    model = requirements("model")
+    torch = [r for r in model if r.lower().startswith("torch")]
+    rest = " ".join(quote(r) for r in model if r not in torch)
+    index = f" --index-url {torch_index}" if torch_index else ""
     return [
         f'"{base}" -m venv --system-site-packages "{venv}"',
-        f'"{python}" -m pip install --upgrade pip',
-        f'"{python}" -m pip install {install}',
+        f'"{python}" -m pip install {geo}',
+        f'"{python}" -m pip install {" ".join(quote(r) for r in torch) or "torch"}{index}',
+        f'"{python}" -m pip install {rest}',
         module_shell_command(str(python), "weights download"),
     ]
 

@@ -82,19 +82,27 @@ def select_device(device: str | None = None) -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError as exc:
-        raise WeightsError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)") from exc
+        raise WeightsError(
+            f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)", field="device"
+        ) from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise WeightsError(
                 f"device {device!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
-                "install a CUDA build of torch or use --device cpu"
+                "install a CUDA build of torch or use --device cpu",
+                field="device",
+                code="no_cuda",
             )
         index = dev.index if dev.index is not None else torch.cuda.current_device()
         if index >= torch.cuda.device_count():
-            raise WeightsError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present")
+            raise WeightsError(
+                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present", field="device"
+            )
         return torch.device("cuda", index)
     if dev.type == "mps" and not _mps_available():
-        raise WeightsError(f"device {device!r} asked for, but the Apple MPS backend is not available")
+        raise WeightsError(
+            f"device {device!r} asked for, but the Apple MPS backend is not available", field="device"
+        )
     return dev
 
 
@@ -206,7 +214,8 @@ def resolve_model_folder(
     text = os.fspath(model).strip()
     if not text:
         raise WeightsError(
-            "no model given (a Hugging Face id such as google/paligemma2-3b-mix-224, or a folder)"
+            "no model given (a Hugging Face id such as google/paligemma2-3b-mix-224, or a folder)",
+            field="model",
         )
     if _looks_like_path(text):
         folder = Path(text).expanduser()
@@ -214,12 +223,14 @@ def resolve_model_folder(
             raise WeightsError(
                 f"model folder {folder} does not exist. Give a folder holding config.json, *.safetensors and the "
                 f"tokenizer files (e.g. from `hf download {DEFAULT_MODEL} --local-dir {folder}`), "
-                "or a Hugging Face model id."
+                "or a Hugging Face model id.",
+                field="model",
             )
         if not folder.is_dir() or not (folder / "config.json").is_file():
             raise WeightsError(
                 f"{folder} is not a PaliGemma model folder: config.json is missing "
-                "(expected config.json, *.safetensors, tokenizer.json and processor/preprocessor config)"
+                "(expected config.json, *.safetensors, tokenizer.json and processor/preprocessor config)",
+                field="model",
             )
         return folder
 
@@ -238,15 +249,19 @@ def resolve_model_folder(
         )
     except hub_errors.GatedRepoError:
         raise WeightsError(
-            f"{text} is a gated model and this account has no access yet. " + _ACCESS_HELP.format(model=text)
+            f"{text} is a gated model and this account has no access yet. " + _ACCESS_HELP.format(model=text),
+            field="model",
+            code="model_gated",
         ) from None
     except hub_errors.RepositoryNotFoundError:
         raise WeightsError(
             f"model {text!r} was not found on the Hugging Face Hub (a typo, or a private/gated repo and you are "
-            "not logged in). " + _ACCESS_HELP.format(model=text)
+            "not logged in). " + _ACCESS_HELP.format(model=text),
+            field="model",
+            code="model_not_found",
         ) from None
     except hub_errors.RevisionNotFoundError:
-        raise WeightsError(f"model {text!r} has no revision {revision!r}") from None
+        raise WeightsError(f"model {text!r} has no revision {revision!r}", field="model") from None
     except (hub_errors.LocalEntryNotFoundError, FileNotFoundError):
         why = (
             "offline mode is on (HF_HUB_OFFLINE or --offline)"
@@ -256,14 +271,19 @@ def resolve_model_folder(
         raise WeightsError(
             f"model {text!r} is not in the local Hugging Face cache and {why}. Download it once with internet "
             f"(`hf download {text}`; gated: accept the licence on https://huggingface.co/{text} and "
-            "`hf auth login` or HF_TOKEN first), or pass a local model folder."
+            "`hf auth login` or HF_TOKEN first), or pass a local model folder.",
+            field="model",
+            code="model_not_cached",
         ) from None
     except hub_errors.HFValidationError:
         raise WeightsError(
-            f"{text!r} is neither an existing folder nor a valid Hugging Face model id (like {DEFAULT_MODEL})"
+            f"{text!r} is neither an existing folder nor a valid Hugging Face model id (like {DEFAULT_MODEL})",
+            field="model",
         ) from None
     except (OSError, hub_errors.HfHubHTTPError) as exc:  # network trouble, disk full, ...
-        raise WeightsError(f"could not fetch model {text!r}: {_scrub(str(exc), token)}") from None
+        raise WeightsError(
+            f"could not fetch model {text!r}: {_scrub(str(exc), token)}", field="model"
+        ) from None
     return Path(path)
 
 
@@ -298,10 +318,11 @@ def load_paligemma(
         config = PaliGemmaConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise WeightsError(
-            f"{folder}: config.json is not a PaliGemma config ({_scrub(str(exc), token)})"
+            f"{folder}: config.json is not a PaliGemma config ({_scrub(str(exc), token)})",
+            field="model",
         ) from None
     if getattr(config, "model_type", None) != "paligemma":
-        raise WeightsError(f"{folder}: model_type is {config.model_type!r}, not 'paligemma'")
+        raise WeightsError(f"{folder}: model_type is {config.model_type!r}, not 'paligemma'", field="model")
 
     kwargs: dict[str, Any] = {"dtype": dt, "local_files_only": True, "trust_remote_code": False}
     if attn_implementation:
@@ -311,14 +332,17 @@ def load_paligemma(
         net = PaliGemmaForConditionalGeneration.from_pretrained(folder, config=config, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise WeightsError(
-            f"could not load the PaliGemma model from {folder}: {_scrub(str(exc), token)[:500]}"
+            f"could not load the PaliGemma model from {folder}: {_scrub(str(exc), token)[:500]}",
+            field="model",
         ) from None
     try:
         net.to(dev)
     except RuntimeError as exc:  # typically CUDA out of memory
         raise WeightsError(
             f"could not move the model to {describe_device(dev, dt)}: {str(exc)[:300]}. "
-            "Free GPU memory or use --device cpu."
+            "Free GPU memory or use --device cpu.",
+            field="device",
+            code="gpu_memory",
         ) from None
     net.eval()
     image_size = int(config.vision_config.image_size)

@@ -135,7 +135,7 @@ class PaliGemmaSegmenter:
         self.max_objects = int(max_objects or DEFAULT_MAX_OBJECTS)
         self.min_objects = int(min_objects)  # benchmarks only: a known output length
         if batch_size is not None and int(batch_size) < 1:
-            raise InputError(f"batch size must be at least 1, got {batch_size}")
+            raise InputError(f"batch size must be at least 1, got {batch_size}", field="batch_size")
         self.grammar = SegmentationGrammar(self.tokenizer, self.classes)
         if max_new_tokens is not None and int(max_new_tokens) < 1:
             raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
@@ -289,7 +289,9 @@ class PaliGemmaSegmenter:
         if tried <= 1:
             raise InputError(
                 f"out of GPU memory with one chip on {self.device}: use a smaller model, "
-                "free the GPU (other programs), or --device cpu"
+                "free the GPU (other programs), or --device cpu",
+                field="device",
+                code="gpu_memory",
             ) from exc
         self.batch_size = max(1, tried // 2)
         log.warning("out of GPU memory with %d chips per batch; retrying with %d", tried, self.batch_size)

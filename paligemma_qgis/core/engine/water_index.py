@@ -96,15 +96,30 @@ class WaterIndexSegmenter:
         other = self.swir if index == "mndwi" else self.nir
         if other is None:
             if index == "mndwi" and self.index != "auto":
-                raise InputError("the raster has no SWIR band for MNDWI; use --swir N or a preset")
+                raise InputError(
+                    "the raster has no SWIR band for MNDWI; use --swir N or a preset",
+                    field="swir",
+                    code="band_unknown",
+                )
             raise InputError(
-                "the raster has no NIR or SWIR band; use --nir/--swir, a preset, or the paligemma engine"
+                "the raster has no NIR or SWIR band; use --nir/--swir, a preset, or the paligemma engine",
+                field="nir",
+                code="band_unknown",
             )
-        for b in (green, other):
+        other_role = "swir" if index == "mndwi" else "nir"
+        for b, role in ((green, "green"), (other, other_role)):
             if not 1 <= b <= bands.count:
-                raise InputError(f"band {b} does not exist (the raster has {bands.count} bands)")
+                raise InputError(
+                    f"band {b} does not exist (the raster has {bands.count} bands)",
+                    field=role,
+                    code="band_out_of_range",
+                )
         if green == other:
-            raise InputError(f"green and {index == 'mndwi' and 'SWIR' or 'NIR'} are the same band ({green})")
+            raise InputError(
+                f"green and {index == 'mndwi' and 'SWIR' or 'NIR'} are the same band ({green})",
+                field=other_role,
+                code="same_band",
+            )
         self.index_name = index
         return [green, other]
 

@@ -48,13 +48,17 @@ def check_output_dir(out_dir: Path, overwrite: bool) -> None:
     out_dir = Path(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise OutputExistsError(f"{out_dir} exists and is not a folder")
+            raise OutputExistsError(f"{out_dir} exists and is not a folder", field="out_dir")
         contents = list(out_dir.iterdir())
         if contents and not overwrite:
-            raise OutputExistsError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
+            raise OutputExistsError(
+                f"{out_dir} exists and is not empty (use --overwrite to replace it)", field="out_dir"
+            )
         if contents and not any((out_dir / m).exists() for m in _EXPORT_MARKERS):
             raise OutputExistsError(
-                f"{out_dir} is not empty and does not look like an export folder; refusing to replace it"
+                f"{out_dir} is not empty and does not look like an export folder; refusing to replace it",
+                field="out_dir",
+                code="not_an_export",
             )
     check_writable(out_dir)
 

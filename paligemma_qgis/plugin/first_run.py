@@ -1,0 +1,204 @@
+"""Before a run starts: is the worker Python ready for it? If not, offer to set it up, then run.
+
+``Preflight`` runs ``worker --probe`` (core.environment: a fraction of a second, no torch
+import) in a QProcess, so QGIS stays responsive while the worker Python starts. What it
+lacks becomes a question ("Set up the worker now?") that says what will be installed where
+and how much it downloads (setup_plan); on Yes the setup runs as a background task and the
+run starts when it is done. Tasks started here stay referenced in ``PENDING`` until they
+end, and the plugin cancels them when it is unloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+
+from qgis.core import QgsApplication
+from qgis.PyQt.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, pyqtSignal
+from qgis.PyQt.QtWidgets import QMessageBox, QWidget
+
+from .setup_plan import SetupPlan
+from .setup_tasks import SetupTask
+from .worker_env import set_configured_python, worker_command, worker_env
+
+PROBE_TIMEOUT_S = 60.0
+# Setup tasks and the runs that wait on them, referenced until they end (QGIS holds no Python ref).
+PENDING: list = []
+
+
+def keep(task) -> None:
+    """Keep ``task`` referenced until it ends."""
+    PENDING.append(task)
+
+    def forget(*_args) -> None:
+        if task in PENDING:
+            PENDING.remove(task)
+
+    task.taskCompleted.connect(forget)
+    task.taskTerminated.connect(forget)
+
+
+def cancel_pending() -> None:
+    """Cancel what was started here (the plugin is being unloaded)."""
+    for task in list(PENDING):
+        with contextlib.suppress(RuntimeError):  # the C++ task is already gone
+            task.cancel()
+
+
+def probe_args(engine: str, model: str | None = None, vae: str | None = None) -> list[str]:
+    args = ["--probe", "--engine", engine]
+    if model:
+        args += ["--model", model]
+    if vae:
+        args += ["--vae", vae]
+    return args
+
+
+class Preflight(QObject):
+    """``worker --probe`` in a QProcess; ``done`` carries its JSON, or ``{"error", "details"}``."""
+
+    done = pyqtSignal(dict)
+
+    def __init__(
+        self,
+        python: str,
+        engine: str,
+        model: str | None = None,
+        vae: str | None = None,
+        parent: QObject | None = None,
+        timeout_s: float = PROBE_TIMEOUT_S,
+    ) -> None:
+        super().__init__(parent)
+        self.command = worker_command(*probe_args(engine, model, vae), python=python)
+        self.process = QProcess(self)
+        env = QProcessEnvironment()
+        for key, value in worker_env().items():
+            env.insert(key, value)
+        self.process.setProcessEnvironment(env)
+        self.process.finished.connect(self._finished)
+        self.process.errorOccurred.connect(self._error)
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.timeout.connect(self._timed_out)
+        self.timeout_s = timeout_s
+        self.result: dict | None = None
+
+    def start(self) -> None:
+        self.timer.start(int(self.timeout_s * 1000))
+        self.process.start(self.command[0], self.command[1:])
+
+    def stop(self) -> None:
+        """Stop a probe still running; ``done`` is not emitted any more."""
+        self.timer.stop()
+        self.result = self.result or {"error": "stopped"}
+        with contextlib.suppress(RuntimeError):
+            if self.process.state() != QProcess.ProcessState.NotRunning:
+                self.process.kill()
+                self.process.waitForFinished(2000)
+
+    def _emit(self, result: dict) -> None:
+        if self.result is not None:
+            return
+        self.timer.stop()
+        self.result = result
+        self.done.emit(result)
+
+    def _finished(self, code: int, _status) -> None:
+        stdout = bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace")
+        stderr = bytes(self.process.readAllStandardError()).decode("utf-8", "replace")
+        for line in reversed(stdout.strip().splitlines()):
+            if line.startswith("{"):
+                with contextlib.suppress(json.JSONDecodeError):
+                    self._emit(json.loads(line))
+                    return
+        self._emit(
+            {
+                "error": f"it stopped with exit code {code} before saying what it has",
+                "details": f"{' '.join(self.command)}\n{(stderr or stdout)[-3000:]}",
+            }
+        )
+
+    def _error(self, _error) -> None:
+        if self.process.error() == QProcess.ProcessError.FailedToStart:
+            self._emit(
+                {
+                    "error": "it cannot be started (not found, or not a program)",
+                    "details": " ".join(self.command),
+                }
+            )
+
+    def _timed_out(self) -> None:
+        self._emit({"error": f"it did not answer in {self.timeout_s:g} s", "details": " ".join(self.command)})
+        self.stop()  # after the answer: the kill's own "finished" is ignored
+
+
+def describe_python(python: str, source: str) -> str:
+    """'/usr/bin/python3 (the Python QGIS runs on)' and the like, for messages."""
+    where = {
+        "QGIS python": "the Python QGIS runs on",
+        "managed venv": "the plugin's worker environment",
+        "settings": "chosen in Worker setup",
+        "environment": "from PALIGEMMA_QGIS_PYTHON",
+        "python3 on PATH": "the first python3 on PATH: QGIS's own Python was not found",
+    }.get(source, source)
+    return f"{python} ({where})"
+
+
+def missing_text(probe: dict, python: str, source: str) -> str:
+    """What the worker Python lacks, by package, and what for."""
+    missing = probe.get("missing") or {}
+    needs = probe.get("needs") or ["geo"]
+    parts = []
+    if "geo" in needs and missing.get("geo"):
+        parts.append(f"{', '.join(missing['geo'])} (needed by every engine)")
+    if "model" in needs and missing.get("model"):
+        parts.append(f"{', '.join(missing['model'])} (needed by the PaliGemma engine)")
+    return f"The worker Python {describe_python(python, source)} lacks " + " and ".join(parts) + "."
+
+
+def setup_question(
+    parent: QWidget | None, plan: SetupPlan, probe: dict, python: str, source: str
+) -> QMessageBox:
+    """The "Set up the worker now?" box (not shown yet: the caller opens it and reads the answer)."""
+    box = QMessageBox(parent)
+    box.setObjectName("paligemmaSetupQuestion")
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("PaliGemma Water — worker setup")
+    box.setText("Set up the worker now? The run starts when it is done.")
+    switch = (
+        f"\nAfterwards the plugin's environment is the worker Python instead of {python}."
+        if source == "settings"
+        else ""
+    )
+    box.setInformativeText(
+        f"{missing_text(probe, python, source)}\n\n{plan.describe()}{switch}\n\n"
+        "It runs in the background: progress and Cancel are in QGIS's task bar."
+    )
+    box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+    box.button(QMessageBox.StandardButton.Yes).setText("Set up and run")
+    box.button(QMessageBox.StandardButton.No).setText("Not now")
+    box.setDefaultButton(QMessageBox.StandardButton.Yes)
+    return box
+
+
+def setup_then_run(
+    plan: SetupPlan, run: Callable[[str], object], on_failure: Callable[[], None] | None = None, iface=None
+) -> SetupTask:
+    """Start the setup in the background; when it succeeds, ``run(python)`` starts the run."""
+
+    def succeeded() -> None:
+        set_configured_python(plan.python)
+        run(plan.python)
+
+    task = SetupTask(
+        "Set up the PaliGemma Water worker",
+        plan.steps,
+        on_success=succeeded,
+        remove_on_failure=[plan.create_venv] if plan.create_venv is not None else [],
+        iface=iface,
+        on_failure=on_failure,
+    )
+    keep(task)
+    QgsApplication.taskManager().addTask(task)
+    return task

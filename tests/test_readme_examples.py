@@ -1,0 +1,65 @@
+"""The README's qgis_process examples, run as written on the sample tile (with the plugin from its zip)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsVectorLayer
+from test_plugin_run import _qgis_process
+
+from paligemma_qgis.plugin.worker_env import ENV_PYTHON
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _readme_block(heading: str) -> list[str]:
+    """The lines of the first ```bash block after ``heading`` in README.md."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index(heading) :]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert block is not None, f"no bash block after {heading!r}"
+    return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_qgis_process_examples_work_as_written(installed_plugins_dir, shared_data, tmp_path):
+    exe = _qgis_process()
+    if exe is None:
+        pytest.skip("qgis_process not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA", "PYTHONPATH")}
+    env.update(
+        QT_QPA_PLATFORM="offscreen",
+        QGIS_PLUGINPATH=str(installed_plugins_dir),
+        QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "qgis_config"),
+        **{ENV_PYTHON: sys.executable},
+    )
+    lines = _readme_block("### Processing and qgis_process")
+    outputs = []
+    for line in lines:
+        args = shlex.split(line)
+        if args[0] == "cp":  # the sample tile, from wherever ../shared/data is here
+            source = Path(args[1].replace("../shared/data", str(shared_data)))
+            shutil.copy(source, tmp_path / args[2])
+            continue
+        assert args[0] == "qgis_process.bin", line
+        run = subprocess.run(
+            [exe, *args[1:]], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+        )
+        assert run.returncode == 0, f"{line}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+        outputs += [a.split("=", 1)[1] for a in args if a.startswith("OUTPUT=")]
+    assert len(outputs) == 2
+    counts = []
+    for name in outputs:
+        layer = QgsVectorLayer(f"{tmp_path / name}|layername=water", "water", "ogr")
+        assert layer.isValid(), name
+        counts.append(layer.featureCount())
+        del layer
+    assert counts[0] > 10 and counts[0] == counts[1]  # the preset and NIR=4 say the same
