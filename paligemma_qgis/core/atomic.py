@@ -28,6 +28,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +37,7 @@ from .errors import OutputExistsError, PaliGemmaQgisError
 
 LOCK_SUFFIX = ".lock"
 WORK_PREFIX = "paligemma_work_"
+_UNLOCKED_GRACE_S = 3600  # a work folder without a lock file is someone's being born, until this old
 _SIDE_FILES = ("-wal", "-shm", "-journal", ".aux.xml")
 
 
@@ -245,7 +247,13 @@ class WorkFolder:
 
 
 def sweep_work_folders(base: str | os.PathLike | None = None) -> list[Path]:
-    """Remove work folders under ``base`` (default: the temp folder) whose owner is gone."""
+    """Remove work folders under ``base`` (default: the temp folder) whose owner is gone.
+
+    A folder counts as its owner's once its lock file exists, and that file appears already
+    locked (``work_folder`` locks it under another name, then renames it): a sweeping run
+    never mistakes another run's brand-new folder for a dead one. A folder left without a
+    lock file (killed in between) goes once it is an hour old.
+    """
     base = Path(base) if base is not None else Path(tempfile.gettempdir())
     removed = []
     try:
@@ -253,12 +261,17 @@ def sweep_work_folders(base: str | os.PathLike | None = None) -> list[Path]:
     except OSError:
         return removed
     for folder in entries:
-        lock = folder / LOCK_SUFFIX
         try:
-            with open(lock, "a+", encoding="utf-8") as handle:
+            with open(folder / LOCK_SUFFIX, "r+", encoding="utf-8") as handle:
                 if not _try_lock(handle):
                     continue  # its owner is alive
                 _unlock(handle)
+        except FileNotFoundError:
+            try:
+                if time.time() - folder.stat().st_mtime < _UNLOCKED_GRACE_S:
+                    continue  # being created right now
+            except OSError:
+                continue
         except OSError:
             continue  # not ours to judge (permissions)
         shutil.rmtree(folder, ignore_errors=True)
@@ -278,10 +291,12 @@ def work_folder(base: str | os.PathLike | None = None, *, sweep: bool = True) ->
         sweep_work_folders(base)
     try:
         path = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}_", dir=base))
-        handle = open(path / LOCK_SUFFIX, "a+", encoding="utf-8")  # noqa: SIM115 - held for the folder's life
+        pending = path / (LOCK_SUFFIX + ".new")
+        handle = open(pending, "a+", encoding="utf-8")  # noqa: SIM115 - held for the folder's life
+        _try_lock(handle)
+        os.replace(pending, path / LOCK_SUFFIX)  # appears locked: see sweep_work_folders
     except OSError as exc:
         raise PaliGemmaQgisError(
             f"{base or tempfile.gettempdir()}: cannot create a work folder: {exc.strerror or exc}"
         ) from exc
-    _try_lock(handle)
     return WorkFolder(path, handle)
