@@ -242,6 +242,24 @@ CASES = [
         says="cannot open as a raster",
     ),
     Case(
+        "segment-model-missing-many-scenes",  # the engine's error, said once: not a failure per scene
+        (
+            "segment",
+            "{in}/scene.tif",
+            "{in}/small.tif",
+            "{out}/o.gpkg",
+            "--engine",
+            "paligemma",
+            "--model",
+            "{in}/no_model",
+            "--device",
+            "cpu",
+            *VAE,
+        ),
+        names=("{in}/no_model",),
+        says="does not exist",
+    ),
+    Case(
         "revectorize-not-a-run",
         ("revectorize", "{in}/good.gpkg", "{out}/o.gpkg"),
         names=("{in}/good.gpkg",),

@@ -153,6 +153,24 @@ def test_a_failing_scene_is_recorded_and_the_run_goes_on(scenes, tmp_path) -> No
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {broken}")
 
 
+def test_an_engine_that_cannot_load_is_the_run_s_error_not_each_scene_s(scenes, tmp_path) -> None:
+    from paligemma_qgis.core.errors import WeightsError
+
+    calls = []
+
+    def factory():
+        calls.append(1)
+        raise WeightsError("model folder /nowhere does not exist")
+
+    with pytest.raises(WeightsError, match="/nowhere"):
+        segment_raster(
+            SegmentOptions(raster=[str(p) for p in scenes], output=str(tmp_path / "o.gpkg")),
+            segmenter=factory,
+        )
+    assert len(calls) == 1  # not once per scene (a 3B model load each, on a thousand scenes)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_inputs_folders_lists_globs_and_stac_resolve_once_with_unique_ids(scenes, tmp_path) -> None:
     folder = scenes[0].parent
     listing = tmp_path / "scenes.txt"

@@ -230,14 +230,24 @@ def _plan_all(ctx: RunContext) -> None:
         ctx.progress.stage("opening raster", ctx.about(scene))
         try:
             with open_scene(scene, ctx.options) as src:
-                plan = plan_scene(src, ctx.engines.for_roles(src.band_roles), ctx.options, scene)
+                try:
+                    segmenter = ctx.engines.for_roles(src.band_roles)
+                except Exception as exc:  # the engine, not the scene: every scene would fail the same
+                    raise _EngineFailed() from exc
+                plan = plan_scene(src, segmenter, ctx.options, scene)
                 ext = plan.grid.extent
                 ctx.pending.append(
                     PlannedScene(scene, plan.n_chips, 2 * int(ext.width) * int(ext.height), plan.crs_wkt)
                 )
+        except _EngineFailed as failed:
+            raise failed.__cause__ from None
         except Exception as exc:
             ctx.fail(scene, exc)
     ctx.progress.total = sum(p.chips for p in ctx.pending)
+
+
+class _EngineFailed(Exception):
+    """The segmenter could not be built (a model that does not load): the run's error, not a scene's."""
 
 
 def _check_disk(ctx: RunContext) -> None:
