@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 from collections import deque
 from pathlib import Path
@@ -119,10 +120,23 @@ def plan_task(scene: Any, options: dict[str, Any], info: dict[str, Any]) -> Any:
     return plan
 
 
+@functools.lru_cache(maxsize=2)
+def _source(scene: Any, options: str, stretch: tuple | None) -> Any:
+    """The scene's raster, kept open for the next batch: a worker process reads many in a row."""
+    from .scene_run import open_scene
+
+    src = open_scene(scene, _options(json.loads(options)))
+    if stretch is not None:
+        src.set_stretch(*zip(*stretch, strict=True))
+    return src
+
+
 def read_task(plan: Any, options: dict[str, Any], ids: list[int]) -> Any:
     from .scene_run import batch_of, read_batch
 
-    todo, _skipped = read_batch(plan, _options(options), ids)
+    stretch = tuple(map(tuple, plan.stretch)) if plan.stretch is not None else None
+    src = _source(plan.scene, json.dumps(options, sort_keys=True, default=str), stretch)
+    todo = read_batch(src, plan, ids)
     return batch_of(todo) if todo else None
 
 

@@ -519,21 +519,17 @@ def run_scene(
 
 
 # ----------------------------------------------------------------------------- text path (Ray, revectorize)
-def read_batch(
-    plan: ScenePlan, options: Any, chip_ids: Iterable[int]
-) -> tuple[list[ChipData], list[dict[str, Any]]]:
-    """Read chips by id in any process: (chips to segment, records of skipped chips)."""
-    todo, skipped = [], []
-    with open_scene(plan.scene, options) as src:
-        if plan.stretch is not None:
-            src.set_stretch(*zip(*plan.stretch, strict=True))
-        for cid in chip_ids:
-            data = read_chip(src, plan.grid.chip(cid), plan.raw_bands, plan.size, plan.aoi)
-            if is_skipped(data, plan.min_valid_fraction):
-                skipped.append(skipped_record(data))
-            else:
-                todo.append(data)
-    return todo, skipped
+def read_batch(src: Any, plan: ScenePlan, chip_ids: Iterable[int]) -> list[ChipData]:
+    """The chips to segment among ``chip_ids``, read in any process (a Ray task); skipped ones left out.
+
+    ``src``: the scene's raster, opened with the run's options and ``plan.stretch`` applied.
+    """
+    todo = []
+    for cid in chip_ids:
+        data = read_chip(src, plan.grid.chip(cid), plan.raw_bands, plan.size, plan.aoi)
+        if not is_skipped(data, plan.min_valid_fraction):
+            todo.append(data)
+    return todo
 
 
 def finish_from_texts(
