@@ -171,6 +171,36 @@ def test_an_engine_that_cannot_load_is_the_run_s_error_not_each_scene_s(scenes, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_work_folder_too_small_for_the_mosaic_is_refused_before_any_chip(
+    scenes, tmp_path, monkeypatch
+) -> None:
+    import collections
+    import shutil
+
+    work = tmp_path / "work"
+    work.mkdir()
+    usage = collections.namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 10**6, 10**6) if Path(p) == work else real(p)
+    )
+    seen = []
+    progress = type(
+        "P", (), {"report": lambda self, d, t, m="": seen.append(m), "cancelled": lambda self: False}
+    )()
+    with pytest.raises(
+        InputError, match=rf"{work}: the mosaic of .*s4_20210705.tif needs 0\.\d+ GB .* --workdir"
+    ):
+        segment_raster(
+            SegmentOptions(
+                raster=[str(p) for p in scenes], output=str(tmp_path / "o.gpkg"), nir=4, workdir=str(work)
+            ),
+            progress,
+        )
+    assert not any(m.endswith("segmenting chips") for m in seen)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and list(work.iterdir()) == []
+
+
 def test_inputs_folders_lists_globs_and_stac_resolve_once_with_unique_ids(scenes, tmp_path) -> None:
     folder = scenes[0].parent
     listing = tmp_path / "scenes.txt"
