@@ -18,6 +18,7 @@ EXIT_PARTIAL = 3  # the output was written, but some scenes failed
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "segment",
+        usage="%(prog)s [options] INPUT [INPUT ...] OUTPUT.gpkg",
         help="map water in one raster or a whole region -> GeoPackage (water polygons + audit layers)",
         description="Cut georeferenced rasters into chips, segment water in each (PaliGemma or a water "
         "index), merge the chips and write water polygons (layer 'water', areas in m2, one 'scene' and "
