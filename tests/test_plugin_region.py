@@ -344,6 +344,44 @@ def test_run_with_a_ray_address_offers_to_install_ray(dlg, region, clean_project
     )
 
 
+@pytest.mark.slow
+def test_a_region_run_sent_to_ray_comes_back_as_layers(dlg, region, clean_project, tmp_path):
+    """Ray address "local" (a Ray the worker starts, as on a GPU workstation): the run goes through
+    Ray's executor and its layers come back into QGIS as from a run here, equal polygons."""
+    import pyogrio
+
+    scenes, _ = region
+    set_configured_python(sys.executable)
+    set_ray_address("local")
+    dlg.set_raster_layer(_layer(scenes["lakes_a"], clean_project))
+    editor = _editor_with(dlg)
+    editor.add_files([str(scenes["lakes_b"].path)])
+    editor.accept()
+    _set(dlg.preset_combo, "naip")
+    output = tmp_path / "on_ray.gpkg"
+    dlg.output_widget.setFilePath(str(output))
+    assert dlg.task_names() == ("Water in 2 scenes", None)
+    dlg.run()
+    wait_until(lambda: dlg.task is not None, what=_dialog_messages(dlg))
+    wait_for_task(dlg.task, timeout=300)
+    assert dlg.task.succeeded, (dlg.task.error, dlg.task.outcome)
+    run = pyogrio.read_dataframe(output, layer="run")
+    assert dict(zip(run["key"], run["value"], strict=True))["executor"] == "ray"
+    group = clean_project.layerTreeRoot().findGroup("Water in 2 scenes")
+    assert [n.layer().name() for n in group.findLayers()] == ["water", "scenes", "chips"]
+    here = tmp_path / "here.gpkg"
+    job = segment_job(
+        [str(scenes["lakes_a"].path), str(scenes["lakes_b"].path)],
+        str(here),
+        engine="water-index",
+        preset="naip",
+    )
+    assert run_worker(job, worker_command(python=sys.executable), env=worker_env()).ok
+    ray_water, local_water = (pyogrio.read_dataframe(p, layer="water") for p in (output, here))
+    assert len(ray_water) == len(local_water) > 0
+    assert all(a.equals_exact(b, 0) for a, b in zip(ray_water.geometry, local_water.geometry, strict=True))
+
+
 # --------------------------------------------------------------------------- Processing
 
 
@@ -403,6 +441,20 @@ def test_processing_region_algorithm_end_to_end(provider, region, clean_project,
     assert nodes == [("water_dissolved", True), ("water", False), ("scenes", True), ("chips", False)]
     fill = group.findLayers()[0].layer().renderer().symbol().color()
     assert fill.blue() > fill.red()  # the plugin's blue, not Processing's random colour
+    # A second run of the same name gets a group of its own: runs never mix.
+    processing.runAndLoadResults(
+        "paligemma:segment_water_region",
+        {"INPUTS": [str(scenes["lakes_a"].path)], "FOLDER": str(folder), "ENGINE": 1, "BANDS": "naip",
+         "OUTPUT": str(tmp_path / "again.gpkg")},
+    )  # fmt: skip
+    root = clean_project.layerTreeRoot()
+    groups = [c for c in root.children() if c.name() == "Water in 4 scenes"]
+    assert len(groups) == 2 and [n.layer().name() for n in groups[0].findLayers()] == [
+        "water",
+        "scenes",
+        "chips",
+    ]
+    assert len(groups[1].findLayers()) == 4
 
 
 def test_processing_region_needs_inputs_and_says_failures_in_its_words(provider, region, tmp_path):

@@ -33,6 +33,7 @@ CHIPS_LAYER = "chips"
 # Order of a segment result's layers in its group, top first.
 RESULT_ORDER = (DISSOLVED_LAYER, WATER_LAYER, SCENES_LAYER, CHIPS_LAYER)
 RESULT_PROPERTY = "paligemma_qgis/result_layer"  # custom property: which of RESULT_ORDER a layer is
+RUN_PROPERTY = "paligemma_qgis/run"  # custom property of the group Processing's layers of one run go to
 REVIEW_LAYER = "review"
 EXPORT_GPKG = "chips.gpkg"
 # Job key of the LayerSnapshots a WorkerTask writes before the worker starts (never sent to it).
@@ -167,12 +168,12 @@ def style_chips(layer: QgsVectorLayer) -> None:
 
 
 def style_scenes(layer: QgsVectorLayer) -> None:
-    """Observed footprints as grey outlines; a failed scene hatched red, so it stands out.
+    """Observed footprints as amber outlines (seen on imagery); a failed scene hatched red.
 
     A scene that failed before it was opened has no footprint: it is a row of the attribute
     table (with its error) and named in the run's message, not a shape on the map.
     """
-    mapped = _fill(color="0,0,0,0", style="no", outline_color="80,80,80,255", outline_width="0.3")
+    mapped = _fill(color="0,0,0,0", style="no", outline_color="255,190,0,255", outline_width="0.5")
     failed = _fill(
         color="207,34,46,255", style="b_diagonal", outline_color="207,34,46,255", outline_width="0.6"
     )
@@ -207,19 +208,30 @@ def _rank(layer) -> int | None:
     return RESULT_ORDER.index(kind) if kind in RESULT_ORDER else None
 
 
-def move_into_group(layer: QgsVectorLayer, group_name: str, project: QgsProject) -> QgsLayerTreeGroup | None:
+def move_into_group(
+    layer: QgsVectorLayer, group_name: str, project: QgsProject, run: str
+) -> QgsLayerTreeGroup | None:
     """Put a styled result layer (style_result_layer) that is already in the layer tree into the
-    group ``group_name`` (made at the top when missing), after the result layers that come
-    before it in RESULT_ORDER. Layers arriving in any order end up in that order; Processing
-    loads them so, one post-processor call each, in every QGIS version."""
+    group of its run (``run``: a key of that run; the group is named ``group_name`` and made at
+    the top when missing), after the result layers that come before it in RESULT_ORDER. Layers
+    arriving in any order end up in that order; Processing loads them so, one post-processor
+    call each, in every QGIS version. Another group of the same name (an earlier run) is left alone."""
     root = project.layerTreeRoot()
     node = root.findLayer(layer.id())
     rank = _rank(layer)
     if node is None or rank is None:
         return None
-    group = root.findGroup(group_name)
+    group = next(
+        (
+            child
+            for child in root.children()
+            if isinstance(child, QgsLayerTreeGroup) and child.customProperty(RUN_PROPERTY) == run
+        ),
+        None,
+    )
     if group is None:
         group = root.insertGroup(0, group_name)
+        group.setCustomProperty(RUN_PROPERTY, run)
     children = group.children()
     others = [child for child in children if child is not node]
     before = [

@@ -105,7 +105,7 @@ class MoreRastersDialog(QDialog):
     def __init__(self, entries: list[RasterEntry], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("PaliGemma Water — more rasters")
-        self.setMinimumWidth(520)
+        self.setMinimumWidth(600)
         self._entries: list[RasterEntry] = []
         layout = QVBoxLayout(self)
         intro = QLabel(

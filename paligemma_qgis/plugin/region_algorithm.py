@@ -4,14 +4,15 @@ The same parameters and worker job as ``segment_water`` (algorithms.SegmentAlgor
 many inputs (project layers or files, and a folder), Stop at the first failing scene and
 Merge water across scenes. The result is one GeoPackage; loaded into QGIS it is one group
 "Water in N scenes": water (blue), scenes (observed footprints, failed scenes hatched red)
-and chips (hidden). QGIS 3.22 has no layer groups for Processing outputs: the layers' post-
-processor moves them into the group, which works in every version (it runs once the layer
-is in the layer tree).
+and chips (hidden). The layers' post-processor moves them into the run's own group: QGIS 3.22
+has no groups for Processing outputs, and newer ones would join any group of the same name;
+the post-processor runs once the layer is in the layer tree in every version.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 
 from qgis.core import (
     QgsProcessing,
@@ -42,10 +43,11 @@ from .options import gdal_path, region_name
 class RegionLayerPlacer(QgsProcessingLayerPostProcessorInterface):
     """Styles one layer of a region result and puts it into the run's group."""
 
-    def __init__(self, kind: str, group_name: str) -> None:
+    def __init__(self, kind: str, group_name: str, run: str) -> None:
         super().__init__()
         self.kind = kind
         self.group_name = group_name
+        self.run = run  # this run's key: its layers share a group, another run's group is left alone
 
     def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
         if layer is None or not layer.isValid():
@@ -54,7 +56,7 @@ class RegionLayerPlacer(QgsProcessingLayerPostProcessorInterface):
         style_result_layer(layer, self.kind)
         project = context.project()
         if project is not None:
-            move_into_group(layer, self.group_name, project)
+            move_into_group(layer, self.group_name, project, self.run)
 
 
 class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
@@ -178,15 +180,15 @@ def _load_region_on_completion(context: QgsProcessingContext, output: str, group
         return
     details = layers.pop(output)
     names = set(gpkg_layer_names(output))
-    for sort_key, kind in enumerate((DISSOLVED_LAYER, WATER_LAYER, SCENES_LAYER, CHIPS_LAYER)):
+    run = f"{output}#{uuid.uuid4().hex}"
+    for kind in (DISSOLVED_LAYER, WATER_LAYER, SCENES_LAYER, CHIPS_LAYER):
         if kind not in names:
             continue
+        # No LayerDetails.groupName (QGIS 3.32+): Processing would put the layers into any group of
+        # that name, an earlier run's too; the placer makes this run's group in every version.
         entry = QgsProcessingContext.LayerDetails(kind, details.project, kind)
-        placer = RegionLayerPlacer(kind, group_name)
+        placer = RegionLayerPlacer(kind, group_name, run)
         _POST_PROCESSORS.append(placer)
         entry.setPostProcessor(placer)
-        if hasattr(entry, "groupName"):  # QGIS 3.32+: Processing makes the group itself
-            entry.groupName = group_name
-            entry.layerSortKey = sort_key
         layers[f"{output}|layername={kind}"] = entry
     context.setLayersToLoadOnCompletion(layers)
