@@ -165,6 +165,34 @@ def test_more_rasters_and_a_folder_map_a_region_into_one_group(
     assert str(folder) not in warning  # the scene's name, not its path (Details… has the whole error)
 
 
+def test_a_folder_alone_is_a_region_run(dlg, region, clean_project, qgis_iface, tmp_path):
+    """No raster chosen above, only a folder under More rasters: the folder is the run's input,
+    and the group is named from the scenes the worker found in it."""
+    _, folder = region
+    set_configured_python(sys.executable)
+    dlg.set_raster_layer(None)
+    _set(dlg.preset_combo, "naip")
+    dlg.output_widget.setFilePath(str(tmp_path / "tiles.gpkg"))
+    assert "Choose an input raster" in " ".join(dlg.validate())
+    editor = _editor_with(dlg)
+    editor.add_folder(str(folder))
+    editor.accept()
+    QApplication.processEvents()
+    assert dlg.validate() == []
+    assert dlg.build_job(tmp_path / "job")["options"]["raster"] == str(folder)
+    assert dlg.task_names() == ("Water in tiles", None)
+    dlg.run()
+    wait_until(lambda: dlg.task is not None, what=_dialog_messages(dlg))
+    wait_for_task(dlg.task, timeout=180)
+    assert dlg.task.succeeded, dlg.task.error
+    group = clean_project.layerTreeRoot().findGroup("Water in 3 scenes")
+    assert group is not None and [n.layer().name() for n in group.findLayers()] == [
+        "water",
+        "scenes",
+        "chips",
+    ]
+
+
 def test_region_dialog_checks_bands_per_layer_and_remembers_the_list(
     qgis_iface, region, clean_project, tmp_path
 ):
@@ -293,6 +321,17 @@ def test_worker_check_says_ray_is_missing_and_copies_the_address(tmp_path):
     assert "not installed (only to send the work to a Ray cluster)" in render_check(check)
     text = diagnostics_text(check, bare, "settings", "ray://gpu:10001")
     assert "Ray address: ray://gpu:10001" in text and "Ray: not installed" in text
+    # Worker setup's own check, with the address typed there: the report says Ray is needed.
+    from paligemma_qgis.plugin.setup_check import SetupCheckDialog
+
+    page = SetupCheckDialog()
+    page.python_widget.setFilePath(bare)
+    page.ray_edit.setText("ray://gpu:10001")
+    page.start_check()
+    wait_until(lambda: page.result is not None, timeout=120, what="the worker check")
+    report = page.report.toPlainText()
+    assert "missing: needed for ray://gpu:10001" in report and "Ray address in Worker setup" in report
+    page.deleteLater()
     installed = run_check(python=sys.executable)
     import ray
 

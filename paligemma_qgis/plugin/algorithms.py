@@ -1,8 +1,9 @@
 """Processing algorithms: the same worker process as the dialog, for models, batch and qgis_process.
 
 The algorithm runs in Processing's thread (or qgis_process's main thread); it only starts
-the worker and relays its progress, so it needs no heavy import either. One file: the two
-algorithms share their parameters, the worker run and its one-line failure (``_failure``).
+the worker and relays its progress, so it needs no heavy import either. One file: the
+algorithms share their parameters (``SegmentAlgorithm``: segment_water and, in
+region_algorithm.py, segment_water_region), the worker run and its one-line failure (``_failure``).
 """
 
 from __future__ import annotations

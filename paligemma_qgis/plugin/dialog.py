@@ -4,7 +4,8 @@ It collects choices, checks them before anything starts (messages appear in the 
 own message bar), remembers them in QgsSettings, and hands a plain JSON job to a
 WorkerTask. It never imports the core's heavy modules: the worker validates the rest.
 One file because widgets, checks, job and settings all name the same fields: split apart,
-each change to a field would touch four modules (what Run does around it is job_dialog's).
+each change to a field would touch four modules (what Run does around it is job_dialog's,
+the More rasters list is more_rasters').
 """
 
 from __future__ import annotations

@@ -50,9 +50,9 @@ class WorkerTask(QgsTask):
         self.python = python
         options = job.get("options", {})
         raster = options.get("raster") or "result"
-        # A region run without a name: "Water in N scenes", N from the summary (a folder's count
-        # is the worker's to know).
-        self.name_from_summary = group_name is None and isinstance(raster, list)
+        # A region run without a name (several inputs, or one folder): "Water in N scenes", N from
+        # the summary (a folder's count is the worker's to know).
+        self.name_from_summary = group_name is None
         self.group_name = group_name or (
             region_name(len(raster)) if isinstance(raster, list) else Path(raster).stem
         )
