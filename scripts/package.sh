@@ -3,8 +3,9 @@
 # "Plugins > Manage and Install Plugins > Install from ZIP" (and the official repository takes).
 #
 # Layout: one top folder paligemma_qgis/ = the package code + metadata.txt + resources/ +
-# LICENSE (when present) + requirements-worker.txt / requirements-model.txt (what the worker
-# Python needs for every engine / for the PaliGemma engine).
+# LICENSE (when present) + requirements-worker.txt / requirements-model.txt /
+# requirements-region.txt (what the worker Python needs for every engine / for the PaliGemma
+# engine / to send runs to a Ray cluster).
 # Never shipped: tests, __pycache__, *.pyc. The zip is written to a temp file and moved into
 # place, so an interrupted build never leaves a half zip behind.
 #
@@ -53,17 +54,19 @@ for f in LICENSE LICENSE.txt LICENSE.md COPYING; do
   if [ -f "$root/$f" ]; then cp -p "$root/$f" "$dest/$f"; fi
 done
 
-# What the worker Python needs, in the two groups the plugin installs apart (requirements.in
-# sections): every engine (requirements-worker.txt), then the PaliGemma engine (requirements-model.txt).
+# What the worker Python needs, in the groups the plugin installs apart (requirements.in
+# sections): every engine (requirements-worker.txt), the PaliGemma engine (requirements-model.txt),
+# runs sent to Ray (requirements-region.txt).
 section() {
   awk -v want="$1" '/^# [a-z ]+:/ {on = (index($0, "# " want ":") == 1); next} on && !/^#/ && NF {print}' \
     "$root/requirements.in"
 }
 section worker >"$dest/requirements-worker.txt"
 section model >"$dest/requirements-model.txt"
-for f in requirements-worker.txt requirements-model.txt; do
+section region >"$dest/requirements-region.txt"
+for f in requirements-worker.txt requirements-model.txt requirements-region.txt; do
   if [ ! -s "$dest/$f" ]; then
-    echo "package: requirements.in has no section for $f (its '# worker:' / '# model:' headers)" >&2
+    echo "package: requirements.in has no section for $f (its '# worker:' / '# model:' / '# region:' headers)" >&2
     exit 1
   fi
 done

@@ -56,6 +56,20 @@ def render_dialog(out: Path, raster: Path) -> list[Path]:
     return paths
 
 
+def render_more_rasters(out: Path, raster: Path) -> Path:
+    """The More rasters list of the Map water dialog: a layer, a folder of tiles, STAC items."""
+    from paligemma_qgis.plugin.more_rasters import MoreRastersDialog, RasterEntry
+
+    home = Path.home() / "data"
+    entries = [
+        RasterEntry("layer", str(raster), raster.stem, 4),
+        RasterEntry("folder", str(home / "naip_2020_tiles"), "naip_2020_tiles"),
+        RasterEntry("file", str(home / "flood_2024" / "items.json"), "items.json"),
+    ]
+    dialog = MoreRastersDialog(entries)
+    return _grab(dialog, out / "more_rasters.png")
+
+
 def render_band_question(out: Path, raster: Path) -> Path:
     """The question a raster without band descriptions gets (water index, no preset)."""
     from qgis.core import QgsRasterLayer
@@ -101,7 +115,9 @@ def render_setup_dialog(out: Path) -> Path:
     setup_check.managed_venv_dir = worker_env.managed_venv_dir = lambda: default_venv
     dialog = SetupCheckDialog(model="google/paligemma2-3b-mix-224")
     dialog.python_widget.setFilePath(sys.executable)
-    dialog.show_result(run_check(python=sys.executable, model="google/paligemma2-3b-mix-224"))
+    dialog.ray_edit.setText("ray://gpu-server.example.org:10001")
+    check = run_check(python=sys.executable, model="google/paligemma2-3b-mix-224", executor="ray")
+    dialog.show_result(check)
     return _grab(dialog, out / "worker_setup.png")
 
 
@@ -172,13 +188,76 @@ def render_map(out: Path, raster: Path, preset: str | None, workdir: Path) -> Pa
     return path
 
 
+def _tiles(raster: Path, folder: Path, overlap: int = 64) -> Path:
+    """The raster cut into 2 x 2 overlapping GeoTIFF tiles in ``folder`` (a region's scenes)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(raster) as src:
+        half_w, half_h = src.width // 2, src.height // 2
+        for row in (0, 1):
+            for col in (0, 1):
+                x0, y0 = max(0, col * half_w - overlap), max(0, row * half_h - overlap)
+                window = Window(x0, y0, min(src.width, (col + 1) * half_w + overlap) - x0,
+                                min(src.height, (row + 1) * half_h + overlap) - y0)  # fmt: skip
+                profile = {**src.profile, "width": int(window.width), "height": int(window.height),
+                           "transform": src.window_transform(window)}  # fmt: skip
+                with rasterio.open(folder / f"{raster.stem}_r{row}c{col}.tif", "w", **profile) as dst:
+                    dst.write(src.read(window=window))
+    return folder
+
+
+def render_region_map(out: Path, raster: Path, preset: str | None, workdir: Path) -> Path:
+    """A region run as the dialog adds it: the raster as four overlapping tiles (a folder), water
+    merged across them (Merge water across scenes) and the scenes' footprints."""
+    from qgis.core import QgsMapRendererParallelJob, QgsMapSettings, QgsProject, QgsRasterLayer
+    from qgis.PyQt.QtCore import QSize
+    from qgis.PyQt.QtGui import QColor
+
+    from paligemma_qgis.plugin.layers import add_result_layers
+    from paligemma_qgis.plugin.options import segment_job
+    from paligemma_qgis.plugin.runner import run_worker
+    from paligemma_qgis.plugin.worker_env import worker_command, worker_env
+
+    folder = _tiles(raster, workdir / "tiles")
+    gpkg = workdir / "region.gpkg"
+    job = segment_job(
+        [str(folder)], str(gpkg), engine="water-index", preset=preset, min_area_m2=200, dissolve=True
+    )
+    outcome = run_worker(job, worker_command(python=sys.executable), env=worker_env())
+    if not outcome.ok:
+        raise SystemExit(f"render_docs: region run failed: {outcome.message}\n{outcome.details}")
+    print(f"render_docs: region of {outcome.result['scenes']} scenes, {outcome.result['polygons']} polygons")
+    project = QgsProject.instance()
+    layer = QgsRasterLayer(str(raster), raster.stem, "gdal")
+    project.addMapLayer(layer)
+    _, added = add_result_layers(gpkg, "Water in 4 scenes", project, region=True)
+    shown = {lyr.name(): lyr for lyr in added}  # water under water_dissolved is hidden, as in QGIS
+    settings = QgsMapSettings()
+    settings.setLayers([shown["scenes"], shown["water_dissolved"], layer])
+    settings.setDestinationCrs(layer.crs())
+    settings.setBackgroundColor(QColor(255, 255, 255))
+    extent = layer.extent()
+    extent.grow(extent.width() * 0.02)
+    settings.setOutputSize(QSize(800, max(200, int(800 * extent.height() / extent.width()))))
+    settings.setExtent(extent)
+    render = QgsMapRendererParallelJob(settings)
+    render.start()
+    render.waitForFinished()
+    path = out / "region_map.png"
+    _save(render.renderedImage(), path)
+    project.clear()
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--out",
         default=str(REPO / "docs"),
-        help="folder for dialog.png, dialog_paligemma.png, band_question.png, setup_question.png, "
-        "worker_setup.png, export_dialog.png and result_map.png",
+        help="folder for dialog.png, dialog_paligemma.png, more_rasters.png, band_question.png, "
+        "setup_question.png, worker_setup.png, export_dialog.png, result_map.png and region_map.png",
     )
     parser.add_argument("--raster", help="raster to map (default: shared NAIP tile, else a synthetic scene)")
     parser.add_argument("--preset", help="band preset of --raster (naip, sentinel2, landsat89)")
@@ -209,11 +288,13 @@ def main(argv: list[str] | None = None) -> int:
                 raster, preset = make_scene(workdir / "synthetic_lakes.tif").path, "naip"
             for path in (
                 *render_dialog(out, raster),
+                render_more_rasters(out, raster),
                 render_band_question(out, raster),
                 render_setup_question(out, raster),
                 render_setup_dialog(out),
                 render_export_dialog(out, raster),
                 render_map(out, raster, preset, workdir),
+                render_region_map(out, raster, preset, workdir),
             ):
                 print(f"render_docs: wrote {path}")
         finally:

@@ -50,12 +50,15 @@ def test_zip_metadata_matches_package(plugin_zip):
         init = zf.read(f"{PACKAGE}/__init__.py").decode("utf-8")
         requirements = zf.read(f"{PACKAGE}/requirements-worker.txt").decode("utf-8").split()
         model = zf.read(f"{PACKAGE}/requirements-model.txt").decode("utf-8").split()
+        region = zf.read(f"{PACKAGE}/requirements-region.txt").decode("utf-8").split()
     assert f'__version__ = "{meta["general"]["version"]}"' in init
     assert plugin_zip.name == f"{PACKAGE}-{meta['general']['version']}.zip"
     # Every engine's packages first and alone (the water index needs no torch); the model's apart.
     assert "rasterio" in requirements and not any(r.startswith("torch") for r in requirements)
     assert any(r.startswith("torch") for r in model) and "transformers" in model
     assert not {"pytest", "peft", "ruff"} & {r.split("<")[0].split("=")[0] for r in requirements + model}
+    # Ray apart too (only with a Ray address), with its client for ray:// addresses; no dev tools.
+    assert region == ["ray[client]"]
 
 
 def test_package_refuses_wrong_version_and_leaves_nothing(tmp_path):

@@ -63,3 +63,43 @@ def test_qgis_process_examples_work_as_written(installed_plugins_dir, shared_dat
         counts.append(layer.featureCount())
         del layer
     assert counts[0] > 10 and counts[0] == counts[1]  # the preset and NIR=4 say the same
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_qgis_process_region_example_works_as_written(installed_plugins_dir, shared_data, tmp_path):
+    """The region example: the sample tile and a folder ``tiles`` of two more (its quarters)."""
+    exe = _qgis_process()
+    if exe is None:
+        pytest.skip("qgis_process not installed")
+    import rasterio
+    from rasterio.windows import Window
+
+    naip = shared_data / "rasters" / "opengeos_naip_m_4709963_se_14_1_20200831.tif"
+    shutil.copy(naip, tmp_path / "naip.tif")
+    (tmp_path / "tiles").mkdir()
+    with rasterio.open(naip) as src:
+        for i, col in enumerate((0, src.width // 2)):
+            window = Window(col, 0, src.width // 2, src.height // 2)
+            profile = {**src.profile, "width": src.width // 2, "height": src.height // 2,
+                       "transform": src.window_transform(window)}  # fmt: skip
+            with rasterio.open(tmp_path / "tiles" / f"quarter_{i}.tif", "w", **profile) as dst:
+                dst.write(src.read(window=window))
+    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA", "PYTHONPATH")}
+    env.update(
+        QT_QPA_PLATFORM="offscreen",
+        QGIS_PLUGINPATH=str(installed_plugins_dir),
+        QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "qgis_config"),
+        **{ENV_PYTHON: sys.executable},
+    )
+    subprocess.run([exe, "plugins", "enable", "paligemma_qgis"], capture_output=True, env=env, check=True)
+    (line,) = _readme_block("sends the work to Ray. With more rasters in a folder")
+    args = shlex.split(line)
+    assert args[:3] == ["qgis_process.bin", "run", "paligemma:segment_water_region"], line
+    run = subprocess.run([exe, *args[1:]], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, f"{line}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+    scenes = QgsVectorLayer(f"{tmp_path / 'region.gpkg'}|layername=scenes", "scenes", "ogr")
+    dissolved = QgsVectorLayer(f"{tmp_path / 'region.gpkg'}|layername=water_dissolved", "d", "ogr")
+    assert scenes.featureCount() == 3 and {f["status"] for f in scenes.getFeatures()} == {"done"}
+    assert dissolved.isValid() and dissolved.featureCount() > 10
+    del scenes, dissolved

@@ -174,3 +174,19 @@ def test_copy_diagnostics(qgis_iface, tmp_path, monkeypatch):
     assert f"VAE: {Path(tmp_path / 'vae-oid.npz')} not found" in lines
     assert "hf_secret_token_value" not in text
     dialog.deleteLater()
+
+
+def test_a_ray_address_adds_ray_to_the_plan(tmp_path):
+    """The probe was asked for a run sent to Ray: the plugin's venv gets Ray (with its client) in place."""
+    python = str(tmp_path / "venv" / "bin" / "python")
+    probe = {**_probe(python=python), "needs": ["geo", "region"]}
+    probe["missing"]["region"] = ["ray", "grpcio"]
+    plan = plan_setup(probe, "water-index", "managed venv", venv_dir=tmp_path / "venv",
+                      groups_requirements={**REQS, "region": ["ray[client]"]})  # fmt: skip
+    (step,) = plan.steps
+    assert step.title == "Install Ray" and step.command == [python, "-m", "pip", "install", "ray[client]"]
+    assert "Ray, to send the work to the Ray cluster named in Worker setup: 90 MB" in plan.describe()
+    # Without a Ray address (needs without "region") nothing about Ray, even when it is missing.
+    plan = plan_setup({**probe, "needs": ["geo"]}, "water-index", "managed venv", venv_dir=tmp_path / "venv",
+                      groups_requirements=REQS)  # fmt: skip
+    assert plan.steps == [] and "Ray" not in plan.describe()

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import io
 import json
 import os
@@ -74,7 +75,7 @@ from ..core.environment import (
     package_for_module,
     probe,
 )
-from ..core.errors import PaliGemmaQgisError
+from ..core.errors import PaliGemmaQgisError, field_and_code
 from ..core.progress import Cancelled
 
 EXIT_OK = 0
@@ -114,6 +115,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default="water-index",
         help="with --probe: what the run needs (water-index, paligemma, export)",
     )
+    parser.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="with --probe/--check: ray when the run goes to a Ray cluster (then Ray is needed too)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,10 +132,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.check:
-        print(json.dumps(check_environment(model=args.model, vae=args.vae)), flush=True)
+        print(
+            json.dumps(check_environment(model=args.model, vae=args.vae, executor=args.executor)), flush=True
+        )
         return EXIT_OK
     if args.probe:
-        print(json.dumps(probe(args.engine, model=args.model, vae=args.vae)), flush=True)
+        print(
+            json.dumps(probe(args.engine, model=args.model, vae=args.vae, executor=args.executor)), flush=True
+        )
         return EXIT_OK
     events = _private_stdout()
     return run_job_stream(_stdin_lines(), events)
@@ -211,7 +222,14 @@ def run_job_stream(stdin: Lines, events: IO[str]) -> int:
         progress.emit("cancelled", message=str(exc) or "cancelled by the user")
         return EXIT_CANCELLED
     except PaliGemmaQgisError as exc:
-        progress.emit("error", message=str(exc), details=type(exc).__name__, **error_fields(exc))
+        cause = exc.__cause__
+        # A run's error that wraps an unexpected one (every scene failed on a bug): keep its traceback.
+        details = (
+            traceback.format_exc()
+            if cause is not None and not isinstance(cause, PaliGemmaQgisError)
+            else type(exc).__name__
+        )
+        progress.emit("error", message=str(exc), details=details, **error_fields(exc))
         return EXIT_ERROR
     except ModuleNotFoundError as exc:  # QGIS's own Python, or a half-made environment
         package = package_for_module(exc.name or "")
@@ -360,18 +378,14 @@ def _private_stdout() -> IO[str]:
 
 
 def error_fields(exc: PaliGemmaQgisError) -> dict:
-    """``kind``, ``field`` and ``code`` of an error, for the event (unset ones left out).
+    """``kind``, ``field`` and ``code`` of an error, and its ``event_fields()``, for the event
+    (unset ones left out).
 
     A core error re-raised with the file name in front (``raise InputError(f"{path}: {exc}")
     from None``) keeps the error it replaced as ``__context__``: its field and code still count.
     """
-    fields = {"kind": type(exc).__name__, "field": exc.field, "code": exc.code}
-    inner = exc.__context__
-    for _ in range(3):
-        if fields["field"] is not None or not isinstance(inner, PaliGemmaQgisError):
-            break
-        fields["field"], fields["code"] = inner.field, fields["code"] or inner.code
-        inner = inner.__context__
+    field, code = field_and_code(exc)
+    fields = {"kind": type(exc).__name__, "field": field, "code": code, **exc.event_fields()}
     return {key: value for key, value in fields.items() if value is not None}
 
 
@@ -485,8 +499,11 @@ def _find_vae(vae: str | None) -> dict:
     return {"value": None, "found": False, "where": None}
 
 
-def check_environment(model: str | None = None, vae: str | None = None) -> dict:
-    """Describe this Python for the plugin's setup check, with a fix command for each gap."""
+def check_environment(model: str | None = None, vae: str | None = None, executor: str = "local") -> dict:
+    """Describe this Python for the plugin's setup check, with a fix command for each gap.
+
+    ``executor="ray"``: runs go to Ray (Worker setup holds a Ray address), so a missing Ray is a gap.
+    """
     python = sys.executable
     packages = {
         name: _version_of(name)
@@ -499,6 +516,7 @@ def check_environment(model: str | None = None, vae: str | None = None) -> dict:
             "pyogrio",
             "torch",
             "transformers",
+            "ray",
         )
     }
     cuda = _cuda_info()
@@ -521,6 +539,13 @@ def check_environment(model: str | None = None, vae: str | None = None) -> dict:
             {
                 "problem": f"missing {', '.join(ml_missing)} (needed by the PaliGemma engine)",
                 "command": _install_command(python, "model"),
+            }
+        )
+    if executor == "ray" and not (packages["ray"] and importlib.util.find_spec("grpc") is not None):
+        fixes.append(
+            {
+                "problem": "missing ray (needed to send the work to a Ray cluster: the Ray address in Worker setup)",
+                "command": _install_command(python, "region"),
             }
         )
     if packages["torch"] and not cuda["available"]:
@@ -589,7 +614,8 @@ def module_command(python: str, args: str) -> str:
 def requirements_file(group: str = "geo") -> Path | None:
     """The worker requirements of ``group`` shipped with the plugin (zip), or requirements.in of a checkout."""
     package_dir = Path(__file__).resolve().parents[1]
-    shipped = package_dir / ("requirements-model.txt" if group == "model" else "requirements-worker.txt")
+    names = {"model": "requirements-model.txt", "region": "requirements-region.txt"}
+    shipped = package_dir / names.get(group, "requirements-worker.txt")
     for candidate in (shipped, package_dir.parent / "requirements.in"):
         if candidate.is_file():
             return candidate
@@ -599,6 +625,9 @@ def requirements_file(group: str = "geo") -> Path | None:
 def _install_command(python: str, group: str) -> str:
     """pip install of a requirements group (a checkout's requirements.in holds both groups)."""
     requirements = requirements_file(group)
+    if group == "region" and (requirements is None or requirements.suffix == ".in"):
+        # A checkout: one line of requirements.in (Ray Client, for ray:// addresses, is the [client] extra).
+        return f'"{python}" -m pip install "ray[client]"'
     if requirements is not None:
         return f'"{python}" -m pip install -r "{requirements}"'
     names = GEO_PACKAGES if group == "geo" else MODEL_PACKAGES

@@ -201,7 +201,8 @@ def claim_output(path: str | os.PathLike) -> OutputClaim:
             handle.close()
             raise OutputExistsError(
                 f"{path}: another run is writing this output ({_holder_text(lock_path)}); "
-                "wait for it, or choose another output"
+                "wait for it, or choose another output",
+                code="output_busy",
             )
         try:  # the holder may have removed the file between our open and our lock: retry
             if os.fstat(handle.fileno()).st_ino == os.stat(lock_path).st_ino:

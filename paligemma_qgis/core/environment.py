@@ -37,6 +37,12 @@ MODEL_PACKAGES: dict[str, str] = {
     "safetensors": "safetensors",
     "huggingface-hub": "huggingface_hub",
 }
+# Only a run sent to Ray needs these (``executor="ray"``: a cluster, or several local GPUs);
+# grpcio is Ray Client's (``ray://`` addresses), installed with it as ``ray[client]``.
+REGION_PACKAGES: dict[str, str] = {
+    "ray": "ray",
+    "grpcio": "grpc",
+}
 # Modules people never install themselves, by the package that brings them.
 PROVIDED_BY: dict[str, str] = {
     "affine": "rasterio",
@@ -74,7 +80,7 @@ ENGINE_NEEDS: dict[str, tuple[str, ...]] = {
 def package_for_module(module: str) -> str:
     """The package to install for an import that failed: 'affine.base' -> 'rasterio'."""
     top = module.split(".")[0]
-    for table in (GEO_PACKAGES, MODEL_PACKAGES):
+    for table in (GEO_PACKAGES, MODEL_PACKAGES, REGION_PACKAGES):
         for package, name in table.items():
             if name == top:
                 return package
@@ -94,10 +100,10 @@ def _importable(module: str) -> bool:
 
 
 def missing_packages() -> dict[str, list[str]]:
-    """{"geo": [...], "model": [...]}: the packages of each group this Python cannot import
-    (found without importing them: a fraction of a second, torch included)."""
+    """{"geo": [...], "model": [...], "region": [...]}: the packages of each group this Python
+    cannot import (found without importing them: a fraction of a second, torch included)."""
     missing: dict[str, list[str]] = {}
-    for group, table in (("geo", GEO_PACKAGES), ("model", MODEL_PACKAGES)):
+    for group, table in (("geo", GEO_PACKAGES), ("model", MODEL_PACKAGES), ("region", REGION_PACKAGES)):
         names = [p for p, m in table.items() if not _importable(m)]
         for module, package in DEPENDENCY_CHECKS.items():
             if package in table and package not in names and not _importable(module):
@@ -175,10 +181,15 @@ def _model(model: str | None) -> dict:
     return {"found": found, "local": False, "where": str(Path(cached).parent) if found else None}
 
 
-def probe(engine: str = "water-index", model: str | None = None, vae: str | None = None) -> dict:
-    """What the plugin asks before a run: this Python, what it lacks, the GPU, model and VAE."""
+def probe(
+    engine: str = "water-index", model: str | None = None, vae: str | None = None, executor: str = "local"
+) -> dict:
+    """What the plugin asks before a run: this Python, what it lacks, the GPU, model and VAE.
+
+    ``executor="ray"``: the run goes to Ray, so the "region" packages are needed too.
+    """
     missing = missing_packages()
-    needs = ENGINE_NEEDS.get(engine, ("geo",))
+    needs = ENGINE_NEEDS.get(engine, ("geo",)) + (("region",) if executor == "ray" else ())
     result: dict = {
         "python": sys.executable,
         "python_version": platform.python_version(),

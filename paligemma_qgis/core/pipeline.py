@@ -19,7 +19,8 @@ Its order keeps failures cheap, outputs all-or-nothing and finished work safe:
    moved into place, and the journal is removed.
 
 A failing scene is recorded (``scenes`` layer, error text) and the run goes on, unless
-``fail_fast``; when every scene fails the first error is raised and nothing is written.
+``fail_fast``; when every scene fails nothing is written and the first error is raised (in a
+region run as ``AllScenesFailedError``, which carries every scene's error).
 Cancellation (Ctrl-C, SIGTERM/SIGHUP, the plugin's Cancel) is checked between batches:
 temporary files go, the journal stays, and the same command continues the run.
 """
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, OutputExistsError, PaliGemmaQgisError
+from .errors import AllScenesFailedError, InputError, OutputExistsError, PaliGemmaQgisError
 from .progress import Cancelled, Progress, SilentProgress, check_cancelled
 from .scene_run import SceneResult, failed_result, open_scene, plan_scene
 from .scenes import Scene
@@ -403,6 +404,10 @@ def segment_raster(
             finished = journal.finished()
             done = [s for s in scenes if finished.get(s.id) == "done"]
             if not done:  # every scene failed: the first error is the run's, nothing is written
+                if len(ctx.failures) > 1:
+                    raise AllScenesFailedError(
+                        [(r.scene.id, r.error or str(e), e) for r, e in ctx.failures]
+                    ) from ctx.failures[0][1]
                 if ctx.failures:
                     raise ctx.failures[0][1]
                 raise InputError("no scene was mapped")

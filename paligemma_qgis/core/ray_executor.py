@@ -44,7 +44,9 @@ def import_ray() -> Any:
     except ModuleNotFoundError:
         raise InputError(
             "--executor ray needs Ray in the Python that runs the job: pip install ray "
-            "(or run without --executor ray)"
+            "(or run without --executor ray)",
+            field="ray_address",
+            code="ray_missing",
         ) from None
     return ray
 
@@ -180,7 +182,9 @@ def _connect(ray: Any, options: Any) -> bool:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise PaliGemmaQgisError(
-            f"cannot join the Ray cluster {options.ray_address or '(local)'}: {exc}"
+            f"cannot join the Ray cluster {options.ray_address or '(local)'}: {exc}",
+            field="ray_address",
+            code="ray_unreachable",
         ) from None
     return True
 

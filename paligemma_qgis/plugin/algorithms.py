@@ -1,8 +1,9 @@
 """Processing algorithms: the same worker process as the dialog, for models, batch and qgis_process.
 
 The algorithm runs in Processing's thread (or qgis_process's main thread); it only starts
-the worker and relays its progress, so it needs no heavy import either. One file: the two
-algorithms share their parameters, the worker run and its one-line failure (``_failure``).
+the worker and relays its progress, so it needs no heavy import either. One file: the
+algorithms share their parameters (``SegmentAlgorithm``: segment_water and, in
+region_algorithm.py, segment_water_region), the worker run and its one-line failure (``_failure``).
 """
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from .error_text import PROCESSING, translate
+from .error_text import PROCESSING, FrontEnd, translate, without_flags
 from .layers import WATER_LAYER, style_water
 from .options import DEFAULT_ENGINE, DEFAULT_MODEL, DEVICES, ENGINES, PRESETS, raster_file, segment_job
 from .runner import run_worker
-from .worker_env import worker_command, worker_env
+from .worker_env import ray_address, ray_address_problem, worker_command, worker_env
 
 # Keeps post-processors alive until QGIS has used them (it holds no Python reference).
 _POST_PROCESSORS: list[QgsProcessingLayerPostProcessorInterface] = []
@@ -123,7 +124,10 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
         return (self.parameterAsFile(parameters, self.VAE, context) or "").strip() or None
 
 
-class SegmentWaterAlgorithm(WorkerAlgorithm):
+class SegmentAlgorithm(WorkerAlgorithm):
+    """What the segment algorithms share: engine, bands, model, chips, area, Ray address, the
+    GeoPackage output, and the job built from them (segment_water and segment_water_region)."""
+
     INPUT = "INPUT"
     ENGINE = "ENGINE"
     BANDS = "BANDS"
@@ -138,30 +142,12 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
     RESOLUTION = "RESOLUTION"
     MIN_AREA = "MIN_AREA"
     AOI = "AOI"
+    RAY_ADDRESS = "RAY_ADDRESS"
     OUTPUT = "OUTPUT"
 
-    def name(self) -> str:
-        return "segment_water"
-
-    def displayName(self) -> str:  # noqa: N802
-        return _tr("Segment water")
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return _tr(
-            "Maps water in a georeferenced raster and writes dissolved water polygons (areas in m²) to a "
-            "GeoPackage (layers 'water' and 'chips').\n\n"
-            "Engines: PaliGemma ('segment water', needs torch + transformers in the worker Python and "
-            "the model and vae-oid.npz) or a water index (NDWI/MNDWI, needs a NIR or SWIR band, no model).\n\n"
-            "BANDS: a preset name (naip, sentinel2, landsat89) or the RGB bands shown to the model, like 3,2,1. "
-            "The work runs in a separate worker Python (Raster > PaliGemma Water > Worker setup, or "
-            "the PALIGEMMA_QGIS_PYTHON environment variable)."
-        )
-
-    def createInstance(self) -> SegmentWaterAlgorithm:  # noqa: N802
-        return SegmentWaterAlgorithm()
-
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, _tr("Input raster")))
+    def _add_segment_parameters(self, advanced_extra: list | None = None) -> None:
+        """Engine to minimum area, then the advanced ones (AOI, band numbers, ``advanced_extra``,
+        Ray address)."""
         self.addParameter(
             QgsProcessingParameterEnum(
                 self.ENGINE,
@@ -225,32 +211,28 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
                 [QgsProcessing.SourceType.TypeVectorPolygon],
                 optional=True,
             ),
-            QgsProcessingParameterNumber(
-                self.GREEN,
-                _tr("Green band (0 = automatic)"),
-                QgsProcessingParameterNumber.Type.Integer,
-                0,
-                True,
-                0,
+            *(
+                QgsProcessingParameterNumber(
+                    name,
+                    _tr(f"{label} band (0 = automatic)"),
+                    QgsProcessingParameterNumber.Type.Integer,
+                    0,
+                    True,
+                    0,
+                )
+                for name, label in ((self.GREEN, "Green"), (self.NIR, "NIR"), (self.SWIR, "SWIR"))
             ),
-            QgsProcessingParameterNumber(
-                self.NIR,
-                _tr("NIR band (0 = automatic)"),
-                QgsProcessingParameterNumber.Type.Integer,
-                0,
-                True,
-                0,
-            ),
-            QgsProcessingParameterNumber(
-                self.SWIR,
-                _tr("SWIR band (0 = automatic)"),
-                QgsProcessingParameterNumber.Type.Integer,
-                0,
-                True,
-                0,
+            *(advanced_extra or []),
+            QgsProcessingParameterString(
+                self.RAY_ADDRESS,
+                _tr("Ray address (empty: map on this computer; local, auto or ray://host:10001)"),
+                defaultValue=ray_address(),  # Worker setup's
+                optional=True,
             ),
         ]
         self._add_advanced(advanced)
+
+    def _add_output(self) -> None:
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, _tr("Water polygons (GeoPackage)"), QgsProcessing.SourceType.TypeVectorPolygon
@@ -264,13 +246,22 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         self.addOutput(QgsProcessingOutputString("SUMMARY", _tr("Run summary (JSON)")))
         self.addOutput(QgsProcessingOutputNumber("WATER_AREA_KM2", _tr("Water area (km²)")))
 
-    def processAlgorithm(  # noqa: N802
-        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
-    ) -> dict:
-        raster = self._raster_input(parameters, context, ", not a web service")
+    def _output(self, parameters: dict, context: QgsProcessingContext) -> str:
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if Path(output).suffix.lower() != ".gpkg":
             raise _failure(f"{output}: the output must be a GeoPackage (.gpkg)")
+        return output
+
+    def _segment_job(
+        self,
+        raster: str | list[str],
+        output: str,
+        parameters: dict,
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+        **extra,
+    ) -> dict:
+        """The worker job for ``raster`` (one input or several) from the shared parameters."""
         preset, bands_text = self._bands_choice(parameters, context)
         aoi = None
         if parameters.get(self.AOI):
@@ -278,7 +269,11 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
                 parameters, self.AOI, context, ["gpkg", "shp", "geojson"], "gpkg", feedback
             )
         engine = ENGINES[self.parameterAsEnum(parameters, self.ENGINE, context)][0]
-        job = segment_job(
+        address = (self.parameterAsString(parameters, self.RAY_ADDRESS, context) or "").strip()
+        problem = ray_address_problem(address)
+        if problem:
+            raise _failure(problem.replace("Ray address", "RAY_ADDRESS", 1))
+        return segment_job(
             raster,
             output,
             engine=engine,
@@ -296,7 +291,44 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)][0],
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             overwrite=True,  # Processing's file chooser already asked about replacing the file
+            ray_address=address,
+            **extra,
         )
+
+
+class SegmentWaterAlgorithm(SegmentAlgorithm):
+    def name(self) -> str:
+        return "segment_water"
+
+    def displayName(self) -> str:  # noqa: N802
+        return _tr("Segment water")
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return _tr(
+            "Maps water in a georeferenced raster and writes dissolved water polygons (areas in m²) to a "
+            "GeoPackage (layers 'water' and 'chips').\n\n"
+            "Engines: PaliGemma ('segment water', needs torch + transformers in the worker Python and "
+            "the model and vae-oid.npz) or a water index (NDWI/MNDWI, needs a NIR or SWIR band, no model).\n\n"
+            "BANDS: a preset name (naip, sentinel2, landsat89) or the RGB bands shown to the model, like 3,2,1. "
+            "The work runs in a separate worker Python (Raster > PaliGemma Water > Worker setup, or "
+            "the PALIGEMMA_QGIS_PYTHON environment variable); RAY_ADDRESS (Worker setup's by default) "
+            "sends it to a Ray cluster. Many rasters in one run: 'Map water in many rasters'."
+        )
+
+    def createInstance(self) -> SegmentWaterAlgorithm:  # noqa: N802
+        return SegmentWaterAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, _tr("Input raster")))
+        self._add_segment_parameters()
+        self._add_output()
+
+    def processAlgorithm(  # noqa: N802
+        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict:
+        raster = self._raster_input(parameters, context, ", not a web service")
+        output = self._output(parameters, context)
+        job = self._segment_job(raster, output, parameters, context, feedback)
         result = _run(job, feedback)
         water_uri = f"{output}|layername={WATER_LAYER}"
         _load_water_layer_on_completion(context, output, water_uri)
@@ -308,8 +340,9 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         }
 
 
-def _run(job: dict, feedback: QgsProcessingFeedback) -> dict:
-    """Run a worker job with Processing's progress and cancel; raise QgsProcessingException on failure."""
+def _run(job: dict, feedback: QgsProcessingFeedback, front: FrontEnd = PROCESSING) -> dict:
+    """Run a worker job with Processing's progress and cancel; raise QgsProcessingException on failure
+    (said in ``front``'s words: its parameter names)."""
     command = worker_command()
     env = worker_env()
     feedback.pushInfo(f"worker: {' '.join(command)} (PYTHONPATH={env['PYTHONPATH']})")
@@ -330,7 +363,9 @@ def _run(job: dict, feedback: QgsProcessingFeedback) -> dict:
     if not outcome.ok:
         if outcome.details:  # the worker's traceback or error class: for the log, not an error line
             feedback.pushDebugInfo(outcome.details)
-        raise _failure(translate(outcome.message, outcome.error_info, job.get("options", {}), PROCESSING))
+        for scene, error in (outcome.error_info.get("failed_scenes") or {}).items():  # every scene failed
+            feedback.pushWarning(f"scene {scene} failed: {without_flags(str(error), front)}")
+        raise _failure(translate(outcome.message, outcome.error_info, job.get("options", {}), front))
     return outcome.result
 
 
@@ -353,7 +388,7 @@ def _load_water_layer_on_completion(context: QgsProcessingContext, output: str, 
     if output not in layers:
         return
     details = layers.pop(output)
-    if not details.name or details.name == SegmentWaterAlgorithm.OUTPUT:
+    if not details.name or details.name == SegmentAlgorithm.OUTPUT:
         details.name = WATER_LAYER
     styler = WaterStyler()
     _POST_PROCESSORS.append(styler)

@@ -17,8 +17,10 @@ from .worker_env import worker_command, worker_env
 CHECK_TIMEOUT_S = 120.0
 
 
-def check_args(model: str | None, vae: str | None) -> list[str]:
+def check_args(model: str | None, vae: str | None, executor: str = "local") -> list[str]:
     args = ["--check"]
+    if executor != "local":
+        args += ["--executor", executor]
     if model:
         args += ["--model", model]
     if vae:
@@ -27,10 +29,14 @@ def check_args(model: str | None, vae: str | None) -> list[str]:
 
 
 def run_check(
-    python: str | None = None, model: str | None = None, vae: str | None = None, timeout: float = 120
+    python: str | None = None,
+    model: str | None = None,
+    vae: str | None = None,
+    timeout: float = 120,
+    executor: str = "local",
 ) -> dict:
     """Run the check synchronously (tests, scripts); returns the worker's JSON or {"error": ...}."""
-    command = worker_command(*check_args(model, vae), python=python)
+    command = worker_command(*check_args(model, vae, executor), python=python)
     try:
         proc = subprocess.run(
             command,
@@ -82,8 +88,11 @@ def timeout_result(python: str, command: list[str], seconds: float, stderr: str 
     }
 
 
-def render_check(check: dict) -> str:
-    """HTML report of a worker check: one row per requirement, then the fix commands."""
+def render_check(check: dict, ray_address: str = "") -> str:
+    """HTML report of a worker check: one row per requirement, then the fix commands.
+
+    ``ray_address``: Worker setup's; with one, Ray is required (else an optional extra).
+    """
     esc = html.escape
     if "error" in check:
         hint = check.get("hint") or (
@@ -108,6 +117,24 @@ def render_check(check: dict) -> str:
     for name in ("torch", "transformers"):
         rows.append(
             (bool(packages.get(name)), False, name, packages.get(name) or "missing (PaliGemma engine only)")
+        )
+    if ray_address:
+        rows.append(
+            (
+                bool(packages.get("ray")),
+                False,
+                "ray",
+                packages.get("ray") or f"missing: needed for {ray_address}",
+            )
+        )
+    else:
+        rows.append(
+            (
+                bool(packages.get("ray")),
+                True,
+                "ray",
+                packages.get("ray") or "not installed (only to send the work to a Ray cluster)",
+            )
         )
     gpu = cuda.get("device") if cuda.get("available") else ("Apple MPS" if cuda.get("mps") else None)
     rows.append((bool(gpu), True, "GPU", gpu or "none: PaliGemma runs on the CPU (slow)"))
@@ -135,7 +162,9 @@ def render_check(check: dict) -> str:
     ready = check.get("ready", {})
     summary = (
         f"<p>Water-index engine: {_mark(bool(ready.get('water-index')))} &nbsp; "
-        f"PaliGemma engine: {_mark(bool(ready.get('paligemma')))}</p>"
+        f"PaliGemma engine: {_mark(bool(ready.get('paligemma')))}"
+        + (f" &nbsp; Ray ({esc(ray_address)}): {_mark(bool(packages.get('ray')))}" if ray_address else "")
+        + "</p>"
     )
     fixes = "".join(
         f"<li>{esc(fix['problem'])}<br><code>{esc(fix['command'])}</code></li>"

@@ -1,6 +1,7 @@
 """The text of Worker setup's "Copy diagnostics" button: what a bug report needs first.
 
 QGIS and Qt versions, the OS, QGIS's own Python, the worker Python and where it came from,
+the Ray address and Ray's version,
 the worker's packages, torch's CUDA build, the GPU and its free memory, and where the model
 and the VAE file were found (from ``worker --check``). Paths stay in: they are what goes
 wrong on other machines. No token or environment value is included.
@@ -18,7 +19,7 @@ from .. import __version__
 from .worker_env import qgis_python
 
 
-def diagnostics_text(check: dict | None, python: str, source: str) -> str:
+def diagnostics_text(check: dict | None, python: str, source: str, ray_address: str = "") -> str:
     """Plain text, one fact per line, from a worker check (None: not checked yet)."""
     qgis_py, found = qgis_python()
     lines = [
@@ -27,6 +28,7 @@ def diagnostics_text(check: dict | None, python: str, source: str) -> str:
         f"OS: {platform.platform()} ({platform.machine()})",
         f"QGIS Python: {qgis_py} ({platform.python_version()})" + ("" if found else " [guessed from PATH]"),
         f"Worker Python: {python} ({source})",
+        f"Ray address: {ray_address or 'none (runs on this computer)'}",
     ]
     if check is None:
         lines.append("Worker check: not run")
@@ -41,6 +43,7 @@ def diagnostics_text(check: dict | None, python: str, source: str) -> str:
     lines.append(
         "Packages: " + ", ".join(f"{name} {version or 'missing'}" for name, version in packages.items())
     )
+    lines.append(f"Ray: {packages.get('ray') or 'not installed'}")
     cuda = check.get("cuda") or {}
     if packages.get("torch"):
         lines.append(f"torch CUDA build: {cuda.get('torch_cuda') or 'none (CPU build)'}")

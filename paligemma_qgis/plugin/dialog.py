@@ -4,7 +4,8 @@ It collects choices, checks them before anything starts (messages appear in the 
 own message bar), remembers them in QgsSettings, and hands a plain JSON job to a
 WorkerTask. It never imports the core's heavy modules: the worker validates the rest.
 One file because widgets, checks, job and settings all name the same fields: split apart,
-each change to a field would touch four modules (what Run does around it is job_dialog's).
+each change to a field would touch four modules (what Run does around it is job_dialog's,
+the More rasters list is more_rasters').
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from qgis.PyQt.QtWidgets import (
 from .band_roles import band_descriptions, roles_needed
 from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
+from .more_rasters import MoreRastersField
 from .options import (
     DEFAULT_ENGINE,
     DEFAULT_MODEL,
@@ -47,6 +49,7 @@ from .options import (
     DEVICES,
     ENGINES,
     KNOWN_MODELS,
+    region_name,
     segment_job,
 )
 from .widgets import (
@@ -60,7 +63,7 @@ from .widgets import (
     set_combo_value,
     set_row_visible,
 )
-from .worker_env import SETTINGS_GROUP
+from .worker_env import SETTINGS_GROUP, executor, ray_address
 
 SETTINGS_PREFIX = f"{SETTINGS_GROUP}/dialog"
 AREAS: list[tuple[str, str]] = [
@@ -120,6 +123,10 @@ class SegmentDialog(JobDialog):
         self.raster_picker = RasterPicker("Raster", min_width=380, select_last=True)
         self.raster_combo = self.raster_picker.combo
         form.addRow("Raster", self.raster_picker)
+        # A region: more layers, files or folders in the same run (one GeoPackage, a scenes layer).
+        self.more_rasters = MoreRastersField()
+        self.more_rasters.changed.connect(self._update_enabled)
+        form.addRow("More rasters", self.more_rasters)
         self.engine_combo = combo_box(ENGINES)
         self.engine_combo.setToolTip(
             "Water index: NDWI/MNDWI from the green and NIR or SWIR bands, no model, seconds. "
@@ -183,8 +190,10 @@ class SegmentDialog(JobDialog):
         self.output_widget.setConfirmOverwrite(False)  # the Overwrite box decides
         self.overwrite_check = QCheckBox("Overwrite an existing file")
         self.overwrite_check.setToolTip("Also replaces the old result's layers in the project")
-        form.addRow("GeoPackage", self.output_widget)
-        form.addRow("", self.overwrite_check)
+        # One row: the dialog fits a 768-pixel screen with every row shown.
+        output_row = row(self.output_widget, self.overwrite_check)
+        output_row.layout().setStretch(0, 1)
+        form.addRow("GeoPackage", output_row)
         return box
 
     def _advanced_group(self) -> QgsCollapsibleGroupBox:
@@ -230,6 +239,17 @@ class SegmentDialog(JobDialog):
             self.advanced_labels[text] = label
             grid.addWidget(label, i // 2, 2 * (i % 2))
             grid.addWidget(widget, i // 2, 2 * (i % 2) + 1)
+        # Runs over several rasters (More rasters) only.
+        self.dissolve_check = QCheckBox("Merge water across scenes")
+        self.dissolve_check.setToolTip(
+            "Also a 'water_dissolved' layer: water merged where scenes overlap (one polygon per lake)"
+        )
+        self.fail_fast_check = QCheckBox("Stop at the first failing scene")
+        self.fail_fast_check.setToolTip(
+            "By default a scene that fails is recorded in the 'scenes' layer and the run goes on"
+        )
+        grid.addWidget(self.dissolve_check, 2, 0, 1, 2)
+        grid.addWidget(self.fail_fast_check, 2, 2, 1, 2)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         self.advanced_box.setCollapsed(True)
@@ -256,6 +276,16 @@ class SegmentDialog(JobDialog):
     def raster_name(self) -> str:
         return self.raster_picker.name()
 
+    def inputs(self) -> list[str]:
+        """What the run maps: the raster, then More rasters (files, /vsi paths, folders, lists)."""
+        main = self.raster_path()
+        paths = ([main] if main else []) + [e.path for e in self.more_rasters.entries()]
+        return list(dict.fromkeys(paths))
+
+    def is_region(self) -> bool:
+        """More than the one raster: a region run (a scenes layer, Merge and Stop options)."""
+        return bool(self.more_rasters.entries())
+
     def engine(self) -> str:
         return self.engine_combo.currentData()
 
@@ -271,6 +301,8 @@ class SegmentDialog(JobDialog):
         if not self.advanced_box.isCollapsed():
             self.batch_spin.setVisible(paligemma)
             self.advanced_labels["Batch size"].setVisible(paligemma)
+        self.dissolve_check.setEnabled(self.is_region())
+        self.fail_fast_check.setEnabled(self.is_region())
         on_layer = self.area() == "layer"
         set_row_visible(self.area_form, self.aoi_row, on_layer)
         self.aoi_combo.setEnabled(on_layer)
@@ -281,12 +313,30 @@ class SegmentDialog(JobDialog):
     def validate(self) -> list[str]:
         """Problems that stop a run, in words the user can act on (empty when all is fine)."""
         errors: list[str] = []
-        band_count = self.raster_picker.check("an input raster", errors)
-        raster = self.raster_path()
+        extras = self.more_rasters.entries()
+        band_count = None
+        if not extras or self.raster_picker.layer() is not None or self.raster_combo.currentText():
+            band_count = self.raster_picker.check("an input raster", errors)
+        self.more_rasters.check(errors)
+        # Bands are checked against the raster with the fewest (a folder's rasters: by the worker).
+        counts = [(self.raster_name(), band_count)] if band_count is not None else []
+        counts += [(entry.name, entry.bands) for entry in extras if entry.bands]
+        name, fewest = min(counts, key=lambda c: c[1]) if counts else ("the raster", None)
         water_index = self.engine() == "water-index"
-        self.bands_box.check(band_count, errors, index_bands=water_index, rgb=not water_index)
-        if self.engine() == "water-index" and band_count is not None and band_count < 2:
-            errors.append(ONE_BAND_INDEX)
+        self.bands_box.check(
+            fewest,
+            errors,
+            index_bands=water_index,
+            rgb=not water_index,
+            raster=name if extras else "the raster",
+        )
+        if water_index and fewest is not None and fewest < 2:
+            errors.append(
+                f"{name}: the water index needs a green band and a NIR or SWIR band, and this raster has "
+                "one band: remove it from More rasters."
+                if extras
+                else ONE_BAND_INDEX
+            )
 
         if self.area() == "canvas" and (self.iface is None or self.iface.mapCanvas() is None):
             errors.append("No map canvas to take the extent from.")
@@ -320,8 +370,8 @@ class SegmentDialog(JobDialog):
                 errors.append(f"{output}: the output must be a GeoPackage (.gpkg).")
             elif not out.parent.is_dir():
                 errors.append(f"{output}: the folder {out.parent} does not exist.")
-            elif raster is not None and out.resolve() == Path(raster).resolve():
-                errors.append(f"{output}: the output would replace the input raster.")
+            elif any(not p.startswith("/vsi") and out.resolve() == Path(p).resolve() for p in self.inputs()):
+                errors.append(f"{output}: the output would replace an input raster.")
             elif out.exists() and not self.overwrite_check.isChecked():
                 errors.append(f"{output} exists: tick 'Overwrite an existing file' or choose another name.")
         self.errors = errors
@@ -355,8 +405,9 @@ class SegmentDialog(JobDialog):
         temp_dir = temp_dir or Path(tempfile.mkdtemp(prefix="paligemma_qgis_"))
         copies: list[LayerSnapshot] = []
         water_index = self.engine() == "water-index"
+        region = self.is_region()
         job = segment_job(
-            self.raster_path() or "",
+            self.inputs() if region else (self.raster_path() or ""),
             str(Path(self.output_widget.filePath().strip()).expanduser()),
             engine=self.engine(),
             bands=self.bands_box.bands() if not water_index else None,  # only what the dialog shows
@@ -373,12 +424,28 @@ class SegmentDialog(JobDialog):
             device=self.device_combo.currentData(),
             batch_size=self.batch_spin.value(),
             overwrite=self.overwrite_check.isChecked(),
+            fail_fast=region and self.fail_fast_check.isChecked(),
+            dissolve=region and self.dissolve_check.isChecked(),
+            ray_address=ray_address(),  # Worker setup's: empty runs in the worker
         )
         return with_copies(job, copies)
 
-    def task_names(self) -> tuple[str, str]:
-        name = self.raster_name()
-        return f"Water in {name}", name
+    def task_names(self) -> tuple[str, str | None]:
+        """("Water in lakes", "lakes"); a region run: "Water in 5 scenes" (a folder's rasters are
+        counted by the worker: the group is named from the run's summary)."""
+        if not self.is_region():
+            name = self.raster_name()
+            return f"Water in {name}", name
+        extras = self.more_rasters.entries()
+        expanding = [entry.name for entry in extras if entry.expands]
+        counted = len(self.inputs()) - len(expanding)
+        if not expanding:
+            return region_name(counted), None
+        parts = ([f"{counted} raster{'s' if counted != 1 else ''}"] if counted else []) + expanding
+        return "Water in " + " and ".join(parts), None
+
+    def probe_executor(self) -> str:
+        return executor()
 
     def probe_engine(self) -> tuple[str, str | None, str | None]:
         if self.engine() != "paligemma":
@@ -392,8 +459,9 @@ class SegmentDialog(JobDialog):
     def band_question(self) -> tuple[QgsRasterLayer | None, list[str]]:
         """Ask for the bands when the engine needs roles that neither the raster nor the dialog gives."""
         layer = self.raster_picker.layer()
-        if layer is None:
-            path = self.raster_path()
+        if layer is None:  # a file, or (a region without the main raster) the first raster of the list
+            files = [e.path for e in self.more_rasters.entries() if e.bands]
+            path = self.raster_path() or (files[0] if files else None)
             layer = QgsRasterLayer(path, Path(path).stem, "gdal") if path else None
         if layer is None or not layer.isValid():
             return None, []
@@ -442,6 +510,9 @@ class SegmentDialog(JobDialog):
         s.setValue(f"{p}/min_area_m2", self.min_area_spin.value())
         s.setValue(f"{p}/output", self.output_widget.filePath().strip())
         s.setValue(f"{p}/overwrite", self.overwrite_check.isChecked())
+        s.setValue(f"{p}/more_rasters", self.more_rasters.to_setting())
+        s.setValue(f"{p}/dissolve", self.dissolve_check.isChecked())
+        s.setValue(f"{p}/fail_fast", self.fail_fast_check.isChecked())
 
     def load_settings(self) -> None:
         s = QgsSettings()
@@ -460,6 +531,9 @@ class SegmentDialog(JobDialog):
         self.min_area_spin.setValue(s.value(f"{p}/min_area_m2", 0.0, type=float))
         self.output_widget.setFilePath(s.value(f"{p}/output", "", type=str))
         self.overwrite_check.setChecked(s.value(f"{p}/overwrite", False, type=bool))
+        self.more_rasters.restore(s.value(f"{p}/more_rasters", "", type=str))
+        self.dissolve_check.setChecked(s.value(f"{p}/dissolve", False, type=bool))
+        self.fail_fast_check.setChecked(s.value(f"{p}/fail_fast", False, type=bool))
 
 
 def aoi_snapshot(layer: QgsVectorLayer, selected_only: bool, temp_dir: Path) -> LayerSnapshot:

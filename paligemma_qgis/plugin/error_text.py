@@ -43,6 +43,9 @@ _DIALOG_FLAGS = [
     (r"pass force=True \(command line: --force\) to replace it", "delete it first"),
     (r"\(HF_HUB_OFFLINE or --offline\)", "(HF_HUB_OFFLINE)"),
     (r"--max-objects", "the most objects per chip"),
+    (r"--ray-address", "the Ray address in Worker setup"),
+    (r"--fail-fast", "'Stop at the first failing scene'"),
+    (r"with --aoi", "with the Area choice"),
     (r"--block-size", "Spatial block side"),
     (r"--resolution", "Target resolution"),
     (r"--batch-size", "Batch size"),
@@ -64,6 +67,9 @@ _PROCESSING_FLAGS = [
     (r"pass force=True \(command line: --force\) to replace it", "delete it first"),
     (r"\(HF_HUB_OFFLINE or --offline\)", "(HF_HUB_OFFLINE)"),
     (r"--max-objects", "the most objects per chip"),
+    (r"--ray-address", "RAY_ADDRESS"),
+    (r"--fail-fast", "FAIL_FAST"),
+    (r"with --aoi", "with AOI"),
     (r"--block-size", "BLOCK_SIZE"),
     (r"--resolution", "RESOLUTION"),
     (r"--batch-size", "BATCH_SIZE"),
@@ -87,6 +93,7 @@ SEGMENT_DIALOG = FrontEnd(
         "aoi": "Area",
         "output": "GeoPackage",
         "resolution": "Target resolution",
+        "ray_address": "Ray address (Worker setup)",
     },
     _DIALOG_FLAGS,
 )
@@ -122,8 +129,13 @@ PROCESSING = FrontEnd(
         "out_dir": "OUTPUT",
         "labels": "LABELS_VECTOR / LABELS_MASK",
         "resolution": "RESOLUTION",
+        "ray_address": "RAY_ADDRESS",
     },
     _PROCESSING_FLAGS,
+)
+# The region algorithm (segment_water_region): its inputs are two parameters.
+PROCESSING_REGION = FrontEnd(
+    "processing", {**PROCESSING.labels, "raster": "INPUTS / FOLDER"}, _PROCESSING_FLAGS
 )
 
 _ANY_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
@@ -148,7 +160,9 @@ def translate(message: str, info: dict, options: dict, front: FrontEnd) -> str:
     packages) and the job ``options`` (to name the model, the output ...)."""
     code = info.get("code")
     field = info.get("field")
-    if field is None and (code == "output_exists" or info.get("kind") == "OutputExistsError"):
+    if field is None and (
+        code in ("output_exists", "output_busy") or info.get("kind") == "OutputExistsError"
+    ):
         field = "out_dir" if "out_dir" in options else "output"
     label = front.labels.get(field or "", "")
     dialog = front.name == "dialog"
@@ -210,6 +224,12 @@ def translate(message: str, info: dict, options: dict, front: FrontEnd) -> str:
             else "lower BATCH_SIZE, choose a smaller MODEL, or set DEVICE to CPU"
         )
         return f"The GPU ran out of memory: {fix}."
+    if code == "output_busy":
+        return _output_busy(message, options, label, dialog)
+    if code == "all_scenes_failed":
+        return _all_scenes_failed(info, options, front)
+    if code in ("ray_missing", "ray_unreachable"):
+        return _ray_problem(code, message, options, dialog)
     if code == "output_exists" or info.get("kind") == "OutputExistsError":
         target = options.get("out_dir") or options.get("output") or ""
         if dialog:
@@ -220,3 +240,60 @@ def translate(message: str, info: dict, options: dict, front: FrontEnd) -> str:
     if label and not text.startswith(label):
         return f"{label}: {text}"
     return text
+
+
+def _output_busy(message: str, options: dict, label: str, dialog: bool) -> str:
+    """Another run (a second QGIS, a terminal, a scheduled job) holds the output: not an old file."""
+    target = options.get("output") or ""
+    holder = re.search(r"another run is writing this output \((.*?)\);", message)
+    who = f" ({holder.group(1)})" if holder else ""
+    fix = (
+        "wait for it to finish, or choose another GeoPackage"
+        if dialog
+        else "wait for it, or choose another OUTPUT"
+    )
+    return f"{label}: another run is writing {target}{who}: {fix}."
+
+
+def _all_scenes_failed(info: dict, options: dict, front: FrontEnd) -> str:
+    """Every scene failed: how many, and the first one's error in the front end's words."""
+    count = info.get("scenes")
+    first = {k: info.get(f"first_{k}") for k in ("field", "code", "kind")}
+    if first["field"] == "raster":  # the message names the file: no field label in front
+        first["field"] = None
+    inner = translate(str(info.get("first_message") or ""), first, {**options, "raster": None}, front)
+    scenes = list((info.get("failed_scenes") or {}).keys())
+    lead = f"The first, {scenes[0]}:" if scenes and scenes[0] not in inner else "The first:"
+    where = "the log panel" if front.name == "dialog" else "the log"
+    return (
+        f"Every scene failed ({count}), so nothing was written. {lead} {inner}"
+        f"{'' if inner.endswith('.') else '.'} Each scene's error is in {where}."
+    )
+
+
+def _ray_problem(code: str, message: str, options: dict, dialog: bool) -> str:
+    """Ray missing in the worker Python, or a Ray cluster that cannot be joined."""
+    address = options.get("ray_address") or "local"
+    if code == "ray_missing":
+        if dialog:
+            return (
+                "Ray address (Worker setup): the worker Python lacks ray, needed to send the work to "
+                f"{address}: Run again and answer Yes to set it up, or clear the Ray address in Worker "
+                "setup… to run here."
+            )
+        return (
+            f"RAY_ADDRESS: the worker Python lacks ray, needed to send the work to {address}: set it up "
+            "(Raster ▸ PaliGemma Water ▸ Worker setup…), or leave RAY_ADDRESS empty to run on this computer."
+        )
+    reason = without_flags(message, SEGMENT_DIALOG if dialog else PROCESSING).rstrip(". ")
+    if "ray[client]" in reason:  # a Ray installed without its client cannot reach ray:// addresses
+        reason = f"cannot join the Ray cluster {address}: the worker's Ray lacks its client (ray[client])"
+    if dialog:
+        return (
+            f"Ray address (Worker setup): {reason}. Check the address in Worker setup… (the cluster must "
+            "run the worker's Ray and Python versions and see the rasters), or clear it to run here."
+        )
+    return (
+        f"RAY_ADDRESS: {reason}. Check the address (the cluster must run the worker's Ray and Python "
+        "versions and see the rasters), or leave RAY_ADDRESS empty to run on this computer."
+    )

@@ -46,8 +46,12 @@ def cancel_pending() -> None:
             task.cancel()
 
 
-def probe_args(engine: str, model: str | None = None, vae: str | None = None) -> list[str]:
+def probe_args(
+    engine: str, model: str | None = None, vae: str | None = None, executor: str = "local"
+) -> list[str]:
     args = ["--probe", "--engine", engine]
+    if executor != "local":
+        args += ["--executor", executor]
     if model:
         args += ["--model", model]
     if vae:
@@ -68,9 +72,10 @@ class Preflight(QObject):
         vae: str | None = None,
         parent: QObject | None = None,
         timeout_s: float = PROBE_TIMEOUT_S,
+        executor: str = "local",
     ) -> None:
         super().__init__(parent)
-        self.command = worker_command(*probe_args(engine, model, vae), python=python)
+        self.command = worker_command(*probe_args(engine, model, vae, executor), python=python)
         self.process = QProcess(self)
         env = QProcessEnvironment()
         for key, value in worker_env().items():
@@ -154,6 +159,10 @@ def missing_text(probe: dict, python: str, source: str) -> str:
         parts.append(f"{', '.join(missing['geo'])} (needed by every engine)")
     if "model" in needs and missing.get("model"):
         parts.append(f"{', '.join(missing['model'])} (needed by the PaliGemma engine)")
+    if "region" in needs and missing.get("region"):
+        parts.append(
+            f"{', '.join(missing['region'])} (needed to send the work to the Ray address in Worker setup)"
+        )
     return f"The worker Python {describe_python(python, source)} lacks " + " and ".join(parts) + "."
 
 

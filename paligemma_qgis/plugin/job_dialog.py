@@ -11,7 +11,7 @@
    dialog closes.
 
 A subclass gives ``validate``, ``build_job``, ``save_settings``, ``task_names``,
-``probe_engine``, ``band_question`` and ``apply_bands``.
+``probe_engine``, ``probe_executor``, ``band_question`` and ``apply_bands``.
 """
 
 from __future__ import annotations
@@ -70,6 +70,10 @@ class JobDialog(QDialog):
     def probe_engine(self) -> tuple[str, str | None, str | None]:
         """(what the run needs: "water-index", "paligemma" or "export", model, VAE) for the probe."""
         raise NotImplementedError
+
+    def probe_executor(self) -> str:
+        """Where the run goes: "ray" (Worker setup's Ray address; the worker then needs Ray) or "local"."""
+        return "local"
 
     def band_question(self) -> tuple[QgsRasterLayer | None, list[str]]:
         """(the raster layer, the band roles to ask for); no roles: nothing to ask."""
@@ -156,7 +160,7 @@ class JobDialog(QDialog):
         python, source = worker_python()
         engine, model, vae = self.probe_engine()
         self._busy(f"Checking the worker Python {python} …")
-        preflight = Preflight(python, engine, model, vae, self)
+        preflight = Preflight(python, engine, model, vae, self, executor=self.probe_executor())
         self.preflight = preflight
         preflight.done.connect(lambda probe: self._worker_checked(probe, python, source, engine))
         preflight.start()

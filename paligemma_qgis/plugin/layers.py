@@ -16,6 +16,7 @@ from qgis.core import (
     QgsFeatureRequest,
     QgsFillSymbol,
     QgsLayerTreeGroup,
+    QgsLayerTreeLayer,
     QgsProject,
     QgsProviderRegistry,
     QgsRendererCategory,
@@ -26,7 +27,13 @@ from qgis.core import (
 )
 
 WATER_LAYER = "water"
+DISSOLVED_LAYER = "water_dissolved"  # a region run with dissolve: water merged across scenes
+SCENES_LAYER = "scenes"  # a region run: each scene's observed footprint, status and error
 CHIPS_LAYER = "chips"
+# Order of a segment result's layers in its group, top first.
+RESULT_ORDER = (DISSOLVED_LAYER, WATER_LAYER, SCENES_LAYER, CHIPS_LAYER)
+RESULT_PROPERTY = "paligemma_qgis/result_layer"  # custom property: which of RESULT_ORDER a layer is
+RUN_PROPERTY = "paligemma_qgis/run"  # custom property of the group Processing's layers of one run go to
 REVIEW_LAYER = "review"
 EXPORT_GPKG = "chips.gpkg"
 # Job key of the LayerSnapshots a WorkerTask writes before the worker starts (never sent to it).
@@ -160,6 +167,104 @@ def style_chips(layer: QgsVectorLayer) -> None:
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
 
 
+def style_scenes(layer: QgsVectorLayer) -> None:
+    """Observed footprints as amber outlines (seen on imagery); a failed scene hatched red.
+
+    A scene that failed before it was opened has no footprint: it is a row of the attribute
+    table (with its error) and named in the run's message, not a shape on the map.
+    """
+    mapped = _fill(color="0,0,0,0", style="no", outline_color="255,190,0,255", outline_width="0.5")
+    failed = _fill(
+        color="207,34,46,255", style="b_diagonal", outline_color="207,34,46,255", outline_width="0.6"
+    )
+    if "status" not in layer.fields().names():
+        layer.setRenderer(QgsSingleSymbolRenderer(mapped))
+        return
+    categories = [
+        QgsRendererCategory("done", mapped, "mapped"),
+        QgsRendererCategory("failed", failed, "failed"),
+    ]
+    layer.setRenderer(QgsCategorizedSymbolRenderer("status", categories))
+
+
+def style_result_layer(layer: QgsVectorLayer, kind: str) -> None:
+    """The style of one layer of a segment result, by its name in the GeoPackage."""
+    layer.setCustomProperty(RESULT_PROPERTY, kind)
+    if kind in (WATER_LAYER, DISSOLVED_LAYER):
+        style_water(layer)
+    elif kind == SCENES_LAYER:
+        style_scenes(layer)
+    else:
+        style_chips(layer)
+
+
+def _shown(kind: str, kinds: set[str]) -> bool:
+    """Chips are an audit layer (hidden); per-scene water hides under the dissolved water."""
+    return kind != CHIPS_LAYER and not (kind == WATER_LAYER and DISSOLVED_LAYER in kinds)
+
+
+def _rank(layer) -> int | None:
+    kind = layer.customProperty(RESULT_PROPERTY) if layer is not None else None
+    return RESULT_ORDER.index(kind) if kind in RESULT_ORDER else None
+
+
+def move_into_group(
+    layer: QgsVectorLayer, group_name: str, project: QgsProject, run: str
+) -> QgsLayerTreeGroup | None:
+    """Put a styled result layer (style_result_layer) that is already in the layer tree into the
+    group of its run (``run``: a key of that run; the group is named ``group_name`` and made at
+    the top when missing), after the result layers that come before it in RESULT_ORDER. Layers
+    arriving in any order end up in that order; Processing loads them so, one post-processor
+    call each, in every QGIS version. Another group of the same name (an earlier run) is left alone."""
+    root = project.layerTreeRoot()
+    node = root.findLayer(layer.id())
+    rank = _rank(layer)
+    if node is None or rank is None:
+        return None
+    group = next(
+        (
+            child
+            for child in root.children()
+            if isinstance(child, QgsLayerTreeGroup) and child.customProperty(RUN_PROPERTY) == run
+        ),
+        None,
+    )
+    if group is None:
+        group = root.insertGroup(0, group_name)
+        group.setCustomProperty(RUN_PROPERTY, run)
+    children = group.children()
+    others = [child for child in children if child is not node]
+    before = [
+        i
+        for i, child in enumerate(others)
+        if isinstance(child, QgsLayerTreeLayer)
+        and (_rank(child.layer()) or 0) < rank
+        and _rank(child.layer()) is not None
+    ]
+    target = before[-1] + 1 if before else 0  # position among the others
+    if node in children:
+        current = children.index(node)
+        if current == target:
+            _update_visibility(group)
+            return group
+        position = target if target <= current else target + 1
+    else:
+        position = target
+    # Insert the copy first, then remove the old node: a layer whose last node leaves the tree
+    # would leave the project too.
+    group.insertChildNode(position, node.clone())
+    node.parent().removeChildNode(node)
+    _update_visibility(group)
+    return group
+
+
+def _update_visibility(group: QgsLayerTreeGroup) -> None:
+    nodes = [n for n in group.findLayers() if _rank(n.layer()) is not None]
+    kinds = {n.layer().customProperty(RESULT_PROPERTY) for n in nodes}
+    for n in nodes:
+        n.setItemVisibilityChecked(_shown(n.layer().customProperty(RESULT_PROPERTY), kinds))
+
+
 def layers_of_file(path: str | Path, project: QgsProject) -> list:
     """The project's layers read from the file ``path`` (any of its layers), in layer-tree order."""
     target = Path(path).resolve()
@@ -193,10 +298,13 @@ def _place_for(gpkg: str | Path, group_name: str, project: QgsProject) -> tuple[
 
 
 def add_result_layers(
-    gpkg: str | Path, group_name: str, project: QgsProject | None = None
+    gpkg: str | Path, group_name: str, project: QgsProject | None = None, region: bool = False
 ) -> tuple[QgsLayerTreeGroup, list[QgsVectorLayer]]:
     """Add ``water`` (styled) and ``chips`` (hidden) from ``gpkg`` in a top group ``group_name``.
 
+    ``region`` (a run over several rasters): also ``scenes`` (observed footprints, failed
+    scenes hatched red) and, when the run dissolved, ``water_dissolved`` above ``water`` (which
+    is then hidden: both drawn would double the overlaps). Returns water first.
     A re-run into the same file (Overwrite) replaces the old result's layers where they are,
     in their group, instead of adding a second group of the same name.
     """
@@ -206,20 +314,20 @@ def add_result_layers(
     water = open_layer(gpkg, water_name, WATER_LAYER)
     if water is None:
         raise ValueError(f"{gpkg}: no readable layer '{water_name}' (layers: {', '.join(names) or 'none'})")
+    wanted = [DISSOLVED_LAYER, SCENES_LAYER, CHIPS_LAYER] if region else [CHIPS_LAYER]
+    layers = {WATER_LAYER: water}
+    for name in wanted:
+        layer = open_layer(gpkg, name) if name in names else None
+        if layer is not None:
+            layers[name] = layer
     group, index = _place_for(gpkg, group_name, project)
-    style_water(water)
-    project.addMapLayer(water, False)
-    group.insertLayer(index, water)
-    added = [water]
-    if CHIPS_LAYER in names:
-        chips = open_layer(gpkg, CHIPS_LAYER)
-        if chips is not None:
-            style_chips(chips)
-            project.addMapLayer(chips, False)
-            node = group.insertLayer(index + 1, chips)
-            node.setItemVisibilityChecked(False)
-            added.append(chips)
-    return group, added
+    for offset, kind in enumerate(k for k in RESULT_ORDER if k in layers):
+        layer = layers[kind]
+        style_result_layer(layer, kind)
+        project.addMapLayer(layer, False)
+        node = group.insertLayer(index + offset, layer)
+        node.setItemVisibilityChecked(_shown(kind, set(layers)))
+    return group, [water, *(layers[k] for k in RESULT_ORDER if k in layers and k != WATER_LAYER)]
 
 
 # Chip outlines of an export, by split: what trains, what validates, what was left out.

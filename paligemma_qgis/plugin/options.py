@@ -49,8 +49,25 @@ def raster_file(layer: QgsMapLayer | None) -> str | None:
     return path if Path(path).is_file() else None
 
 
+def gdal_path(layer: QgsMapLayer | None) -> str | None:
+    """What GDAL in the worker opens for a raster layer: its local file, or a GDAL virtual path
+    (``/vsis3/...``, ``/vsicurl/...``: rasters on shared storage a Ray cluster can read too)."""
+    if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+        return None
+    parts = QgsProviderRegistry.instance().decodeUri("gdal", layer.source())
+    path = parts.get("path") or layer.source()
+    if path.startswith("/vsi") and not path.startswith("/vsimem/"):
+        return path
+    return path if Path(path).is_file() else None
+
+
+def region_name(count: int) -> str:
+    """The name of a run over several rasters: its task and its layer group ("Water in 5 scenes")."""
+    return f"Water in {count} scenes"
+
+
 def segment_job(
-    raster: str,
+    raster: str | list[str],
     output: str,
     *,
     engine: str = "paligemma",
@@ -68,8 +85,18 @@ def segment_job(
     device: str | None = None,
     batch_size: int | None = None,
     overwrite: bool = False,
+    fail_fast: bool = False,
+    dissolve: bool = False,
+    ray_address: str | None = None,
 ) -> dict:
-    """A worker job for core.pipeline.segment_raster; unset (None/empty/0) values are left out."""
+    """A worker job for core.pipeline.segment_raster; unset (None/empty/0) values are left out.
+
+    ``raster``: one input, or a list of them (files, folders, /vsi paths ...: a region run).
+    ``ray_address``: Worker setup's (worker_env.ray_address): empty runs in the worker; "local"
+    sends the run to a Ray the worker starts on this machine; any other address to that cluster.
+    """
+    if isinstance(raster, (list, tuple)):
+        raster = [str(r) for r in raster] if len(raster) != 1 else str(raster[0])
     options: dict = {"raster": raster, "output": output, "engine": engine, "overwrite": bool(overwrite)}
     # A dialog has no --restart: an interrupted run of the same job continues, one of another is replaced.
     options["restart_if_changed"] = True
@@ -94,6 +121,15 @@ def segment_job(
             }
         )
     options.update({k: v for k, v in optional.items() if v is not None})
+    if fail_fast:
+        options["fail_fast"] = True
+    if dissolve:
+        options["dissolve"] = True
+    address = (ray_address or "").strip()
+    if address:
+        options["executor"] = "ray"
+        if address != "local":
+            options["ray_address"] = address
     return {"task": "segment", "options": options}
 
 

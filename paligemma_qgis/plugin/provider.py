@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .algorithms import ExportTrainingDataAlgorithm, SegmentWaterAlgorithm
 from .change_algorithms import WaterChangeAlgorithm, WaterOccurrenceAlgorithm
+from .region_algorithm import SegmentWaterRegionAlgorithm
 from .resources import icon_path
 
 
@@ -38,7 +39,7 @@ class PaliGemmaProvider(QgsProcessingProvider):
 
 def algorithms() -> list:
     """Algorithm instances the provider offers."""
-    return [SegmentWaterAlgorithm(), ExportTrainingDataAlgorithm()] + [
+    return [SegmentWaterAlgorithm(), SegmentWaterRegionAlgorithm(), ExportTrainingDataAlgorithm()] + [
         WaterChangeAlgorithm(),
         WaterOccurrenceAlgorithm(),
     ]

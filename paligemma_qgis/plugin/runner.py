@@ -163,7 +163,9 @@ def _run_worker(
         )
     elif outcome.status == "ok" and returncode not in (0, None):
         outcome = WorkerOutcome(status="error", message=f"the worker exited with code {returncode}")
-    if outcome.status != "ok":
+    # Another run holds the output: its lock, output and temporary files are that run's, not ours.
+    busy = outcome.status == "error" and outcome.error_info.get("code") == "output_busy"
+    if outcome.status != "ok" and not busy:
         _remove_partial(output, output_existed, temp_before)
         for folder in _temp_dirs(out_dir) - temp_dirs_before:  # an export killed mid-run
             shutil.rmtree(folder, ignore_errors=True)

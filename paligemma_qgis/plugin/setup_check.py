@@ -2,7 +2,8 @@
 
 Runs ``<python> -m paligemma_qgis worker --check`` (a QProcess, so QGIS stays responsive
 while torch imports; killed after CHECK_TIMEOUT_S, as a broken GPU driver can hang it) and
-shows packages, CUDA/GPU, model and VAE with a fix per gap. Two
+shows packages, CUDA/GPU, model and VAE with a fix per gap. The Ray address (empty: runs
+stay in the worker) sends segment runs to a Ray cluster; the check then needs Ray too. Two
 buttons apply the usual fixes in background tasks (setup_tasks): create the plugin's worker
 venv (the geospatial packages, then torch in the build for this machine and transformers;
 said with its size before it starts, see setup_plan) and make it the worker Python, and
@@ -24,6 +25,7 @@ from qgis.PyQt.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
@@ -49,7 +51,10 @@ from .worker_env import (
     configured_python,
     managed_venv_dir,
     qgis_python,
+    ray_address,
+    ray_address_problem,
     set_configured_python,
+    set_ray_address,
     setup_commands,
     system_python,
     venv_python,
@@ -107,6 +112,16 @@ class SetupCheckDialog(QDialog):
         self.python_widget.setFilePath(configured_python())
         self.python_widget.lineEdit().setPlaceholderText(f"automatic: {worker_python()[0]}")
         form.addRow("Worker Python", self.python_widget)
+        self.ray_edit = QLineEdit(ray_address())
+        self.ray_edit.setObjectName("paligemmaRayAddress")
+        self.ray_edit.setPlaceholderText("empty: map on this computer · local · auto · ray://host:10001")
+        self.ray_edit.setToolTip(
+            "Send 'Map water' runs to Ray: ray://host:10001 (a GPU server's Ray Client port), host:6379 "
+            "(a cluster's head), auto (the cluster this computer belongs to) or local (a Ray on this "
+            "computer, for its GPUs). The rasters must be readable there (shared storage, /vsis3/ ...); "
+            "the cluster must run the worker's Ray and Python versions. The layers come back to QGIS."
+        )
+        form.addRow("Ray address", self.ray_edit)
         layout.addLayout(form)
         self.check_button = QPushButton("Check the worker")
         self.check_button.clicked.connect(self.start_check)
@@ -187,8 +202,17 @@ class SetupCheckDialog(QDialog):
                 process.waitForFinished(2000)
 
     def save(self) -> None:
+        problem = ray_address_problem(self.ray_edit.text())
+        if problem:
+            self.report.setHtml(f"<p>{_mark(False)} <b>{html.escape(problem)}</b></p>")
+            return
         set_configured_python(self.python_widget.filePath())
+        set_ray_address(self.ray_edit.text())
         self.accept()
+
+    def ray_address(self) -> str:
+        """The Ray address as typed here (saved with Save)."""
+        return self.ray_edit.text().strip()
 
     def create_environment(self) -> None:
         """Ask QGIS's Python what this machine has (GPU), say what will be installed, then do it."""
@@ -209,7 +233,10 @@ class SetupCheckDialog(QDialog):
             )
             return
         plan = plan_setup(
-            probe, "paligemma", "QGIS python", with_vae=not (probe.get("vae") or {}).get("found")
+            {**probe, "needs": [*probe.get("needs", []), *(["region"] if self.ray_address() else [])]},
+            "paligemma",
+            "QGIS python",
+            with_vae=not (probe.get("vae") or {}).get("found"),
         )
         box = QMessageBox(
             QMessageBox.Icon.Question,
@@ -244,7 +271,7 @@ class SetupCheckDialog(QDialog):
             if self.process is None:
                 self.start_check()
             return None
-        text = diagnostics_text(self.result, self.python(), self._source())
+        text = diagnostics_text(self.result, self.python(), self._source(), self.ray_address())
         QApplication.clipboard().setText(text)
         self.diagnostics_button.setText("Copied ✔")
         return text
@@ -287,7 +314,8 @@ class SetupCheckDialog(QDialog):
         it hung after CHECK_TIMEOUT_S."""
         self._stop_check()  # a check still running would report over this one
         python = self.python()
-        command = worker_command(*check_args(self.model, self.vae), python=python)
+        executor = "ray" if self.ray_address() else "local"
+        command = worker_command(*check_args(self.model, self.vae, executor), python=python)
         self.report.setHtml(f"<p>Checking <code>{html.escape(' '.join(command))}</code> …</p>")
         self.check_button.setEnabled(False)
         process = QProcess(self)
@@ -327,7 +355,7 @@ class SetupCheckDialog(QDialog):
 
     def show_result(self, check: dict) -> None:
         self.result = check
-        self.report.setHtml(render_check(check))
+        self.report.setHtml(render_check(check, self.ray_address()))
         self.check_button.setEnabled(True)
         gpu = check.get("gpu")
         if isinstance(gpu, dict) and "error" not in check:  # the commands name the torch build for it

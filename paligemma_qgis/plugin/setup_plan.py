@@ -5,8 +5,9 @@ transformers only when the PaliGemma engine (or the training-data export) is use
 build that fits the machine: PyPI's Windows torch is CPU-only and its Linux torch is the
 large CUDA build even without a GPU, so an NVIDIA GPU gets the CUDA wheels from PyTorch's
 own index (the newest CUDA its driver runs), a Linux machine without one the small CPU
-wheels, and a Mac PyPI's wheels (MPS on Apple silicon). The plan is said to the user, with
-its download size, before anything starts. Plain data (no widgets), tested as such.
+wheels, and a Mac PyPI's wheels (MPS on Apple silicon). Ray (with its client, for ray://
+addresses) only when Worker setup holds a Ray address. The plan is said to the user, with its
+download size, before anything starts. Plain data (no widgets), tested as such.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ CUDA_BUILDS = (("cu130", (13, 0)), ("cu128", (12, 8)), ("cu126", (12, 6)))
 GEO_MB = 100
 MODEL_REST_MB = 60  # transformers, tokenizers, safetensors, huggingface-hub
 VAE_MB = 8.5
+RAY_MB = 90  # ray + grpcio and the few packages they pull in
 TORCH_MB = {
     "linux-cuda": 3500,  # torch + the nvidia-* libraries it pulls in
     "windows-cuda": 2800,
@@ -134,10 +136,14 @@ def plan_setup(
     QGIS's Python instead (installing into a system or conda Python can break it).
     ``with_vae``: also download vae-oid.npz (default: when the probe did not find it).
     ``groups_requirements``: the requirement lines per group (tests; default: the plugin's).
+    Ray is part of the plan when the probe was asked for a run sent to Ray (its ``needs``
+    name "region").
     """
     venv_dir = Path(venv_dir) if venv_dir is not None else managed_venv_dir()
-    reqs = groups_requirements or {"geo": requirements("geo"), "model": requirements("model")}
+    reqs = groups_requirements or {group: requirements(group) for group in ("geo", "model", "region")}
     needs = list(ENGINE_NEEDS.get(engine, ("geo",)))
+    if "region" in (probe.get("needs") or []):
+        needs.append("region")
     in_place = source == "managed venv"
     missing = probe.get("missing") or {}
     groups = [g for g in needs if missing.get(g)] if in_place else needs
@@ -167,6 +173,11 @@ def plan_setup(
         if rest:
             steps.append(install_step("Install transformers", python, rest, pip_args, env, 2.0))
             parts.append(("transformers and the Hugging Face tools", MODEL_REST_MB))
+    if "region" in groups:
+        steps.append(
+            install_step("Install Ray", python, reqs.get("region") or ["ray[client]"], pip_args, env, 2.0)
+        )
+        parts.append(("Ray, to send the work to the Ray cluster named in Worker setup", RAY_MB))
     vae = probe.get("vae") or {}
     if with_vae is None:
         with_vae = engine in ("paligemma", "export") and not vae.get("found")

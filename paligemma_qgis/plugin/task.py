@@ -8,15 +8,17 @@ QGIS requires.
 
 from __future__ import annotations
 
+import re
 import shutil
 import traceback
 from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 
-from .error_text import EXPORT_DIALOG, SEGMENT_DIALOG, translate
+from .error_text import EXPORT_DIALOG, SEGMENT_DIALOG, translate, without_flags
 from .layers import LAYER_COPIES, LayerSnapshot, add_export_layers, add_result_layers
 from .messages import LOG_TAG, push_message
+from .options import region_name
 from .runner import WorkerOutcome, run_worker
 from .worker_env import worker_command, worker_env
 
@@ -24,8 +26,9 @@ from .worker_env import worker_command, worker_env
 class WorkerTask(QgsTask):
     """Runs ``{"task": ..., "options": ...}`` in the worker; adds the result layers when it succeeds.
 
-    segment: ``water`` and ``chips`` of the output GeoPackage; export: ``chips`` and ``review``
-    of ``OUT_DIR/chips.gpkg``. The job's ``LAYER_COPIES`` (and ``copies``) are written first,
+    segment: ``water`` and ``chips`` of the output GeoPackage (a region run: ``scenes`` too,
+    and a warning naming the scenes that failed); export: ``chips`` and ``review`` of
+    ``OUT_DIR/chips.gpkg``. The job's ``LAYER_COPIES`` (and ``copies``) are written first,
     on the task's thread; a copy that fails or is cancelled ends the task before the worker starts.
     """
 
@@ -46,7 +49,13 @@ class WorkerTask(QgsTask):
         self.job = {key: value for key, value in job.items() if key != LAYER_COPIES}  # what the worker gets
         self.python = python
         options = job.get("options", {})
-        self.group_name = group_name or Path(options.get("raster") or "result").stem
+        raster = options.get("raster") or "result"
+        # A region run without a name (several inputs, or one folder): "Water in N scenes", N from
+        # the summary (a folder's count is the worker's to know).
+        self.name_from_summary = group_name is None
+        self.group_name = group_name or (
+            region_name(len(raster)) if isinstance(raster, list) else Path(raster).stem
+        )
         self.iface = iface
         self.add_layers = add_layers
         self.grace_s = grace_s
@@ -135,6 +144,7 @@ class WorkerTask(QgsTask):
             part
             for part in (
                 f"{self.description()} failed: {message}",
+                failed_scenes_text(info.get("failed_scenes") or {}, info.get("scenes")),
                 f"command: {' '.join(worker_command(python=self.python))}" if self.worker_started else "",
                 outcome.details if outcome is not None else "",
                 f"worker stderr:\n{outcome.stderr[-4000:]}" if outcome is not None and outcome.stderr else "",
@@ -151,15 +161,32 @@ class WorkerTask(QgsTask):
         )
         options = self.job.get("options", {})
         task = self.job.get("task")
+        region = isinstance(options.get("raster"), list) or (summary.get("scenes") or 1) > 1
+        if region and self.name_from_summary and isinstance(summary.get("scenes"), int):
+            self.group_name = region_name(summary["scenes"])
         try:
             if task == "segment" and self.add_layers and options.get("output"):
-                _, self.layers = add_result_layers(options["output"], self.group_name, QgsProject.instance())
+                _, self.layers = add_result_layers(
+                    options["output"], self.group_name, QgsProject.instance(), region=region
+                )
             elif task == "export" and self.add_layers and options.get("out_dir"):
                 _, self.layers = add_export_layers(options["out_dir"], self.group_name, QgsProject.instance())
         except ValueError as exc:
             self.error = str(exc)
             QgsMessageLog.logMessage(str(exc), LOG_TAG, Qgis.MessageLevel.Critical)
             self._push(str(exc), Qgis.MessageLevel.Critical)
+            return
+        failed = summary.get("failed") or 0
+        if task == "segment" and failed:
+            # Written, with failures: the layers are there, and the failed scenes are named.
+            failures = (summary.get("details") or {}).get("failed_scenes") or {}
+            details = failed_scenes_text(failures, failed)
+            QgsMessageLog.logMessage(details, LOG_TAG, Qgis.MessageLevel.Warning)
+            self._push(
+                f"{self.description()}: {describe_summary(summary)}. {describe_failures(failures, failed)}",
+                Qgis.MessageLevel.Warning,
+                details,
+            )
             return
         self._push(f"{self.description()}: {describe_summary(summary)}", Qgis.MessageLevel.Success)
 
@@ -172,6 +199,8 @@ def describe_summary(summary: dict) -> str:
     if "n_train" in summary:  # a training-data export
         return describe_export(summary)
     parts = []
+    if isinstance(summary.get("scenes"), int) and summary["scenes"] > 1:
+        parts.append(f"{summary['scenes']} scenes")
     if isinstance(summary.get("polygons"), int):
         parts.append(f"{summary['polygons']} water polygons")
     if isinstance(summary.get("water_area_km2"), int | float):
@@ -185,6 +214,35 @@ def describe_summary(summary: dict) -> str:
     if summary.get("device"):  # users ask "did it use my GPU?": say where it ran
         text += f" on {summary['device']}"
     return text
+
+
+def describe_failures(failures: dict, failed: int, shown: int = 3) -> str:
+    """'2 scenes failed, see the scenes layer: lakes_b — cannot open as a raster; …' (dialog words)."""
+    named = [
+        f"{scene} — {_first_clause(without_flags(str(error), SEGMENT_DIALOG))}"
+        for scene, error in list(failures.items())[:shown]
+    ]
+    more = failed - len(named)
+    listed = "; ".join(named) + (f"; and {more} more" if more > 0 and named else "")
+    what = f"{failed} scene{'s' if failed != 1 else ''} failed, see the scenes layer"
+    return f"{what}: {listed}" if listed else f"{what}."
+
+
+def _first_clause(error: str, limit: int = 90) -> str:
+    """The gist of a scene's error for one line: without its file name in front, cut short."""
+    text = re.sub(r"^(?:[A-Za-z]:)?[^:\n]*[/\\][^:\n]*: ", "", error.strip())  # "/data/x.tif: ..."
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def failed_scenes_text(failures: dict, failed: int | None = None) -> str:
+    """Every failed scene and its error, one per line (the message's Details…, the log)."""
+    if not failures:
+        return ""
+    lines = [f"Scenes that failed ({failed if failed is not None else len(failures)}):"]
+    lines += [f"    {scene}: {error}" for scene, error in failures.items()]
+    if failed is not None and failed > len(failures):
+        lines.append(f"    … and {failed - len(failures)} more (the scenes layer has every error)")
+    return "\n".join(lines)
 
 
 def describe_export(summary: dict) -> str:

@@ -178,21 +178,27 @@ class BandsGroup(QGroupBox):
         return self.preset_combo, self.bands_edit, self.green_spin, self.nir_spin, self.swir_spin
 
     def check(
-        self, band_count: int | None, errors: list[str], index_bands: bool = True, rgb: bool = True
+        self,
+        band_count: int | None,
+        errors: list[str],
+        index_bands: bool = True,
+        rgb: bool = True,
+        raster: str = "the raster",
     ) -> None:
         """Append problems with the shown bands (``rgb``) and the water-index bands (``index_bands``):
-        only those the dialog shows for its current choices."""
+        only those the dialog shows for its current choices. ``raster`` names the raster with
+        ``band_count`` bands (in a run over several, the one with the fewest)."""
         bands = self.bands_edit.text().strip()
         if bands and rgb:
             if not BANDS_RE.match(bands) or len(bands.split(",")) == 2:
                 errors.append(f"Bands '{bands}': give one band (grey) or three (R,G,B), like 3,2,1.")
             elif band_count is not None and any(not 1 <= int(b) <= band_count for b in bands.split(",")):
-                errors.append(f"Bands '{bands}': the raster has bands 1 to {band_count}.")
+                errors.append(f"Bands '{bands}': {raster} has bands 1 to {band_count}.")
         if not index_bands:
             return
         for label, spin in (("Green", self.green_spin), ("NIR", self.nir_spin), ("SWIR", self.swir_spin)):
             if band_count is not None and spin.value() > band_count:
-                errors.append(f"{label} band {spin.value()}: the raster has bands 1 to {band_count}.")
+                errors.append(f"{label} band {spin.value()}: {raster} has bands 1 to {band_count}.")
 
     def apply_roles(self, roles: dict[str, int]) -> None:
         """The band question's answer: R,G,B into the bands field, green/NIR/SWIR into the spins."""

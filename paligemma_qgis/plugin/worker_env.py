@@ -19,6 +19,7 @@ QGIS: rasterio and pyproj wheels bring their own data and break on QGIS's.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -27,6 +28,11 @@ from qgis.core import QgsApplication, QgsSettings
 
 SETTINGS_GROUP = "paligemma_qgis"
 PYTHON_SETTING = f"{SETTINGS_GROUP}/worker_python"
+RAY_SETTING = f"{SETTINGS_GROUP}/ray_address"
+# What Worker setup's "Ray address" may hold: empty (run here), "local" (a Ray started on this
+# machine: its GPUs), "auto" (the cluster this machine is part of), "ray://host:port" (Ray Client)
+# or "host:port" (a cluster's head).
+RAY_ADDRESS_RE = re.compile(r"^(local|auto|ray://[^\s/]+:\d+|[\w.-]+:\d+)$")
 ENV_PYTHON = "PALIGEMMA_QGIS_PYTHON"
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 # Environment variables of the QGIS process that must not leak into the worker.
@@ -106,6 +112,36 @@ def set_configured_python(path: str) -> None:
         settings.remove(PYTHON_SETTING)
 
 
+def ray_address() -> str:
+    """Worker setup's Ray address ('' = segment runs here, in the worker)."""
+    return str(QgsSettings().value(RAY_SETTING, "", type=str) or "").strip()
+
+
+def set_ray_address(address: str) -> None:
+    """Remember the Ray address (call ray_address_problem first); empty: runs stay here."""
+    settings = QgsSettings()
+    if address.strip():
+        settings.setValue(RAY_SETTING, address.strip())
+    else:
+        settings.remove(RAY_SETTING)
+
+
+def ray_address_problem(address: str) -> str | None:
+    """What is wrong with a Ray address as typed in Worker setup, or None when it is fine."""
+    address = address.strip()
+    if not address or RAY_ADDRESS_RE.match(address):
+        return None
+    return (
+        f"Ray address '{address}': give ray://host:10001 (a cluster's Ray Client port), host:6379 (its "
+        "head), auto (the cluster this computer belongs to) or local (a Ray on this computer); empty runs here."
+    )
+
+
+def executor() -> str:
+    """ "ray" when segment runs go to Ray (a Ray address is set), else "local"."""
+    return "ray" if ray_address() else "local"
+
+
 def worker_python() -> tuple[str, str]:
     """(python, where the choice came from): 'environment', 'settings', 'managed venv' or 'QGIS python'.
 
@@ -147,11 +183,16 @@ def worker_command(*args: str, python: str | None = None) -> list[str]:
     return [python or worker_python()[0], "-m", f"{PACKAGE_DIR.name}.cli.worker", *args]
 
 
-# What the worker installs, by group: "geo" (every engine) and "model" (the PaliGemma engine).
-# The zip ships them as requirements-worker.txt / requirements-model.txt (scripts/package.sh);
-# a source checkout has both as sections of requirements.in.
-REQUIREMENT_FILES = {"geo": "requirements-worker.txt", "model": "requirements-model.txt"}
-_SECTIONS = {"geo": "# worker", "model": "# model"}
+# What the worker installs, by group: "geo" (every engine), "model" (the PaliGemma engine) and
+# "region" (runs sent to Ray). The zip ships them as requirements-worker.txt /
+# requirements-model.txt / requirements-region.txt (scripts/package.sh); a source checkout has
+# them as sections of requirements.in.
+REQUIREMENT_FILES = {
+    "geo": "requirements-worker.txt",
+    "model": "requirements-model.txt",
+    "region": "requirements-region.txt",
+}
+_SECTIONS = {"geo": "# worker", "model": "# model", "region": "# region"}
 FALLBACK_REQUIREMENTS = {
     "geo": [
         "numpy",
@@ -165,11 +206,12 @@ FALLBACK_REQUIREMENTS = {
         "platformdirs",
     ],
     "model": ["torch", "transformers", "tokenizers", "safetensors", "huggingface-hub"],
+    "region": ["ray[client]"],
 }
 
 
 def requirements(group: str) -> list[str]:
-    """The requirement lines of ``group`` ("geo" or "model"), e.g. ["numpy<2", "rasterio", ...]."""
+    """The requirement lines of ``group`` ("geo", "model" or "region"), e.g. ["numpy<2", "rasterio", ...]."""
     shipped = PACKAGE_DIR / REQUIREMENT_FILES[group]
     if shipped.is_file():
         return _requirement_lines(shipped.read_text(encoding="utf-8").splitlines())

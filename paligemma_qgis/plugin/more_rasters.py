@@ -1,0 +1,304 @@
+"""More rasters for one "Map water" run: project layers, files and folders beside the main raster.
+
+One row of the dialog (``MoreRastersField``: a button and a count) opens a small list editor
+(``MoreRastersDialog``). A run over several inputs is a region run: one GeoPackage with every
+scene's water and a ``scenes`` layer. What can be checked here without reading pixels is
+checked here (the file is there, a layer's band count); a folder's rasters, a list of paths
+and a STAC file are expanded and checked by the worker, which reports each failing scene.
+Band counts of files are read once, when they are added, never at Run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from qgis.core import QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import Qt, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .options import gdal_path
+
+# Raster files GDAL reads, plus what the worker expands: lists of paths and STAC items.
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+FILES_FILTER = (
+    "Rasters, lists of paths, STAC items (*.tif *.tiff *.vrt *.img *.jp2 *.txt *.json);;All files (*)"
+)
+
+
+@dataclass(frozen=True)
+class RasterEntry:
+    """One input beside the main raster: ``kind`` is "layer", "file" or "folder"."""
+
+    kind: str
+    path: str  # what the worker opens: a file, a /vsi path, a folder, a list or STAC file
+    name: str
+    bands: int | None = None  # known for layers and raster files; None: the worker reads it
+
+    @property
+    def expands(self) -> bool:
+        """A folder, list or STAC file: its scenes are known only to the worker."""
+        if self.kind == "folder":
+            return True
+        return not self.path.startswith("/vsi") and not self.path.lower().endswith(RASTER_SUFFIXES)
+
+
+def layer_entry(layer: QgsRasterLayer) -> RasterEntry | str:
+    """The entry of a project raster layer, or why it cannot be one (a web or in-memory raster)."""
+    path = gdal_path(layer)
+    if path is None:
+        return f"{layer.name()}: not a raster file (web and in-memory rasters cannot be read by the worker)"
+    return RasterEntry("layer", path, layer.name(), layer.bandCount())
+
+
+def file_entry(path: str) -> RasterEntry | str:
+    """The entry of a file (a raster's band count read once, here), or what is wrong with it."""
+    file = Path(path)
+    if not file.is_file():
+        return f"{path}: file not found"
+    if not path.lower().endswith(RASTER_SUFFIXES):
+        return RasterEntry("file", path, file.name)  # a list of paths or a STAC file
+    options = QgsRasterLayer.LayerOptions()
+    options.loadDefaultStyle = False
+    probe = QgsRasterLayer(path, file.stem, "gdal", options)
+    if not probe.isValid():
+        return f"{path}: GDAL cannot open this file as a raster"
+    return RasterEntry("file", path, file.stem, probe.bandCount())
+
+
+def folder_entry(path: str) -> RasterEntry | str:
+    folder = Path(path)
+    if not folder.is_dir():
+        return f"{path}: folder not found"
+    return RasterEntry("folder", path, folder.name or path)
+
+
+def describe(entries: list[RasterEntry]) -> str:
+    """'none: the raster above only' or '+4: 2 layers, 1 file, 1 folder' (the count label)."""
+    if not entries:
+        return "none: only the raster above"
+    counts = {}
+    for entry in entries:
+        counts[entry.kind] = counts.get(entry.kind, 0) + 1
+    words = {"layer": "layer", "file": "file", "folder": "folder"}
+    parts = [f"{n} {words[kind]}{'s' if n != 1 else ''}" for kind, n in counts.items()]
+    return f"+{len(entries)}: {', '.join(parts)}"
+
+
+class MoreRastersDialog(QDialog):
+    """The list of more rasters: add project layers, files or a folder; remove; OK keeps it."""
+
+    def __init__(self, entries: list[RasterEntry], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("PaliGemma Water — more rasters")
+        self.setMinimumWidth(600)
+        self._entries: list[RasterEntry] = []
+        layout = QVBoxLayout(self)
+        intro = QLabel(
+            "Mapped with the raster of the dialog in one run: one GeoPackage with every scene's water "
+            "and a 'scenes' layer. A folder adds its rasters; a .txt file lists paths (one a line); a "
+            "STAC .json adds its items. Rasters may differ in CRS and size; the bands follow the dialog."
+        )
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        self.list = QListWidget()
+        self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+        layout.addWidget(self.list, 1)
+        self.problem_label = QLabel()
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setStyleSheet("color: #cf222e")
+        self.problem_label.hide()
+        layout.addWidget(self.problem_label)
+        buttons_row = QHBoxLayout()
+        self.layers_button = QToolButton()
+        self.layers_button.setText("Project layers")
+        self.layers_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.layers_menu = QMenu(self.layers_button)
+        self.layers_menu.aboutToShow.connect(self._fill_layers_menu)
+        self.layers_button.setMenu(self.layers_menu)
+        self.files_button = QPushButton("Files…")
+        self.files_button.clicked.connect(self._browse_files)
+        self.folder_button = QPushButton("Folder…")
+        self.folder_button.clicked.connect(self._browse_folder)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self.remove_selected)
+        for button in (self.layers_button, self.files_button, self.folder_button):
+            buttons_row.addWidget(button)
+        buttons_row.addStretch(1)
+        buttons_row.addWidget(self.remove_button)
+        layout.addLayout(buttons_row)
+        box = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        box.accepted.connect(self.accept)
+        box.rejected.connect(self.reject)
+        layout.addWidget(box)
+        for entry in entries:
+            self._add(entry)
+
+    # ---------------------------------------------------------------- the list
+    def entries(self) -> list[RasterEntry]:
+        return list(self._entries)
+
+    def _add(self, entry: RasterEntry) -> bool:
+        if any(e.path == entry.path for e in self._entries):
+            return False
+        self._entries.append(entry)
+        kind = {"layer": "layer", "file": "file", "folder": "folder"}[entry.kind]
+        bands = f", {entry.bands} bands" if entry.bands else ""
+        item = QListWidgetItem(f"{entry.name}  ({kind}{bands})")
+        item.setToolTip(entry.path)
+        item.setData(Qt.ItemDataRole.UserRole, entry.path)
+        self.list.addItem(item)
+        return True
+
+    def _show_problems(self, problems: list[str]) -> None:
+        self.problem_label.setText("\n".join(problems))
+        self.problem_label.setVisible(bool(problems))
+
+    def _add_all(self, found: list[RasterEntry | str]) -> list[str]:
+        problems = [f for f in found if isinstance(f, str)]
+        for entry in found:
+            if isinstance(entry, RasterEntry):
+                self._add(entry)
+        self._show_problems(problems)
+        return problems
+
+    def add_layers(self, layers: list[QgsRasterLayer]) -> list[str]:
+        """Add project raster layers; returns (and shows) the ones that cannot be added."""
+        return self._add_all([layer_entry(layer) for layer in layers])
+
+    def add_files(self, paths: list[str]) -> list[str]:
+        return self._add_all([file_entry(path) for path in paths])
+
+    def add_folder(self, path: str) -> list[str]:
+        return self._add_all([folder_entry(path)])
+
+    def remove_selected(self) -> None:
+        gone = {item.data(Qt.ItemDataRole.UserRole) for item in self.list.selectedItems()}
+        for item in self.list.selectedItems():
+            self.list.takeItem(self.list.row(item))
+        self._entries = [e for e in self._entries if e.path not in gone]
+
+    # ---------------------------------------------------------------- adding
+    def _fill_layers_menu(self) -> None:
+        self.layers_menu.clear()
+        layers = [
+            layer for layer in QgsProject.instance().mapLayers().values() if isinstance(layer, QgsRasterLayer)
+        ]
+        layers.sort(key=lambda layer: layer.name().lower())
+        if not layers:
+            action = self.layers_menu.addAction("(no raster layers in the project)")
+            action.setEnabled(False)
+            return
+        every = self.layers_menu.addAction("All raster layers")
+        every.triggered.connect(lambda: self.add_layers(layers))
+        self.layers_menu.addSeparator()
+        for layer in layers:
+            action = self.layers_menu.addAction(layer.name())
+            action.triggered.connect(lambda _checked=False, lyr=layer: self.add_layers([lyr]))
+
+    def _browse_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "More rasters", "", FILES_FILTER)
+        if paths:
+            self.add_files(paths)
+
+    def _browse_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "A folder of rasters")
+        if path:
+            self.add_folder(path)
+
+
+class MoreRastersField(QWidget):
+    """The dialog's row: a button that opens the list, and what it holds ("+4: 2 layers, 2 files")."""
+
+    changed = pyqtSignal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.button = QToolButton()
+        self.button.setText("Add…")
+        self.button.setObjectName("paligemmaMoreRasters")
+        self.button.setToolTip(
+            "Map more rasters in the same run (project layers, files, a folder): one GeoPackage for "
+            "the region, with a 'scenes' layer"
+        )
+        self.button.clicked.connect(self.edit)
+        self.label = QLabel()
+        layout.addWidget(self.button)
+        layout.addWidget(self.label, 1)
+        self.editor: MoreRastersDialog | None = None
+        self._entries: list[RasterEntry] = []
+        self._update()
+
+    def entries(self) -> list[RasterEntry]:
+        return list(self._entries)
+
+    def set_entries(self, entries: list[RasterEntry]) -> None:
+        self._entries = list(entries)
+        self._update()
+        self.changed.emit()
+
+    def _update(self) -> None:
+        self.label.setText(describe(self._entries))
+        self.button.setText("Edit…" if self._entries else "Add…")
+
+    def edit(self) -> MoreRastersDialog:
+        """Open the list editor (non-blocking); OK keeps what it holds. Returns the editor."""
+        editor = MoreRastersDialog(self._entries, self)
+        self.editor = editor
+
+        def answered(result: int) -> None:
+            self.editor = None
+            if result == QDialog.DialogCode.Accepted:
+                self.set_entries(editor.entries())
+            editor.deleteLater()
+
+        editor.finished.connect(answered)
+        editor.open()
+        return editor
+
+    def check(self, errors: list[str]) -> None:
+        """Append what is wrong with the entries now (a file or folder gone since it was added)."""
+        for entry in self._entries:
+            if entry.path.startswith("/vsi"):
+                continue
+            path = Path(entry.path)
+            if entry.kind == "folder" and not path.is_dir():
+                errors.append(f"More rasters: the folder {entry.path} is gone.")
+            elif entry.kind != "folder" and not path.is_file():
+                errors.append(f"More rasters: {entry.path} is gone.")
+
+    def to_setting(self) -> str:
+        return json.dumps([asdict(e) for e in self._entries])
+
+    def restore(self, text: str) -> None:
+        """Entries remembered in QgsSettings, as far as they still exist (band counts as saved)."""
+        try:
+            items = json.loads(text or "[]")
+        except ValueError:
+            items = []
+        entries = []
+        for item in items if isinstance(items, list) else []:
+            try:
+                entry = RasterEntry(**item)
+            except TypeError:
+                continue
+            path = Path(entry.path)
+            if entry.path.startswith("/vsi") or (path.is_dir() if entry.kind == "folder" else path.is_file()):
+                entries.append(entry)
+        self.set_entries(entries)

@@ -1,0 +1,194 @@
+"""Processing: ``paligemma:segment_water_region``, water in many rasters in one run.
+
+The same parameters and worker job as ``segment_water`` (algorithms.SegmentAlgorithm), with
+many inputs (project layers or files, and a folder), Stop at the first failing scene and
+Merge water across scenes. The result is one GeoPackage; loaded into QGIS it is one group
+"Water in N scenes": water (blue), scenes (observed footprints, failed scenes hatched red)
+and chips (hidden). The layers' post-processor moves them into the run's own group: QGIS 3.22
+has no groups for Processing outputs, and newer ones would join any group of the same name;
+the post-processor runs once the layer is in the layer tree in every version.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+)
+
+from .algorithms import _POST_PROCESSORS, SegmentAlgorithm, _failure, _run, _tr
+from .error_text import PROCESSING_REGION, without_flags
+from .layers import (
+    CHIPS_LAYER,
+    DISSOLVED_LAYER,
+    SCENES_LAYER,
+    WATER_LAYER,
+    gpkg_layer_names,
+    move_into_group,
+    style_result_layer,
+)
+from .options import gdal_path, region_name
+
+
+class RegionLayerPlacer(QgsProcessingLayerPostProcessorInterface):
+    """Styles one layer of a region result and puts it into the run's group."""
+
+    def __init__(self, kind: str, group_name: str, run: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.group_name = group_name
+        self.run = run  # this run's key: its layers share a group, another run's group is left alone
+
+    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
+        if layer is None or not layer.isValid():
+            return
+        layer.setName(self.kind)
+        style_result_layer(layer, self.kind)
+        project = context.project()
+        if project is not None:
+            move_into_group(layer, self.group_name, project, self.run)
+
+
+class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
+    INPUTS = "INPUTS"
+    FOLDER = "FOLDER"
+    FAIL_FAST = "FAIL_FAST"
+    DISSOLVE = "DISSOLVE"
+
+    def name(self) -> str:
+        return "segment_water_region"
+
+    def displayName(self) -> str:  # noqa: N802
+        return _tr("Map water in many rasters")
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return _tr(
+            "Maps water in many rasters in one run (a district, a province, a flood season) and writes one "
+            "GeoPackage: 'water' (every scene's polygons, with scene and date), 'scenes' (each scene's "
+            "observed footprint, status and error) and 'chips'.\n\n"
+            "INPUTS: raster layers or files; FOLDER: a folder of rasters; both may be given. Rasters may "
+            "differ in CRS, size and band layout (the bands follow BANDS / GREEN / NIR / SWIR, or each "
+            "raster's band descriptions). A scene that fails is recorded and the run goes on, unless "
+            "FAIL_FAST. DISSOLVE adds 'water_dissolved', water merged across overlapping scenes.\n\n"
+            "An interrupted run continues where it stopped when run again with the same parameters. "
+            "RAY_ADDRESS (Worker setup's by default) sends the work to a Ray cluster (the rasters must "
+            "be readable there: shared storage or /vsis3/ paths)."
+        )
+
+    def createInstance(self) -> SegmentWaterRegionAlgorithm:  # noqa: N802
+        return SegmentWaterRegionAlgorithm()
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                self.INPUTS,
+                _tr("Input rasters"),
+                QgsProcessing.SourceType.TypeRaster,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.FOLDER,
+                _tr("Folder of rasters"),
+                behavior=QgsProcessingParameterFile.Behavior.Folder,
+                optional=True,
+            )
+        )
+        self._add_segment_parameters(
+            [
+                QgsProcessingParameterBoolean(
+                    self.FAIL_FAST, _tr("Stop at the first failing scene"), defaultValue=False
+                ),
+                QgsProcessingParameterBoolean(
+                    self.DISSOLVE, _tr("Merge water across scenes (water_dissolved)"), defaultValue=False
+                ),
+            ]
+        )
+        self._add_output()
+        self.addOutput(
+            QgsProcessingOutputVectorLayer(
+                "SCENES_LAYER", _tr("Scenes layer"), QgsProcessing.SourceType.TypeVectorPolygon
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber("SCENES", _tr("Scenes")))
+        self.addOutput(QgsProcessingOutputNumber("FAILED", _tr("Scenes that failed")))
+
+    def _inputs(self, parameters: dict, context: QgsProcessingContext) -> list[str]:
+        """The rasters of INPUTS (files or /vsi paths) and the FOLDER, in that order."""
+        inputs = []
+        for layer in self.parameterAsLayerList(parameters, self.INPUTS, context):
+            path = gdal_path(layer)
+            if path is None:
+                raise _failure(f"{layer.source()}: INPUTS must be raster files (GDAL), not a web service")
+            inputs.append(path)
+        folder = (self.parameterAsFile(parameters, self.FOLDER, context) or "").strip()
+        if folder:
+            inputs.append(folder)
+        if not inputs:
+            raise _failure("give the rasters to map: INPUTS, FOLDER, or both")
+        return list(dict.fromkeys(inputs))
+
+    def processAlgorithm(  # noqa: N802
+        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict:
+        inputs = self._inputs(parameters, context)
+        output = self._output(parameters, context)
+        job = self._segment_job(
+            inputs,
+            output,
+            parameters,
+            context,
+            feedback,
+            fail_fast=self.parameterAsBool(parameters, self.FAIL_FAST, context),
+            dissolve=self.parameterAsBool(parameters, self.DISSOLVE, context),
+        )
+        result = _run(job, feedback, PROCESSING_REGION)
+        scenes = int(result.get("scenes") or 1)
+        failed = int(result.get("failed") or 0)
+        for scene, error in ((result.get("details") or {}).get("failed_scenes") or {}).items():
+            feedback.pushWarning(f"scene {scene} failed: {without_flags(str(error), PROCESSING_REGION)}")
+        if failed:
+            feedback.pushWarning(f"{failed} of {scenes} scenes failed: see the 'scenes' layer")
+        _load_region_on_completion(context, output, region_name(scenes))
+        return {
+            self.OUTPUT: output,
+            "WATER_LAYER": f"{output}|layername={WATER_LAYER}",
+            "SCENES_LAYER": f"{output}|layername={SCENES_LAYER}",
+            "SUMMARY": json.dumps(result),
+            "WATER_AREA_KM2": result.get("water_area_km2"),
+            "SCENES": scenes,
+            "FAILED": failed,
+        }
+
+
+def _load_region_on_completion(context: QgsProcessingContext, output: str, group_name: str) -> None:
+    """Instead of the GeoPackage's first layer: its water, scenes, chips (and water_dissolved), as
+    one group ``group_name``, styled (RegionLayerPlacer)."""
+    layers = context.layersToLoadOnCompletion()
+    if output not in layers:
+        return
+    details = layers.pop(output)
+    names = set(gpkg_layer_names(output))
+    run = f"{output}#{uuid.uuid4().hex}"
+    for kind in (DISSOLVED_LAYER, WATER_LAYER, SCENES_LAYER, CHIPS_LAYER):
+        if kind not in names:
+            continue
+        # No LayerDetails.groupName (QGIS 3.32+): Processing would put the layers into any group of
+        # that name, an earlier run's too; the placer makes this run's group in every version.
+        entry = QgsProcessingContext.LayerDetails(kind, details.project, kind)
+        placer = RegionLayerPlacer(kind, group_name, run)
+        _POST_PROCESSORS.append(placer)
+        entry.setPostProcessor(placer)
+        layers[f"{output}|layername={kind}"] = entry
+    context.setLayersToLoadOnCompletion(layers)
