@@ -51,7 +51,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     c = p.add_argument_group("chips")
     c.add_argument(
-        "--overlap", type=int, default=32, metavar="PX", help="chip overlap in pixels (default 32)"
+        "--overlap",
+        type=int,
+        metavar="PX",
+        help="chip overlap in pixels (default: 32 for paligemma; 0 for the water index, whose answer "
+        "for a pixel does not depend on the chip around it)",
     )
     c.add_argument(
         "--resolution", type=float, metavar="M", help="resample to this ground resolution (metres)"

@@ -188,7 +188,10 @@ class Mosaic:
     read the final mask with ``iter_blocks`` / ``read_mask``, write it with
     ``write_mask_tif``, summarise it with ``stats``. Temp files live in a fresh folder
     (under ``workdir`` when given) and are removed by ``close``, on ``with`` exit (also on
-    exceptions) and, as a last resort, when the object is garbage collected. Not thread-safe.
+    exceptions) and, as a last resort, when the object is garbage collected. Not thread-safe,
+    but for one pattern: while one thread adds, another may read rows no add will touch
+    again (``trace.StripeTracer``; the mapping is shared with the file, so a page one
+    thread drops is simply faulted in again by the other).
     """
 
     RESIDENT_BUDGET = 32 << 20  # bytes of mapped pages touched before they are dropped
@@ -313,8 +316,12 @@ class Mosaic:
             self._span = None
 
     # -- writing ------------------------------------------------------------------------
-    def add(self, window: Any, water: np.ndarray, valid: np.ndarray) -> None:
-        """Count one chip: coverage += valid, votes += water & valid, over ``window``."""
+    def add(self, window: Any, water: np.ndarray, valid: np.ndarray, *, check_coverage: bool = True) -> None:
+        """Count one chip: coverage += valid, votes += water & valid, over ``window``.
+
+        ``check_coverage=False``: the caller knows no pixel gets more than MAX_COVERAGE chips
+        (the pipeline checks its chip grid once per scene), so no per-chip scan for it.
+        """
         self._check_open()
         r0, c0, h, w = _window_ints(window)
         water = np.asarray(water)
@@ -328,7 +335,7 @@ class Mosaic:
         valid = valid.astype(bool, copy=False)
         vote = np.logical_and(water.astype(bool, copy=False), valid)
         cov = self._view(1, r0, c0, h, w)
-        if cov.max() == MAX_COVERAGE and np.any((cov == MAX_COVERAGE) & valid):
+        if check_coverage and cov.max() == MAX_COVERAGE and np.any((cov == MAX_COVERAGE) & valid):
             raise ValueError(f"more than {MAX_COVERAGE} chips cover a pixel of window {window}")
         cov += valid
         votes = self._view(0, r0, c0, h, w)

@@ -105,6 +105,7 @@ class PaliGemmaSegmenter:
     """Segmenter protocol implementation over a loaded PaliGemma and the mask codec."""
 
     name = "paligemma"
+    needs_sample = False  # ``prepare`` fits nothing; the RGB stretch is the pipeline's
 
     def __init__(
         self,

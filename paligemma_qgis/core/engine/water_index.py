@@ -61,6 +61,8 @@ class WaterIndexSegmenter:
     """
 
     name = "water-index"
+    pixelwise = True  # one pixel's bands and the scene threshold decide it: chips need no overlap
+    needs_rgb = False
 
     def __init__(
         self,
@@ -107,6 +109,11 @@ class WaterIndexSegmenter:
             raise InputError(f"green and {index == 'mndwi' and 'SWIR' or 'NIR'} are the same band ({green})")
         self.index_name = index
         return [green, other]
+
+    @property
+    def needs_sample(self) -> bool:
+        """Only Otsu needs the scene sample; a fixed threshold reads none."""
+        return self.fixed_threshold is None
 
     # -- Segmenter protocol
     def bands_needed(self, bands: RasterBands) -> list[int]:

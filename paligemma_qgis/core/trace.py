@@ -1,0 +1,311 @@
+"""Mask blocks -> polygons in pixel coordinates, seams merged; also while the chips are still coming.
+
+``Tracer`` takes the final mask block by block (any block layout) and traces water
+(``== WATER``) and, optionally, the observed footprint (``!= NODATA``) with
+``rasterio.features.shapes`` (4-connected) in *pixel* coordinates: integers, exactly
+representable, so pieces of one lake cut by a block edge share their edges bit for bit.
+At the end only the pieces that touch an inner block edge are merged, and only with the
+pieces they touch (``merge_touching``): groups of two or three small pieces instead of one
+union of every seam piece of the scene. The polygons are the same whatever the blocks.
+
+``StripeTracer`` runs a ``Tracer`` on a background thread over a ``Mosaic`` that is still
+being filled: the chip loop reports how many of its rows are final (``ChipRows``: every
+chip over them was added or skipped), and the thread traces each stripe of rows as soon as
+it is. So vectorising overlaps reading and segmenting (the model, on a GPU) instead of
+following them on one core; only the last stripe is left when the chips are done.
+Stripes have fixed boundaries, so the result does not depend on the threads' timing.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from .mosaic import NODATA, WATER
+from .progress import Progress, check_cancelled
+
+STRIPE_ROWS = 512  # rows traced at a time by the background thread
+BLOCK = 2048  # columns (and, without a thread, rows) of one traced block
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of True in a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.r_[False, flags, False].view(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def polygon_pieces(mask: np.ndarray, row_off: int, col_off: int) -> list[Any]:
+    """Polygons (with holes) of the True pixels of one block, in global pixel coordinates.
+
+    GDAL's polygonizer costs the same for every pixel, set or not. A row (then, within a
+    band of rows, a column) without a True pixel separates the polygons on its two sides
+    (4-connectivity), so only the rectangles between empty rows and columns are traced:
+    the same polygons, for a fraction of the pixels when water is sparse.
+    """
+    import shapely
+    from affine import Affine
+    from rasterio.features import shapes
+
+    out = []
+    for r0, r1 in _runs(mask.any(axis=1)):
+        band = mask[r0:r1]
+        for c0, c1 in _runs(band.any(axis=0)):
+            part = band[:, c0:c1]
+            if part.all():  # a full rectangle: no polygonizer needed
+                out.append(shapely.box(col_off + c0, row_off + r0, col_off + c1, row_off + r1))
+                continue
+            t = Affine.translation(col_off + c0, row_off + r0)
+            for geom, _ in shapes(part.view(np.uint8), mask=part, connectivity=4, transform=t):
+                rings = geom["coordinates"]
+                out.append(shapely.Polygon(rings[0], rings[1:]))
+    return out
+
+
+def merge_touching(pieces: list[Any]) -> np.ndarray:
+    """Polygons of the union of ``pieces``: each group of pieces that touch is unioned on its own.
+
+    Only pieces that intersect (share an edge or a corner) can change each other in a
+    union, so the result equals one union of everything, at a fraction of its cost.
+    """
+    import shapely
+
+    arr = np.array(pieces, dtype=object)
+    if not len(arr):
+        return arr
+    left, right = shapely.STRtree(arr).query(arr, predicate="intersects")
+    parent = list(range(len(arr)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(left.tolist(), right.tolist(), strict=True):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(arr)):
+        groups.setdefault(root(i), []).append(i)
+    parts = [shapely.get_parts(shapely.union_all(arr[idx])) for idx in groups.values()]
+    merged = np.concatenate(parts)
+    merged = merged[shapely.get_type_id(merged) == 3]  # polygons only
+    return shapely.simplify(merged, 0.0)  # drop collinear seam vertices (exact in pixel space)
+
+
+class Tracer:
+    """Water (and observed) polygons of a ``width x height`` mask fed block by block."""
+
+    def __init__(self, width: int, height: int, observed: bool = True):
+        self.width, self.height, self.observed = int(width), int(height), observed
+        self.inner: list[Any] = []  # water pieces inside their block: final as traced
+        self.seam: list[Any] = []  # water pieces touching an inner block edge
+        self.seen: list[Any] = []  # observed pieces (boxes for fully observed blocks)
+
+    def add(self, win: Any, arr: np.ndarray) -> None:
+        """One block of the final mask (uint8: WATER, land, NODATA) at window ``win``."""
+        import shapely
+
+        r0, c0 = int(win.row_off), int(win.col_off)
+        h, w = arr.shape
+        water = arr == WATER
+        if water.any():
+            r1, c1 = r0 + h, c0 + w
+            pieces = polygon_pieces(water, r0, c0)
+            b = shapely.bounds(np.array(pieces, dtype=object))
+            on_seam = (
+                ((b[:, 0] == c0) & (c0 > 0))
+                | ((b[:, 2] == c1) & (c1 < self.width))
+                | ((b[:, 1] == r0) & (r0 > 0))
+                | ((b[:, 3] == r1) & (r1 < self.height))
+            )
+            for p, s in zip(pieces, on_seam, strict=True):
+                (self.seam if s else self.inner).append(p)
+        if self.observed:
+            valid = arr != NODATA
+            if valid.all():
+                self.seen.append(shapely.box(c0, r0, c0 + w, r0 + h))
+            elif valid.any():
+                self.seen.extend(polygon_pieces(valid, r0, c0))
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(water polygons, observed polygons or None), pixel coordinates, seams merged."""
+        import shapely
+
+        polys = np.array(self.inner, dtype=object)
+        if self.seam:
+            polys = np.concatenate([polys, merge_touching(self.seam)])
+        footprint = None
+        if self.observed:
+            union = (
+                shapely.union_all(np.array(self.seen, dtype=object)) if self.seen else shapely.MultiPolygon()
+            )
+            footprint = shapely.get_parts(shapely.simplify(union, 0.0))
+            footprint = footprint[shapely.get_type_id(footprint) == 3]
+        return polys, footprint
+
+
+def trace_blocks(
+    source: Any, block: int, progress: Progress | None = None, observed: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Trace a finished mosaic-like ``source`` (width, height, iter_blocks) in ``block`` px blocks."""
+    import math
+
+    tracer = Tracer(source.width, source.height, observed)
+    total = math.ceil(int(source.height) / block) * math.ceil(int(source.width) / block) + 1
+    for i, (win, arr) in enumerate(source.iter_blocks(block)):
+        check_cancelled(progress)
+        tracer.add(win, arr)
+        if progress is not None:
+            progress.report(i + 1, total, "vectorising water")
+    check_cancelled(progress)
+    result = tracer.finish()
+    if progress is not None:
+        progress.report(total, total, "vectorising water")
+    return result
+
+
+class ChipRows:
+    """Which rows of a scene's mosaic are final: every chip over them was added or skipped.
+
+    Chips arrive in any order (reader threads, batches); the mosaic's rows above the first
+    grid row with chips still to come can no longer change.
+    """
+
+    def __init__(self, grid: Any):
+        counts = grid.row_counts()  # (row offset, kept chips) per grid row, top to bottom
+        ext = grid.extent
+        top = int(ext.row_off) if ext is not None else 0
+        self.n_cols = grid.n_cols
+        self.first_row = grid.first_row  # grid index of counts[0]
+        self.starts = [r - top for r, _ in counts]
+        self.left = [n for _, n in counts]
+        self.height = int(ext.height) if ext is not None else 0
+        self.next = 0  # first grid row (index into counts) with chips to come
+        self._advance()
+
+    def _advance(self) -> None:
+        while self.next < len(self.left) and self.left[self.next] == 0:
+            self.next += 1
+
+    @property
+    def final(self) -> int:
+        """Mosaic rows [0, final) are final."""
+        return self.starts[self.next] if self.next < len(self.starts) else self.height
+
+    def done(self, chip: Any) -> bool:
+        """Count one chip as added (or skipped); True when more rows became final."""
+        i = int(chip.id) // self.n_cols - self.first_row
+        self.left[i] -= 1
+        if i != self.next or self.left[i]:
+            return False
+        self._advance()
+        return True
+
+
+class StripeTracer:
+    """A ``Tracer`` on a background thread, fed stripes of a ``Mosaic`` as their rows become final.
+
+    The chip loop calls ``chip_done(chip)`` for every chip of ``grid`` added or skipped (or
+    ``rows_final(n)`` itself); ``finish()`` (all rows final) waits for the thread and
+    returns ``Tracer.finish()``. Use as a context manager: leaving it stops the thread, also
+    on errors. The thread only reads rows no chip will write again.
+    """
+
+    def __init__(
+        self,
+        mosaic: Any,
+        grid: Any = None,
+        observed: bool = True,
+        stripe: int = STRIPE_ROWS,
+        block: int = BLOCK,
+    ):
+        self.mosaic, self.stripe, self.block = mosaic, int(stripe), int(block)
+        self.rows = ChipRows(grid) if grid is not None else None
+        self.tracer = Tracer(mosaic.width, mosaic.height, observed)
+        self.height = int(mosaic.height)
+        self.n_stripes = -(-self.height // self.stripe)
+        self._final = 0  # rows final, as the chip loop last said
+        self._traced = 0  # stripes traced
+        self._stop = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="vectoriser", daemon=True)
+
+    def __enter__(self) -> StripeTracer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def chip_done(self, chip: Any) -> None:
+        """A chip of the grid is in the mosaic (or skipped); its rows may now be final."""
+        if self.rows is not None and self.rows.done(chip):
+            self.rows_final(self.rows.final)
+
+    def rows_final(self, rows: int) -> None:
+        """Rows [0, rows) of the mosaic will not change any more."""
+        with self._cond:
+            if rows > self._final:
+                self._final = rows
+                self._cond.notify_all()
+
+    def _ready(self) -> bool:
+        end = min((self._traced + 1) * self.stripe, self.height)
+        return self._traced < self.n_stripes and self._final >= end
+
+    def _run(self) -> None:
+        from rasterio.windows import Window
+
+        try:
+            while True:
+                with self._cond:
+                    while not (self._stop or self._ready()):
+                        self._cond.wait()
+                    if self._stop:
+                        return
+                    k = self._traced
+                r0 = k * self.stripe
+                h = min(self.stripe, self.height - r0)
+                for c0 in range(0, int(self.mosaic.width), self.block):
+                    win = Window(c0, r0, min(self.block, int(self.mosaic.width) - c0), h)
+                    self.tracer.add(win, self.mosaic.read_mask(win))
+                    if self._stop:
+                        return
+                with self._cond:
+                    self._traced = k + 1
+                    self._cond.notify_all()
+        except BaseException as exc:  # handed to finish(), raised there
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+
+    def finish(self, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """All rows are final: wait for the last stripes (reporting them), then merge the seams."""
+        self.rows_final(self.height)
+        with self._cond:
+            while self._traced < self.n_stripes and self._error is None:
+                if progress is not None:
+                    progress.report(self._traced, self.n_stripes + 1, "vectorising water")
+                self._cond.wait(timeout=0.25)
+                if progress is not None and progress.cancelled():
+                    break
+        self.close()
+        check_cancelled(progress)
+        if self._error is not None:
+            raise self._error
+        result = self.tracer.finish()
+        if progress is not None:
+            progress.report(self.n_stripes + 1, self.n_stripes + 1, "vectorising water")
+        return result
