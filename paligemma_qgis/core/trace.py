@@ -58,8 +58,8 @@ def polygon_pieces(mask: np.ndarray, row_off: int, col_off: int) -> list[Any]:
                 continue
             t = Affine.translation(col_off + c0, row_off + r0)
             for geom, _ in shapes(part.view(np.uint8), mask=part, connectivity=4, transform=t):
-                rings = geom["coordinates"]
-                out.append(shapely.Polygon(rings[0], rings[1:]))
+                shell, *holes = (shapely.linearrings(np.asarray(r, np.float64)) for r in geom["coordinates"])
+                out.append(shapely.polygons(shell, holes=holes or None))
     return out
 
 
@@ -220,10 +220,11 @@ class StripeTracer:
         mosaic: Any,
         grid: Any = None,
         observed: bool = True,
-        stripe: int = STRIPE_ROWS,
-        block: int = BLOCK,
+        stripe: int | None = None,
+        block: int | None = None,
     ):
-        self.mosaic, self.stripe, self.block = mosaic, int(stripe), int(block)
+        self.mosaic = mosaic
+        self.stripe, self.block = int(stripe or STRIPE_ROWS), int(block or BLOCK)
         self.rows = ChipRows(grid) if grid is not None else None
         self.tracer = Tracer(mosaic.width, mosaic.height, observed)
         self.height = int(mosaic.height)
