@@ -136,6 +136,7 @@ def test_stripe_tracer_equals_a_trace_after_the_loop_in_any_chip_order(tmp_path)
     with Mosaic(w, h, TRANSFORM, "EPSG:32633") as reference:
         reference.add(Window(0, 0, w, h), water, valid)
         expected = trace_blocks(reference, 2048)
+
     class Watched(Mosaic):
         """Fails a read of rows a chip still to come will write (the tracer must never do that)."""
 
@@ -154,7 +155,10 @@ def test_stripe_tracer_equals_a_trace_after_the_loop_in_any_chip_order(tmp_path)
             chips.sort(key=lambda c: c.row_off + rng.uniform(0, 150))
         else:
             rng.shuffle(chips)
-        with Watched(w, h, TRANSFORM, "EPSG:32633") as m, StripeTracer(m, grid, stripe=40, block=56) as tracer:
+        with (
+            Watched(w, h, TRANSFORM, "EPSG:32633") as m,
+            StripeTracer(m, grid, stripe=40, block=56) as tracer,
+        ):
             m.pending = set(chips)
             for k, chip in enumerate(chips):
                 r0, c0 = chip.row_off, chip.col_off
