@@ -145,7 +145,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         metavar="N",
         help="chips per model call (default: on a GPU as many as its free memory holds, up to 64; "
-        "4 on CPU; halved automatically when the GPU runs out of memory)",
+        "8 on CPU; halved automatically when the GPU runs out of memory)",
     )
     m.add_argument("--classes", default="water", help="comma-separated classes to segment (default water)")
     m.add_argument(

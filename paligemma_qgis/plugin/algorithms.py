@@ -182,7 +182,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE,
-                _tr("Batch size (chips per model call; 0 = auto: what GPU memory holds, 4 on CPU)"),
+                _tr("Batch size (chips per model call; 0 = auto: what GPU memory holds, 8 on CPU)"),
                 QgsProcessingParameterNumber.Integer,
                 0,
                 False,

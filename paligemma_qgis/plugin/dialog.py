@@ -147,10 +147,10 @@ class SegmentDialog(JobDialog):
         form.addRow("Device", self.device_combo)
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(0, 256)
-        self.batch_spin.setSpecialValueText("Auto")  # 0: what GPU memory holds (up to 64), 4 on CPU
+        self.batch_spin.setSpecialValueText("Auto")  # 0: what GPU memory holds (up to 64), 8 on CPU
         self.batch_spin.setValue(0)
         self.batch_spin.setToolTip(
-            "Chips per model call. Auto: as many as the GPU's free memory holds (up to 64), 4 on CPU; "
+            "Chips per model call. Auto: as many as the GPU's free memory holds (up to 64), 8 on CPU; "
             "halved automatically if the GPU runs out of memory."
         )
         form.addRow("Batch size", self.batch_spin)
