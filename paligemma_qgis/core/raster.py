@@ -597,7 +597,7 @@ class RasterSource:
             valid = None
         data_bands = [i for i, b in enumerate(bands) if b != self.alpha_band]
         if self._nodata_cmp is not None or self._float:
-            v = values[data_bands]
+            v = values if len(data_bands) == len(values) else values[data_bands]
             has = np.ones(v.shape, bool) if self._nodata_cmp is None else v != self._nodata_cmp
             if self._float:
                 has &= np.isfinite(v)
@@ -753,8 +753,12 @@ class RasterSource:
         else:
             rendered = np.empty((*valid.shape, 0), np.uint8)
         if raw_bands:
-            raw = values[[bands.index(b) for b in raw_bands]].astype(np.float32)
-            raw[:, ~valid] = np.nan
+            if raw_bands == bands:
+                raw = values.astype(np.float32)
+            else:
+                raw = values[[bands.index(b) for b in raw_bands]].astype(np.float32)
+            if not valid.all():
+                raw[:, ~valid] = np.nan
         else:
             raw = np.empty((0, *valid.shape), np.float32)
         return raw, rendered, valid

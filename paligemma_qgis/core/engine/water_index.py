@@ -46,9 +46,12 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.astype(np.float32, copy=False)
     b = b.astype(np.float32, copy=False)
     s = a + b
+    out = a - b
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = (a - b) / s
-    out[s == 0] = np.nan
+        np.divide(out, s, out=out)
+    zero = s == 0
+    if zero.any():
+        out[zero] = np.nan
     return out
 
 
