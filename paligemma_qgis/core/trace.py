@@ -63,19 +63,12 @@ def polygon_pieces(mask: np.ndarray, row_off: int, col_off: int) -> list[Any]:
     return out
 
 
-def merge_touching(pieces: list[Any]) -> np.ndarray:
-    """Polygons of the union of ``pieces``: each group of pieces that touch is unioned on its own.
-
-    Only pieces that intersect (share an edge or a corner) can change each other in a
-    union, so the result equals one union of everything, at a fraction of its cost.
-    """
+def touching_groups(pieces: np.ndarray) -> list[np.ndarray]:
+    """Indices of each group of pieces that touch (share an edge or a corner), transitively."""
     import shapely
 
-    arr = np.array(pieces, dtype=object)
-    if not len(arr):
-        return arr
-    left, right = shapely.STRtree(arr).query(arr, predicate="intersects")
-    parent = list(range(len(arr)))
+    left, right = shapely.STRtree(pieces).query(pieces, predicate="intersects")
+    parent = list(range(len(pieces)))
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -88,12 +81,30 @@ def merge_touching(pieces: list[Any]) -> np.ndarray:
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
     groups: dict[int, list[int]] = {}
-    for i in range(len(arr)):
+    for i in range(len(pieces)):
         groups.setdefault(root(i), []).append(i)
-    parts = [shapely.get_parts(shapely.union_all(arr[idx])) for idx in groups.values()]
-    merged = np.concatenate(parts)
+    return [np.array(g) for g in groups.values()]
+
+
+def union_groups(pieces: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """The polygons of each group's union (collinear seam vertices dropped: exact in pixel space)."""
+    import shapely
+
+    merged = np.concatenate([shapely.get_parts(shapely.union_all(pieces[g])) for g in groups])
     merged = merged[shapely.get_type_id(merged) == 3]  # polygons only
-    return shapely.simplify(merged, 0.0)  # drop collinear seam vertices (exact in pixel space)
+    return shapely.simplify(merged, 0.0)
+
+
+def merge_touching(pieces: list[Any]) -> np.ndarray:
+    """Polygons of the union of ``pieces``: each group of pieces that touch is unioned on its own.
+
+    Only pieces that intersect (share an edge or a corner) can change each other in a
+    union, so the result equals one union of everything, at a fraction of its cost.
+    """
+    arr = np.array(pieces, dtype=object)
+    if not len(arr):
+        return arr
+    return union_groups(arr, touching_groups(arr))
 
 
 class Tracer:
@@ -102,7 +113,8 @@ class Tracer:
     def __init__(self, width: int, height: int, observed: bool = True):
         self.width, self.height, self.observed = int(width), int(height), observed
         self.inner: list[Any] = []  # water pieces inside their block: final as traced
-        self.seam: list[Any] = []  # water pieces touching an inner block edge
+        self.seam: list[Any] = []  # water pieces touching an inner block edge, not merged yet
+        self.merged: list[np.ndarray] = []  # seam groups merged by ``settle``
         self.seen: list[Any] = []  # observed pieces (boxes for fully observed blocks)
 
     def add(self, win: Any, arr: np.ndarray) -> None:
@@ -131,13 +143,33 @@ class Tracer:
             elif valid.any():
                 self.seen.extend(polygon_pieces(valid, r0, c0))
 
+    def settle(self, below: int) -> None:
+        """Merge the seam groups that nothing traced later can touch (``below``: rows traced so far).
+
+        Blocks still to come hold rows >= ``below`` only, so a group none of whose pieces
+        reaches row ``below`` is complete: merging it now spares the end of the run.
+        """
+        import shapely
+
+        if not self.seam:
+            return
+        arr = np.array(self.seam, dtype=object)
+        bottom = shapely.bounds(arr)[:, 3]
+        done = [g for g in touching_groups(arr) if bottom[g].max() < below]
+        if done:
+            self.merged.append(union_groups(arr, done))
+            keep = np.ones(len(arr), bool)
+            keep[np.concatenate(done)] = False
+            self.seam = list(arr[keep])
+
     def finish(self) -> tuple[np.ndarray, np.ndarray | None]:
         """(water polygons, observed polygons or None), pixel coordinates, seams merged."""
         import shapely
 
-        polys = np.array(self.inner, dtype=object)
+        parts = [np.array(self.inner, dtype=object), *self.merged]
         if self.seam:
-            polys = np.concatenate([polys, merge_touching(self.seam)])
+            parts.append(merge_touching(self.seam))
+        polys = np.concatenate(parts)
         footprint = None
         if self.observed:
             union = (
@@ -284,6 +316,7 @@ class StripeTracer:
                     self.tracer.add(win, self.mosaic.read_mask(win))
                     if self._stop:
                         return
+                self.tracer.settle(r0 + h)
                 with self._cond:
                     self._traced = k + 1
                     self._cond.notify_all()
