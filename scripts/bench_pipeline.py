@@ -13,8 +13,9 @@ times, as separate commands in fresh processes, taking turns for --rounds rounds
   reading the file can beat).
 
 It prints each round, then the medians with the ratios tool/GDAL and tool/floor and each
-command's peak RSS, and checks that the tool and GDAL found the same polygons (count and
-planar area; ``--check-masks`` also compares the two masks pixel for pixel, untimed).
+command's peak RSS (its child processes included), and checks that the tool and GDAL
+found the same polygons (count and planar area; ``--check-masks`` also compares the two
+masks pixel for pixel, untimed).
 Times are wall clock of the whole command, Python start-up included, on a machine whose
 load average is printed with each round: other work on it shows up as noise.
 
@@ -112,19 +113,51 @@ def read_floor(raster: str, threads: int = 2) -> float:
     return time.perf_counter() - t0
 
 
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants (Linux /proc), MB."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total / 1024
+
+
 def run(cmd: list[str], **kwargs) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS MB, stdout) of one command in a fresh process."""
+    """(wall seconds, peak RSS MB, stdout) of one command in a fresh process.
+
+    Peak RSS: the larger of the process's own peak and the sampled (every 20 ms) sum over it
+    and its children, so a helper process (the tool's vectoriser) is counted too.
+    """
+    import threading
+
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, **kwargs)
+        peak, done = [0.0], threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.02):
+                peak[0] = max(peak[0], tree_rss_mb(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
+        done.set()
+        sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.read().decode()[-2000:]}")
-        return wall, usage.ru_maxrss / 1024, out.read().decode()
+        return wall, max(usage.ru_maxrss / 1024, peak[0]), out.read().decode()
 
 
 def tool_cmd(raster: Path, out: Path, extra: list[str] = ()) -> list[str]:

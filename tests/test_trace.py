@@ -9,6 +9,7 @@ its polygons traced in one piece by ``rasterio.features.shapes``.
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import threading
 import time
@@ -24,12 +25,13 @@ from rasterio.windows import Window
 
 from paligemma_qgis.core import trace
 from paligemma_qgis.core.engine.water_index import normalized_difference
-from paligemma_qgis.core.errors import InputError
+from paligemma_qgis.core.errors import InputError, PaliGemmaQgisError
 from paligemma_qgis.core.grid import ChipGrid
 from paligemma_qgis.core.mosaic import Mosaic
 from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+from paligemma_qgis.core.progress import CallbackProgress, Cancelled
 from paligemma_qgis.core.raster import RasterSource
-from paligemma_qgis.core.trace import ChipRows, StripeTracer, trace_blocks
+from paligemma_qgis.core.trace import ChipRows, ProcessTracer, ThreadTracer, stripe_tracer, trace_blocks
 
 THRESHOLD = 0.2
 TRANSFORM = Affine(10.0, 0.0, 300_000.0, 0.0, -10.0, 5_500_000.0)
@@ -88,11 +90,14 @@ def canonical(geoms) -> list[bytes]:
     return sorted(shapely.to_wkb(shapely.normalize(np.asarray(geoms, dtype=object))))
 
 
-@pytest.fixture
-def small_stripes(monkeypatch):
-    """Stripes and blocks far smaller than chips: every kind of seam, many times over."""
+@pytest.fixture(params=["thread", "process"])
+def small_stripes(monkeypatch, request):
+    """Stripes and blocks far smaller than chips: every kind of seam, many times over; the
+    background tracer on a thread, or in a child process (forced for this small mosaic)."""
     monkeypatch.setattr(trace, "STRIPE_ROWS", 48)
     monkeypatch.setattr(trace, "BLOCK", 80)
+    monkeypatch.setattr(trace, "PROCESS_PIXELS", 0 if request.param == "process" else 10**12)
+    return request.param
 
 
 @pytest.mark.parametrize("overlap", [None, 32, 100])
@@ -128,7 +133,8 @@ def test_seam_heavy_scene_equals_one_whole_trace(tmp_path, small_stripes, overla
     assert recorded == ("0" if overlap is None else str(overlap))  # the default is recorded as used
 
 
-def test_stripe_tracer_equals_a_trace_after_the_loop_in_any_chip_order(tmp_path) -> None:
+@pytest.mark.parametrize("backend", [ThreadTracer, ProcessTracer])
+def test_stripe_tracer_equals_a_trace_after_the_loop_in_any_chip_order(tmp_path, backend) -> None:
     """Chips arriving in random order (threads, batches) with the tracer racing them: same polygons."""
     water, valid = seam_heavy_scene(tmp_path / "s.tif")
     h, w = water.shape
@@ -138,7 +144,10 @@ def test_stripe_tracer_equals_a_trace_after_the_loop_in_any_chip_order(tmp_path)
         expected = trace_blocks(reference, 2048)
 
     class Watched(Mosaic):
-        """Fails a read of rows a chip still to come will write (the tracer must never do that)."""
+        """Fails a read of rows a chip still to come will write (the tracer must never do that).
+
+        A thread reads through it; a child process reads the files, so there the equality
+        of the result is what shows it never read too early."""
 
         pending: set = set()
 
@@ -148,7 +157,7 @@ def test_stripe_tracer_equals_a_trace_after_the_loop_in_any_chip_order(tmp_path)
             assert not late, f"rows {r0}..{r1} read before chip {late[0].id} was added"
             return super().read_mask(window)
 
-    for seed in range(4):
+    for seed in range(4 if backend is ThreadTracer else 2):
         rng = random.Random(seed)
         chips = list(grid)
         if seed:  # roughly row by row, as reader threads deliver them: rows become final early
@@ -157,7 +166,7 @@ def test_stripe_tracer_equals_a_trace_after_the_loop_in_any_chip_order(tmp_path)
             rng.shuffle(chips)
         with (
             Watched(w, h, TRANSFORM, "EPSG:32633") as m,
-            StripeTracer(m, grid, stripe=40, block=56) as tracer,
+            backend(m, grid, stripe=40, block=56) as tracer,
         ):
             m.pending = set(chips)
             for k, chip in enumerate(chips):
@@ -194,24 +203,41 @@ def test_chip_rows_never_call_a_row_final_too_early() -> None:
             assert rows.final <= first_pending - top  # no chip still to come writes above it
 
 
-def test_an_error_in_the_tracer_thread_is_raised_by_finish(tmp_path) -> None:
+def test_an_error_in_the_tracer_is_raised_by_finish(tmp_path, monkeypatch) -> None:
     class Broken(Mosaic):
         def read_mask(self, window):
             raise OSError("disk gone")
 
-    with Broken(100, 100, TRANSFORM, "EPSG:32633") as m, StripeTracer(m, stripe=10) as tracer:
+    with Broken(100, 100, TRANSFORM, "EPSG:32633") as m, ThreadTracer(m, stripe=10) as tracer:
         tracer.rows_final(50)
         with pytest.raises(OSError, match="disk gone"):
             tracer.finish()
-
-
-def test_leaving_early_stops_the_thread(tmp_path) -> None:
     with Mosaic(100, 100, TRANSFORM, "EPSG:32633") as m:
-        with pytest.raises(RuntimeError), StripeTracer(m, stripe=10) as tracer:
+        spec = m.reader_spec()
+        monkeypatch.setattr(m, "reader_spec", lambda: {**spec, "paths": [str(tmp_path / "gone.u8")] * 2})
+        with ProcessTracer(m, stripe=10) as tracer:
+            tracer.rows_final(50)
+            with pytest.raises(PaliGemmaQgisError, match="vectorising failed: FileNotFoundError.*gone.u8"):
+                tracer.finish()
+
+
+@pytest.mark.parametrize("backend", [ThreadTracer, ProcessTracer])
+def test_leaving_early_or_cancelling_stops_the_tracer(tmp_path, backend) -> None:
+    with Mosaic(100, 100, TRANSFORM, "EPSG:32633") as m:
+        with pytest.raises(RuntimeError), backend(m, stripe=10) as tracer:
             tracer.rows_final(30)
             raise RuntimeError("the chip loop failed")
-        assert not tracer._thread.is_alive()
+        with backend(m, stripe=10) as tracer, pytest.raises(Cancelled):
+            tracer.finish(CallbackProgress(is_cancelled=lambda: True))
     assert "vectoriser" not in {t.name for t in threading.enumerate()}
+    assert not multiprocessing.active_children()
+
+
+def test_big_mosaics_are_traced_in_a_child_process(tmp_path) -> None:
+    with Mosaic(100, 100, TRANSFORM, "EPSG:32633") as m:
+        assert isinstance(stripe_tracer(m), ThreadTracer)
+        assert isinstance(stripe_tracer(m, process=True), ProcessTracer)
+    assert trace.PROCESS_PIXELS <= 10000 * 10000  # a 10000 px scene gets its own GIL
 
 
 # ----------------------------------------------------------------------------- what is read

@@ -278,7 +278,7 @@ def segment_chips(
     Text engines: each batch's texts go to ``journal_texts`` before their masks are made, so
     a kill loses at most the batch in flight. ``advance(n)`` reports chips done and is where
     the caller checks for cancellation; ``done(chip)`` is told of every chip once it is in
-    the mosaic or skipped (``trace.StripeTracer`` vectorises the rows that are final).
+    the mosaic or skipped (``trace.stripe_tracer`` vectorises the rows that are final).
     Pixel-wise engines are handed one chip at a time (views: no stacking copies).
     """
     known = known or {}
@@ -450,7 +450,7 @@ def finish_scene(
 ) -> SceneResult:
     """Vectorise a scene's mosaic (water and observed footprint) into its result.
 
-    ``traced``: the pixel polygons a ``trace.StripeTracer`` made during the chip loop.
+    ``traced``: the pixel polygons ``trace.stripe_tracer`` made during the chip loop.
     """
     import geopandas as gpd
 
@@ -520,12 +520,12 @@ def run_scene(
 ) -> SceneResult:
     """All stages of one scene in this process (the local executor).
 
-    The mosaic is vectorised stripe by stripe on a background thread while chips are still
-    being read and segmented (``trace.StripeTracer``).
+    The mosaic is vectorised stripe by stripe in the background while chips are still being
+    read and segmented (``trace.stripe_tracer``).
     """
     import rasterio
 
-    from .trace import StripeTracer
+    from .trace import stripe_tracer
 
     t0 = time.perf_counter()
     with open_scene(scene, options) as src:
@@ -536,7 +536,7 @@ def run_scene(
             scene_statistics(src, segmenter, plan)
             check_cancelled(progress)
             batch_size = int(options.batch_size or getattr(segmenter, "batch_size", None) or 8)
-            with scene_mosaic(plan, options) as mosaic, StripeTracer(mosaic, plan.grid) as tracer:
+            with scene_mosaic(plan, options) as mosaic, stripe_tracer(mosaic, plan.grid) as tracer:
                 tally = segment_chips(
                     src,
                     plan,
@@ -593,7 +593,7 @@ def finish_from_texts(
     """
     import rasterio
 
-    from .trace import StripeTracer
+    from .trace import stripe_tracer
 
     t0 = time.perf_counter()
     tally = ChipTally()
@@ -601,7 +601,7 @@ def finish_from_texts(
         open_scene(plan.scene, options) as src,
         rasterio.Env(**gdal_env(src, plan.size)),
         scene_mosaic(plan, options) as mosaic,
-        StripeTracer(mosaic, plan.grid) as tracer,
+        stripe_tracer(mosaic, plan.grid) as tracer,
     ):
         items: list[ChipData] = []
 
