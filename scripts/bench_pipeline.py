@@ -235,7 +235,7 @@ def load() -> str:
     return "load " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def bench_size(size: int, work: Path, rounds: int, masks: bool) -> dict:
+def bench_size(size: int, work: Path, rounds: int, masks: bool, before: Path | None = None) -> dict:
     raster = work / f"bench_{size}.tif"
     if not raster.exists():
         t0 = time.perf_counter()
@@ -248,12 +248,13 @@ def bench_size(size: int, work: Path, rounds: int, masks: bool) -> dict:
     out = work / "tool_water.gpkg"
     rows = []
     for k in range(rounds):
-        before = load()
+        load_before = load()
         t_tool, rss_tool, text = run(tool_cmd(raster, out), cwd=REPO)
         summary = json.loads(text.strip().splitlines()[-1])
         t_gdal, rss_gdal, gdal_mask, gdal_gpkg = gdal_chain(raster, work)
         t_floor, rss_floor, text = run([sys.executable, __file__, "--floor-of", str(raster)])
         decode = float(text.split()[0])
+        t_before = run(tool_cmd(raster, work / "before.gpkg"), cwd=before)[0] if before else float("nan")
         tool_polys, gdal_polys = planar(out, "water"), planar(gdal_gpkg, "water")
         same = tool_polys[0] == gdal_polys[0] and abs(tool_polys[1] - gdal_polys[1]) < 1e-6 * gdal_polys[1]
         rows.append(
@@ -266,20 +267,23 @@ def bench_size(size: int, work: Path, rounds: int, masks: bool) -> dict:
                 rss_floor=rss_floor,
                 chip_s=summary["details"]["chip_seconds"],
                 run_s=summary["seconds"],
+                before=t_before,
             )
         )
         print(
             f"{size} px round {k + 1}: tool {t_tool:.2f} s (run {summary['seconds']:.2f}, chip loop "
             f"{summary['details']['chip_seconds']:.2f}; {rss_tool:.0f} MB), GDAL {t_gdal:.2f} s "
             f"({rss_gdal:.0f} MB), floor {t_floor:.2f} s (decoding {decode:.2f}; {rss_floor:.0f} MB); "
-            f"polygons {tool_polys[0]} / {gdal_polys[0]}{'' if same else ' DIFFERENT'}; {before}",
+            f"polygons {tool_polys[0]} / {gdal_polys[0]}{'' if same else ' DIFFERENT'}"
+            + (f"; tool of {before} {t_before:.2f} s" if before else "")
+            + f"; {load_before}",
             flush=True,
         )
         if not same:
             raise SystemExit(f"the tool and GDAL disagree: {tool_polys} vs {gdal_polys} (polygons, area)")
     if masks:
         print(f"{size} px {check_masks(raster, work, gdal_mask)}")
-    for p in (out, gdal_mask, gdal_gpkg):
+    for p in (out, gdal_mask, gdal_gpkg, work / "before.gpkg"):
         p.unlink(missing_ok=True)
     med = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
     med["size"], med["polygons"] = size, gdal_polys[0]
@@ -292,6 +296,12 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3, help="back-to-back rounds per size (medians reported)")
     p.add_argument("--workdir", default="/tmp/paligemma_bench", help="where the test rasters are cached")
     p.add_argument("--check-masks", action="store_true", help="also compare the masks pixel for pixel")
+    p.add_argument(
+        "--before",
+        type=Path,
+        help="another checkout of this repository (e.g. of the previous commit): its tool is timed "
+        "in the same rounds, so before and after see the same machine load",
+    )
     p.add_argument("--floor-of", help=argparse.SUPPRESS)  # internal: time the read floor of this raster
     args = p.parse_args()
     if args.floor_of:
@@ -304,17 +314,21 @@ def main() -> int:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     print(f"{os.cpu_count()} CPU cores, {load()}; medians of {args.rounds} rounds, wall s of each command")
-    results = [bench_size(int(s), work, args.rounds, args.check_masks) for s in args.sizes.split(",")]
+    results = [
+        bench_size(int(s), work, args.rounds, args.check_masks, args.before) for s in args.sizes.split(",")
+    ]
     print()
+    extra = " tool before | before/floor |" if args.before else ""
     print(
-        "| pixels | tool | GDAL chain | read floor | tool/GDAL | tool/floor | peak RSS tool / GDAL | polygons |"
+        f"| pixels | tool | GDAL chain | read floor | tool/GDAL | tool/floor | peak RSS tool / GDAL |{extra}"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if args.before else ""))
     for r in results:
+        cells = f" {r['before']:.2f} s | {r['before'] / r['floor']:.2f} |" if args.before else ""
         print(
             f"| {r['size']}² | {r['tool']:.2f} s | {r['gdal']:.2f} s | {r['floor']:.2f} s | "
             f"{r['tool'] / r['gdal']:.2f} | {r['tool'] / r['floor']:.2f} | "
-            f"{r['rss_tool']:.0f} / {r['rss_gdal']:.0f} MB | {r['polygons']} |"
+            f"{r['rss_tool']:.0f} / {r['rss_gdal']:.0f} MB |{cells}"
         )
     print(f"\n{load()}")
     return 0
