@@ -49,6 +49,7 @@ def test_dialog_opens_with_defaults(dlg):
     assert dlg.area() == "raster"
     assert dlg.model_combo.currentText() == "google/paligemma2-3b-mix-224"
     assert dlg.batch_spin.value() == 0 and dlg.batch_spin.text() == "Auto"
+    assert dlg.overlap_spin.value() == -1 and dlg.overlap_spin.text() == "Auto"
     assert dlg.run_button.text() == "Run"
 
 
@@ -138,7 +139,10 @@ def test_valid_choices_build_a_job_the_pipeline_accepts(dlg, raster_layer, tmp_p
     assert (options.resolution, options.min_area_m2, options.batch_size) == (20, 500, 2)
     assert options.model is None and options.aoi is None  # PaliGemma choices stay out
     dlg.batch_spin.setValue(0)  # "Auto": the engine decides (GPU memory), the job says nothing
-    assert "batch_size" not in dlg.build_job(tmp_path)["options"]
+    dlg.overlap_spin.setValue(-1)  # "Auto": the engine's overlap (0 for the water index)
+    options = dlg.build_job(tmp_path)["options"]
+    assert "batch_size" not in options and "overlap" not in options
+    assert SegmentOptions.from_dict(options).with_engine_defaults().overlap == 0
 
 
 def test_area_from_selected_polygons_and_canvas(dlg, raster_layer, clean_project, qgis_iface, tmp_path):

@@ -193,11 +193,11 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.OVERLAP,
-                _tr("Chip overlap (pixels)"),
+                _tr("Chip overlap (pixels; -1 = auto: 32 for PaliGemma, 0 for the water index)"),
                 QgsProcessingParameterNumber.Integer,
-                32,
+                -1,
                 False,
-                0,
+                -1,
                 200,
             )
         )
@@ -257,6 +257,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
                 parameters, self.AOI, context, ["gpkg", "shp", "geojson"], "gpkg", feedback
             )
         engine = ENGINES[self.parameterAsEnum(parameters, self.ENGINE, context)][0]
+        overlap = self.parameterAsInt(parameters, self.OVERLAP, context)  # -1: the engine's default
         job = segment_job(
             raster,
             output,
@@ -266,7 +267,7 @@ class SegmentWaterAlgorithm(WorkerAlgorithm):
             green=self.parameterAsInt(parameters, self.GREEN, context),
             nir=self.parameterAsInt(parameters, self.NIR, context),
             swir=self.parameterAsInt(parameters, self.SWIR, context),
-            overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
+            overlap=overlap if overlap >= 0 else None,
             resolution=self.parameterAsDouble(parameters, self.RESOLUTION, context),
             aoi=aoi,
             min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),

@@ -155,9 +155,15 @@ class SegmentDialog(JobDialog):
         )
         form.addRow("Batch size", self.batch_spin)
         self.overlap_spin = QSpinBox()
-        self.overlap_spin.setRange(0, 200)
-        self.overlap_spin.setValue(32)
+        self.overlap_spin.setRange(-1, 200)
+        self.overlap_spin.setSpecialValueText("Auto")  # -1: the engine's default (32 PaliGemma, 0 index)
+        self.overlap_spin.setValue(-1)
         self.overlap_spin.setSuffix(" px")
+        self.overlap_spin.setToolTip(
+            "Pixels neighbouring chips share. Auto: 32 for PaliGemma (a lake cut by a chip edge is seen "
+            "whole in the next chip), 0 for the water index (its answer for a pixel does not depend on "
+            "the chip around it, so overlap would only cost time)."
+        )
         form.addRow("Chip overlap", self.overlap_spin)
         self.resolution_spin = QDoubleSpinBox()
         self.resolution_spin.setRange(0.0, 10000.0)
@@ -310,7 +316,7 @@ class SegmentDialog(JobDialog):
             green=self.green_spin.value(),
             nir=self.nir_spin.value(),
             swir=self.swir_spin.value(),
-            overlap=self.overlap_spin.value(),
+            overlap=None if self.overlap_spin.value() < 0 else self.overlap_spin.value(),
             resolution=self.resolution_spin.value(),
             aoi=self._aoi(temp_dir, copies),
             min_area_m2=self.min_area_spin.value(),
@@ -371,7 +377,7 @@ class SegmentDialog(JobDialog):
         self.vae_widget.setFilePath(s.value(f"{p}/vae", "", type=str))
         set_combo_value(self.device_combo, s.value(f"{p}/device", "auto", type=str))
         self.batch_spin.setValue(s.value(f"{p}/batch_size", 0, type=int))
-        self.overlap_spin.setValue(s.value(f"{p}/overlap", 32, type=int))
+        self.overlap_spin.setValue(s.value(f"{p}/overlap", -1, type=int))
         self.resolution_spin.setValue(s.value(f"{p}/resolution", 0.0, type=float))
         self.min_area_spin.setValue(s.value(f"{p}/min_area_m2", 0.0, type=float))
         self.output_widget.setFilePath(s.value(f"{p}/output", "", type=str))
