@@ -21,6 +21,7 @@ boundaries, so the result does not depend on timing.
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 from typing import Any
 
@@ -446,7 +447,15 @@ class ProcessTracer(_StripeFeed):
         self._conn, child = ctx.Pipe()
         args = (child, self.mosaic.reader_spec(), self.stripe, self.block, self.observed)
         self._proc = ctx.Process(target=_trace_in_child, args=args, name="vectoriser", daemon=True)
-        self._proc.start()
+        # Ctrl-C is the parent's to handle (it stops the child): the child starts with SIGINT
+        # ignored, which Python keeps, so it never prints a KeyboardInterrupt of its own
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            self._proc.start()
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
         child.close()
 
     def _send(self, msg: Any) -> None:
