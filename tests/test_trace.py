@@ -23,7 +23,7 @@ from affine import Affine
 from rasterio.features import shapes
 from rasterio.windows import Window
 
-from paligemma_qgis.core import trace
+from paligemma_qgis.core import trace_background
 from paligemma_qgis.core.engine.water_index import normalized_difference
 from paligemma_qgis.core.errors import InputError, PaliGemmaQgisError
 from paligemma_qgis.core.grid import ChipGrid
@@ -31,7 +31,8 @@ from paligemma_qgis.core.mosaic import Mosaic
 from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
 from paligemma_qgis.core.progress import CallbackProgress, Cancelled
 from paligemma_qgis.core.raster import RasterSource
-from paligemma_qgis.core.trace import ChipRows, ProcessTracer, ThreadTracer, stripe_tracer, trace_blocks
+from paligemma_qgis.core.trace import ChipRows, trace_blocks
+from paligemma_qgis.core.trace_background import ProcessTracer, ThreadTracer, stripe_tracer
 
 THRESHOLD = 0.2
 TRANSFORM = Affine(10.0, 0.0, 300_000.0, 0.0, -10.0, 5_500_000.0)
@@ -94,9 +95,9 @@ def canonical(geoms) -> list[bytes]:
 def small_stripes(monkeypatch, request):
     """Stripes and blocks far smaller than chips: every kind of seam, many times over; the
     background tracer on a thread, or in a child process (forced for this small mosaic)."""
-    monkeypatch.setattr(trace, "STRIPE_ROWS", 48)
-    monkeypatch.setattr(trace, "BLOCK", 80)
-    monkeypatch.setattr(trace, "PROCESS_PIXELS", 0 if request.param == "process" else 10**12)
+    monkeypatch.setattr(trace_background, "STRIPE_ROWS", 48)
+    monkeypatch.setattr(trace_background, "BLOCK", 80)
+    monkeypatch.setattr(trace_background, "PROCESS_PIXELS", 0 if request.param == "process" else 10**12)
     return request.param
 
 
@@ -237,7 +238,7 @@ def test_big_mosaics_are_traced_in_a_child_process(tmp_path) -> None:
     with Mosaic(100, 100, TRANSFORM, "EPSG:32633") as m:
         assert isinstance(stripe_tracer(m), ThreadTracer)
         assert isinstance(stripe_tracer(m, process=True), ProcessTracer)
-    assert trace.PROCESS_PIXELS <= 10000 * 10000  # a 10000 px scene gets its own GIL
+    assert trace_background.PROCESS_PIXELS <= 10000 * 10000  # a 10000 px scene gets its own GIL
 
 
 # ----------------------------------------------------------------------------- what is read

@@ -27,6 +27,9 @@ valid chip covered are nodata (255) and never water.
 
 ``uint8`` counts allow 255 chips over one pixel (a grid would need > 94% overlap to get
 there); more raises rather than wrapping silently.
+
+One file: the writer (``Mosaic``) and the read-only view another process traces it with
+(``MosaicReader``) share the count files' layout and their reading code (``_Counts``).
 """
 
 from __future__ import annotations
@@ -257,7 +260,7 @@ class Mosaic(_Counts):
     (under ``workdir`` when given) and are removed by ``close``, on ``with`` exit (also on
     exceptions) and, as a last resort, when the object is garbage collected. Not thread-safe,
     but for one pattern: while one thread adds, another may read rows no add will touch
-    again (``trace.stripe_tracer``; the mapping is shared with the file, so a page one
+    again (``trace_background.stripe_tracer``; the mapping is shared with the file, so a page one
     thread drops is simply faulted in again by the other).
     """
 
@@ -492,7 +495,7 @@ class Mosaic(_Counts):
 class MosaicReader(_Counts):
     """A ``Mosaic``'s final mask read from another process (``Mosaic.reader_spec``): read-only.
 
-    ``trace.stripe_tracer`` vectorises in a child process with it, which has its own GIL:
+    ``trace_background.stripe_tracer`` vectorises in a child process with it, which has its own GIL:
     GDAL's polygonizer holds the GIL of the process it runs in for its whole call.
     """
 

@@ -12,6 +12,9 @@ identical (same decoder, same paste), which is what makes resume and Ray exact.
 
 Orders that keep failures cheap: everything that can be wrong with a scene (bands, overlap,
 AOI, size) is found by ``plan_scene`` before its statistics are read or a chip is segmented.
+
+One file because the local stages and the text path must give the same result, chip for
+chip (Ray and resumed runs are compared with local ones exactly): they share every helper.
 """
 
 from __future__ import annotations
@@ -278,7 +281,7 @@ def segment_chips(
     Text engines: each batch's texts go to ``journal_texts`` before their masks are made, so
     a kill loses at most the batch in flight. ``advance(n)`` reports chips done and is where
     the caller checks for cancellation; ``done(chip)`` is told of every chip once it is in
-    the mosaic or skipped (``trace.stripe_tracer`` vectorises the rows that are final).
+    the mosaic or skipped (``trace_background.stripe_tracer`` vectorises the rows that are final).
     Pixel-wise engines are handed one chip at a time (views: no stacking copies).
     """
     known = known or {}
@@ -450,7 +453,7 @@ def finish_scene(
 ) -> SceneResult:
     """Vectorise a scene's mosaic (water and observed footprint) into its result.
 
-    ``traced``: the pixel polygons ``trace.stripe_tracer`` made during the chip loop.
+    ``traced``: the pixel polygons ``trace_background.stripe_tracer`` made during the chip loop.
     """
     import geopandas as gpd
 
@@ -521,11 +524,11 @@ def run_scene(
     """All stages of one scene in this process (the local executor).
 
     The mosaic is vectorised stripe by stripe in the background while chips are still being
-    read and segmented (``trace.stripe_tracer``).
+    read and segmented (``trace_background.stripe_tracer``).
     """
     import rasterio
 
-    from .trace import stripe_tracer
+    from .trace_background import stripe_tracer
 
     t0 = time.perf_counter()
     with open_scene(scene, options) as src:
@@ -593,7 +596,7 @@ def finish_from_texts(
     """
     import rasterio
 
-    from .trace import stripe_tracer
+    from .trace_background import stripe_tracer
 
     t0 = time.perf_counter()
     tally = ChipTally()

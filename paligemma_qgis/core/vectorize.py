@@ -196,7 +196,7 @@ def vectorize_scene(
     pixels a segmented chip covered with valid data (nodata, skipped chips and pixels
     outside an AOI are not in it), so a later comparison can tell "not water" from "not
     seen". It is exact in pixel edges (no simplification, no minimum area). ``traced``:
-    what a ``trace.stripe_tracer`` traced while the chips were added (else traced here).
+    what a ``trace_background.stripe_tracer`` traced while the chips were added (else traced here).
     """
     import shapely
 
