@@ -1,3 +1,5 @@
 from .cli import main
 
-raise SystemExit(main())
+# Guarded: a spawned child process (trace_background.ProcessTracer) imports this module as __mp_main__.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -123,6 +123,7 @@ def make_scene(
     water_px: list | None = None,
     seed: int = 0,
     blocksize: int = 256,
+    tiled: bool = True,
     grid: tuple | None = None,
 ) -> SyntheticScene:
     """Write a synthetic scene to ``path`` and return it with its truth.
@@ -131,6 +132,7 @@ def make_scene(
     "nodata" (declared value in every band), "alpha" (an alpha band) or "internal" (a GDAL
     internal mask). ``describe`` writes band descriptions ("red", ..., "swir"). ``grid``:
     ((x0, y0), (rx, ry)), the top-left corner and pixel size, instead of the CRS's default.
+    ``tiled=False``: stored in strips (``blocksize`` ignored).
     """
     path = Path(path)
     (x0, y0), (rx, ry) = grid or GRIDS[crs]
@@ -181,12 +183,11 @@ def make_scene(
         dtype=dtype,
         crs=crs,
         transform=transform,
-        tiled=True,
-        blockxsize=blocksize,
-        blockysize=blocksize,
         compress="deflate",
         photometric="minisblack",  # GDAL would call a 4th uint8 band alpha otherwise
     )
+    if tiled:
+        profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
     declared = nodata if (mask == "nodata" or footprint is None) else None
     if declared is not None:
         profile["nodata"] = declared

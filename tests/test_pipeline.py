@@ -20,7 +20,9 @@ from paligemma_qgis.core.progress import CallbackProgress, Cancelled
 
 
 class Recording(WaterIndexSegmenter):
-    """The water index, recording every chip it is handed."""
+    """The water index, recording every chip it is handed (with its RGB rendering)."""
+
+    needs_rgb = True
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -224,7 +226,11 @@ def test_aoi_selects_chips_and_clips_water(tmp_path) -> None:
     x1, y1 = to_ll.transform(t.c + 200 * t.a, t.f + 300 * t.e)
     seg = Recording(nir=4)
     opts = SegmentOptions(
-        raster=str(scene.path), output=str(tmp_path / "o.gpkg"), aoi=[x0, y1, x1, y0], aoi_crs="EPSG:4326"
+        raster=str(scene.path),
+        output=str(tmp_path / "o.gpkg"),
+        aoi=[x0, y1, x1, y0],
+        aoi_crs="EPSG:4326",
+        overlap=32,
     )
     summary = segment_raster(opts, segmenter=seg)
     assert summary.chips == 6  # rows 100..300 touch all 3 chip rows, cols 100..200 two of 3 columns

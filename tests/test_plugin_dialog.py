@@ -50,6 +50,7 @@ def test_dialog_opens_with_defaults(dlg):
     assert dlg.area() == "raster"
     assert dlg.model_combo.currentText() == "google/paligemma2-3b-mix-224"
     assert dlg.batch_spin.value() == 0 and dlg.batch_spin.text() == "Auto"
+    assert dlg.overlap_spin.value() == -1 and dlg.overlap_spin.text() == "Auto"
     assert dlg.run_button.text() == "Run"
     assert dlg.advanced_box.isCollapsed()
 
@@ -60,7 +61,8 @@ def test_dialog_defaults_are_the_command_lines(dlg):
 
     cli = build_parser().parse_args(["segment", "in.tif", "out.gpkg"])
     assert dlg.engine() == cli.engine == "water-index"
-    assert dlg.overlap_spin.value() == cli.overlap
+    assert dlg.overlap_spin.value() == -1 and cli.overlap is None  # the engine's own (Auto)
+    assert dlg.overlap_spin.text() == "Auto"
     assert dlg.min_area_spin.value() == cli.min_area
     assert dlg.device_combo.currentData() == cli.device
     assert dlg.resolution_spin.value() == 0 and cli.resolution is None  # native
@@ -210,7 +212,10 @@ def test_valid_choices_build_a_job_the_pipeline_accepts(dlg, raster_layer, tmp_p
     assert (options.resolution, options.min_area_m2, options.batch_size) == (20, 500, 2)
     assert options.model is None and options.aoi is None  # PaliGemma choices stay out
     dlg.batch_spin.setValue(0)  # "Auto": the engine decides (GPU memory), the job says nothing
-    assert "batch_size" not in dlg.build_job(tmp_path)["options"]
+    dlg.overlap_spin.setValue(-1)  # "Auto": the engine's overlap (0 for the water index)
+    options = dlg.build_job(tmp_path)["options"]
+    assert "batch_size" not in options and "overlap" not in options
+    assert SegmentOptions.from_dict(options).with_engine_defaults().overlap == 0
 
 
 def test_area_from_selected_polygons_and_canvas(dlg, raster_layer, clean_project, qgis_iface, tmp_path):

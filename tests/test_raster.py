@@ -260,13 +260,42 @@ def test_shared_naip_and_float(shared_data) -> None:
         assert all(lo >= 0 for lo, _ in src.stretch)
 
 
-def test_big_raster_stats_come_from_patches(tmp_path) -> None:
-    """Past 16x the sample size (no overviews), statistics come from 16 x 16 spread patches."""
-    scene = make_scene(tmp_path / "s.tif", dtype="uint16", collar=True, mask="nodata")
+@pytest.mark.parametrize("blocksize", [64, None])
+def test_big_raster_stats_come_from_patches(tmp_path, blocksize, monkeypatch) -> None:
+    """Past 16x the sample size (no overviews), statistics come from spread patches.
+
+    Tiled files: whole tiles (each patch decodes one tile, none straddles two); files in
+    strips: 16 x 16 small windows.
+    """
+    kw = {"blocksize": blocksize} if blocksize else {"tiled": False}
+    scene = make_scene(tmp_path / "s.tif", dtype="uint16", collar=True, mask="nodata", **kw)
     with open_raster(scene.path) as src:
+        reads = []
+        real = src._read
+
+        def recording(bands, window, out_shape, during=""):
+            reads.append(window)
+            return real(bands, window, out_shape, during)
+
+        monkeypatch.setattr(src, "_read", recording)
         raw, rgb, valid = src.read_sample([2, 4], max_size=64)  # 300000 px > 16 * 64**2
-        assert raw.shape == (2, 64, 64) and rgb.shape == (64, 64, 3)
-        assert 0.5 < valid.mean() < 0.75 and np.isnan(raw[:, ~valid]).all()
+        if blocksize:
+            assert 2 <= len(reads) <= 64 and all(
+                int(w.row_off) // 64 == (int(w.row_off) + int(w.height) - 1) // 64
+                and int(w.col_off) // 64 == (int(w.col_off) + int(w.width) - 1) // 64
+                for w in reads
+            )
+            assert all(  # whole tiles (clipped to the raster at its edges)
+                int(w.col_off) % 64 == 0
+                and int(w.row_off) % 64 == 0
+                and int(w.width) == min(64, 600 - int(w.col_off))
+                and int(w.height) == min(64, 500 - int(w.row_off))
+                for w in reads
+            )
+        else:
+            assert len(reads) == 16 * 16 and raw.shape == (2, 64, 64)
+        assert raw.shape[1] <= 64 and raw.shape[2] <= 64 and rgb.shape == (*raw.shape[1:], 3)
+        assert 0.5 < valid.mean() < 0.8 and np.isnan(raw[:, ~valid]).all()
         (lo, hi), *_ = src.stretch
     with open_raster(scene.path) as full:  # same percentiles within a few DN of the full read
         full.read_sample([2, 4], max_size=1024)

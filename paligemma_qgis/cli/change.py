@@ -74,7 +74,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--index", choices=("auto", "mndwi", "ndwi"), default="auto", help="water index")
     g.add_argument("--resolution", type=float, metavar="M", help="resample to this ground resolution (m)")
     g.add_argument(
-        "--overlap", type=int, default=32, metavar="PX", help="chip overlap in pixels (default 32)"
+        "--overlap",
+        type=int,
+        metavar="PX",
+        help="chip overlap in pixels (default: 32 for paligemma, 0 for the water index)",
     )
     g.add_argument("--model", metavar="ID_OR_DIR", help="PaliGemma: Hugging Face model id or local folder")
     add_vae_arguments(g)

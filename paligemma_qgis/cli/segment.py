@@ -52,7 +52,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     c = p.add_argument_group("chips")
     c.add_argument(
-        "--overlap", type=int, default=32, metavar="PX", help="chip overlap in pixels (default 32)"
+        "--overlap",
+        type=int,
+        metavar="PX",
+        help="chip overlap in pixels (default: 32 for paligemma; 0 for the water index, whose answer "
+        "for a pixel does not depend on the chip around it)",
     )
     c.add_argument(
         "--resolution", type=float, metavar="M", help="resample to this ground resolution (metres)"
@@ -142,7 +146,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         metavar="N",
         help="chips per model call (default: on a GPU as many as its free memory holds, up to 64; "
-        "4 on CPU; halved automatically when the GPU runs out of memory)",
+        "8 on CPU; halved automatically when the GPU runs out of memory)",
     )
     m.add_argument("--classes", default="water", help="comma-separated classes to segment (default water)")
     m.add_argument(

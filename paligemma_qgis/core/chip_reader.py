@@ -111,17 +111,20 @@ def aoi_mask(src: Any, chip: Any, aoi: Any, shape: tuple[int, int]) -> np.ndarra
     return geometry_mask([aoi], out_shape=shape, transform=t, invert=True)
 
 
-def read_chip(src: Any, chip: Any, raw_bands: list[int], size: int, aoi: Any) -> ChipData:
-    """One chip at model size (a raster smaller than a chip is read resampled), clipped to the AOI."""
+def read_chip(src: Any, chip: Any, raw_bands: list[int], size: int, aoi: Any, rgb: bool = True) -> ChipData:
+    """One chip at model size (a raster smaller than a chip is read resampled), clipped to the AOI.
+
+    ``rgb=False``: no 8-bit rendering (an engine that does not look at it).
+    """
     out_shape = None if chip.full_size else (size, size)
-    raw, rgb, valid = src.read_chip(chip.window, raw_bands, out_shape=out_shape)
+    raw, rendered, valid = src.read_chip(chip.window, raw_bands, out_shape=out_shape, rgb=rgb)
     fraction = float(valid.mean())  # raster validity, before the AOI clip
     inside = aoi_mask(src, chip, aoi, valid.shape)
     if inside is not None:
         valid = valid & inside
         raw[:, ~valid] = np.nan
-        rgb[~valid] = 0
-    return ChipData(chip, raw, rgb, valid, fraction)
+        rendered[~valid] = 0
+    return ChipData(chip, raw, rendered, valid, fraction)
 
 
 class ChipReader:
@@ -136,8 +139,9 @@ class ChipReader:
         aoi: Any,
         depth: int,
         workers: int = 1,
+        rgb: bool = True,
     ):
-        self.src, self.raw_bands, self.size, self.aoi = src, raw_bands, size, aoi
+        self.src, self.raw_bands, self.size, self.aoi, self.rgb = src, raw_bands, size, aoi, rgb
         self.queue: queue.Queue = queue.Queue(maxsize=max(2, depth))
         self.stop = threading.Event()
         groups = chip_groups(chips, src.width, src.height, src.block_shape, workers)
@@ -167,7 +171,7 @@ class ChipReader:
             for chip in chips:
                 if self.stop.is_set():
                     return
-                if not self._put(read_chip(src, chip, self.raw_bands, self.size, self.aoi)):
+                if not self._put(read_chip(src, chip, self.raw_bands, self.size, self.aoi, self.rgb)):
                     return
         except BaseException as exc:  # handed to the consumer, re-raised there
             self._put(exc)

@@ -148,6 +148,18 @@ class ChipGrid:
         return (self._r[1] - self._r[0]) * (self._c[1] - self._c[0])
 
     @property
+    def first_row(self) -> int:
+        """Grid index of the first row ``row_counts`` describes."""
+        return self._r[0]
+
+    def row_counts(self) -> list[tuple[int, int]]:
+        """(row offset in the raster, kept chips) of each grid row that may hold chips, top to bottom."""
+        (i0, i1), (j0, j1) = self._r, self._c
+        if self._keep is None:
+            return [(self.rows[i], j1 - j0) for i in range(i0, i1)]
+        return [(self.rows[i], int(self._keep[i - i0].sum())) for i in range(i0, i1)]
+
+    @property
     def n_cols(self) -> int:
         """Columns of the whole raster's grid (ids are ``row * n_cols + col``)."""
         return len(self.cols)

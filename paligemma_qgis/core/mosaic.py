@@ -27,6 +27,9 @@ valid chip covered are nodata (255) and never water.
 
 ``uint8`` counts allow 255 chips over one pixel (a grid would need > 94% overlap to get
 there); more raises rather than wrapping silently.
+
+One file: the writer (``Mosaic``) and the read-only view another process traces it with
+(``MosaicReader``) share the count files' layout and their reading code (``_Counts``).
 """
 
 from __future__ import annotations
@@ -181,14 +184,84 @@ def _window_ints(window: Any) -> tuple[int, int, int, int]:
     return ints  # type: ignore[return-value]
 
 
-class Mosaic:
+class _Counts:
+    """Reading the two count files: a ``Mosaic``, or a ``MosaicReader`` in another process."""
+
+    width: int
+    height: int
+    vote: str
+    _maps: list[mmap.mmap]
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
+    def _view(self, which: int, r0: int, c0: int, h: int, w: int) -> np.ndarray:
+        """Writable view of a window of one count file (drop it promptly)."""
+        rows = np.frombuffer(self._maps[which], dtype=np.uint8, count=h * self.width, offset=r0 * self.width)
+        return rows.reshape(h, self.width)[:, c0 : c0 + w]
+
+    def _drop_rows(self, r0: int, h: int) -> None:
+        """Unmap the pages of rows [r0, r0 + h) from the process after a read (data stays)."""
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = r0 * self.width // mmap.PAGESIZE * mmap.PAGESIZE
+        length = (r0 + h) * self.width - start
+        for mm in self._maps:
+            mm.madvise(mmap.MADV_DONTNEED, start, length)
+
+    def read_counts(self, window: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(votes, coverage) uint8 copies for ``window``."""
+        self._check_open()
+        r0, c0, h, w = _window_ints(window)
+        if r0 < 0 or c0 < 0 or r0 + h > self.height or c0 + w > self.width:
+            raise ValueError(f"window {window} is outside the {self.width}x{self.height} mosaic")
+        votes = np.empty((h, w), np.uint8)
+        cov = np.empty((h, w), np.uint8)
+        for s0 in range(0, h, _READ_STRIP):  # strips, each unmapped once copied: flat RSS
+            s1 = min(h, s0 + _READ_STRIP)
+            votes[s0:s1] = self._view(0, r0 + s0, c0, s1 - s0, w)
+            cov[s0:s1] = self._view(1, r0 + s0, c0, s1 - s0, w)
+            self._drop_rows(r0 + s0, s1 - s0)
+        return votes, cov
+
+    def read_mask(self, window: Any) -> np.ndarray:
+        """Final uint8 mask for ``window``: 1 water (by the vote rule), 0 land, 255 nodata."""
+        votes, cov = self.read_counts(window)
+        if self.vote == "majority":
+            out = (votes > (cov >> 1)).view(np.uint8)  # == votes * 2 > cov, without overflow
+        elif self.vote == "any":
+            out = (votes > 0).view(np.uint8)
+        else:  # all
+            out = (votes == cov).view(np.uint8)
+        out[cov == 0] = NODATA
+        return out
+
+    def iter_blocks(self, block: int = 2048) -> Iterator[tuple[Any, np.ndarray]]:
+        """Yield (Window, uint8 mask) blocks in row-major order, each at most ``block`` px square."""
+        from rasterio.windows import Window
+
+        if block <= 0:
+            raise ValueError("block must be positive")
+        for r0 in range(0, self.height, block):
+            for c0 in range(0, self.width, block):
+                win = Window(c0, r0, min(block, self.width - c0), min(block, self.height - r0))
+                yield win, self.read_mask(win)
+
+    def n_blocks(self, block: int = 2048) -> int:
+        return math.ceil(self.height / block) * math.ceil(self.width / block)
+
+
+class Mosaic(_Counts):
     """Disk-backed vote/coverage accumulator for one scene (a context manager).
 
     ``Mosaic(width, height, transform, crs, workdir=None)``; ``add`` chip masks;
     read the final mask with ``iter_blocks`` / ``read_mask``, write it with
     ``write_mask_tif``, summarise it with ``stats``. Temp files live in a fresh folder
     (under ``workdir`` when given) and are removed by ``close``, on ``with`` exit (also on
-    exceptions) and, as a last resort, when the object is garbage collected. Not thread-safe.
+    exceptions) and, as a last resort, when the object is garbage collected. Not thread-safe,
+    but for one pattern: while one thread adds, another may read rows no add will touch
+    again (``trace_background.stripe_tracer``; the mapping is shared with the file, so a page one
+    thread drops is simply faulted in again by the other).
     """
 
     RESIDENT_BUDGET = 32 << 20  # bytes of mapped pages touched before they are dropped
@@ -268,11 +341,6 @@ class Mosaic:
         if self.closed:
             raise ValueError("mosaic is closed")
 
-    def _view(self, which: int, r0: int, c0: int, h: int, w: int) -> np.ndarray:
-        """Writable view of a window of one count file (drop it promptly)."""
-        rows = np.frombuffer(self._maps[which], dtype=np.uint8, count=h * self.width, offset=r0 * self.width)
-        return rows.reshape(h, self.width)[:, c0 : c0 + w]
-
     def _resident_bound(self) -> int:
         """Upper bound of the mapped bytes (both files) that adds since the last trim can hold.
 
@@ -290,15 +358,6 @@ class Mosaic:
             per_file = (r1 - r0) * ((c1 - c0) + 2 * _FAULT_AROUND)
         return per_file * len(self._maps)
 
-    def _drop_rows(self, r0: int, h: int) -> None:
-        """Unmap the pages of rows [r0, r0 + h) from the process after a read (data stays)."""
-        if not hasattr(mmap, "MADV_DONTNEED"):
-            return
-        start = r0 * self.width // mmap.PAGESIZE * mmap.PAGESIZE
-        length = (r0 + h) * self.width - start
-        for mm in self._maps:
-            mm.madvise(mmap.MADV_DONTNEED, start, length)
-
     def _trim(self, r0: int, c0: int, h: int, w: int) -> None:
         """Note an add's window; drop mapped pages once RESIDENT_BUDGET bytes may be mapped."""
         span = self._span
@@ -313,8 +372,12 @@ class Mosaic:
             self._span = None
 
     # -- writing ------------------------------------------------------------------------
-    def add(self, window: Any, water: np.ndarray, valid: np.ndarray) -> None:
-        """Count one chip: coverage += valid, votes += water & valid, over ``window``."""
+    def add(self, window: Any, water: np.ndarray, valid: np.ndarray, *, check_coverage: bool = True) -> None:
+        """Count one chip: coverage += valid, votes += water & valid, over ``window``.
+
+        ``check_coverage=False``: the caller knows no pixel gets more than MAX_COVERAGE chips
+        (the pipeline checks its chip grid once per scene), so no per-chip scan for it.
+        """
         self._check_open()
         r0, c0, h, w = _window_ints(window)
         water = np.asarray(water)
@@ -328,7 +391,7 @@ class Mosaic:
         valid = valid.astype(bool, copy=False)
         vote = np.logical_and(water.astype(bool, copy=False), valid)
         cov = self._view(1, r0, c0, h, w)
-        if cov.max() == MAX_COVERAGE and np.any((cov == MAX_COVERAGE) & valid):
+        if check_coverage and cov.max() == MAX_COVERAGE and np.any((cov == MAX_COVERAGE) & valid):
             raise ValueError(f"more than {MAX_COVERAGE} chips cover a pixel of window {window}")
         cov += valid
         votes = self._view(0, r0, c0, h, w)
@@ -336,47 +399,15 @@ class Mosaic:
         del cov, votes
         self._trim(r0, c0, h, w)
 
-    # -- reading ------------------------------------------------------------------------
-    def read_counts(self, window: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(votes, coverage) uint8 copies for ``window``."""
+    def reader_spec(self) -> dict[str, Any]:
+        """What ``MosaicReader`` needs to read this mosaic from another process."""
         self._check_open()
-        r0, c0, h, w = _window_ints(window)
-        if r0 < 0 or c0 < 0 or r0 + h > self.height or c0 + w > self.width:
-            raise ValueError(f"window {window} is outside the {self.width}x{self.height} mosaic")
-        votes = np.empty((h, w), np.uint8)
-        cov = np.empty((h, w), np.uint8)
-        for s0 in range(0, h, _READ_STRIP):  # strips, each unmapped once copied: flat RSS
-            s1 = min(h, s0 + _READ_STRIP)
-            votes[s0:s1] = self._view(0, r0 + s0, c0, s1 - s0, w)
-            cov[s0:s1] = self._view(1, r0 + s0, c0, s1 - s0, w)
-            self._drop_rows(r0 + s0, s1 - s0)
-        return votes, cov
-
-    def read_mask(self, window: Any) -> np.ndarray:
-        """Final uint8 mask for ``window``: 1 water (by the vote rule), 0 land, 255 nodata."""
-        votes, cov = self.read_counts(window)
-        if self.vote == "majority":
-            out = (votes > (cov >> 1)).view(np.uint8)  # == votes * 2 > cov, without overflow
-        elif self.vote == "any":
-            out = (votes > 0).view(np.uint8)
-        else:  # all
-            out = (votes == cov).view(np.uint8)
-        out[cov == 0] = NODATA
-        return out
-
-    def iter_blocks(self, block: int = 2048) -> Iterator[tuple[Any, np.ndarray]]:
-        """Yield (Window, uint8 mask) blocks in row-major order, each at most ``block`` px square."""
-        from rasterio.windows import Window
-
-        if block <= 0:
-            raise ValueError("block must be positive")
-        for r0 in range(0, self.height, block):
-            for c0 in range(0, self.width, block):
-                win = Window(c0, r0, min(block, self.width - c0), min(block, self.height - r0))
-                yield win, self.read_mask(win)
-
-    def n_blocks(self, block: int = 2048) -> int:
-        return math.ceil(self.height / block) * math.ceil(self.width / block)
+        return {
+            "paths": [str(p) for p in self._paths],
+            "width": self.width,
+            "height": self.height,
+            "vote": self.vote,
+        }
 
     # -- outputs ------------------------------------------------------------------------
     def write_mask_tif(
@@ -459,3 +490,29 @@ class Mosaic:
     def __repr__(self) -> str:
         state = "closed" if self.closed else str(self._dir)
         return f"Mosaic({self.width}x{self.height}, {state})"
+
+
+class MosaicReader(_Counts):
+    """A ``Mosaic``'s final mask read from another process (``Mosaic.reader_spec``): read-only.
+
+    ``trace_background.stripe_tracer`` vectorises in a child process with it, which has its own GIL:
+    GDAL's polygonizer holds the GIL of the process it runs in for its whole call.
+    """
+
+    def __init__(self, spec: dict[str, Any]):
+        self.width, self.height, self.vote = int(spec["width"]), int(spec["height"]), spec["vote"]
+        nbytes = self.width * self.height
+        self._files = [open(p, "rb") for p in spec["paths"]]  # noqa: SIM115 - closed by close()
+        self._maps = [mmap.mmap(f.fileno(), nbytes, access=mmap.ACCESS_READ) for f in self._files]
+
+    def _check_open(self) -> None:
+        if not self._maps:
+            raise ValueError("mosaic reader is closed")
+
+    def close(self) -> None:
+        for m in self._maps:
+            with contextlib.suppress(BufferError, OSError, ValueError):
+                m.close()
+        for f in self._files:
+            f.close()
+        self._maps, self._files = [], []

@@ -380,6 +380,7 @@ def segment_raster(
     if isinstance(options, dict):
         options = SegmentOptions.from_dict(options)
     options.validate()
+    options = options.with_engine_defaults(segmenter)
     progress.report(0, 1, "finding scenes")
     if scenes is None:
         scenes = resolve_inputs(options.inputs, stac_bands=options.stac_bands, engine=options.engine)

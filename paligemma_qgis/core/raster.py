@@ -9,7 +9,9 @@ Why it looks like this:
   noise.
 - A pixel is valid when *any* band read has data (GDAL's dataset-mask rule), so a black
   NIR value over water is data, not nodata. Alpha bands and internal masks are honoured; NaN
-  never counts as data. Invalid pixels are NaN in ``raw`` and 0 in ``rgb``.
+  never counts as data. Invalid pixels are NaN in ``raw`` and 0 in ``rgb``. The bands read
+  are what the engine uses: the RGB rendering bands for a model, only the index bands for
+  a water index (which gets no rendering and no stretch).
 - Band roles (green, nir, swir, ...) come, in this order, from explicit overrides, from the
   file's own band descriptions (``"nir"``, ``"B8"`` in a Sentinel-2 file), and from a preset's
   assumed band order: a file that names its bands is trusted over a guess.
@@ -46,6 +48,7 @@ from .inputs import input_error, library_errors, open_raster_dataset, reading
 OVERVIEW_SIZE = 1024
 PATCH_SAMPLING_FACTOR = 16  # rasters bigger than this many samples are sampled in patches
 PATCHES = 16  # patches per side
+STATS_TILES = 8  # tiled files: storage tiles per side of the statistics sample
 READ_ERROR_POLICIES = ("fail", "skip")
 SKIP_HINT = "--on-read-error skip maps unreadable blocks as nodata"
 _MAX_PIECES = 4096  # most pieces one failed read is retried in (on_read_error="skip")
@@ -528,7 +531,7 @@ class RasterSource:
             valid = None
         data_bands = [i for i, b in enumerate(bands) if b != self.alpha_band]
         if self._nodata_cmp is not None or self._float:
-            v = values[data_bands]
+            v = values if len(data_bands) == len(values) else values[data_bands]
             has = np.ones(v.shape, bool) if self._nodata_cmp is None else v != self._nodata_cmp
             if self._float:
                 has &= np.isfinite(v)
@@ -546,9 +549,11 @@ class RasterSource:
         """A decimated read of the scene (or of ``window``), or for big rasters without overviews a patchwork.
 
         GDAL's decimated read of a raster without overviews decompresses every block; past
-        ``PATCH_SAMPLING_FACTOR`` times the sample size, ``PATCHES`` x ``PATCHES`` small
-        windows spread evenly over the area are read instead and laid side by side
-        (statistics only: the sample is not a map).
+        ``PATCH_SAMPLING_FACTOR`` times the sample size, a patchwork spread evenly over the
+        area is read instead and laid side by side (statistics only: the sample is not a
+        map). Tiled files: ``STATS_TILES`` x ``STATS_TILES`` whole storage tiles, each read
+        decimated, so every patch costs exactly one tile; other layouts: ``PATCHES`` x
+        ``PATCHES`` small windows.
         """
         r0, c0 = (0, 0) if window is None else (int(window.row_off), int(window.col_off))
         height, width = (
@@ -558,6 +563,9 @@ class RasterSource:
         during = "reading scene statistics"
         if not big or self._ds.overviews(bands[0]):
             return self._read(bands, window, _shrunk(height, width, max_size), during)
+        bh, bw = self.block_shape
+        if self._vrt is None and bw < self.width and bh < self.height:
+            return self._tile_sample(bands, max_size, Window(c0, r0, width, height), (bh, bw), during)
         n = PATCHES
         ph, pw = max(1, min(max_size // n, height // n)), max(1, min(max_size // n, width // n))
         values = np.empty((len(bands), n * ph, n * pw), self.dtype)
@@ -567,6 +575,30 @@ class RasterSource:
             for j in range(n):
                 c = c0 + int((j + 0.5) * width / n - pw / 2)
                 v, m = self._read(bands, Window(c, r, pw, ph), None, during)
+                values[:, i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = v
+                valid[i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = m
+        return values, valid
+
+    def _tile_sample(
+        self, bands: list[int], max_size: int, area: Window, block: tuple[int, int], during: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Whole storage tiles evenly spread over ``area`` (clipped to it), each decimated to one patch."""
+        bh, bw = block
+        r0, c0 = int(area.row_off), int(area.col_off)
+        r1, c1 = r0 + int(area.height), c0 + int(area.width)
+        tile_rows = range(r0 // bh, (r1 - 1) // bh + 1)
+        tile_cols = range(c0 // bw, (c1 - 1) // bw + 1)
+        ni, nj = min(STATS_TILES, len(tile_rows)), min(STATS_TILES, len(tile_cols))
+        ph, pw = max(1, min(max_size // ni, bh)), max(1, min(max_size // nj, bw))
+        values = np.empty((len(bands), ni * ph, nj * pw), self.dtype)
+        valid = np.empty((ni * ph, nj * pw), bool)
+        for i in range(ni):
+            tr = tile_rows[int((i + 0.5) * len(tile_rows) / ni)]
+            top, bottom = max(r0, tr * bh), min(r1, (tr + 1) * bh)
+            for j in range(nj):
+                tc = tile_cols[int((j + 0.5) * len(tile_cols) / nj)]
+                left, right = max(c0, tc * bw), min(c1, (tc + 1) * bw)
+                v, m = self._read(bands, Window(left, top, right - left, bottom - top), (ph, pw), during)
                 values[:, i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = v
                 valid[i * ph : (i + 1) * ph, j * pw : (j + 1) * pw] = m
         return values, valid
@@ -586,23 +618,31 @@ class RasterSource:
         return _shrunk(self.height, self.width, max_size)
 
     def read_sample(
-        self, raw_bands: Sequence[int] = (), max_size: int = OVERVIEW_SIZE, window: Window | None = None
+        self,
+        raw_bands: Sequence[int] = (),
+        max_size: int = OVERVIEW_SIZE,
+        window: Window | None = None,
+        rgb: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The scene (or ``window`` of it) decimated (nearest) as one chip: (raw, rgb, valid), like ``read_chip``.
 
         One read serves the scene stretch (when not yet known) and a segmenter's ``prepare``.
         A window keeps the statistics to the part being mapped (an AOI on a huge raster).
+        ``rgb=False``: only ``raw_bands`` are read and no stretch is computed (rgb is (h, w, 0)).
         """
         raw_bands = list(raw_bands)
-        bands = list(dict.fromkeys([*self.rgb_bands, *raw_bands]))
+        bands = list(dict.fromkeys([*(self.rgb_bands if rgb else ()), *raw_bands]))
         values, valid = self._read_stats_sample(bands, max_size, window)
-        if self._lo is None and self.dtype != "uint8":
+        if rgb and self._lo is None and self.dtype != "uint8":
             as_float = values.astype(np.float32)
             self._set_stretch(as_float, valid, bands)
-        rgb = self.to_rgb(values, valid, [bands.index(b) for b in self.rgb_bands])
+        if rgb:
+            rendered = self.to_rgb(values, valid, [bands.index(b) for b in self.rgb_bands])
+        else:
+            rendered = np.empty((*valid.shape, 0), np.uint8)
         raw = values[[bands.index(b) for b in raw_bands]].astype(np.float32)
         raw[:, ~valid] = np.nan
-        return raw, rgb, valid
+        return raw, rendered, valid
 
     def to_rgb(self, values: np.ndarray, valid: np.ndarray, positions: Sequence[int]) -> np.ndarray:
         """8-bit (h, w, 3) rendering of ``values[positions]`` with the scene stretch; 0 where invalid."""
@@ -628,22 +668,34 @@ class RasterSource:
         window: Window,
         raw_bands: Sequence[int] = (),
         out_shape: tuple[int, int] | None = None,
+        rgb: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Read one window: (raw float32 (n,h,w) NaN-invalid, rgb uint8 (h,w,3), valid bool (h,w)).
 
         One read call for the RGB and raw bands together. ``out_shape`` resamples the window
         (nearest, so values and nodata stay exact), used for rasters smaller than a chip.
+        ``rgb=False`` (an engine that never looks at the rendering): only ``raw_bands`` are
+        read and validity comes from them; rgb is an empty (h, w, 0) array.
         """
         raw_bands = list(raw_bands)
-        bands = list(dict.fromkeys([*self.rgb_bands, *raw_bands]))
+        bands = list(dict.fromkeys([*(self.rgb_bands if rgb else ()), *raw_bands]))
+        if not bands:  # validity only (a text engine's answers rebuilt): as the model's chips had it
+            bands = list(dict.fromkeys(self.rgb_bands))
         values, valid = self._read(bands, window, out_shape)
-        rgb = self.to_rgb(values, valid, [bands.index(b) for b in self.rgb_bands])
+        if rgb:
+            rendered = self.to_rgb(values, valid, [bands.index(b) for b in self.rgb_bands])
+        else:
+            rendered = np.empty((*valid.shape, 0), np.uint8)
         if raw_bands:
-            raw = values[[bands.index(b) for b in raw_bands]].astype(np.float32)
-            raw[:, ~valid] = np.nan
+            if raw_bands == bands:
+                raw = values.astype(np.float32)
+            else:
+                raw = values[[bands.index(b) for b in raw_bands]].astype(np.float32)
+            if not valid.all():
+                raw[:, ~valid] = np.nan
         else:
             raw = np.empty((0, *valid.shape), np.float32)
-        return raw, rgb, valid
+        return raw, rendered, valid
 
     @property
     def block_shape(self) -> tuple[int, int]:

@@ -12,6 +12,9 @@ identical (same decoder, same paste), which is what makes resume and Ray exact.
 
 Orders that keep failures cheap: everything that can be wrong with a scene (bands, overlap,
 AOI, size) is found by ``plan_scene`` before its statistics are read or a chip is segmented.
+
+One file because the local stages and the text path must give the same result, chip for
+chip (Ray and resumed runs are compared with local ones exactly): they share every helper.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from .chip_reader import (
     read_chip,
     reader_threads,
 )
-from .engine.base import ChipBatch, ChipResult
+from .engine.base import ChipBatch, ChipResult, engine_needs
 from .errors import InputError
 from .grid import ChipGrid
 from .mosaic import MAX_COVERAGE
@@ -165,19 +168,27 @@ def plan_scene(src: Any, segmenter: Any, options: Any, scene: Scene) -> ScenePla
 
 
 def scene_statistics(src: Any, segmenter: Any, plan: ScenePlan) -> None:
-    """One decimated read: the scene-wide 8-bit stretch and the segmenter's ``prepare`` (e.g. Otsu).
+    """One sample read: the scene-wide 8-bit stretch and the segmenter's ``prepare`` (e.g. Otsu).
 
-    With an AOI the read covers the part being mapped: the rest of a huge raster may hold
-    nothing at all, and the stretch should suit the area the model sees.
+    Only what the engine needs: no read at all when it needs neither (the water index with
+    a fixed threshold, a model on 8-bit data); the chip loop then finds an all-nodata
+    raster itself. With an AOI the read covers the part being mapped: the rest of a huge
+    raster may hold nothing at all, and the stretch should suit the area the model sees.
     """
     from rasterio.windows import Window
 
+    needs = engine_needs(segmenter)
+    if not (needs.sample or (needs.rgb and src.dtype != "uint8")):
+        return
     whole = plan.grid.extent == Window(0, 0, src.width, src.height)
-    raw, rgb, valid = src.read_sample(plan.raw_bands, window=None if whole else plan.grid.extent)
+    raw, rgb, valid = src.read_sample(
+        plan.raw_bands, window=None if whole else plan.grid.extent, rgb=needs.rgb
+    )
     if not valid.any():
         raise InputError(f"{src.path}: the raster has no valid pixels (all nodata)")
-    segmenter.prepare(ChipBatch(raw=raw[None], rgb=rgb[None], valid=valid[None], ids=[-1]))
-    plan.stretch = src.stretch
+    if needs.sample:
+        segmenter.prepare(ChipBatch(raw=raw[None], rgb=rgb[None], valid=valid[None], ids=[-1]))
+    plan.stretch = src.stretch if needs.rgb else None
 
 
 # ----------------------------------------------------------------------------- chips
@@ -213,18 +224,21 @@ def add_result(mosaic: Any, plan: ScenePlan, data: ChipData, res: ChipResult) ->
     water = np.asarray(res.water, dtype=bool)
     if water.shape != valid.shape:
         raise RuntimeError(f"segmenter returned a {water.shape} mask for a {valid.shape} chip {data.chip.id}")
-    water = water & valid
     w = data.chip.window
     h, wd = int(w.height), int(w.width)
     if (h, wd) != valid.shape:  # a raster smaller than a chip, read resampled
         water, valid = _back_to_window(water, h, wd), _back_to_window(valid, h, wd)
     ext = plan.grid.extent
     local = Window(int(w.col_off) - int(ext.col_off), int(w.row_off) - int(ext.row_off), wd, h)
-    mosaic.add(local, water, valid)
+    # votes count water & valid; plan_scene proved no pixel gets more than MAX_COVERAGE chips
+    mosaic.add(local, water, valid, check_coverage=False)
     return chip_record(data.chip, res.status, res.text, len(res.objects or []))
 
 
 def batch_of(items: list[ChipData]) -> ChipBatch:
+    if len(items) == 1:  # views, no copies
+        d = items[0]
+        return ChipBatch(raw=d.raw[None], rgb=d.rgb[None], valid=d.valid[None], ids=[d.chip.id])
     return ChipBatch(
         raw=np.stack([d.raw for d in items]),
         rgb=np.stack([d.rgb for d in items]),
@@ -247,6 +261,7 @@ class ChipTally:
     skipped: int = 0
     from_journal: int = 0  # answers rebuilt from journaled text (not asked again)
     seconds: float = 0.0
+    saw_data: bool = False  # some chip had a valid pixel
 
 
 def segment_chips(
@@ -259,15 +274,19 @@ def segment_chips(
     known: dict[int, str] | None = None,
     journal_texts: Callable[[list[tuple[int, str]]], None] | None = None,
     advance: Callable[[int], None] = lambda n: None,
+    done: Callable[[Any], None] = lambda chip: None,
 ) -> ChipTally:
     """Read every chip, segment it (or rebuild its answer from ``known`` text), add it to the mosaic.
 
     Text engines: each batch's texts go to ``journal_texts`` before their masks are made, so
     a kill loses at most the batch in flight. ``advance(n)`` reports chips done and is where
-    the caller checks for cancellation.
+    the caller checks for cancellation; ``done(chip)`` is told of every chip once it is in
+    the mosaic or skipped (``trace_background.stripe_tracer`` vectorises the rows that are final).
+    Pixel-wise engines are handed one chip at a time (views: no stacking copies).
     """
     known = known or {}
     text = is_text_engine(segmenter)
+    needs = engine_needs(segmenter)
     tally = ChipTally()
     t0 = time.perf_counter()
     size = plan.size
@@ -276,33 +295,44 @@ def segment_chips(
         _check_count(segmenter, results, len(items))
         for data, res in zip(items, results, strict=True):
             tally.records.append(add_result(mosaic, plan, data, res))
+            done(data.chip)
         tally.segmented += len(items)
         advance(len(items))
 
     def run_model(items: list[ChipData]) -> None:
-        batch = batch_of(items)
         if text:
-            texts = segmenter.generate_texts(batch)
+            texts = segmenter.generate_texts(batch_of(items))
             _check_count(segmenter, texts, len(items))
             if journal_texts is not None:
                 journal_texts([(d.chip.id, t) for d, t in zip(items, texts, strict=True) if t is not None])
             finish(items, segmenter.decoder.decode(texts, size, size))
+        elif needs.pixelwise:
+            finish(items, [r for d in items for r in segmenter.segment(batch_of([d]))])
         else:
-            finish(items, segmenter.segment(batch))
+            finish(items, segmenter.segment(batch_of(items)))
 
     def replay(items: list[ChipData]) -> None:
         finish(items, segmenter.decoder.decode([known[d.chip.id] for d in items], size, size))
         tally.from_journal += len(items)
 
     with ChipReader(
-        src, plan.grid, plan.raw_bands, size, plan.aoi, depth=2 * batch_size, workers=reader_threads()
+        src,
+        plan.grid,
+        plan.raw_bands,
+        size,
+        plan.aoi,
+        depth=2 * batch_size,
+        workers=reader_threads(),
+        rgb=needs.rgb,
     ) as reader:
         todo: list[ChipData] = []
         rebuilt: list[ChipData] = []
         for data in reader:
+            tally.saw_data = tally.saw_data or data.fraction > 0
             if is_skipped(data, plan.min_valid_fraction):
                 tally.records.append(skipped_record(data))
                 tally.skipped += 1
+                done(data.chip)
                 if tally.skipped % 64 == 0:
                     advance(64)
                 continue
@@ -315,6 +345,8 @@ def segment_chips(
             if queue:
                 run(list(queue))
         advance(tally.skipped % 64)
+    if not tally.saw_data:  # found here when scene_statistics read nothing
+        raise InputError(f"{src.path}: the raster has no valid pixels (all nodata)")
     tally.seconds = time.perf_counter() - t0
     return tally
 
@@ -417,14 +449,18 @@ def finish_scene(
     segmenter: Any,
     seconds: float,
     progress: Any = None,
+    traced: Any = None,
 ) -> SceneResult:
-    """Vectorise a scene's mosaic (water and observed footprint) into its result."""
+    """Vectorise a scene's mosaic (water and observed footprint) into its result.
+
+    ``traced``: the pixel polygons ``trace_background.stripe_tracer`` made during the chip loop.
+    """
     import geopandas as gpd
 
     from .vectorize import metric_area_perimeter, vectorize_scene
 
     water, observed = vectorize_scene(
-        mosaic, simplify=options.simplify, min_area_m2=options.min_area_m2, progress=progress
+        mosaic, simplify=options.simplify, min_area_m2=options.min_area_m2, progress=progress, traced=traced
     )
     observed_m2 = (
         float(metric_area_perimeter(gpd.GeoSeries([observed], crs=water.crs))[0][0])
@@ -485,8 +521,14 @@ def run_scene(
     advance: Callable[[int], None] = lambda n: None,
     progress: Any = None,
 ) -> SceneResult:
-    """All stages of one scene in this process (the local executor)."""
+    """All stages of one scene in this process (the local executor).
+
+    The mosaic is vectorised stripe by stripe in the background while chips are still being
+    read and segmented (``trace_background.stripe_tracer``).
+    """
     import rasterio
+
+    from .trace_background import stripe_tracer
 
     t0 = time.perf_counter()
     with open_scene(scene, options) as src:
@@ -497,7 +539,7 @@ def run_scene(
             scene_statistics(src, segmenter, plan)
             check_cancelled(progress)
             batch_size = int(options.batch_size or getattr(segmenter, "batch_size", None) or 8)
-            with scene_mosaic(plan, options) as mosaic:
+            with scene_mosaic(plan, options) as mosaic, stripe_tracer(mosaic, plan.grid) as tracer:
                 tally = segment_chips(
                     src,
                     plan,
@@ -507,9 +549,11 @@ def run_scene(
                     known=known,
                     journal_texts=journal_texts,
                     advance=advance,
+                    done=tracer.chip_done,
                 )
+                traced = tracer.finish(progress)
                 result = finish_scene(
-                    mosaic, plan, options, tally, segmenter, time.perf_counter() - t0, progress
+                    mosaic, plan, options, tally, segmenter, time.perf_counter() - t0, progress, traced
                 )
                 result.read_errors = int(getattr(src, "read_errors", 0) or 0)
                 if options.mask_tif:
@@ -543,42 +587,59 @@ def finish_from_texts(
     """A scene's result from its chips' texts: read validity, decode, mosaic, vectorise (no model).
 
     Chips without a text (not in ``texts``, or None) are re-read and skipped exactly as the
-    run skipped them (too little valid data), so the result equals the run's own.
+    run skipped them (too little valid data), so the result equals the run's own. Only
+    validity is read (no rendering), and vectorising overlaps it as in ``run_scene``.
     """
     import rasterio
 
+    from .trace_background import stripe_tracer
+
     t0 = time.perf_counter()
     tally = ChipTally()
-    with open_scene(plan.scene, options) as src:
-        if plan.stretch is not None:
-            src.set_stretch(*zip(*plan.stretch, strict=True))
-        with rasterio.Env(**gdal_env(src, plan.size)), scene_mosaic(plan, options) as mosaic:
-            items: list[ChipData] = []
+    with (
+        open_scene(plan.scene, options) as src,
+        rasterio.Env(**gdal_env(src, plan.size)),
+        scene_mosaic(plan, options) as mosaic,
+        stripe_tracer(mosaic, plan.grid) as tracer,
+    ):
+        items: list[ChipData] = []
 
-            def flush() -> None:
-                results = decoder.decode([texts.get(d.chip.id) for d in items], plan.size, plan.size)
-                for data, res in zip(items, results, strict=True):
-                    tally.records.append(add_result(mosaic, plan, data, res))
-                tally.segmented += len(items)
-                items.clear()
+        def flush() -> None:
+            results = decoder.decode([texts.get(d.chip.id) for d in items], plan.size, plan.size)
+            for data, res in zip(items, results, strict=True):
+                tally.records.append(add_result(mosaic, plan, data, res))
+                tracer.chip_done(data.chip)
+            tally.segmented += len(items)
+            items.clear()
 
-            with ChipReader(
-                src, plan.grid, plan.raw_bands, plan.size, plan.aoi, depth=64, workers=reader_threads()
-            ) as reader:
-                for data in reader:
-                    if is_skipped(data, plan.min_valid_fraction):
-                        tally.records.append(skipped_record(data))
-                        tally.skipped += 1
-                        continue
-                    items.append(data)
-                    if len(items) >= 64:
-                        flush()
-                if items:
+        with ChipReader(
+            src,
+            plan.grid,
+            plan.raw_bands,
+            plan.size,
+            plan.aoi,
+            depth=64,
+            workers=reader_threads(),
+            rgb=False,
+        ) as reader:
+            for data in reader:
+                if is_skipped(data, plan.min_valid_fraction):
+                    tally.records.append(skipped_record(data))
+                    tally.skipped += 1
+                    tracer.chip_done(data.chip)
+                    continue
+                items.append(data)
+                if len(items) >= 64:
                     flush()
-            tally.seconds = time.perf_counter() - t0
-            result = finish_scene(mosaic, plan, options, tally, None, seconds + time.perf_counter() - t0)
-            result.read_errors = int(getattr(src, "read_errors", 0) or 0)
-            if options.mask_tif:
-                mosaic.write_mask_tif(options.mask_tif, overwrite=True)
+            if items:
+                flush()
+        tally.seconds = time.perf_counter() - t0
+        traced = tracer.finish()
+        result = finish_scene(
+            mosaic, plan, options, tally, None, seconds + time.perf_counter() - t0, traced=traced
+        )
+        result.read_errors = int(getattr(src, "read_errors", 0) or 0)
+        if options.mask_tif:
+            mosaic.write_mask_tif(options.mask_tif, overwrite=True)
     result.engine = dict(engine or {})
     return result

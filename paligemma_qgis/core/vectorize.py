@@ -1,11 +1,10 @@
 """Mosaic -> water polygons (dissolved across block seams), metric areas, GeoPackage output.
 
-Polygons are traced block by block with ``rasterio.features.shapes`` in *pixel*
-coordinates (integers, exactly representable), so pieces of one lake cut by a block seam
-share their seam edges bit for bit and ``shapely.union_all`` merges them without slivers
-or gaps; only pieces that touch an inner seam take part in that union. The raster's affine
-transform (rotation included) is applied once, at the end. Connectivity is 4 (pixels
-touching only at a corner are separate polygons), which keeps every polygon valid.
+Polygons are traced block by block in *pixel* coordinates (``trace``: integers, exactly
+representable, so pieces of one lake cut by a block seam share their seam edges bit for
+bit and merge without slivers or gaps). The raster's affine transform (rotation included)
+is applied once, at the end. Connectivity is 4 (pixels touching only at a corner are
+separate polygons), which keeps every polygon valid.
 
 Areas and perimeters are measured in a Lambert azimuthal equal-area projection on the
 data's own datum, centred on the 2x2 degree cell holding each polygon's centroid
@@ -28,8 +27,8 @@ import numpy as np
 
 from .atomic import atomic_output
 from .errors import PaliGemmaQgisError
-from .mosaic import NODATA, WATER, _to_pyproj
-from .progress import Progress, check_cancelled
+from .mosaic import _to_pyproj
+from .progress import Progress
 
 _GROUP_DEG = 2.0  # size of the lon/lat cells that share one equal-area centre
 _DENSIFY_DEG = 0.01
@@ -154,21 +153,6 @@ def _large_geographic(geom: Any, pcrs: Any, wkt: str, deg: float) -> tuple[float
     return area, float(perimeter)
 
 
-def _polygon_pieces(water: np.ndarray, row_off: int, col_off: int) -> list[Any]:
-    """Polygons (with holes) of the True pixels of one block, in global pixel coordinates."""
-    import shapely
-    from affine import Affine
-    from rasterio.features import shapes
-
-    out = []
-    for geom, _ in shapes(
-        water.view(np.uint8), mask=water, connectivity=4, transform=Affine.translation(col_off, row_off)
-    ):
-        rings = geom["coordinates"]
-        out.append(shapely.Polygon(rings[0], rings[1:]))
-    return out
-
-
 def _empty_water_frame(crs: Any):
     import geopandas as gpd
     import pandas as pd
@@ -183,62 +167,6 @@ def _empty_water_frame(crs: Any):
     )
     gdf.attrs["geometry_type"] = "Polygon"
     return gdf
-
-
-def _trace(
-    mosaic: Any, block: int, progress: Progress | None, observed: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Water polygons (and the observed footprint's) of a mosaic in pixel coordinates, seams merged.
-
-    One pass over the mosaic's blocks serves both: water is ``== WATER``, observed is
-    ``!= NODATA`` (a valid pixel some segmented chip covered).
-    """
-    import shapely
-
-    width, height = int(mosaic.width), int(mosaic.height)
-    total = math.ceil(height / block) * math.ceil(width / block) + 1
-    inner: list[Any] = []
-    seam: list[Any] = []
-    seen: list[Any] = []
-    for i, (win, arr) in enumerate(mosaic.iter_blocks(block)):
-        check_cancelled(progress)
-        r0, c0 = int(win.row_off), int(win.col_off)
-        water = arr == WATER
-        if water.any():
-            r1, c1 = r0 + int(win.height), c0 + int(win.width)
-            pieces = _polygon_pieces(water, r0, c0)
-            b = shapely.bounds(np.array(pieces, dtype=object))
-            on_seam = (
-                ((b[:, 0] == c0) & (c0 > 0))
-                | ((b[:, 2] == c1) & (c1 < width))
-                | ((b[:, 1] == r0) & (r0 > 0))
-                | ((b[:, 3] == r1) & (r1 < height))
-            )
-            for p, s in zip(pieces, on_seam, strict=True):
-                (seam if s else inner).append(p)
-        if observed:
-            valid = arr != NODATA
-            if valid.all():
-                seen.append(shapely.box(c0, r0, c0 + int(win.width), r0 + int(win.height)))
-            elif valid.any():
-                seen.extend(_polygon_pieces(valid, r0, c0))
-        if progress is not None:
-            progress.report(i + 1, total, "vectorising water")
-    check_cancelled(progress)
-    polys = np.array(inner, dtype=object)
-    if seam:
-        merged = shapely.get_parts(shapely.union_all(np.array(seam, dtype=object)))
-        merged = merged[shapely.get_type_id(merged) == 3]  # polygons only
-        merged = shapely.simplify(merged, 0.0)  # drop collinear seam vertices (exact in pixel space)
-        polys = np.concatenate([polys, merged])
-    if progress is not None:
-        progress.report(total, total, "vectorising water")
-    footprint = None
-    if observed:
-        union = shapely.union_all(np.array(seen, dtype=object)) if seen else shapely.MultiPolygon()
-        footprint = shapely.get_parts(shapely.simplify(union, 0.0))
-        footprint = footprint[shapely.get_type_id(footprint) == 3]
-    return polys, footprint
 
 
 def _to_map(polys: np.ndarray, t: Any) -> np.ndarray:
@@ -260,17 +188,23 @@ def vectorize_scene(
     label: str = "water",
     progress: Progress | None = None,
     block: int = 2048,
+    traced: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> tuple[Any, Any]:
     """(water polygons as ``vectorize_mosaic`` makes them, observed footprint as one geometry).
 
     Both in the mosaic's CRS. The footprint is where the run decided water or land: the
     pixels a segmented chip covered with valid data (nodata, skipped chips and pixels
     outside an AOI are not in it), so a later comparison can tell "not water" from "not
-    seen". It is exact in pixel edges (no simplification, no minimum area).
+    seen". It is exact in pixel edges (no simplification, no minimum area). ``traced``:
+    what a ``trace_background.stripe_tracer`` traced while the chips were added (else traced here).
     """
     import shapely
 
-    polys, footprint = _trace(mosaic, block, progress, observed=True)
+    from .trace import trace_blocks
+
+    if traced is None:
+        traced = trace_blocks(mosaic, block, progress, observed=True)
+    polys, footprint = traced
     water = _water_frame(mosaic, polys, simplify=simplify, min_area_m2=min_area_m2, label=label)
     pieces = _to_map(footprint, mosaic.transform) if len(footprint) else footprint
     return water, shapely.MultiPolygon(list(pieces)) if len(pieces) else shapely.MultiPolygon()
@@ -294,7 +228,9 @@ def vectorize_mosaic(
     dropped (after simplification). ``out_crs``: output CRS (default: the raster's); areas
     are ground areas and do not depend on it. One row per polygon, ordered top to bottom.
     """
-    polys, _ = _trace(mosaic, block, progress, observed=False)
+    from .trace import trace_blocks
+
+    polys, _ = trace_blocks(mosaic, block, progress, observed=False)
     gdf = _water_frame(mosaic, polys, simplify=simplify, min_area_m2=min_area_m2, label=label)
     return reproject_frame(gdf, out_crs)
 

@@ -174,7 +174,7 @@ class SegmentAlgorithm(WorkerAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.BATCH_SIZE,
-                _tr("Batch size (chips per model call; 0 = auto: what GPU memory holds, 4 on CPU)"),
+                _tr("Batch size (chips per model call; 0 = auto: what GPU memory holds, 8 on CPU)"),
                 QgsProcessingParameterNumber.Type.Integer,
                 0,
                 False,
@@ -185,11 +185,11 @@ class SegmentAlgorithm(WorkerAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.OVERLAP,
-                _tr("Chip overlap (pixels)"),
+                _tr("Chip overlap (pixels; -1 = auto: 32 for PaliGemma, 0 for the water index)"),
                 QgsProcessingParameterNumber.Type.Integer,
-                32,
+                -1,
                 False,
-                0,
+                -1,
                 200,
             )
         )
@@ -273,6 +273,7 @@ class SegmentAlgorithm(WorkerAlgorithm):
         problem = ray_address_problem(address)
         if problem:
             raise _failure(problem.replace("Ray address", "RAY_ADDRESS", 1))
+        overlap = self.parameterAsInt(parameters, self.OVERLAP, context)  # -1: the engine's default
         return segment_job(
             raster,
             output,
@@ -282,7 +283,7 @@ class SegmentAlgorithm(WorkerAlgorithm):
             green=self.parameterAsInt(parameters, self.GREEN, context),
             nir=self.parameterAsInt(parameters, self.NIR, context),
             swir=self.parameterAsInt(parameters, self.SWIR, context),
-            overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
+            overlap=overlap if overlap >= 0 else None,
             resolution=self.parameterAsDouble(parameters, self.RESOLUTION, context),
             aoi=aoi,
             min_area_m2=self.parameterAsDouble(parameters, self.MIN_AREA, context),

@@ -45,7 +45,6 @@ from .more_rasters import MoreRastersField
 from .options import (
     DEFAULT_ENGINE,
     DEFAULT_MODEL,
-    DEFAULT_OVERLAP,
     DEVICES,
     ENGINES,
     KNOWN_MODELS,
@@ -204,16 +203,22 @@ class SegmentDialog(JobDialog):
         grid = QGridLayout(self.advanced_box)
         self.batch_spin = QSpinBox()
         self.batch_spin.setRange(0, 256)
-        self.batch_spin.setSpecialValueText("Auto")  # 0: what GPU memory holds (up to 64), 4 on CPU
+        self.batch_spin.setSpecialValueText("Auto")  # 0: what GPU memory holds (up to 64), 8 on CPU
         self.batch_spin.setValue(0)
         self.batch_spin.setToolTip(
-            "Chips per model call. Auto: as many as the GPU's free memory holds (up to 64), 4 on CPU; "
+            "Chips per model call. Auto: as many as the GPU's free memory holds (up to 64), 8 on CPU; "
             "halved automatically if the GPU runs out of memory."
         )
         self.overlap_spin = QSpinBox()
-        self.overlap_spin.setRange(0, 200)
-        self.overlap_spin.setValue(DEFAULT_OVERLAP)
+        self.overlap_spin.setRange(-1, 200)
+        self.overlap_spin.setSpecialValueText("Auto")  # -1: the engine's default (32 PaliGemma, 0 index)
+        self.overlap_spin.setValue(-1)
         self.overlap_spin.setSuffix(" px")
+        self.overlap_spin.setToolTip(
+            "Pixels neighbouring chips share. Auto: 32 for PaliGemma (a lake cut by a chip edge is seen "
+            "whole in the next chip), 0 for the water index (its answer for a pixel does not depend on "
+            "the chip around it, so overlap would only cost time)."
+        )
         self.resolution_spin = QDoubleSpinBox()
         self.resolution_spin.setRange(0.0, 10000.0)
         self.resolution_spin.setDecimals(2)
@@ -415,7 +420,7 @@ class SegmentDialog(JobDialog):
             green=self.green_spin.value() if water_index else None,
             nir=self.nir_spin.value() if water_index else None,
             swir=self.swir_spin.value() if water_index else None,
-            overlap=self.overlap_spin.value(),
+            overlap=None if self.overlap_spin.value() < 0 else self.overlap_spin.value(),
             resolution=self.resolution_spin.value(),
             aoi=self._aoi(temp_dir, copies),
             min_area_m2=self.min_area_spin.value(),
@@ -526,7 +531,7 @@ class SegmentDialog(JobDialog):
         self.vae_widget.setFilePath(s.value(f"{p}/vae", "", type=str))
         set_combo_value(self.device_combo, s.value(f"{p}/device", "auto", type=str))
         self.batch_spin.setValue(s.value(f"{p}/batch_size", 0, type=int))
-        self.overlap_spin.setValue(s.value(f"{p}/overlap", DEFAULT_OVERLAP, type=int))
+        self.overlap_spin.setValue(s.value(f"{p}/overlap", -1, type=int))
         self.resolution_spin.setValue(s.value(f"{p}/resolution", 0.0, type=float))
         self.min_area_spin.setValue(s.value(f"{p}/min_area_m2", 0.0, type=float))
         self.output_widget.setFilePath(s.value(f"{p}/output", "", type=str))

@@ -17,7 +17,6 @@ ENGINES: list[tuple[str, str]] = [
     ("water-index", "Water index (NDWI / MNDWI, no model)"),
 ]
 DEFAULT_ENGINE = "water-index"  # the CLI's default too: runs without a model download
-DEFAULT_OVERLAP = 32  # chip overlap in pixels, as core.pipeline.SegmentOptions
 DEVICES: list[tuple[str, str]] = [
     ("auto", "Automatic (GPU when available)"),
     ("cuda", "CUDA GPU"),

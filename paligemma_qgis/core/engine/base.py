@@ -61,6 +61,16 @@ class RasterBands:
 
 
 class Segmenter(Protocol):
+    """What the pipeline calls. Optional attributes say what a segmenter needs, so the
+    pipeline reads no more than that (``engine_needs``); a segmenter without them gets
+    everything (RGB rendering, scene sample, chip overlap), which is always correct:
+
+    - ``pixelwise``: each pixel's answer depends on that pixel's values and scene-level
+      parameters only (a spectral index with one threshold), so chips need no overlap;
+    - ``needs_rgb``: reads ``ChipBatch.rgb`` (False: the batch holds a (B, H, W, 0) array);
+    - ``needs_sample``: ``prepare`` uses the scene sample (False: it is not read).
+    """
+
     name: str
     chip_size: int  # pixels per side the segmenter wants
 
@@ -73,3 +83,21 @@ class Segmenter(Protocol):
         ...
 
     def segment(self, batch: ChipBatch) -> list[ChipResult]: ...
+
+
+@dataclass(frozen=True)
+class EngineNeeds:
+    """What a segmenter reads: see ``Segmenter``'s optional attributes."""
+
+    pixelwise: bool
+    rgb: bool
+    sample: bool
+
+
+def engine_needs(segmenter: object) -> EngineNeeds:
+    """A segmenter's needs; attributes it does not declare default to needing everything."""
+    return EngineNeeds(
+        pixelwise=bool(getattr(segmenter, "pixelwise", False)),
+        rgb=bool(getattr(segmenter, "needs_rgb", True)),
+        sample=bool(getattr(segmenter, "needs_sample", True)),
+    )

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CLASSES = ("water",)
+# CPU batch, measured (scripts/bench_cpu_batch.py, docs/BENCHMARKS.md): the chip loop runs
+# 1.5x faster at 8 than at 4 and only 1.07x more at 16, which doubles the memory of a batch
+# (about 1.9 GB at 8 for PaliGemma 2 3B in float32) and the work between cancel checks.
+CPU_BATCH = 8
 DEFAULT_MAX_OBJECTS = 8  # per chip; the token budget follows (about 23 tokens per object)
 MAX_AUTO_BATCH = 64  # beyond this, per-chip gains are small and cancel/progress get coarse
 CACHE_MODES = ("dynamic", "static")
@@ -105,6 +109,7 @@ class PaliGemmaSegmenter:
     """Segmenter protocol implementation over a loaded PaliGemma and the mask codec."""
 
     name = "paligemma"
+    needs_sample = False  # ``prepare`` fits nothing; the RGB stretch is the pipeline's
 
     def __init__(
         self,
@@ -223,7 +228,7 @@ class PaliGemmaSegmenter:
             torch.cuda.empty_cache()
 
     def _default_batch_size(self) -> int:
-        """CUDA: what the free GPU memory holds (at most MAX_AUTO_BATCH); elsewhere 4.
+        """CUDA: what the free GPU memory holds (at most MAX_AUTO_BATCH); elsewhere CPU_BATCH.
 
         On a GPU a decode step costs about the same for 1 or 64 chips (it reads all the
         weights either way), so the batch should be as big as memory allows. A batch that
@@ -232,7 +237,7 @@ class PaliGemmaSegmenter:
         import torch
 
         if self.loaded.device.type != "cuda":
-            return 4
+            return CPU_BATCH
         free, _total = torch.cuda.mem_get_info(self.loaded.device)
         per_chip = chip_memory_bytes(
             self.model.config, len(self._prompt_ids), self.max_new_tokens, self.loaded.dtype.itemsize

@@ -46,9 +46,12 @@ def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a.astype(np.float32, copy=False)
     b = b.astype(np.float32, copy=False)
     s = a + b
+    out = a - b
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = (a - b) / s
-    out[s == 0] = np.nan
+        np.divide(out, s, out=out)
+    zero = s == 0
+    if zero.any():
+        out[zero] = np.nan
     return out
 
 
@@ -61,6 +64,8 @@ class WaterIndexSegmenter:
     """
 
     name = "water-index"
+    pixelwise = True  # one pixel's bands and the scene threshold decide it: chips need no overlap
+    needs_rgb = False
 
     def __init__(
         self,
@@ -122,6 +127,11 @@ class WaterIndexSegmenter:
             )
         self.index_name = index
         return [green, other]
+
+    @property
+    def needs_sample(self) -> bool:
+        """Only Otsu needs the scene sample; a fixed threshold reads none."""
+        return self.fixed_threshold is None
 
     # -- Segmenter protocol
     def bands_needed(self, bands: RasterBands) -> list[int]:
