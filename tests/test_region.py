@@ -423,6 +423,44 @@ def test_kill_9_mid_scene_resumes_chips_from_the_journal(tmp_path, tiny_paligemm
     assert list(_layer(out, "chips")["text"]) == list(_layer(reference, "chips")["text"])
 
 
+def test_a_resumed_run_does_not_read_answered_chips_again(
+    tmp_path, tiny_paligemma, vae_npz, monkeypatch
+) -> None:
+    """The journal keeps each answered chip's validity: resuming reads only the others, same output."""
+    import paligemma_qgis.core.chip_reader as chip_reader
+    from paligemma_qgis.core.progress import Cancelled
+
+    scene = make_scene(
+        tmp_path / "collar.tif", width=700, height=500, collar=True, seed=3
+    )  # partial validity
+    opts = dict(raster=str(scene.path), **_paligemma(tiny_paligemma, vae_npz))
+    reference = tmp_path / "ref.gpkg"
+    full = segment_raster(SegmentOptions(output=str(reference), **opts))
+    out = tmp_path / "out.gpkg"
+    stop = type(
+        "P",
+        (),
+        {
+            "n": 0,
+            "report": lambda self, d, t, m="": setattr(self, "n", d),
+            "cancelled": lambda self: self.n >= 5,
+        },
+    )()
+    with pytest.raises(Cancelled):
+        segment_raster(SegmentOptions(output=str(out), **opts), stop)
+    reads = []
+    real = chip_reader.read_chip
+    monkeypatch.setattr(
+        chip_reader, "read_chip", lambda src, chip, *a, **k: reads.append(chip.id) or real(src, chip, *a, **k)
+    )
+    again = segment_raster(SegmentOptions(output=str(out), **opts))
+    answered = again.details["chips_from_journal"]
+    assert answered >= 4 and len(reads) == full.chips + full.skipped - answered
+    _same_polygons(_layer(out, "water"), _layer(reference, "water"))
+    assert list(_layer(out, "chips")["text"]) == list(_layer(reference, "chips")["text"])
+    assert _layer(out, "scenes").geometry[0].equals(_layer(reference, "scenes").geometry[0])
+
+
 def test_a_second_run_to_the_same_output_fails_at_once_naming_the_first(scenes, tmp_path) -> None:
     out = tmp_path / "o.gpkg"
     first = subprocess.Popen(

@@ -5,9 +5,10 @@ An SQLite file beside the output (``water.gpkg.journal``), written by the driver
 - ``meta``: the options fingerprint (``SegmentOptions.fingerprint``) and the options as JSON.
   A re-run with other options stops with a message naming what changed (``--restart``
   starts over);
-- ``chips``: each chip's model text, committed batch by batch as the model answers (only for
-  engines that answer in text: their masks are cheap to rebuild from the text, the text
-  is what costs GPU time);
+- ``chips``: each chip's model text and validity, committed batch by batch as the model
+  answers (only for engines that answer in text: their masks are cheap to rebuild from the
+  text, the text is what costs GPU time, and with the validity a resumed run need not even
+  read those chips again);
 - ``scenes``: each finished scene's result (polygons, footprint, chip records, counts), so
   a finished scene is never redone and the output is assembled from here at the end.
 
@@ -28,7 +29,7 @@ from typing import Any
 from .errors import InputError, PaliGemmaQgisError
 
 SUFFIX = ".journal"
-SCHEMA = 1
+SCHEMA = 2
 
 
 def journal_path(output: str | Path) -> Path:
@@ -92,7 +93,9 @@ class Journal:
             db.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-                CREATE TABLE IF NOT EXISTS chips (scene TEXT, chip INTEGER, text TEXT, PRIMARY KEY (scene, chip));
+                CREATE TABLE IF NOT EXISTS chips (
+                    scene TEXT, chip INTEGER, text TEXT, valid BLOB, PRIMARY KEY (scene, chip)
+                );
                 CREATE TABLE IF NOT EXISTS scenes (scene TEXT PRIMARY KEY, status TEXT, result BLOB);
                 """
             )
@@ -120,16 +123,17 @@ class Journal:
         return cls(path, db, resumed=existed and bool(meta))
 
     # -- chips
-    def texts(self, scene: str) -> dict[int, str]:
-        """Model texts already known for a scene's chips."""
-        rows = self._db.execute("SELECT chip, text FROM chips WHERE scene = ?", (scene,)).fetchall()
-        return {int(c): t for c, t in rows}
+    def answers(self, scene: str) -> tuple[dict[int, str], dict[int, bytes | None]]:
+        """A scene's chips answered before: (model text, validity as ``scene_run.encode_valid`` packs it)."""
+        rows = self._db.execute("SELECT chip, text, valid FROM chips WHERE scene = ?", (scene,)).fetchall()
+        return {int(c): t for c, t, _ in rows}, {int(c): v for c, _, v in rows}
 
-    def add_texts(self, scene: str, items: Iterable[tuple[int, str]]) -> None:
-        """One batch of answers, in one transaction."""
+    def add_texts(self, scene: str, items: Iterable[tuple[int, str, bytes | None]]) -> None:
+        """One batch of answers (chip, text, validity), in one transaction."""
         with self._write():
             self._db.executemany(
-                "INSERT OR REPLACE INTO chips VALUES (?, ?, ?)", [(scene, int(c), t) for c, t in items]
+                "INSERT OR REPLACE INTO chips VALUES (?, ?, ?, ?)",
+                [(scene, int(c), t, v) for c, t, v in items],
             )
 
     def holds_work(self) -> bool:

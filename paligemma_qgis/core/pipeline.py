@@ -192,11 +192,13 @@ class RunContext:
         k = next((i for i, s in enumerate(self.scenes, start=1) if s.id == scene.id), 0)
         return f"scene {k}/{len(self.scenes)} {scene.id}: "
 
-    def texts(self, scene: Scene) -> dict[int, str]:
-        """Chip answers known before asking the model: the journal's, and any given (revectorize)."""
-        known = dict(self.given_texts(scene)) if self.given_texts else {}
-        known.update(self.journal.texts(scene.id))
-        return known
+    def answers(self, scene: Scene) -> tuple[dict[int, str], dict[int, bytes | None]]:
+        """Chip answers known before asking the model: the journal's (with each chip's validity,
+        so they need no reading) and any given (revectorize: texts only)."""
+        texts = dict(self.given_texts(scene)) if self.given_texts else {}
+        journaled, validity = self.journal.answers(scene.id)
+        texts.update(journaled)
+        return texts, validity
 
     def record(self, result: SceneResult) -> None:
         """Journal a finished scene."""
@@ -279,12 +281,13 @@ def run_local(ctx: RunContext) -> None:
         ctx.progress.stage("segmenting chips", ctx.about(scene))
         t0 = time.perf_counter()
         try:
-            known = ctx.texts(scene)
+            known, validity = ctx.answers(scene)
             result = run_scene(
                 scene,
                 ctx.options,
                 ctx.engines.for_roles,
                 known=known,
+                validity=validity,
                 journal_texts=lambda items, sid=scene.id: ctx.journal.add_texts(sid, items),
                 advance=ctx.progress.advance,
                 progress=ctx.progress,

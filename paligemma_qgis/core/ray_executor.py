@@ -133,13 +133,18 @@ def _source(scene: Any, options: str, stretch: tuple | None) -> Any:
     return src
 
 
-def read_task(plan: Any, options: dict[str, Any], ids: list[int]) -> Any:
-    from .scene_run import batch_of, read_batch
+def read_task(plan: Any, options: dict[str, Any], ids: list[int]) -> tuple[Any, dict[int, bytes | None]]:
+    """(the model's input, or None when every chip is skipped; each chip's validity for the journal).
+
+    Two returns: the batch goes to an actor, the small validity to the driver, which journals
+    it with the texts so that neither a finishing task nor a resumed run reads these chips again.
+    """
+    from .scene_run import batch_of, encode_valid, read_batch
 
     stretch = tuple(map(tuple, plan.stretch)) if plan.stretch is not None else None
     src = _source(plan.scene, json.dumps(options, sort_keys=True, default=str), stretch)
     todo = read_batch(src, plan, ids)
-    return batch_of(todo) if todo else None
+    return (batch_of(todo) if todo else None), {d.chip.id: encode_valid(d.valid) for d in todo}
 
 
 @functools.lru_cache(maxsize=4)
@@ -149,12 +154,18 @@ def _decoder(vae: str | None, classes: tuple[str, ...] | None, allow_custom_vae:
     return ChipTextDecoder.from_options(vae, list(classes) if classes else None, allow_custom_vae)
 
 
-def finish_task(plan: Any, options: dict[str, Any], texts: dict[int, str], engine: dict[str, Any]) -> bytes:
+def finish_task(
+    plan: Any,
+    options: dict[str, Any],
+    texts: dict[int, str],
+    validity: dict[int, Any],
+    engine: dict[str, Any],
+) -> bytes:
     from .scene_run import finish_from_texts
 
     opts = _options(options)
     decoder = _decoder(opts.vae, tuple(opts.classes) if opts.classes else None, bool(opts.allow_custom_vae))
-    return finish_from_texts(plan, opts, texts, decoder, engine=engine).to_bytes()
+    return finish_from_texts(plan, opts, texts, decoder, engine=engine, validity=validity).to_bytes()
 
 
 def scene_task(scene: Any, options: dict[str, Any], given: Any) -> bytes:
@@ -274,6 +285,7 @@ class _SceneState:
     planned: Any
     plan_ref: Any
     known: dict[int, str]
+    valid: dict[int, bytes | None]
     ids: Any = None  # iterator over the chip ids still to send
     outstanding: int = 0
     sent_all: bool = False
@@ -289,11 +301,13 @@ class _TextRun:
         self.options = ctx.options.to_dict()
         self.batch = int(ctx.options.batch_size or info["batch_size"] or 8)
         self.plan = ray.remote(plan_task).options(max_retries=RETRIES)
-        self.read = ray.remote(read_task).options(max_retries=RETRIES)
+        self.read = ray.remote(read_task).options(max_retries=RETRIES, num_returns=2)
         self.finish = ray.remote(finish_task).options(max_retries=RETRIES)
         self.todo = deque(ctx.pending)
         self.scenes: deque[_SceneState] = deque()  # planned or being read, in order
-        self.calls: dict[Any, tuple[_SceneState, int, Any]] = {}  # actor call -> (scene, chips, actor)
+        self.calls: dict[
+            Any, tuple[_SceneState, int, Any, Any]
+        ] = {}  # actor call -> (scene, chips, actor, validity)
         self.load = {id(a): 0 for a in actors}
         self.finishing: dict[Any, _SceneState] = {}
 
@@ -317,7 +331,7 @@ class _TextRun:
         while self.todo and len(self.scenes) < PLANS_AHEAD:
             planned = self.todo.popleft()
             ref = self.plan.remote(planned.scene, self.options, self.info)
-            self.scenes.append(_SceneState(planned, ref, self.ctx.texts(planned.scene)))
+            self.scenes.append(_SceneState(planned, ref, *self.ctx.answers(planned.scene)))
 
     def _send(self) -> None:
         """Read batches ahead and hand them to the least busy actor, up to the read-ahead window."""
@@ -336,8 +350,8 @@ class _TextRun:
                 self._maybe_finish(state)
                 continue
             actor = min(self.actors, key=lambda a: self.load[id(a)])
-            data = self.read.remote(state.plan_ref, self.options, ids)
-            self.calls[actor.generate.remote(state.planned.scene.id, data)] = (state, len(ids), actor)
+            data, valid = self.read.remote(state.plan_ref, self.options, ids)
+            self.calls[actor.generate.remote(state.planned.scene.id, data)] = (state, len(ids), actor, valid)
             self.load[id(actor)] += 1
             state.outstanding += 1
 
@@ -356,11 +370,12 @@ class _TextRun:
         return True
 
     def _answered(self, ref: Any) -> None:
-        state, n, actor = self.calls.pop(ref)
+        state, n, actor, valid_ref = self.calls.pop(ref)
         self.load[id(actor)] -= 1
         state.outstanding -= 1
         try:
             scene_id, ids, texts = self.ray.get(ref)
+            valid = self.ray.get(valid_ref)
         except Exception as exc:
             if not state.failed:
                 state.failed = True
@@ -368,9 +383,10 @@ class _TextRun:
             self._maybe_finish(state)
             return
         if not state.failed:
-            items = [(c, t) for c, t in zip(ids, texts, strict=True) if t is not None]
+            items = [(c, t, valid.get(c)) for c, t in zip(ids, texts, strict=True) if t is not None]
             self.ctx.journal.add_texts(scene_id, items)
-            state.known.update(items)
+            state.known.update((c, t) for c, t, _ in items)
+            state.valid.update((c, v) for c, _, v in items)
         self.ctx.progress.advance(n)
         self._maybe_finish(state)
 
@@ -378,7 +394,9 @@ class _TextRun:
         if state.failed or state.finishing or not (state.sent_all and state.outstanding == 0):
             return
         state.finishing = True
-        ref = self.finish.remote(state.plan_ref, self.options, state.known, self.info["describe"])
+        ref = self.finish.remote(
+            state.plan_ref, self.options, state.known, state.valid, self.info["describe"]
+        )
         self.finishing[ref] = state
 
     def _finished(self, ref: Any) -> None:

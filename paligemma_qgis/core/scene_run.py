@@ -23,6 +23,7 @@ import logging
 import os
 import pickle
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -254,6 +255,40 @@ def _check_count(segmenter: Any, results: list, n: int) -> None:
         )
 
 
+def encode_valid(valid: np.ndarray) -> bytes | None:
+    """A chip's validity for the journal: None when every pixel is valid (most chips), else packed bits."""
+    valid = np.asarray(valid, bool)
+    return None if valid.all() else zlib.compress(np.packbits(valid).tobytes(), 1)
+
+
+def decode_valid(blob: bytes | None, size: int) -> np.ndarray:
+    if blob is None:
+        return np.ones((size, size), bool)
+    return (
+        np.unpackbits(np.frombuffer(zlib.decompress(blob), np.uint8))[: size * size]
+        .reshape(size, size)
+        .astype(bool)
+    )
+
+
+class _Without:
+    """The chips of a grid but some ids (re-iterable, as the reader threads need)."""
+
+    def __init__(self, grid: ChipGrid, ids: set[int]):
+        self.grid, self.ids = grid, ids
+
+    def __iter__(self):
+        return (c for c in self.grid if c.id not in self.ids)
+
+
+def replay_items(plan: ScenePlan, validity: dict[int, bytes | None]) -> list[ChipData]:
+    """Answered chips rebuilt without reading the raster: their validity came with their text."""
+    return [
+        ChipData(plan.grid.chip(cid), None, None, decode_valid(validity[cid], plan.size), 1.0)
+        for cid in sorted(validity)
+    ]
+
+
 @dataclass
 class ChipTally:
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -272,20 +307,24 @@ def segment_chips(
     *,
     batch_size: int,
     known: dict[int, str] | None = None,
-    journal_texts: Callable[[list[tuple[int, str]]], None] | None = None,
+    validity: dict[int, bytes | None] | None = None,
+    journal_texts: Callable[[list[tuple[int, str, bytes | None]]], None] | None = None,
     advance: Callable[[int], None] = lambda n: None,
     done: Callable[[Any], None] = lambda chip: None,
 ) -> ChipTally:
     """Read every chip, segment it (or rebuild its answer from ``known`` text), add it to the mosaic.
 
-    Text engines: each batch's texts go to ``journal_texts`` before their masks are made, so
-    a kill loses at most the batch in flight. ``advance(n)`` reports chips done and is where
+    Text engines: each batch's texts go to ``journal_texts`` with each chip's validity
+    (``encode_valid``) before their masks are made, so a kill loses at most the batch in
+    flight, and a resumed run rebuilds those chips from the journal without reading them
+    (``validity``: the journaled chips; ``known`` without validity, as revectorize has, are read). ``advance(n)`` reports chips done and is where
     the caller checks for cancellation; ``done(chip)`` is told of every chip once it is in
     the mosaic or skipped (``trace_background.stripe_tracer`` vectorises the rows that are final).
     Pixel-wise engines are handed one chip at a time (views: no stacking copies).
     """
     known = known or {}
     text = is_text_engine(segmenter)
+    validity = {c: v for c, v in (validity or {}).items() if c in known} if text else {}
     needs = engine_needs(segmenter)
     tally = ChipTally()
     t0 = time.perf_counter()
@@ -304,7 +343,13 @@ def segment_chips(
             texts = segmenter.generate_texts(batch_of(items))
             _check_count(segmenter, texts, len(items))
             if journal_texts is not None:
-                journal_texts([(d.chip.id, t) for d, t in zip(items, texts, strict=True) if t is not None])
+                journal_texts(
+                    [
+                        (d.chip.id, t, encode_valid(d.valid))
+                        for d, t in zip(items, texts, strict=True)
+                        if t is not None
+                    ]
+                )
             finish(items, segmenter.decoder.decode(texts, size, size))
         elif needs.pixelwise:
             finish(items, [r for d in items for r in segmenter.segment(batch_of([d]))])
@@ -317,7 +362,7 @@ def segment_chips(
 
     with ChipReader(
         src,
-        plan.grid,
+        _Without(plan.grid, set(validity)) if validity else plan.grid,
         plan.raw_bands,
         size,
         plan.aoi,
@@ -325,6 +370,10 @@ def segment_chips(
         workers=reader_threads(),
         rgb=needs.rgb,
     ) as reader:
+        answered = replay_items(plan, validity)  # while the threads read the others
+        for i in range(0, len(answered), 64):
+            replay(answered[i : i + 64])
+        tally.saw_data = bool(answered)
         todo: list[ChipData] = []
         rebuilt: list[ChipData] = []
         for data in reader:
@@ -517,7 +566,8 @@ def run_scene(
     segmenter_for: Callable[[dict[str, int]], Any],
     *,
     known: dict[int, str] | None = None,
-    journal_texts: Callable[[list[tuple[int, str]]], None] | None = None,
+    validity: dict[int, bytes | None] | None = None,
+    journal_texts: Callable[[list[tuple[int, str, bytes | None]]], None] | None = None,
     advance: Callable[[int], None] = lambda n: None,
     progress: Any = None,
 ) -> SceneResult:
@@ -547,6 +597,7 @@ def run_scene(
                     mosaic,
                     batch_size=batch_size,
                     known=known,
+                    validity=validity,
                     journal_texts=journal_texts,
                     advance=advance,
                     done=tracer.chip_done,
@@ -583,12 +634,14 @@ def finish_from_texts(
     decoder: Any,
     seconds: float = 0.0,
     engine: dict | None = None,
+    validity: dict[int, bytes | None] | None = None,
 ) -> SceneResult:
-    """A scene's result from its chips' texts: read validity, decode, mosaic, vectorise (no model).
+    """A scene's result from its chips' texts: validity, decode, mosaic, vectorise (no model).
 
-    Chips without a text (not in ``texts``, or None) are re-read and skipped exactly as the
-    run skipped them (too little valid data), so the result equals the run's own. Only
-    validity is read (no rendering), and vectorising overlaps it as in ``run_scene``.
+    Chips whose validity came with their text (``validity``, as a run journals it) are not
+    read again; the others are read for their validity only (no rendering). Chips without a
+    text are re-read and skipped exactly as the run skipped them (too little valid data), so
+    the result equals the run's own. Vectorising overlaps it as in ``run_scene``.
     """
     import rasterio
 
@@ -612,9 +665,10 @@ def finish_from_texts(
             tally.segmented += len(items)
             items.clear()
 
+        validity = {c: v for c, v in (validity or {}).items() if texts.get(c) is not None}
         with ChipReader(
             src,
-            plan.grid,
+            _Without(plan.grid, set(validity)) if validity else plan.grid,
             plan.raw_bands,
             plan.size,
             plan.aoi,
@@ -622,6 +676,10 @@ def finish_from_texts(
             workers=reader_threads(),
             rgb=False,
         ) as reader:
+            for data in replay_items(plan, validity):
+                items.append(data)
+                if len(items) >= 64:
+                    flush()
             for data in reader:
                 if is_skipped(data, plan.min_valid_fraction):
                     tally.records.append(skipped_record(data))
