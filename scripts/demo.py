@@ -87,7 +87,7 @@ def main() -> int:
     print(f"demo: {summary.one_line()}")
     print(f"demo: water index {summary.details}")
     print(
-        f"demo: output {summary.output} (layers 'water', 'chips' and the 'run' table), mask {summary.mask_tif}"
+        f"demo: output {summary.output} (layers 'water', 'chips', 'scenes' and the 'run' table), mask {summary.mask_tif}"
     )
     paligemma_demo(raster, preset)
     return 0
