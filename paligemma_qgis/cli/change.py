@@ -7,6 +7,7 @@ import json
 import sys
 
 from .progress import cli_progress
+from .segment import add_band_arguments
 from .weights import add_vae_arguments
 
 USAGE = (
@@ -65,13 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     g = p.add_argument_group("raster inputs (segmented first, as `segment` would)")
     g.add_argument("--engine", choices=("water-index", "paligemma"), default="water-index")
-    g.add_argument("--bands", metavar="R,G,B", help="1-based RGB bands, e.g. 3,2,1")
-    g.add_argument("--preset", choices=("sentinel2", "landsat89", "naip"), help="sensor band order")
-    g.add_argument("--green", type=int, metavar="N", help="green band (water index)")
-    g.add_argument("--nir", type=int, metavar="N", help="near-infrared band (NDWI)")
-    g.add_argument("--swir", type=int, metavar="N", help="short-wave infrared band (MNDWI)")
-    g.add_argument("--threshold", type=float, metavar="X", help="water index threshold (default: Otsu)")
-    g.add_argument("--index", choices=("auto", "mndwi", "ndwi"), default="auto", help="water index")
+    add_band_arguments(g)
     g.add_argument("--resolution", type=float, metavar="M", help="resample to this ground resolution (m)")
     g.add_argument(
         "--overlap",

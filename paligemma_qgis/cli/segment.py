@@ -38,13 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--engine", choices=("water-index", "paligemma"), default="water-index")
     g = p.add_argument_group("bands")
-    g.add_argument("--bands", metavar="R,G,B", help="1-based RGB bands, e.g. 3,2,1 (one band: grey)")
-    g.add_argument("--preset", choices=("sentinel2", "landsat89", "naip"), help="sensor band order")
-    g.add_argument("--green", type=int, metavar="N", help="green band (water index)")
-    g.add_argument("--nir", type=int, metavar="N", help="near-infrared band (NDWI)")
-    g.add_argument("--swir", type=int, metavar="N", help="short-wave infrared band (MNDWI)")
-    g.add_argument("--threshold", type=float, metavar="X", help="water index threshold (default: Otsu)")
-    g.add_argument("--index", choices=("auto", "mndwi", "ndwi"), default="auto", help="water index")
+    add_band_arguments(g)
     g.add_argument(
         "--stac-bands",
         metavar="NAMES",
@@ -181,6 +175,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "batch of each size pays the compilation",
     )
     p.set_defaults(func=run)
+
+
+def add_band_arguments(g: argparse._ArgumentGroup) -> None:
+    """The band choice and the water index's options, as every command that segments takes them."""
+    g.add_argument("--bands", metavar="R,G,B", help="1-based RGB bands, e.g. 3,2,1 (one band: grey)")
+    g.add_argument("--preset", choices=("sentinel2", "landsat89", "naip"), help="sensor band order")
+    g.add_argument("--green", type=int, metavar="N", help="green band (water index)")
+    g.add_argument("--nir", type=int, metavar="N", help="near-infrared band (NDWI)")
+    g.add_argument("--swir", type=int, metavar="N", help="short-wave infrared band (MNDWI)")
+    g.add_argument("--threshold", type=float, metavar="X", help="water index threshold (default: Otsu)")
+    g.add_argument("--index", choices=("auto", "mndwi", "ndwi"), default="auto", help="water index")
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
