@@ -88,3 +88,24 @@ def clean_project():
     project.clear()
     yield project
     project.clear()
+
+
+@pytest.fixture
+def provider(qgis_processing, monkeypatch):
+    """The plugin's Processing provider, registered afresh, its worker this test Python."""
+    import sys
+
+    from qgis.core import QgsApplication
+
+    from paligemma_qgis.plugin.provider import PaliGemmaProvider
+    from paligemma_qgis.plugin.worker_env import ENV_PYTHON
+
+    monkeypatch.setenv(ENV_PYTHON, sys.executable)
+    registry = QgsApplication.processingRegistry()
+    existing = registry.providerById("paligemma")
+    if existing is not None:
+        registry.removeProvider(existing)
+    prov = PaliGemmaProvider()
+    assert registry.addProvider(prov)
+    yield prov
+    registry.removeProvider(prov)

@@ -4,11 +4,9 @@ the results load styled, in one group per run."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from qgis.core import (
-    QgsApplication,
     QgsProcessingException,
     QgsProject,
     QgsRasterLayer,
@@ -20,22 +18,6 @@ from test_occurrence import H, T, W, _scenes
 from water_series import SceneTruth, write_run
 
 from paligemma_qgis.plugin.change_styles import FILLS
-from paligemma_qgis.plugin.worker_env import ENV_PYTHON
-
-
-@pytest.fixture
-def provider(qgis_processing, monkeypatch):
-    from paligemma_qgis.plugin.provider import PaliGemmaProvider
-
-    monkeypatch.setenv(ENV_PYTHON, sys.executable)
-    registry = QgsApplication.processingRegistry()
-    existing = registry.providerById("paligemma")
-    if existing is not None:
-        registry.removeProvider(existing)
-    prov = PaliGemmaProvider()
-    assert registry.addProvider(prov)
-    yield prov
-    registry.removeProvider(prov)
 
 
 def _maps(tmp_path):

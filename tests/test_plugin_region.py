@@ -424,21 +424,6 @@ def test_a_region_run_sent_to_ray_comes_back_as_layers(dlg, region, clean_projec
 # --------------------------------------------------------------------------- Processing
 
 
-@pytest.fixture
-def provider(qgis_processing, monkeypatch):
-    from paligemma_qgis.plugin.provider import PaliGemmaProvider
-
-    monkeypatch.setenv(ENV_PYTHON, sys.executable)
-    registry = QgsApplication.processingRegistry()
-    existing = registry.providerById("paligemma")
-    if existing is not None:
-        registry.removeProvider(existing)
-    prov = PaliGemmaProvider()
-    assert registry.addProvider(prov)
-    yield prov
-    registry.removeProvider(prov)
-
-
 def test_processing_region_algorithm_end_to_end(provider, region, clean_project, tmp_path):
     """processing.run: layers and a folder in, one GeoPackage out; runAndLoadResults: one group."""
     import processing

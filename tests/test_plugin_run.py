@@ -142,21 +142,6 @@ def test_cancel_stops_worker_and_leaves_no_output(water_scene, clean_project, qg
     assert clean_project.layerTreeRoot().findGroup("lakes") is None
 
 
-@pytest.fixture
-def provider(qgis_processing, monkeypatch):
-    from paligemma_qgis.plugin.provider import PaliGemmaProvider
-
-    monkeypatch.setenv(ENV_PYTHON, sys.executable)
-    registry = QgsApplication.processingRegistry()
-    existing = registry.providerById("paligemma")
-    if existing is not None:
-        registry.removeProvider(existing)
-    prov = PaliGemmaProvider()
-    assert registry.addProvider(prov)
-    yield prov
-    registry.removeProvider(prov)
-
-
 def test_processing_run_produces_water_layer(provider, water_scene, clean_project, tmp_path):
     import processing
 
