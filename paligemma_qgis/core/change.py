@@ -46,6 +46,7 @@ import numpy as np
 
 from .errors import InputError, OutputExistsError
 from .progress import CallbackProgress, Progress, SilentProgress, check_cancelled
+from .run_output import run_table
 from .water_maps import (
     WaterMap,
     check_output_folder,
@@ -315,29 +316,6 @@ def _observed_frame(geom: Any, crs: Any, dates: dict[str, Any]) -> Any:
     return gdf
 
 
-def _run_table(options: ChangeOptions, summary_facts: dict[str, Any]) -> Any:
-    import datetime
-    import json
-
-    import pandas as pd
-
-    from .. import __version__
-
-    rows: list[tuple[str, Any]] = [
-        ("tool", f"paligemma_qgis {__version__} change"),
-        ("created_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
-    ]
-    rows += list(summary_facts.items())
-    rows += [(f"option.{k}", v) for k, v in options.to_dict().items() if v is not None]
-
-    def text(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.6g}"
-        return value if isinstance(value, str) else json.dumps(value, default=str)
-
-    return pd.DataFrame({"key": [k for k, _ in rows], "value": [text(v) for _, v in rows]})
-
-
 def water_change(options: ChangeOptions | dict, progress: Progress | None = None) -> ChangeSummary:
     """Compare BEFORE (or a reference) with AFTER and write the change GeoPackage; see the module docstring."""
     import pandas as pd
@@ -451,7 +429,7 @@ def water_change(options: ChangeOptions | dict, progress: Progress | None = None
             **layers,
             OBSERVED_LAYER: observed,
             SUMMARY_TABLE: summary_table,
-            "run": _run_table(options, facts),
+            "run": run_table(options, facts, command="change"),
         },
         overwrite=options.overwrite,
     )

@@ -133,7 +133,7 @@ def _scene_row(result: SceneResult, dst: Any) -> dict[str, Any]:
     }
 
 
-def run_table(options: Any, facts: dict[str, Any]) -> Any:
+def run_table(options: Any, facts: dict[str, Any], command: str = "segment") -> Any:
     """The ``run`` table: how the layers were made (tool, time, inputs, engine, every option).
 
     Key/value rows of text, so that months later an analyst can tell which model, prompt
@@ -145,6 +145,7 @@ def run_table(options: Any, facts: dict[str, Any]) -> Any:
 
     rows: list[tuple[str, Any]] = [
         ("tool", f"paligemma_qgis {__version__}"),
+        ("command", command),
         ("created_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
     ]
     rows += list(facts.items())
