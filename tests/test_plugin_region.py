@@ -570,7 +570,7 @@ def test_ray_missing_in_the_worker(region, tmp_path):
     assert processing.startswith("RAY_ADDRESS: the worker Python lacks ray") and "--" not in processing
 
 
-def test_a_ray_cluster_that_cannot_be_joined():
+def test_a_ray_cluster_that_cannot_be_joined(monkeypatch):
     """ray.init's refusal (here: Ray Client's timeout) through the core's own join and the worker's
     error fields: the dialog names Worker setup's address."""
     from paligemma_qgis.cli.worker import error_fields
@@ -588,6 +588,7 @@ def test_a_ray_cluster_that_cannot_be_joined():
             raise ConnectionError("ray client connection timeout")
 
     options = SegmentOptions(raster="a.tif", output="o.gpkg", executor="ray", ray_address="ray://gpu:10001")
+    monkeypatch.setattr(ray_executor, "_probe", lambda address: None)  # the port answers; Ray does not
     with pytest.raises(PaliGemmaQgisError) as caught:
         ray_executor._connect(Unreachable, options)
     info = error_fields(caught.value)
@@ -600,6 +601,52 @@ def test_a_ray_cluster_that_cannot_be_joined():
     assert "Worker setup…" in dialog and "clear it to run here" in dialog
     processing = translate(str(caught.value), info, job_options, PROCESSING)
     assert processing.startswith("RAY_ADDRESS: cannot join the Ray cluster ray://gpu:10001")
+
+
+def test_a_ray_address_where_nothing_listens_fails_in_seconds_not_minutes():
+    """ray.init blocks about two minutes on a dead address; the probe says so at once, naming the
+    address, and Ray is never asked. A port that answers goes on to ray.init."""
+    import socket
+    import time
+
+    from paligemma_qgis.core import ray_executor
+    from paligemma_qgis.core.errors import PaliGemmaQgisError
+    from paligemma_qgis.core.segment_options import SegmentOptions
+
+    calls = []
+
+    class FakeRay:
+        @staticmethod
+        def is_initialized():
+            return False
+
+        @staticmethod
+        def init(**kwargs):
+            calls.append(kwargs["address"])
+
+    with socket.socket() as closed, socket.socket() as listening:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        dead, messages = f"ray://127.0.0.1:{closed.getsockname()[1]}", []
+        for address in (dead, dead.removeprefix("ray://"), "ray://no-such-host.invalid:10001"):
+            options = SegmentOptions(raster="a.tif", output="o.gpkg", executor="ray", ray_address=address)
+            t0 = time.monotonic()
+            with pytest.raises(PaliGemmaQgisError) as caught:
+                ray_executor._connect(FakeRay, options)
+            assert time.monotonic() - t0 < ray_executor.PROBE_SECONDS
+            assert str(caught.value).startswith(f"cannot join the Ray cluster {address}: ")
+            assert "check the address" in str(caught.value)
+            assert caught.value.code == "ray_unreachable" and caught.value.field == "ray_address"
+            messages.append(str(caught.value))
+        assert "(Connection refused)" in messages[0] and "(Connection refused)" in messages[1]
+        assert "the host name 'no-such-host.invalid' is not known" in messages[2]
+        assert calls == []
+        alive = f"ray://127.0.0.1:{listening.getsockname()[1]}"
+        assert ray_executor._connect(
+            FakeRay, SegmentOptions(raster="a.tif", output="o.gpkg", ray_address=alive)
+        )
+        assert calls == [alive]
 
 
 def test_a_failed_region_run_shows_every_scene_in_details(region, clean_project, qgis_iface, tmp_path):

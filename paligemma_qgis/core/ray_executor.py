@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import json
 import logging
+import socket
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,8 @@ def _connect(ray: Any, options: Any) -> bool:
         package = Path(__file__).resolve().parents[1]
         kwargs["runtime_env"] = {"py_modules": [str(package)]}
         kwargs["address"] = options.ray_address
+    if options.ray_address:
+        _probe(options.ray_address)
     try:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -198,6 +201,40 @@ def _connect(ray: Any, options: Any) -> bool:
             code="ray_unreachable",
         ) from None
     return True
+
+
+PROBE_SECONDS = 5.0
+_DEFAULT_PORTS = {"ray": 10001, "": 6379}  # Ray Client's port, the head's GCS port
+
+
+def _probe(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """Fail in seconds when nothing answers at a cluster address: ``ray.init`` waits minutes.
+
+    Only the TCP port is tried (``auto`` and other schemes are left to Ray); whether a Ray
+    listens there is still for ``ray.init`` to find out.
+    """
+    scheme, _, rest = address.rpartition("://")
+    if address == "auto" or scheme not in _DEFAULT_PORTS:
+        return
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if not colon or not port.isdigit():
+        host, port = rest.rstrip("/"), str(_DEFAULT_PORTS[scheme])
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        if isinstance(exc, socket.gaierror):
+            what = f"the host name {host!r} is not known ({exc.strerror or exc})"
+        elif isinstance(exc, TimeoutError):
+            what = f"nothing answers at {host}:{port} within {timeout:g} s"
+        else:
+            what = f"nothing answers at {host}:{port} ({exc.strerror or exc})"
+        raise PaliGemmaQgisError(
+            f"cannot join the Ray cluster {address}: {what}; check the address and that the cluster is running",
+            field="ray_address",
+            code="ray_unreachable",
+        ) from None
 
 
 def _actors(ray: Any, options: Any, given: Any) -> list[Any]:
