@@ -109,3 +109,21 @@ def provider(qgis_processing, monkeypatch):
     assert registry.addProvider(prov)
     yield prov
     registry.removeProvider(prov)
+
+
+@pytest.fixture
+def queued_tasks(monkeypatch):
+    """The task manager stubbed: tasks are queued in the list, never run. A task that never runs
+    never finishes, so never removes its temporary folders: this does it for them at the end."""
+    import shutil
+
+    from qgis.core import QgsApplication
+
+    queued: list = []
+    monkeypatch.setattr(QgsApplication.taskManager(), "addTask", queued.append, raising=False)
+    yield queued
+    for task in queued:
+        while task is not None:
+            for path in getattr(task, "cleanup", []):
+                shutil.rmtree(path, ignore_errors=True)
+            task = getattr(task, "followed_by", None)

@@ -288,9 +288,8 @@ def test_settings_persist(qgis_iface, raster_layer, clean_project, tmp_path):
     second.deleteLater()
 
 
-def test_run_saves_settings_checks_the_worker_and_starts_a_task(dlg, raster_layer, tmp_path, monkeypatch):
-    started = []
-    monkeypatch.setattr(dialog_module.QgsApplication.taskManager(), "addTask", started.append, raising=False)
+def test_run_saves_settings_checks_the_worker_and_starts_a_task(dlg, raster_layer, tmp_path, queued_tasks):
+    started = queued_tasks
     set_configured_python(sys.executable)  # a worker Python that has everything
     dlg.set_raster_layer(raster_layer)
     _set_combo(dlg.engine_combo, "water-index")

@@ -62,7 +62,7 @@ def _dialog_messages(d) -> str:
 
 
 def test_four_bands_without_descriptions_make_the_dialog_ask(
-    dlg, water_scene, clean_project, tmp_path, monkeypatch
+    dlg, water_scene, clean_project, tmp_path, queued_tasks
 ):
     """NAIP-like R,G,B,NIR without descriptions, water index, no preset: which band is NIR?"""
     set_configured_python(sys.executable)
@@ -90,8 +90,7 @@ def test_four_bands_without_descriptions_make_the_dialog_ask(
     assert not ok.isEnabled()  # one band cannot be both
     question.combos["nir"].setCurrentIndex(question.combos["nir"].findData(4))
     assert ok.isEnabled()
-    started = []
-    monkeypatch.setattr(QgsApplication.taskManager(), "addTask", started.append, raising=False)
+    started = queued_tasks
     ok.click()
     # The answer lands in the dialog's own fields and the run goes on (worker check, then task).
     assert (dlg.green_spin.value(), dlg.nir_spin.value()) == (2, 4)
@@ -114,7 +113,7 @@ def test_a_preset_in_the_question_fills_the_roles(dlg, water_scene, clean_projec
     assert "bands the engine needs are not known" in _dialog_messages(dlg)
 
 
-def test_no_question_when_the_raster_names_its_bands(dlg, clean_project, tmp_path, monkeypatch):
+def test_no_question_when_the_raster_names_its_bands(dlg, clean_project, tmp_path, queued_tasks):
     from synthetic_rasters import make_scene
 
     scene = make_scene(tmp_path / "described.tif", describe=True)
@@ -122,7 +121,6 @@ def test_no_question_when_the_raster_names_its_bands(dlg, clean_project, tmp_pat
     dlg.set_raster_layer(_raster(scene, clean_project))
     _set(dlg.engine_combo, "water-index")
     dlg.output_widget.setFilePath(str(tmp_path / "w.gpkg"))
-    monkeypatch.setattr(QgsApplication.taskManager(), "addTask", lambda task: None, raising=False)
     dlg.run()
     assert dlg.band_dialog is None and dlg.preflight is not None
     wait_until(lambda: dlg.task is not None, what="the run to start")

@@ -340,7 +340,9 @@ def test_worker_check_says_ray_is_missing_and_copies_the_address(tmp_path):
     assert not [f for f in installed["fixes"] if "ray" in f["problem"]]
 
 
-def test_run_with_a_ray_address_offers_to_install_ray(dlg, region, clean_project, tmp_path, monkeypatch):
+def test_run_with_a_ray_address_offers_to_install_ray(
+    dlg, region, clean_project, tmp_path, monkeypatch, queued_tasks
+):
     """The worker Python lacks ray and Worker setup holds a Ray address: Run's worker check says
     so and offers the setup, whose plan installs Ray; then the run starts with the Ray job."""
     scenes, _ = region
@@ -356,8 +358,7 @@ def test_run_with_a_ray_address_offers_to_install_ray(dlg, region, clean_project
         return SetupPlan(python=sys.executable, steps=[step], create_venv=real.create_venv, parts=real.parts)
 
     monkeypatch.setattr(job_dialog, "plan_setup", quick_plan)
-    started = []
-    monkeypatch.setattr(QgsApplication.taskManager(), "addTask", started.append, raising=False)
+    started = queued_tasks
     dlg.set_raster_layer(_layer(scenes["lakes_a"], clean_project))
     _set(dlg.preset_combo, "naip")
     dlg.output_widget.setFilePath(str(tmp_path / "w.gpkg"))
