@@ -19,56 +19,29 @@ import traceback
 from pathlib import Path
 
 # QGIS runs this file with exec() (no __file__): only launch() needs where it lies.
-REPO = Path(globals().get("__file__", ".")).resolve().parents[1] if "__file__" in globals() else None
-NAIP_NAME = "opengeos_naip_m_4709963_se_14_1_20200831.tif"
 
 
 def launch(argv: list[str] | None = None) -> int:
     import argparse
     import shutil
-    import subprocess
     import tempfile
-    import zipfile
+
+    from qgis_desktop import NAIP, plugin_profile, run_qgis
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raster", default=str(REPO.parent / "shared" / "data" / "rasters" / NAIP_NAME))
+    parser.add_argument("--raster", default=str(NAIP))
     parser.add_argument("--out", default="desktop_first_run")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds QGIS may take in all")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    version = next(
-        line.split("=", 1)[1].strip()
-        for line in (REPO / "metadata.txt").read_text().splitlines()
-        if line.startswith("version=")
-    )
     with tempfile.TemporaryDirectory(prefix="qgis_desktop_") as tmp:
         work = Path(tmp)
-        subprocess.run(
-            ["bash", str(REPO / "scripts" / "package.sh"), version, str(work / "dist")], check=True
-        )
-        profile = work / "profiles" / "default"
-        plugins = profile / "python" / "plugins"
-        plugins.mkdir(parents=True)
-        with zipfile.ZipFile(work / "dist" / f"paligemma_qgis-{version}.zip") as zf:
-            zf.extractall(plugins)
-        (profile / "QGIS").mkdir()
-        (profile / "QGIS" / "QGIS3.ini").write_text(
-            "[PythonPlugins]\npaligemma_qgis=true\n\n[qgis]\nshowTips=false\n"
-        )
+        plugin_profile(work)
         raster = work / Path(args.raster).name
         shutil.copy(args.raster, raster)
-        env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA", "PYTHONPATH",
-                                                              "QT_QPA_PLATFORM", "PALIGEMMA_QGIS_PYTHON")}  # fmt: skip
-        env.update(HOME=str(work / "home"), DESKTOP_FIRST_RUN_OUT=str(out), DESKTOP_FIRST_RUN_WORK=str(work))
-        command = ["xvfb-run", "-a", "-s", "-screen 0 1366x768x24", "qgis.bin", "--profiles-path", str(work),
-                   "--profile", "default", "--nologo", "--noversioncheck", "--code", str(Path(__file__).resolve()),
-                   str(raster)]  # fmt: skip
-        proc = subprocess.run(command, env=env, timeout=args.timeout, capture_output=True, text=True)
-        (out / "qgis_output.txt").write_text(proc.stdout + proc.stderr)
-    log = (out / "drive.log").read_text() if (out / "drive.log").is_file() else "(no log)"
-    print(log)
-    return 0 if "DONE ok" in log else 1
+        env = {"DESKTOP_FIRST_RUN_OUT": str(out), "DESKTOP_FIRST_RUN_WORK": str(work)}
+        return run_qgis(work, str(Path(__file__).resolve()), raster, env, out, args.timeout)
 
 
 def drive() -> None:

@@ -22,7 +22,6 @@ import traceback
 from pathlib import Path
 
 REPO = Path(globals().get("__file__", ".")).resolve().parents[1] if "__file__" in globals() else None
-NAIP_NAME = "opengeos_naip_m_4709963_se_14_1_20200831.tif"
 
 
 def _tiles(raster: Path, work: Path) -> tuple[list[Path], Path]:
@@ -57,59 +56,28 @@ def _tiles(raster: Path, work: Path) -> tuple[list[Path], Path]:
 
 def launch(argv: list[str] | None = None) -> int:
     import argparse
-    import subprocess
     import tempfile
-    import zipfile
+
+    from qgis_desktop import NAIP, plugin_profile, run_qgis
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--raster", default=str(REPO.parent / "shared" / "data" / "rasters" / NAIP_NAME))
+    parser.add_argument("--raster", default=str(NAIP))
     parser.add_argument("--out", default="desktop_region_run")
     parser.add_argument("--timeout", type=int, default=900, help="seconds QGIS may take in all")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    version = next(
-        line.split("=", 1)[1].strip()
-        for line in (REPO / "metadata.txt").read_text().splitlines()
-        if line.startswith("version=")
-    )
     with tempfile.TemporaryDirectory(prefix="qgis_desktop_") as tmp:
         work = Path(tmp)
-        subprocess.run(
-            ["bash", str(REPO / "scripts" / "package.sh"), version, str(work / "dist")], check=True
-        )
-        profile = work / "profiles" / "default"
-        plugins = profile / "python" / "plugins"
-        plugins.mkdir(parents=True)
-        with zipfile.ZipFile(work / "dist" / f"paligemma_qgis-{version}.zip") as zf:
-            zf.extractall(plugins)
-        (profile / "QGIS").mkdir()
-        (profile / "QGIS" / "QGIS3.ini").write_text(
-            "[PythonPlugins]\npaligemma_qgis=true\n\n[qgis]\nshowTips=false\n\n"
-            f"[paligemma_qgis]\nworker_python={sys.executable}\n"
-        )
+        plugin_profile(work, f"[paligemma_qgis]\nworker_python={sys.executable}\n")
         layers, folder = _tiles(Path(args.raster), work)
-        env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA", "PYTHONPATH",
-                                                              "QT_QPA_PLATFORM", "PALIGEMMA_QGIS_PYTHON")}  # fmt: skip
         # QGIS 3.22 under xvfb never runs --code when given two rasters: the second is added from inside.
-        env.update(
-            HOME=str(work / "home"),
-            DESKTOP_REGION_OUT=str(out),
-            DESKTOP_REGION_FOLDER=str(folder),
-            DESKTOP_REGION_SECOND=str(layers[1]),
-        )
-        command = ["xvfb-run", "-a", "-s", "-screen 0 1366x768x24", os.environ.get("QGIS_BIN", "qgis.bin"), "--profiles-path", str(work),
-                   "--profile", "default", "--nologo", "--noversioncheck", "--code", str(Path(__file__).resolve()),
-                   str(layers[0])]  # fmt: skip
-        try:
-            proc = subprocess.run(command, env=env, timeout=args.timeout, capture_output=True, text=True)
-            output = proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            output = f"timed out after {args.timeout} s\n{exc.stdout or ''}{exc.stderr or ''}"
-        (out / "qgis_output.txt").write_text(output if isinstance(output, str) else str(output))
-    log = (out / "drive.log").read_text() if (out / "drive.log").is_file() else "(no log)"
-    print(log)
-    return 0 if "DONE ok" in log else 1
+        env = {
+            "DESKTOP_REGION_OUT": str(out),
+            "DESKTOP_REGION_FOLDER": str(folder),
+            "DESKTOP_REGION_SECOND": str(layers[1]),
+        }
+        return run_qgis(work, str(Path(__file__).resolve()), layers[0], env, out, args.timeout)
 
 
 def drive() -> None:
