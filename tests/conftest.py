@@ -127,3 +127,15 @@ def queued_tasks(monkeypatch):
             for path in getattr(task, "cleanup", []):
                 shutil.rmtree(path, ignore_errors=True)
             task = getattr(task, "followed_by", None)
+
+
+@pytest.fixture
+def dlg(qgis_iface, clean_project):
+    """The Segment water dialog, on a clean project and an empty message bar."""
+    from paligemma_qgis.plugin.dialog import SegmentDialog
+
+    qgis_iface.messageBar().clearWidgets()
+    d = SegmentDialog(qgis_iface)
+    yield d
+    d.close()
+    d.deleteLater()

@@ -32,14 +32,6 @@ def raster_layer(water_scene, clean_project):
     return layer
 
 
-@pytest.fixture
-def dlg(qgis_iface, clean_project):
-    d = SegmentDialog(qgis_iface)
-    yield d
-    d.close()
-    d.deleteLater()
-
-
 def _messages(d: SegmentDialog) -> str:
     return " | ".join(item.text() for item in d.message_bar.items())
 

@@ -18,7 +18,6 @@ from qgis.PyQt.QtWidgets import QApplication, QDialogButtonBox, QMessageBox
 from waiting import wait_for_task, wait_until
 
 from paligemma_qgis.plugin import job_dialog
-from paligemma_qgis.plugin.dialog import SegmentDialog
 from paligemma_qgis.plugin.first_run import PENDING
 from paligemma_qgis.plugin.messages import OURS, plugin_messages, push_message
 from paligemma_qgis.plugin.setup_plan import SetupPlan
@@ -32,15 +31,6 @@ def fresh_settings(monkeypatch):
     QgsSettings().remove(SETTINGS_GROUP)
     yield
     QgsSettings().remove(SETTINGS_GROUP)
-
-
-@pytest.fixture
-def dlg(qgis_iface, clean_project):
-    qgis_iface.messageBar().clearWidgets()
-    d = SegmentDialog(qgis_iface)
-    yield d
-    d.close()
-    d.deleteLater()
 
 
 def _raster(scene, project) -> QgsRasterLayer:

@@ -63,15 +63,6 @@ def region(tmp_path):
     return scenes, folder
 
 
-@pytest.fixture
-def dlg(qgis_iface, clean_project):
-    qgis_iface.messageBar().clearWidgets()
-    d = SegmentDialog(qgis_iface)
-    yield d
-    d.close()
-    d.deleteLater()
-
-
 def _set(combo, value) -> None:
     combo.setCurrentIndex(combo.findData(value))
 

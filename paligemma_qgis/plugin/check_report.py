@@ -10,7 +10,7 @@ import html
 import json
 import subprocess
 
-from .worker_env import worker_command, worker_env
+from .worker_env import worker_command, worker_env, worker_flags
 
 # The dialog's check is killed after this long (seconds): importing torch takes a few seconds,
 # a cold start on a slow disk maybe a minute; a hung GPU driver never ends.
@@ -18,14 +18,7 @@ CHECK_TIMEOUT_S = 120.0
 
 
 def check_args(model: str | None, vae: str | None, executor: str = "local") -> list[str]:
-    args = ["--check"]
-    if executor != "local":
-        args += ["--executor", executor]
-    if model:
-        args += ["--model", model]
-    if vae:
-        args += ["--vae", vae]
-    return args
+    return ["--check", *worker_flags(model, vae, executor)]
 
 
 def run_check(

@@ -20,7 +20,7 @@ from qgis.PyQt.QtWidgets import QMessageBox, QWidget
 
 from .setup_plan import SetupPlan
 from .setup_tasks import SetupTask
-from .worker_env import set_configured_python, worker_command, worker_env
+from .worker_env import set_configured_python, worker_command, worker_env, worker_flags
 
 PROBE_TIMEOUT_S = 60.0
 # Setup tasks and the runs that wait on them, referenced until they end (QGIS holds no Python ref).
@@ -49,14 +49,7 @@ def cancel_pending() -> None:
 def probe_args(
     engine: str, model: str | None = None, vae: str | None = None, executor: str = "local"
 ) -> list[str]:
-    args = ["--probe", "--engine", engine]
-    if executor != "local":
-        args += ["--executor", executor]
-    if model:
-        args += ["--model", model]
-    if vae:
-        args += ["--vae", vae]
-    return args
+    return ["--probe", "--engine", engine, *worker_flags(model, vae, executor)]
 
 
 class Preflight(QObject):

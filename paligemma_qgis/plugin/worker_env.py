@@ -183,6 +183,16 @@ def worker_command(*args: str, python: str | None = None) -> list[str]:
     return [python or worker_python()[0], "-m", f"{PACKAGE_DIR.name}.cli.worker", *args]
 
 
+def worker_flags(model: str | None, vae: str | None, executor: str = "local") -> list[str]:
+    """The flags ``worker --check`` and ``worker --probe`` share: what the runs will need."""
+    args = [] if executor == "local" else ["--executor", executor]
+    if model:
+        args += ["--model", model]
+    if vae:
+        args += ["--vae", vae]
+    return args
+
+
 # What the worker installs, by group: "geo" (every engine), "model" (the PaliGemma engine) and
 # "region" (runs sent to Ray). The zip ships them as requirements-worker.txt /
 # requirements-model.txt / requirements-region.txt (scripts/package.sh); a source checkout has
