@@ -139,3 +139,41 @@ def dlg(qgis_iface, clean_project):
     yield d
     d.close()
     d.deleteLater()
+
+
+def _qgis_process_exe() -> str | None:
+    """qgis_process, or its .bin when Debian's wrapper breaks (it passes --noversioncheck from
+    /etc/default/qgis, which qgis_process 3.22 refuses)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("qgis_process")
+    if exe is None:
+        return None
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    probe = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env, timeout=60)
+    if probe.returncode == 0 and "not known" not in probe.stdout + probe.stderr:
+        return exe
+    binary = Path(exe).with_name("qgis_process.bin")
+    return str(binary) if binary.is_file() else None
+
+
+@pytest.fixture
+def qgis_process(installed_plugins_dir, tmp_path) -> tuple[str, dict[str, str]]:
+    """(qgis_process, its environment): the plugin installed from its zip in an extra plugins
+    folder, a throw-away profile in ``tmp_path/qgis_config``, this Python as the worker."""
+    import sys
+
+    from paligemma_qgis.plugin.worker_env import ENV_PYTHON
+
+    exe = _qgis_process_exe()
+    if exe is None:
+        pytest.skip("qgis_process not installed")
+    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA", "PYTHONPATH")}
+    env.update(
+        QT_QPA_PLATFORM="offscreen",
+        QGIS_PLUGINPATH=str(installed_plugins_dir),
+        QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "qgis_config"),
+        **{ENV_PYTHON: sys.executable},
+    )
+    return exe, env

@@ -7,8 +7,6 @@ imports rasterio or torch, the worker does.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -182,32 +180,9 @@ def test_processing_reports_worker_errors(provider, water_scene, clean_project, 
     assert not (tmp_path / "w.gpkg").exists()
 
 
-def _qgis_process() -> str | None:
-    """qgis_process, or its .bin when Debian's wrapper breaks (it passes --noversioncheck from
-    /etc/default/qgis, which qgis_process 3.22 refuses)."""
-    exe = shutil.which("qgis_process")
-    if exe is None:
-        return None
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    probe = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env, timeout=60)
-    if probe.returncode == 0 and "not known" not in probe.stdout + probe.stderr:
-        return exe
-    binary = Path(exe).with_name("qgis_process.bin")
-    return str(binary) if binary.is_file() else None
-
-
 @pytest.mark.slow
-def test_qgis_process_runs_the_installed_plugin(installed_plugins_dir, water_scene, tmp_path):
-    exe = _qgis_process()
-    if exe is None:
-        pytest.skip("qgis_process not installed")
-    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA", "PYTHONPATH")}
-    env.update(
-        QT_QPA_PLATFORM="offscreen",
-        QGIS_PLUGINPATH=str(installed_plugins_dir),  # an extra plugins folder, as for a profile
-        QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "qgis_config"),  # a throw-away profile
-        **{ENV_PYTHON: sys.executable},
-    )
+def test_qgis_process_runs_the_installed_plugin(qgis_process, installed_plugins_dir, water_scene, tmp_path):
+    exe, env = qgis_process
     enable = subprocess.run(
         [exe, "plugins", "enable", "paligemma_qgis"], capture_output=True, text=True, env=env
     )

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from qgis.core import QgsVectorLayer
-from test_plugin_run import _qgis_process
-
-from paligemma_qgis.plugin.worker_env import ENV_PYTHON
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,17 +25,8 @@ def _readme_block(heading: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_qgis_process_examples_work_as_written(installed_plugins_dir, shared_data, tmp_path):
-    exe = _qgis_process()
-    if exe is None:
-        pytest.skip("qgis_process not installed")
-    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA", "PYTHONPATH")}
-    env.update(
-        QT_QPA_PLATFORM="offscreen",
-        QGIS_PLUGINPATH=str(installed_plugins_dir),
-        QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "qgis_config"),
-        **{ENV_PYTHON: sys.executable},
-    )
+def test_qgis_process_examples_work_as_written(qgis_process, shared_data, tmp_path):
+    exe, env = qgis_process
     lines = _readme_block("### Processing and qgis_process")
     outputs = []
     for line in lines:
@@ -67,11 +53,9 @@ def test_qgis_process_examples_work_as_written(installed_plugins_dir, shared_dat
 
 @pytest.mark.slow
 @pytest.mark.shared_data
-def test_qgis_process_region_example_works_as_written(installed_plugins_dir, shared_data, tmp_path):
+def test_qgis_process_region_example_works_as_written(qgis_process, shared_data, tmp_path):
     """The region example: the sample tile and a folder ``tiles`` of two more (its quarters)."""
-    exe = _qgis_process()
-    if exe is None:
-        pytest.skip("qgis_process not installed")
+    exe, env = qgis_process
     import rasterio
     from rasterio.windows import Window
 
@@ -85,13 +69,6 @@ def test_qgis_process_region_example_works_as_written(installed_plugins_dir, sha
                        "transform": src.window_transform(window)}  # fmt: skip
             with rasterio.open(tmp_path / "tiles" / f"quarter_{i}.tif", "w", **profile) as dst:
                 dst.write(src.read(window=window))
-    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_LIB", "PROJ_DATA", "PYTHONPATH")}
-    env.update(
-        QT_QPA_PLATFORM="offscreen",
-        QGIS_PLUGINPATH=str(installed_plugins_dir),
-        QGIS_CUSTOM_CONFIG_PATH=str(tmp_path / "qgis_config"),
-        **{ENV_PYTHON: sys.executable},
-    )
     subprocess.run([exe, "plugins", "enable", "paligemma_qgis"], capture_output=True, env=env, check=True)
     (line,) = _readme_block("sends the work to Ray. With more rasters in a folder")
     args = shlex.split(line)
