@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from paligemma_qgis.core.codec import MaskCodec  # noqa: E402
+from paligemma_qgis.core.model.codec import MaskCodec  # noqa: E402
 
 
 def _rate(fn, n: int, seconds: float, sync) -> tuple[float, float]:

@@ -37,7 +37,7 @@ def run_once(raster: str, model: str, vae: str, out: str, batch: int, threads: i
     import torch
 
     torch.set_num_threads(threads)
-    from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
     opts = SegmentOptions(
         raster=raster,
@@ -66,7 +66,7 @@ def real_model_chip_mb() -> float:
 
     from bench_gpu import PALIGEMMA2_3B_224
 
-    from paligemma_qgis.core.engine.paligemma import chip_memory_bytes
+    from paligemma_qgis.core.model.paligemma import chip_memory_bytes
 
     cfg = PALIGEMMA2_3B_224
     config = SimpleNamespace(

@@ -180,7 +180,7 @@ def bench_naive(seg, chips: np.ndarray, new_tokens: int, objects: int) -> float:
     """One default generate() per chip through the processor; parse + codec per chip. Returns seconds."""
     import torch
 
-    from paligemma_qgis.core.tokens import parse_segmentation
+    from paligemma_qgis.core.model.tokens import parse_segmentation
 
     lm = seg.loaded
     rng = np.random.default_rng(0)
@@ -202,7 +202,7 @@ def breakdown(seg, chips: np.ndarray) -> dict[str, float]:
     """Seconds per chip for each stage of one engine batch."""
     import torch
 
-    from paligemma_qgis.core.masks import codes_array, paste_masks, usable_objects
+    from paligemma_qgis.core.model.masks import codes_array, paste_masks, usable_objects
 
     dev = seg.loaded.device
     n = len(chips)
@@ -273,16 +273,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from synthetic_vae import make_random_vae_npz
 
-    from paligemma_qgis.core.codec import MaskCodec
-    from paligemma_qgis.core.engine.base import ChipBatch
-    from paligemma_qgis.core.engine.models import (
+    from paligemma_qgis.core.model.codec import MaskCodec
+    from paligemma_qgis.core.model.hf_models import (
         LoadedModel,
         describe_device,
         load_paligemma,
         select_device,
         select_dtype,
     )
-    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+    from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
+    from paligemma_qgis.core.model.segmenter import ChipBatch
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -152,7 +152,7 @@ def model_loads(inputs: list[Path], flags: list[str], work: Path) -> None:
     """Counts real model loads with a factory that notes each one in a file (Ray workers too)."""
     import ray
 
-    from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
     model, vae = flags[flags.index("--model") + 1], flags[flags.index("--vae") + 1]
     for executor, actors in (("local", None), ("ray", 2)):
@@ -188,7 +188,7 @@ class CountingFactory:
         self.model, self.vae, self.log = model, vae, log
 
     def __call__(self):
-        from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+        from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
         with open(self.log, "a") as f:
             f.write(f"{os.getpid()}\n")

@@ -54,8 +54,8 @@ def run_one(size: int, chip: int, overlap: int, block: int) -> dict:
     from rasterio.crs import CRS
     from rasterio.windows import Window
 
-    from paligemma_qgis.core.mosaic import Mosaic
-    from paligemma_qgis.core.vectorize import vectorize_mosaic, write_geopackage
+    from paligemma_qgis.core.geometry.mosaic import Mosaic
+    from paligemma_qgis.core.geometry.vectorize import vectorize_mosaic, write_geopackage
 
     out: dict = {"size": size, "chip": chip, "overlap": overlap, "block": block}
     stride = chip - overlap

@@ -24,8 +24,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from water_series import SceneTruth, pixel_box, write_run  # noqa: E402
 
-from paligemma_qgis.core.change import water_change  # noqa: E402
-from paligemma_qgis.core.occurrence import water_occurrence  # noqa: E402
+from paligemma_qgis.core.temporal.change import water_change  # noqa: E402
+from paligemma_qgis.core.temporal.occurrence import water_occurrence  # noqa: E402
 
 T = Affine(10, 0, 500_000, 0, -10, 5_000_000)  # UTM 33N, 10 m
 

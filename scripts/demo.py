@@ -66,7 +66,7 @@ def synthetic_scene(path: Path) -> Path:
 
 
 def main() -> int:
-    from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
     OUT.mkdir(exist_ok=True)
     if NAIP.is_file():
@@ -96,11 +96,11 @@ def main() -> int:
 def paligemma_demo(raster: Path, preset: str | None) -> None:
     """The same scene with PaliGemma, when the user already has the model and vae-oid.npz locally."""
     from paligemma_qgis.core.errors import PaliGemmaQgisError
-    from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
     try:
-        from paligemma_qgis.core.engine.models import DEFAULT_MODEL, resolve_model_folder
-        from paligemma_qgis.core.weights import find_vae
+        from paligemma_qgis.core.model.hf_models import DEFAULT_MODEL, resolve_model_folder
+        from paligemma_qgis.core.model.weights import find_vae
 
         find_vae()
         resolve_model_folder(DEFAULT_MODEL, offline=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from paligemma_qgis.core.weights import VAE_SHAPES
+from paligemma_qgis.core.model.weights import VAE_SHAPES
 
 _TRANSPOSED = {"decoder.4.weight", "decoder.6.weight", "decoder.8.weight", "decoder.10.weight"}
 

@@ -1,4 +1,4 @@
-"""One writer per output, and work folders that never pile up (core.atomic), across real processes."""
+"""One writer per output, and work folders that never pile up (core.run.atomic), across real processes."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from paligemma_qgis.core.atomic import claim_output, sweep_work_folders, work_folder
 from paligemma_qgis.core.errors import OutputExistsError
+from paligemma_qgis.core.run.atomic import claim_output, sweep_work_folders, work_folder
 
 HOLD = """
 import sys, time
-from paligemma_qgis.core.atomic import {what}
+from paligemma_qgis.core.run.atomic import {what}
 held = {what}(sys.argv[1])
 print("held", flush=True)
 time.sleep(60)
@@ -85,7 +85,7 @@ def test_many_processes_making_work_folders_at_once_never_sweep_each_other(tmp_p
     """Ray runs a scene task per worker process, each making its mosaic folder: none may vanish."""
     script = (
         "import sys\n"
-        "from paligemma_qgis.core.atomic import work_folder\n"
+        "from paligemma_qgis.core.run.atomic import work_folder\n"
         "for _ in range(40):\n"
         "    w = work_folder(sys.argv[1])\n"
         "    (w.path / 'counts').write_bytes(b'x')  # fails if another process swept it\n"

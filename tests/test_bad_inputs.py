@@ -586,7 +586,7 @@ def _make_inputs(d: Path) -> None:
     from synthetic_rasters import make_scene
     from synthetic_vae import make_random_vae_npz
 
-    from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
     rng = np.random.default_rng(0)
     scene = make_scene(d / "scene.tif", width=480, height=400, blocksize=128)

@@ -17,10 +17,10 @@ from synthetic_rasters import equal_area_m2, make_scene
 from water_series import SceneTruth, as_single_scene_output, write_run
 
 from paligemma_qgis.cli import main
-from paligemma_qgis.core.change import ChangeOptions, water_change
 from paligemma_qgis.core.errors import InputError, OutputExistsError
-from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
-from paligemma_qgis.core.vectorize import metric_area_perimeter
+from paligemma_qgis.core.geometry.vectorize import metric_area_perimeter
+from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+from paligemma_qgis.core.temporal.change import ChangeOptions, water_change
 
 W, H = 500, 400
 LAKE_C, POND_C = (180, 180), (400, 100)
@@ -432,7 +432,7 @@ def test_pucallpa_gains_and_losses_are_the_polygon_differences(shared_data, tmp_
     assert from_maps.areas_m2["unknown"] == 0 and from_maps.notes == []
 
     # the 2020 map in UTM 18S (polygons and footprint reprojected): the same answer
-    from paligemma_qgis.core.water_maps import read_water_map
+    from paligemma_qgis.core.temporal.water_maps import read_water_map
 
     m = read_water_map(gpkg[2020]).to_crs("EPSG:32718")
     utm = write_run(

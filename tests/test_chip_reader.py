@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import paligemma_qgis.core.inputs.chip_reader as chip_reader
 import pyogrio
 import pytest
 import rasterio
 from affine import Affine
+from paligemma_qgis.core.inputs.chip_reader import block_cache_bytes, chip_groups
+from paligemma_qgis.core.inputs.grid import ChipGrid, chip_windows
+from paligemma_qgis.core.inputs.raster import open_raster
 from rasterio.windows import Window
 from synthetic_rasters import make_scene
 
-import paligemma_qgis.core.chip_reader as chip_reader
-import paligemma_qgis.core.scene_run as scene_run
-from paligemma_qgis.core.chip_reader import block_cache_bytes, chip_groups
-from paligemma_qgis.core.grid import ChipGrid, chip_windows
-from paligemma_qgis.core.mosaic import Mosaic
-from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
-from paligemma_qgis.core.raster import open_raster
+import paligemma_qgis.core.run.stages as scene_run
+from paligemma_qgis.core.geometry.mosaic import Mosaic
+from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
 
 def test_chip_groups_cut_tiled_files_into_column_bands_at_tile_edges() -> None:

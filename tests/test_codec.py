@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from synthetic_vae import make_random_vae_npz, random_vae_arrays, write_vae_npz
 
-from paligemma_qgis.core.codec import MaskCodec
 from paligemma_qgis.core.errors import WeightsError
-from paligemma_qgis.core.weights import VAE_SHA256, VAE_SHAPES
+from paligemma_qgis.core.model.codec import MaskCodec
+from paligemma_qgis.core.model.weights import VAE_SHA256, VAE_SHAPES
 
 # --------------------------------------------------------------- numpy reference
 

@@ -25,9 +25,13 @@ def _modules(folder: str) -> list[str]:
 
 def test_core_modules_found():
     names = _modules("core")
-    for expected in ("paligemma_qgis.core", "paligemma_qgis.core.tokens", "paligemma_qgis.core.grid"):
+    for expected in (
+        "paligemma_qgis.core",
+        "paligemma_qgis.core.model.tokens",
+        "paligemma_qgis.core.inputs.grid",
+    ):
         assert expected in names
-    assert "paligemma_qgis.core.raster" in names
+    assert "paligemma_qgis.core.inputs.raster" in names
 
 
 def _imports_in_subprocess(modules: list[str]) -> dict:

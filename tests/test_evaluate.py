@@ -15,11 +15,11 @@ from shapely.geometry import box
 from synthetic_rasters import make_scene
 
 from paligemma_qgis.cli import main
-from paligemma_qgis.core.codec import MaskCodec
 from paligemma_qgis.core.errors import InputError
-from paligemma_qgis.core.evaluate import Scores, evaluate, evaluate_geo, evaluate_pairs
-from paligemma_qgis.core.masks import decode_objects, encode_instances
-from paligemma_qgis.core.tokens import format_objects, parse_segmentation
+from paligemma_qgis.core.model.codec import MaskCodec
+from paligemma_qgis.core.model.masks import decode_objects, encode_instances
+from paligemma_qgis.core.model.tokens import format_objects, parse_segmentation
+from paligemma_qgis.core.train.evaluate import Scores, evaluate, evaluate_geo, evaluate_pairs
 
 
 def test_scores_math():
@@ -176,7 +176,7 @@ def test_real_malformed_outputs_counted(shared_data: Path, tmp_path):
 
 
 def test_statuses_without_text_and_water_index_chips():
-    from paligemma_qgis.core.evaluate import EvalResult, _count_outputs, _count_statuses
+    from paligemma_qgis.core.train.evaluate import EvalResult, _count_outputs, _count_statuses
 
     r = EvalResult(mode="raster", scores=Scores())
     _count_statuses(
@@ -190,7 +190,7 @@ def test_statuses_without_text_and_water_index_chips():
 
 def test_skipped_chips_are_not_model_outputs():
     """Chips skipped for missing data never went to the model: they must not dilute the invalid share."""
-    from paligemma_qgis.core.evaluate import EvalResult, _count_statuses
+    from paligemma_qgis.core.train.evaluate import EvalResult, _count_statuses
 
     r = EvalResult(mode="raster", scores=Scores())
     _count_statuses(r, ["1 ok, 1 rejected: truncated", "skipped: 3.0% valid", "skipped: no valid pixels"])
@@ -199,9 +199,10 @@ def test_skipped_chips_are_not_model_outputs():
 
 def test_jsonl_errors_name_the_file_and_line(tmp_path):
     """evaluate and finetune read JSONL through one reader: a bad line is named, not a traceback."""
+    from paligemma_qgis.core.inputs.files import read_jsonl
+
     from paligemma_qgis.core.errors import InputError
-    from paligemma_qgis.core.finetune import read_split
-    from paligemma_qgis.core.inputs import read_jsonl
+    from paligemma_qgis.core.train.finetune import read_split
 
     path = tmp_path / "train.jsonl"
     path.write_text('{"image": "a.png", "prefix": "segment water", "suffix": ""}\n\n{"image": "b.png"}\n')

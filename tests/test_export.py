@@ -17,7 +17,8 @@ from synthetic_rasters import make_scene
 
 from paligemma_qgis.cli import main
 from paligemma_qgis.core.errors import InputError, OutputExistsError
-from paligemma_qgis.core.export import (
+from paligemma_qgis.core.model.tokens import parse_segmentation
+from paligemma_qgis.core.train.export import (
     ExportOptions,
     PairsOptions,
     apply_empty_policy,
@@ -31,7 +32,6 @@ from paligemma_qgis.core.export import (
     split_blocks,
     water_components,
 )
-from paligemma_qgis.core.tokens import parse_segmentation
 
 LOC_RE = re.compile(r"((?:<loc\d{4}>){4})")
 

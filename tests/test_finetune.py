@@ -14,9 +14,9 @@ pytest.importorskip("peft")
 
 import torch  # noqa: E402
 
-from paligemma_qgis.core.engine.models import load_paligemma  # noqa: E402
 from paligemma_qgis.core.errors import InputError, OutputExistsError  # noqa: E402
-from paligemma_qgis.core.finetune import FinetuneOptions, collate, finetune, read_split  # noqa: E402
+from paligemma_qgis.core.model.hf_models import load_paligemma  # noqa: E402
+from paligemma_qgis.core.train.finetune import FinetuneOptions, collate, finetune, read_split  # noqa: E402
 
 SUFFIX = (
     "<loc0100><loc0200><loc0600><loc0900>"
@@ -160,7 +160,7 @@ def test_cli_finetune(tiny_paligemma, data_dir, tmp_path, capsys):
 
 def test_output_folder_refused_before_training(tiny_paligemma, data_dir, tmp_path, monkeypatch):
     """A folder that will be refused at the end must be refused before hours of training."""
-    import paligemma_qgis.core.engine.models as models
+    import paligemma_qgis.core.model.hf_models as models
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded although the output folder is refused")

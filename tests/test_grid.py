@@ -7,16 +7,16 @@ import math
 import numpy as np
 import pytest
 from affine import Affine
-from shapely.geometry import box
-
-from paligemma_qgis.core.errors import InputError
-from paligemma_qgis.core.grid import (
+from paligemma_qgis.core.inputs.grid import (
     ChipGrid,
     axis_offsets,
     chip_windows,
     load_aoi,
     window_footprint,
 )
+from shapely.geometry import box
+
+from paligemma_qgis.core.errors import InputError
 
 
 @pytest.mark.parametrize(

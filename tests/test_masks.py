@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from PIL import Image
 
-from paligemma_qgis.core.codec import MaskCodec
-from paligemma_qgis.core.masks import (
+from paligemma_qgis.core.model.codec import MaskCodec
+from paligemma_qgis.core.model.masks import (
     codes_array,
     decode_objects,
     encode_instances,
@@ -20,7 +20,7 @@ from paligemma_qgis.core.masks import (
     pixel_box_to_loc,
     usable_objects,
 )
-from paligemma_qgis.core.tokens import SegObject, format_objects, parse_segmentation
+from paligemma_qgis.core.model.tokens import SegObject, format_objects, parse_segmentation
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from paligemma_qgis.core.errors import OutputExistsError
-from paligemma_qgis.core.mosaic import NODATA, Mosaic
+from paligemma_qgis.core.geometry.mosaic import NODATA, Mosaic
 from paligemma_qgis.core.progress import CallbackProgress, Cancelled
 
 

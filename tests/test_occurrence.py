@@ -13,9 +13,9 @@ from affine import Affine
 from water_series import SceneTruth, pixel_box, write_run
 
 from paligemma_qgis.cli import main
-from paligemma_qgis.core.change import ChangeOptions, water_change
 from paligemma_qgis.core.errors import InputError, OutputExistsError
-from paligemma_qgis.core.occurrence import OccurrenceOptions, water_occurrence
+from paligemma_qgis.core.temporal.change import ChangeOptions, water_change
+from paligemma_qgis.core.temporal.occurrence import OccurrenceOptions, water_occurrence
 
 T = Affine(10, 0, 500_000, 0, -10, 5_000_000)  # UTM 33N, 10 m pixels
 W, H = 120, 80
@@ -255,7 +255,7 @@ def test_a_real_segment_run_over_six_dated_rasters(tmp_path):
     from shapely.geometry import Point, box
     from synthetic_rasters import make_scene
 
-    from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
     lake, seasonal, pond = Point(60, 60).buffer(40, 64), box(140, 30, 220, 90), Point(180, 160).buffer(18, 32)
     plan = [[lake, seasonal], [lake, seasonal], [lake, seasonal], [lake], [lake, pond], [lake]]

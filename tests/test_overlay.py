@@ -1,4 +1,4 @@
-"""Piecewise overlays (core.overlay) give the same pieces as GEOS overlays of whole maps."""
+"""Piecewise overlays (core.geometry.overlay) give the same pieces as GEOS overlays of whole maps."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import shapely
 from shapely.geometry import Point, box
 
-from paligemma_qgis.core import overlay
+from paligemma_qgis.core.geometry import overlay
 
 
 def _map(rng, n, shift=0.0):

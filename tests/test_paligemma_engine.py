@@ -18,21 +18,17 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from paligemma_qgis.core.engine.base import ChipBatch, ChipResult, RasterBands  # noqa: E402
-from paligemma_qgis.core.engine.constrained import (  # noqa: E402
-    SEG_PER_OBJECT,
-    SegmentationGrammar,
-    build_prompt,
-)
-from paligemma_qgis.core.engine.models import (  # noqa: E402
+from paligemma_qgis.core.errors import WeightsError  # noqa: E402
+from paligemma_qgis.core.model.constrained import SEG_PER_OBJECT, SegmentationGrammar, build_prompt  # noqa: E402
+from paligemma_qgis.core.model.hf_models import (  # noqa: E402
     describe_device,
     load_paligemma,
     resolve_model_folder,
     select_device,
     select_dtype,
 )
-from paligemma_qgis.core.errors import WeightsError  # noqa: E402
-from paligemma_qgis.core.tokens import parse_segmentation  # noqa: E402
+from paligemma_qgis.core.model.segmenter import ChipBatch, ChipResult, RasterBands  # noqa: E402
+from paligemma_qgis.core.model.tokens import parse_segmentation  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "hf_dontLeakThisToken1234567890"
@@ -272,7 +268,7 @@ def test_grammar_rejects_bad_classes():
 
 @pytest.fixture(scope="module")
 def segmenter(tiny_paligemma, vae_npz):
-    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+    from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
     return PaliGemmaSegmenter.from_options(
         model=str(tiny_paligemma), vae=str(vae_npz), allow_custom_vae=True, device="cpu", batch_size=3
@@ -346,7 +342,7 @@ def test_segmenter_rejects_labels_not_asked_for(segmenter):
 
 
 def test_unconstrained_segmenter_still_returns_text(tiny_paligemma, vae_npz, images):
-    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+    from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
     seg = PaliGemmaSegmenter.from_options(
         model=str(tiny_paligemma),
@@ -453,7 +449,7 @@ def test_device_and_dtype_selection():
 
 def test_cli_segment_end_to_end(tmp_path, tiny_paligemma, vae_npz):
     pytest.importorskip("paligemma_qgis.cli.segment")
-    pytest.importorskip("paligemma_qgis.core.pipeline")
+    pytest.importorskip("paligemma_qgis.core.run.driver")
     pyogrio = pytest.importorskip("pyogrio")
     sys.path.insert(0, str(REPO / "tests"))
     from synthetic_rasters import make_scene
@@ -562,8 +558,8 @@ def test_static_cache_loop_gives_the_same_tokens_as_generate(loaded, vae_npz, im
     Rows stop at different steps (EOS, then pad), the grammar sees every step, and the
     cache is reused by the next call without leaking the previous batch into it.
     """
-    from paligemma_qgis.core.codec import MaskCodec
-    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+    from paligemma_qgis.core.model.codec import MaskCodec
+    from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
     codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
     opts = {"batch_size": 8, "constrained": constrained, "max_objects": 3}
@@ -588,8 +584,8 @@ def test_static_cache_loop_gives_the_same_tokens_as_generate(loaded, vae_npz, im
 
 
 def test_static_cache_segment_results_match_dynamic(loaded, vae_npz, images):
-    from paligemma_qgis.core.codec import MaskCodec
-    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+    from paligemma_qgis.core.model.codec import MaskCodec
+    from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
     codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
     a = PaliGemmaSegmenter(loaded, codec, batch_size=3).segment(_batch(images[:5]))
@@ -599,9 +595,9 @@ def test_static_cache_segment_results_match_dynamic(loaded, vae_npz, images):
 
 
 def test_cache_and_compile_options_are_checked(loaded, vae_npz):
-    from paligemma_qgis.core.codec import MaskCodec
-    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
     from paligemma_qgis.core.errors import InputError
+    from paligemma_qgis.core.model.codec import MaskCodec
+    from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
     codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
     assert PaliGemmaSegmenter(loaded, codec).cache == "dynamic"  # the default
@@ -617,8 +613,8 @@ def test_cache_and_compile_options_are_checked(loaded, vae_npz):
 )
 def test_compiled_decode_step_gives_the_same_tokens(loaded, vae_npz, images):
     """torch.compile of the decode step (about 20 s of compilation on CPU) changes no token."""
-    from paligemma_qgis.core.codec import MaskCodec
-    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+    from paligemma_qgis.core.model.codec import MaskCodec
+    from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
     codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
     opts = {"batch_size": 4, "max_objects": 1}
@@ -634,7 +630,7 @@ def test_decoding_options_reach_the_engine_through_the_pipeline(tmp_path, tiny_p
     import pyogrio
     from synthetic_rasters import make_scene
 
-    from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
     scene = make_scene(tmp_path / "synth.tif", width=300, height=240)
     common = {
@@ -698,9 +694,9 @@ def test_bad_decoding_options_fail_before_the_model_loads(tmp_path, vae_npz, cap
 
 def test_out_of_gpu_memory_halves_the_batch_and_loses_no_chip(loaded, vae_npz, images, caplog):
     """A batch too big for the GPU is retried at half size; results equal a run that fitted."""
-    from paligemma_qgis.core.codec import MaskCodec
-    from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
     from paligemma_qgis.core.errors import InputError
+    from paligemma_qgis.core.model.codec import MaskCodec
+    from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
     codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
     want = PaliGemmaSegmenter(loaded, codec, batch_size=2, max_objects=2).segment(_batch(images[:7]))
@@ -751,7 +747,7 @@ def test_auto_batch_size_follows_free_gpu_memory():
 
     from transformers import PaliGemmaConfig
 
-    from paligemma_qgis.core.engine.paligemma import MAX_AUTO_BATCH, auto_batch_size, chip_memory_bytes
+    from paligemma_qgis.core.model.paligemma import MAX_AUTO_BATCH, auto_batch_size, chip_memory_bytes
 
     spec = importlib.util.spec_from_file_location("bench_gpu", REPO / "scripts" / "bench_gpu.py")
     bench = importlib.util.module_from_spec(spec)

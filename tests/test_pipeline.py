@@ -12,11 +12,11 @@ import rasterio
 import shapely
 from synthetic_rasters import equal_area_m2, iou, make_scene
 
-from paligemma_qgis.core.engine.base import ChipResult
-from paligemma_qgis.core.engine.water_index import WaterIndexSegmenter
 from paligemma_qgis.core.errors import InputError, OutputExistsError
-from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+from paligemma_qgis.core.model.segmenter import ChipResult
+from paligemma_qgis.core.model.water_index import WaterIndexSegmenter
 from paligemma_qgis.core.progress import CallbackProgress, Cancelled
+from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
 
 class Recording(WaterIndexSegmenter):
@@ -84,7 +84,7 @@ def test_no_padded_chip_reaches_the_segmenter(tmp_path) -> None:
     opts = SegmentOptions(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), overlap=32)
     segment_raster(opts, segmenter=seg)
     truth_valid = scene.valid_mask()
-    from paligemma_qgis.core.grid import chip_windows
+    from paligemma_qgis.core.inputs.grid import chip_windows
 
     windows = {c.id: c.window for c in chip_windows(601, 459, 224, 32)}
     assert len(seg.seen) == len(windows)

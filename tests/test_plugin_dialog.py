@@ -185,7 +185,7 @@ def _set_combo(combo, value):
 
 
 def test_valid_choices_build_a_job_the_pipeline_accepts(dlg, raster_layer, tmp_path):
-    from paligemma_qgis.core.pipeline import SegmentOptions
+    from paligemma_qgis.core.run.driver import SegmentOptions
 
     dlg.set_raster_layer(raster_layer)
     _set_combo(dlg.engine_combo, "water-index")
@@ -211,7 +211,7 @@ def test_valid_choices_build_a_job_the_pipeline_accepts(dlg, raster_layer, tmp_p
 
 
 def test_area_from_selected_polygons_and_canvas(dlg, raster_layer, clean_project, qgis_iface, tmp_path):
-    from paligemma_qgis.core.grid import load_aoi
+    from paligemma_qgis.core.inputs.grid import load_aoi
 
     ext = raster_layer.extent()
     polys = QgsVectorLayer(f"Polygon?crs={raster_layer.crs().authid()}", "aoi", "memory")
@@ -298,13 +298,13 @@ def test_run_saves_settings_checks_the_worker_and_starts_a_task(dlg, raster_laye
 
 
 def test_presets_match_the_core():
-    from paligemma_qgis.core.raster import PRESETS as CORE_PRESETS
+    from paligemma_qgis.core.inputs.raster import PRESETS as CORE_PRESETS
 
     assert {name for name, _ in PRESETS if name} == set(CORE_PRESETS)
 
 
 def test_default_model_matches_the_core():
-    from paligemma_qgis.core.engine.models import DEFAULT_MODEL
+    from paligemma_qgis.core.model.hf_models import DEFAULT_MODEL
     from paligemma_qgis.plugin.options import DEFAULT_MODEL as PLUGIN_DEFAULT
 
     assert PLUGIN_DEFAULT == DEFAULT_MODEL
@@ -438,7 +438,7 @@ def test_export_refuses_bad_values(export_dlg, raster_layer, tmp_path, water_sce
 def test_export_polygon_layer_job_is_accepted_by_export_options(
     export_dlg, raster_layer, water_scene, clean_project, tmp_path, vae_npz
 ):
-    from paligemma_qgis.core.export import ExportOptions
+    from paligemma_qgis.core.train.export import ExportOptions
 
     lakes = _memory_lakes(water_scene)
     clean_project.addMapLayer(lakes)
@@ -482,7 +482,7 @@ def test_export_file_backed_layer_mask_and_water_index_jobs(
 ):
     from qgis.core import QgsCoordinateTransformContext, QgsVectorFileWriter
 
-    from paligemma_qgis.core.export import ExportOptions
+    from paligemma_qgis.core.train.export import ExportOptions
 
     gpkg = tmp_path / "lakes.gpkg"
     options = QgsVectorFileWriter.SaveVectorOptions()
@@ -583,8 +583,8 @@ def test_export_job_leaves_out_unset_values():
 
 
 def test_export_choices_match_the_core():
-    from paligemma_qgis.core import export as core_export
-    from paligemma_qgis.core.export import outputs as core_outputs
+    from paligemma_qgis.core.train import export as core_export
+    from paligemma_qgis.core.train.export import outputs as core_outputs
     from paligemma_qgis.plugin.export_dialog import EXPORT_MARKERS
     from paligemma_qgis.plugin.options import EMPTY_POLICIES, WATER_INDEX_LABELS
 

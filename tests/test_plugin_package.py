@@ -30,7 +30,7 @@ def test_zip_layout(plugin_zip):
         "cli/worker.py",
     ):
         assert f"{PACKAGE}/{required}" in names
-    assert f"{PACKAGE}/core/pipeline.py" in names
+    assert f"{PACKAGE}/core/run/driver.py" in names
     assert f"{PACKAGE}/requirements-worker.txt" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if "/tests/" in n or n.split("/")[-1].startswith("test_")]

@@ -504,7 +504,7 @@ def _fail(job: dict, python: str = sys.executable):
 def test_another_run_writing_the_output(region, tmp_path):
     """A second QGIS (or a terminal) is writing the GeoPackage: wait, or choose another; and its
     lock stays (the failed run removes nothing of the other run's)."""
-    from paligemma_qgis.core.atomic import claim_output
+    from paligemma_qgis.core.run.atomic import claim_output
 
     scenes, _ = region
     output = tmp_path / "w.gpkg"
@@ -566,9 +566,9 @@ def test_a_ray_cluster_that_cannot_be_joined(monkeypatch):
     """ray.init's refusal (here: Ray Client's timeout) through the core's own join and the worker's
     error fields: the dialog names Worker setup's address."""
     from paligemma_qgis.cli.worker import error_fields
-    from paligemma_qgis.core import ray_executor
     from paligemma_qgis.core.errors import PaliGemmaQgisError
-    from paligemma_qgis.core.segment_options import SegmentOptions
+    from paligemma_qgis.core.run import ray_executor
+    from paligemma_qgis.core.run.options import SegmentOptions
 
     class Unreachable:
         @staticmethod
@@ -601,9 +601,9 @@ def test_a_ray_address_where_nothing_listens_fails_in_seconds_not_minutes():
     import socket
     import time
 
-    from paligemma_qgis.core import ray_executor
     from paligemma_qgis.core.errors import PaliGemmaQgisError
-    from paligemma_qgis.core.segment_options import SegmentOptions
+    from paligemma_qgis.core.run import ray_executor
+    from paligemma_qgis.core.run.options import SegmentOptions
 
     calls = []
 

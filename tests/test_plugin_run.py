@@ -560,7 +560,7 @@ def test_setup_dialog_download_button_reports_failure(qgis_iface, fresh_settings
 
 
 def test_runner_removes_the_temp_folder_of_a_killed_export(tmp_path):
-    """core.export cleans up after itself, except when killed: then the runner does."""
+    """core.train.export cleans up after itself, except when killed: then the runner does."""
     from paligemma_qgis.plugin.runner import run_worker
 
     code = (

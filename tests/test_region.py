@@ -20,12 +20,12 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
+from paligemma_qgis.core.inputs.scenes import resolve_inputs
 from synthetic_rasters import iou, make_scene
 
 from paligemma_qgis.core.errors import InputError, OutputExistsError
-from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
-from paligemma_qgis.core.revectorize import revectorize
-from paligemma_qgis.core.scenes import resolve_inputs
+from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+from paligemma_qgis.core.run.revectorize import revectorize
 
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 CRSS = ["EPSG:32633", "EPSG:32633", "EPSG:4326", "EPSG:4326", "EPSG:3857"]
@@ -296,7 +296,7 @@ def test_stac_item_collection_of_local_files(tmp_path) -> None:
 # ----------------------------------------------------------------------------- resume
 def test_changed_options_are_detected_and_restart_starts_over(scenes, tmp_path) -> None:
     out = tmp_path / "o.gpkg"
-    from paligemma_qgis.core.journal import Journal
+    from paligemma_qgis.core.run.journal import Journal
 
     opts = SegmentOptions(raster=[str(p) for p in scenes[:2]], output=str(out), nir=4)
     with Journal.open(out, opts.fingerprint(resolve_inputs(opts.inputs))):
@@ -427,7 +427,8 @@ def test_a_resumed_run_does_not_read_answered_chips_again(
     tmp_path, tiny_paligemma, vae_npz, monkeypatch
 ) -> None:
     """The journal keeps each answered chip's validity: resuming reads only the others, same output."""
-    import paligemma_qgis.core.chip_reader as chip_reader
+    import paligemma_qgis.core.inputs.chip_reader as chip_reader
+
     from paligemma_qgis.core.progress import Cancelled
 
     scene = make_scene(
@@ -522,7 +523,7 @@ class DiesOnce:
         self.model, self.vae, self.marker = model, vae, marker
 
     def __call__(self):
-        from paligemma_qgis.core.engine.paligemma import PaliGemmaSegmenter
+        from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
         seg = PaliGemmaSegmenter.from_options(
             model=self.model, vae=self.vae, allow_custom_vae=True, device="cpu", batch_size=4, max_objects=2

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from paligemma_qgis.core.tokens import SegObject, format_objects, parse_segmentation, parse_summary
+from paligemma_qgis.core.model.tokens import SegObject, format_objects, parse_segmentation, parse_summary
 
 
 def _loc(v: int) -> str:
@@ -127,11 +127,13 @@ def test_format_big_vision_layout():
 
 
 def test_tokens_module_stays_light():
-    code = "import sys, paligemma_qgis.core.tokens; print('torch' in sys.modules, 'numpy' in sys.modules)"
+    code = (
+        "import sys, paligemma_qgis.core.model.tokens; print('torch' in sys.modules, 'numpy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
     code = (
-        "import sys, paligemma_qgis.core.masks, paligemma_qgis.core.weights, paligemma_qgis.cli.weights;"
+        "import sys, paligemma_qgis.core.model.masks, paligemma_qgis.core.model.weights, paligemma_qgis.cli.weights;"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

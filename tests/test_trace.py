@@ -1,4 +1,4 @@
-"""Vectorising while chips come (core.trace): same answer whatever the scheduling, equal to one whole trace.
+"""Vectorising while chips come (core.geometry.trace): same answer whatever the scheduling, equal to one whole trace.
 
 The scene is made to be seam-heavy: lakes with islands, a diagonal river, pixels that
 touch only at a corner, and nodata, all cut by chip edges (224 px), by the background
@@ -20,19 +20,19 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
+from paligemma_qgis.core.inputs.grid import ChipGrid
+from paligemma_qgis.core.inputs.raster import RasterSource
 from rasterio.features import shapes
 from rasterio.windows import Window
 
-from paligemma_qgis.core import trace_background
-from paligemma_qgis.core.engine.water_index import normalized_difference
 from paligemma_qgis.core.errors import InputError, PaliGemmaQgisError
-from paligemma_qgis.core.grid import ChipGrid
-from paligemma_qgis.core.mosaic import Mosaic
-from paligemma_qgis.core.pipeline import SegmentOptions, segment_raster
+from paligemma_qgis.core.geometry import trace_background
+from paligemma_qgis.core.geometry.mosaic import Mosaic
+from paligemma_qgis.core.geometry.trace import ChipRows, trace_blocks
+from paligemma_qgis.core.geometry.trace_background import ProcessTracer, ThreadTracer, stripe_tracer
+from paligemma_qgis.core.model.water_index import normalized_difference
 from paligemma_qgis.core.progress import CallbackProgress, Cancelled
-from paligemma_qgis.core.raster import RasterSource
-from paligemma_qgis.core.trace import ChipRows, trace_blocks
-from paligemma_qgis.core.trace_background import ProcessTracer, ThreadTracer, stripe_tracer
+from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
 THRESHOLD = 0.2
 TRANSFORM = Affine(10.0, 0.0, 300_000.0, 0.0, -10.0, 5_500_000.0)

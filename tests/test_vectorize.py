@@ -16,14 +16,14 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from paligemma_qgis.core.errors import OutputExistsError
-from paligemma_qgis.core.mosaic import Mosaic
-from paligemma_qgis.core.progress import CallbackProgress, Cancelled
-from paligemma_qgis.core.vectorize import (
+from paligemma_qgis.core.geometry.mosaic import Mosaic
+from paligemma_qgis.core.geometry.vectorize import (
     chips_frame,
     metric_area_perimeter,
     vectorize_mosaic,
     write_geopackage,
 )
+from paligemma_qgis.core.progress import CallbackProgress, Cancelled
 
 
 def mosaic_of(

@@ -8,15 +8,15 @@ import types
 import numpy as np
 import pytest
 
-from paligemma_qgis.core.engine.base import ChipBatch, RasterBands
-from paligemma_qgis.core.engine.factory import make_segmenter
-from paligemma_qgis.core.engine.water_index import (
+from paligemma_qgis.core.errors import InputError
+from paligemma_qgis.core.model.factory import make_segmenter
+from paligemma_qgis.core.model.segmenter import ChipBatch, RasterBands
+from paligemma_qgis.core.model.water_index import (
     OTSU_BOUNDS,
     WaterIndexSegmenter,
     normalized_difference,
     otsu_threshold,
 )
-from paligemma_qgis.core.errors import InputError
 
 RGBN = RasterBands(count=4, descriptions=(None,) * 4, rgb=(1, 2, 3))
 
@@ -144,9 +144,9 @@ def test_factory_paligemma_is_lazy(monkeypatch) -> None:
             calls.update(kw)
             return cls()
 
-    module = types.ModuleType("paligemma_qgis.core.engine.paligemma")
+    module = types.ModuleType("paligemma_qgis.core.model.paligemma")
     module.PaliGemmaSegmenter = FakeSegmenter
-    monkeypatch.setitem(sys.modules, "paligemma_qgis.core.engine.paligemma", module)
+    monkeypatch.setitem(sys.modules, "paligemma_qgis.core.model.paligemma", module)
     seg = make_segmenter(
         "paligemma", model="m", vae="v.npz", device="cpu", batch_size=4, nir=4, classes=["water"]
     )

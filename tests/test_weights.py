@@ -14,8 +14,8 @@ from synthetic_vae import random_vae_arrays, write_vae_npz
 
 from paligemma_qgis.cli import main
 from paligemma_qgis.cli.weights import add_vae_arguments, codec_from_args
-from paligemma_qgis.core import weights as w
 from paligemma_qgis.core.errors import OutputExistsError, WeightsError
+from paligemma_qgis.core.model import weights as w
 
 
 @pytest.fixture()

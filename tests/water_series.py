@@ -19,7 +19,7 @@ import shapely
 from affine import Affine
 from shapely.geometry import box
 
-from paligemma_qgis.core.vectorize import metric_area_perimeter, write_geopackage
+from paligemma_qgis.core.geometry.vectorize import metric_area_perimeter, write_geopackage
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``change``: water gained, lost, persistent and unknown between two dates (core.change)."""
+"""``change``: water gained, lost, persistent and unknown between two dates (core.temporal.change)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def segment_options(args: argparse.Namespace) -> dict:
-    """core.pipeline.SegmentOptions fields for raster inputs (unset ones left to its defaults)."""
+    """core.run.driver.SegmentOptions fields for raster inputs (unset ones left to its defaults)."""
     values = {
         "engine": args.engine,
         "bands": args.bands,
@@ -104,8 +104,8 @@ def segment_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.change import ChangeOptions, water_change
     from ..core.errors import InputError
+    from ..core.temporal.change import ChangeOptions, water_change
 
     files = list(args.files)
     if len(files) == 3:

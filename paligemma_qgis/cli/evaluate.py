@@ -52,7 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.evaluate import evaluate
+    from ..core.train.evaluate import evaluate
 
     result = evaluate(
         args.pred,

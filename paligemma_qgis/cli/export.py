@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..core.export import EMPTY_POLICIES, WATER_INDEX
+from ..core.train.export import EMPTY_POLICIES, WATER_INDEX
 from .progress import cli_progress
 from .weights import add_vae_arguments
 
@@ -144,8 +144,8 @@ def _print_summary(summary, as_json: bool) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..core.export import ExportOptions, export_training_data
-    from ..core.raster import parse_bands
+    from ..core.inputs.raster import parse_bands
+    from ..core.train.export import ExportOptions, export_training_data
 
     bands = parse_bands(args.bands, path=args.raster)
     opts = ExportOptions(
@@ -184,7 +184,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_export_pairs(args: argparse.Namespace) -> int:
-    from ..core.export import PairsOptions, export_pairs
+    from ..core.train.export import PairsOptions, export_pairs
 
     opts = PairsOptions(
         images=args.images,

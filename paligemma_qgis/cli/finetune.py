@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.finetune import FinetuneOptions, finetune
+    from ..core.train.finetune import FinetuneOptions, finetune
 
     opts = FinetuneOptions(
         data_dir=args.data_dir,

@@ -4,7 +4,7 @@ rasterio, shapely, numpy and GDAL (through rasterio's logger) warn in their own 
 the source line that raised the warning and often many times per run; a user needs one
 line that says what happened. Warnings that only repeat an error the command reports itself
 (rasterio's NotGeoreferencedWarning before "raster has no CRS") are silenced at the source,
-in core.inputs.
+in core.inputs.files.
 """
 
 from __future__ import annotations

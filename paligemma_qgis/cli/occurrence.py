@@ -1,4 +1,4 @@
-"""``occurrence``: how often each place was water over many dated observations (core.occurrence)."""
+"""``occurrence``: how often each place was water over many dated observations (core.temporal.occurrence)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.occurrence import OccurrenceOptions, water_occurrence
+    from ..core.temporal.occurrence import OccurrenceOptions, water_occurrence
 
     options = OccurrenceOptions(
         inputs=list(args.inputs),

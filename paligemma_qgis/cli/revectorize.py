@@ -1,4 +1,4 @@
-"""``revectorize``: new polygons from a finished run, without the model (core.revectorize)."""
+"""``revectorize``: new polygons from a finished run, without the model (core.run.revectorize)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.revectorize import revectorize
+    from ..core.run.revectorize import revectorize
 
     with cli_progress("revectorize", "chip") as progress:
         summary = revectorize(

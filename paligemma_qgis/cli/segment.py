@@ -1,4 +1,4 @@
-"""``segment``: map water in a raster and write polygons to a GeoPackage (core.pipeline)."""
+"""``segment``: map water in a raster and write polygons to a GeoPackage (core.run.driver)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from ..core.errors import InputError
-from ..core.segment_options import DEFAULT_MAX_PIXELS
+from ..core.run.options import DEFAULT_MAX_PIXELS
 from .progress import cli_progress
 from .weights import add_vae_arguments
 
@@ -189,7 +189,7 @@ def add_band_arguments(g: argparse._ArgumentGroup) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
-    from ..core.pipeline import SegmentOptions
+    from ..core.run.driver import SegmentOptions
 
     if len(args.paths) < 2:
         raise InputError(
@@ -247,7 +247,7 @@ def _names(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.pipeline import segment_raster
+    from ..core.run.driver import segment_raster
 
     options = options_from_args(args)
     with cli_progress("segment", "chip") as progress:

@@ -10,8 +10,8 @@ import argparse
 import os
 from pathlib import Path
 
-from ..core import weights as w
 from ..core.errors import WeightsError
+from ..core.model import weights as w
 
 
 def add_vae_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def add_vae_arguments(parser: argparse.ArgumentParser) -> None:
 
 def codec_from_args(args: argparse.Namespace, *, device: str | None = None):
     """Load the MaskCodec the --vae/--allow-custom-vae arguments point to (imports torch)."""
-    from ..core.codec import MaskCodec
+    from ..core.model.codec import MaskCodec
 
     path = w.find_vae(getattr(args, "vae", None))
     return MaskCodec.from_npz(path, device=device, allow_custom_vae=getattr(args, "allow_custom_vae", False))

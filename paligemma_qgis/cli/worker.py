@@ -266,15 +266,15 @@ def run_job(job: dict, progress: JsonLinesProgress) -> dict:
     if not isinstance(options, dict):
         raise BadJob("worker job: 'options' must be a JSON object")
     if task == "segment":
-        from ..core.pipeline import SegmentOptions, segment_raster
+        from ..core.run.driver import SegmentOptions, segment_raster
 
         summary = segment_raster(SegmentOptions.from_dict(options), progress)
     elif task == "change":
-        from ..core.change import ChangeOptions, water_change
+        from ..core.temporal.change import ChangeOptions, water_change
 
         summary = water_change(ChangeOptions.from_dict(options), progress)
     elif task == "occurrence":
-        from ..core.occurrence import OccurrenceOptions, water_occurrence
+        from ..core.temporal.occurrence import OccurrenceOptions, water_occurrence
 
         summary = water_occurrence(OccurrenceOptions.from_dict(options), progress)
     else:
@@ -283,11 +283,11 @@ def run_job(job: dict, progress: JsonLinesProgress) -> dict:
 
 
 def _run_export(options: dict, progress: JsonLinesProgress) -> Any:
-    module = f"{__package__.rsplit('.', 1)[0]}.core.export"
+    module = f"{__package__.rsplit('.', 1)[0]}.core.train.export"
     try:
         export = importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name != module:  # a package core.export needs: reported as such by the caller
+        if exc.name != module:  # a package core.train.export needs: reported as such by the caller
             raise
         raise BadJob("worker job: training-data export is not available in this version") from exc
     options_cls = getattr(export, "ExportOptions", None)
@@ -489,7 +489,7 @@ def _find_vae(vae: str | None) -> dict:
         path = Path(vae).expanduser()
         return {"value": vae, "found": path.is_file(), "where": str(path) if path.is_file() else None}
     try:  # the weights module knows the default cache location, when it exists
-        weights = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.core.weights")
+        weights = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.core.model.weights")
         finder = getattr(weights, "find_vae", None) or getattr(weights, "default_vae_path", None)
         candidate = finder() if finder else None
     except Exception:

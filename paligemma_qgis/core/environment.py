@@ -150,7 +150,7 @@ def _vae(vae: str | None) -> dict:
         path = Path(env).expanduser()
         return {"found": path.is_file(), "where": str(path) if path.is_file() else None, "known": True}
     try:
-        from .weights import default_vae_path
+        from .model.weights import default_vae_path
 
         path = default_vae_path()
     except ImportError:  # numpy/platformdirs missing: the setup comes first anyway

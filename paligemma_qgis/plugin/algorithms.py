@@ -399,7 +399,7 @@ def _load_water_layer_on_completion(context: QgsProcessingContext, output: str, 
 
 
 class ExportTrainingDataAlgorithm(WorkerAlgorithm):
-    """Raster + known water -> PaliGemma fine-tuning chips and JSONL (core.export in the worker)."""
+    """Raster + known water -> PaliGemma fine-tuning chips and JSONL (core.train.export in the worker)."""
 
     INPUT = "INPUT"
     LABELS_VECTOR = "LABELS_VECTOR"

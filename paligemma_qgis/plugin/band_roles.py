@@ -3,7 +3,7 @@
 A 4-band aerial tile without band descriptions could be R,G,B,NIR (NAIP) or SWIR,NIR,R,G
 (a Landsat export): guessing wrong maps fields as water. The engines' needs (green + NIR or
 SWIR for the water index, R,G,B for PaliGemma) are checked with the core's own rules
-(core.bands: descriptions first, then the preset); when they are not met the dialog shows
+(core.inputs.bands: descriptions first, then the preset); when they are not met the dialog shows
 the bands with their names and statistics and lets the user pick, or pick a sensor preset.
 """
 
@@ -26,8 +26,8 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core.bands import PRESETS as CORE_PRESETS
-from ..core.bands import roles_from_descriptions
+from ..core.inputs.bands import PRESETS as CORE_PRESETS
+from ..core.inputs.bands import roles_from_descriptions
 from .options import PRESETS
 
 ROLE_LABELS = {"red": "Red", "green": "Green", "blue": "Blue", "nir": "NIR (near infrared)", "swir": "SWIR"}

@@ -1,7 +1,7 @@
 """Processing algorithms ``water_change`` and ``water_occurrence``: water over time, in the worker.
 
 Like ``segment_water`` they only build a JSON job and follow the worker process
-(core.change / core.occurrence run there; QGIS imports neither rasterio nor torch). The
+(core.temporal.change / core.temporal.occurrence run there; QGIS imports neither rasterio nor torch). The
 results load as one group per run, styled (change classes, occurrence ramp).
 
 Both algorithms in one file (about 460 lines, most of it parameter declarations): they are

@@ -42,15 +42,7 @@ from .band_roles import band_descriptions, roles_needed
 from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
 from .more_rasters import MoreRastersField
-from .options import (
-    DEFAULT_ENGINE,
-    DEFAULT_MODEL,
-    DEVICES,
-    ENGINES,
-    KNOWN_MODELS,
-    region_name,
-    segment_job,
-)
+from .options import DEFAULT_ENGINE, DEFAULT_MODEL, DEVICES, ENGINES, KNOWN_MODELS, region_name, segment_job
 from .widgets import (
     ONE_BAND_INDEX,
     BandsGroup,

@@ -2,7 +2,7 @@
 
 Same pattern as the "Map water" dialog: it checks the choices before anything starts
 (messages in its own message bar), remembers them in QgsSettings, and hands a plain JSON
-job (``{"task": "export", ...}``, read by core.export.ExportOptions) to a WorkerTask, which
+job (``{"task": "export", ...}``, read by core.train.export.ExportOptions) to a WorkerTask, which
 adds ``chips`` and ``review`` of OUT_DIR/chips.gpkg when the export succeeds. One file
 for the same reason as dialog.py: widgets, checks, job and settings name the same fields.
 """
@@ -40,13 +40,7 @@ from qgis.PyQt.QtWidgets import (
 from .band_roles import band_descriptions, roles_needed
 from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
-from .options import (
-    CHIP_SIZES,
-    EMPTY_POLICIES,
-    LABEL_SOURCES,
-    WATER_INDEX_LABELS,
-    export_job,
-)
+from .options import CHIP_SIZES, EMPTY_POLICIES, LABEL_SOURCES, WATER_INDEX_LABELS, export_job
 from .widgets import (
     ONE_BAND_INDEX,
     BandsGroup,
@@ -61,13 +55,13 @@ from .widgets import (
 from .worker_env import SETTINGS_GROUP
 
 SETTINGS_PREFIX = f"{SETTINGS_GROUP}/export"
-# What an export folder holds (core.export.outputs._EXPORT_MARKERS): only such a folder is replaced.
+# What an export folder holds (core.train.export.outputs._EXPORT_MARKERS): only such a folder is replaced.
 EXPORT_MARKERS = ("train.jsonl", "valid.jsonl", "images", "chips.gpkg", "export.json")
 VECTOR_FILTER = "Vector files (*.gpkg *.shp *.geojson *.json *.fgb *.kml *.gml *.sqlite);;All files (*)"
 
 
 class ExportDialog(JobDialog):
-    """Raster + known water -> chips, train/valid JSONL and chips.gpkg for review (core.export)."""
+    """Raster + known water -> chips, train/valid JSONL and chips.gpkg for review (core.train.export)."""
 
     ERROR_TITLE = "Cannot export"
 

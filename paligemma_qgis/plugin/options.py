@@ -1,7 +1,7 @@
 """Choices shared by the dialog and the Processing algorithms, and the job dicts they build.
 
 The plugin only builds plain JSON-ready dicts: the worker turns them into
-core.pipeline.SegmentOptions and validates them there, so QGIS never imports the core's
+core.run.driver.SegmentOptions and validates them there, so QGIS never imports the core's
 heavy modules (rasterio, torch).
 """
 
@@ -23,7 +23,7 @@ DEVICES: list[tuple[str, str]] = [
     ("cpu", "CPU"),
     ("mps", "Apple GPU (MPS)"),
 ]
-# Band presets: same names as core.raster.PRESETS (a test keeps them in step).
+# Band presets: same names as core.inputs.raster.PRESETS (a test keeps them in step).
 PRESETS: list[tuple[str, str]] = [
     ("", "Automatic (band descriptions, else bands 1,2,3)"),
     ("naip", "NAIP / aerial RGBN (R,G,B,NIR)"),
@@ -88,7 +88,7 @@ def segment_job(
     dissolve: bool = False,
     ray_address: str | None = None,
 ) -> dict:
-    """A worker job for core.pipeline.segment_raster; unset (None/empty/0) values are left out.
+    """A worker job for core.run.driver.segment_raster; unset (None/empty/0) values are left out.
 
     ``raster``: one input, or a list of them (files, folders, /vsi paths ...: a region run).
     ``ray_address``: Worker setup's (worker_env.ray_address): empty runs in the worker; "local"
@@ -132,7 +132,7 @@ def segment_job(
     return {"task": "segment", "options": options}
 
 
-# Training-data export (core.export.ExportOptions): where the known water comes from.
+# Training-data export (core.train.export.ExportOptions): where the known water comes from.
 LABEL_SOURCES: list[tuple[str, str]] = [
     ("layer", "Polygon layer of the project"),
     ("vector", "Vector file (GeoPackage, Shapefile, GeoJSON…)"),
@@ -145,7 +145,7 @@ EMPTY_POLICIES: list[tuple[str, str]] = [
     ("drop", "Drop all"),
 ]
 CHIP_SIZES = (224, 448, 896)  # PaliGemma's input sizes
-WATER_INDEX_LABELS = "water-index"  # core.export.WATER_INDEX
+WATER_INDEX_LABELS = "water-index"  # core.train.export.WATER_INDEX
 
 
 def export_job(
@@ -173,7 +173,7 @@ def export_job(
     empty_cap: float | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """A worker job for core.export.export_training_data; unset (None/empty/0) values are left out."""
+    """A worker job for core.train.export.export_training_data; unset (None/empty/0) values are left out."""
     options: dict = {
         "raster": raster,
         "out_dir": out_dir,

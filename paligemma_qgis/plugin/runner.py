@@ -299,14 +299,14 @@ def _output_path(job: dict) -> Path | None:
 
 
 def _out_dir(job: dict) -> Path | None:
-    """The output folder of an export job (core.export writes it through a temp folder beside it)."""
+    """The output folder of an export job (core.train.export writes it through a temp folder beside it)."""
     options = job.get("options") or {}
     value = options.get("out_dir") if job.get("task") == "export" else None
     return Path(value) if value else None
 
 
 def _temp_dirs(out_dir: Path | None) -> set[Path]:
-    """Folders next to ``out_dir`` named like core.export's temp folders (.NAME.xxxx.tmp)."""
+    """Folders next to ``out_dir`` named like core.train.export's temp folders (.NAME.xxxx.tmp)."""
     if out_dir is None or not out_dir.parent.is_dir():
         return set()
     return {

@@ -1,1 +1,0 @@
-"""Segmenters: turn batches of chips into water masks (see base.Segmenter)."""

@@ -1,0 +1,1 @@
+"""Pixels to polygons: the vote mosaic, tracing, vectorising, overlays, footprints."""

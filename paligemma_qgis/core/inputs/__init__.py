@@ -1,0 +1,1 @@
+"""Inputs: paths, scenes and STAC items, rasters, band roles, chip grids and chip reads."""

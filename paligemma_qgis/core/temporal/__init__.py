@@ -1,0 +1,1 @@
+"""Water over time: water maps of dated runs, change between two dates, occurrence."""

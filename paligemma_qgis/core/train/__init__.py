@@ -1,0 +1,1 @@
+"""Training: export of chips and JSONL, fine-tuning, evaluation."""
