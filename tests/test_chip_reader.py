@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
-import paligemma_qgis.core.inputs.chip_reader as chip_reader
 import pyogrio
 import pytest
 import rasterio
 from affine import Affine
-from paligemma_qgis.core.inputs.chip_reader import block_cache_bytes, chip_groups
-from paligemma_qgis.core.inputs.grid import ChipGrid, chip_windows
-from paligemma_qgis.core.inputs.raster import open_raster
 from rasterio.windows import Window
 from synthetic_rasters import make_scene
 
+import paligemma_qgis.core.inputs.chip_reader as chip_reader
 import paligemma_qgis.core.run.stages as scene_run
 from paligemma_qgis.core.geometry.mosaic import Mosaic
+from paligemma_qgis.core.inputs.chip_reader import block_cache_bytes, chip_groups
+from paligemma_qgis.core.inputs.grid import ChipGrid, chip_windows
+from paligemma_qgis.core.inputs.raster import open_raster
 from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 
 

@@ -199,9 +199,8 @@ def test_skipped_chips_are_not_model_outputs():
 
 def test_jsonl_errors_name_the_file_and_line(tmp_path):
     """evaluate and finetune read JSONL through one reader: a bad line is named, not a traceback."""
-    from paligemma_qgis.core.inputs.files import read_jsonl
-
     from paligemma_qgis.core.errors import InputError
+    from paligemma_qgis.core.inputs.files import read_jsonl
     from paligemma_qgis.core.train.finetune import read_split
 
     path = tmp_path / "train.jsonl"

@@ -7,6 +7,9 @@ import math
 import numpy as np
 import pytest
 from affine import Affine
+from shapely.geometry import box
+
+from paligemma_qgis.core.errors import InputError
 from paligemma_qgis.core.inputs.grid import (
     ChipGrid,
     axis_offsets,
@@ -14,9 +17,6 @@ from paligemma_qgis.core.inputs.grid import (
     load_aoi,
     window_footprint,
 )
-from shapely.geometry import box
-
-from paligemma_qgis.core.errors import InputError
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from paligemma_qgis.core.inputs.raster import open_raster, parse_bands, roles_from_descriptions
 from rasterio.windows import Window
 from synthetic_rasters import WATER, make_scene
 
 from paligemma_qgis.core.errors import InputError
+from paligemma_qgis.core.inputs.raster import open_raster, parse_bands, roles_from_descriptions
 
 
 def _write(path, data, **kw):

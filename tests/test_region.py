@@ -20,10 +20,10 @@ import numpy as np
 import pyogrio
 import pytest
 import shapely
-from paligemma_qgis.core.inputs.scenes import resolve_inputs
 from synthetic_rasters import iou, make_scene
 
 from paligemma_qgis.core.errors import InputError, OutputExistsError
+from paligemma_qgis.core.inputs.scenes import resolve_inputs
 from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
 from paligemma_qgis.core.run.revectorize import revectorize
 
@@ -428,7 +428,6 @@ def test_a_resumed_run_does_not_read_answered_chips_again(
 ) -> None:
     """The journal keeps each answered chip's validity: resuming reads only the others, same output."""
     import paligemma_qgis.core.inputs.chip_reader as chip_reader
-
     from paligemma_qgis.core.progress import Cancelled
 
     scene = make_scene(

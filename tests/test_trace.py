@@ -20,8 +20,6 @@ import pytest
 import rasterio
 import shapely
 from affine import Affine
-from paligemma_qgis.core.inputs.grid import ChipGrid
-from paligemma_qgis.core.inputs.raster import RasterSource
 from rasterio.features import shapes
 from rasterio.windows import Window
 
@@ -30,6 +28,8 @@ from paligemma_qgis.core.geometry import trace_background
 from paligemma_qgis.core.geometry.mosaic import Mosaic
 from paligemma_qgis.core.geometry.trace import ChipRows, trace_blocks
 from paligemma_qgis.core.geometry.trace_background import ProcessTracer, ThreadTracer, stripe_tracer
+from paligemma_qgis.core.inputs.grid import ChipGrid
+from paligemma_qgis.core.inputs.raster import RasterSource
 from paligemma_qgis.core.model.water_index import normalized_difference
 from paligemma_qgis.core.progress import CallbackProgress, Cancelled
 from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
