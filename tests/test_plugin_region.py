@@ -567,7 +567,7 @@ def test_a_ray_cluster_that_cannot_be_joined(monkeypatch):
     error fields: the dialog names Worker setup's address."""
     from paligemma_qgis.cli.worker import error_fields
     from paligemma_qgis.core.errors import PaliGemmaQgisError
-    from paligemma_qgis.core.run import ray_executor
+    from paligemma_qgis.core.run import ray_cluster
     from paligemma_qgis.core.run.options import SegmentOptions
 
     class Unreachable:
@@ -580,9 +580,9 @@ def test_a_ray_cluster_that_cannot_be_joined(monkeypatch):
             raise ConnectionError("ray client connection timeout")
 
     options = SegmentOptions(raster="a.tif", output="o.gpkg", executor="ray", ray_address="ray://gpu:10001")
-    monkeypatch.setattr(ray_executor, "_probe", lambda address: None)  # the port answers; Ray does not
+    monkeypatch.setattr(ray_cluster, "probe", lambda address: None)  # the port answers; Ray does not
     with pytest.raises(PaliGemmaQgisError) as caught:
-        ray_executor._connect(Unreachable, options)
+        ray_cluster.connect(Unreachable, options)
     info = error_fields(caught.value)
     assert (info["code"], info["field"]) == ("ray_unreachable", "ray_address")
     job_options = {"raster": "a.tif", "output": "o.gpkg", "executor": "ray", "ray_address": "ray://gpu:10001"}
@@ -602,7 +602,7 @@ def test_a_ray_address_where_nothing_listens_fails_in_seconds_not_minutes():
     import time
 
     from paligemma_qgis.core.errors import PaliGemmaQgisError
-    from paligemma_qgis.core.run import ray_executor
+    from paligemma_qgis.core.run import ray_cluster
     from paligemma_qgis.core.run.options import SegmentOptions
 
     calls = []
@@ -625,8 +625,8 @@ def test_a_ray_address_where_nothing_listens_fails_in_seconds_not_minutes():
             options = SegmentOptions(raster="a.tif", output="o.gpkg", executor="ray", ray_address=address)
             t0 = time.monotonic()
             with pytest.raises(PaliGemmaQgisError) as caught:
-                ray_executor._connect(FakeRay, options)
-            assert time.monotonic() - t0 < ray_executor.PROBE_SECONDS
+                ray_cluster.connect(FakeRay, options)
+            assert time.monotonic() - t0 < ray_cluster.PROBE_SECONDS
             assert str(caught.value).startswith(f"cannot join the Ray cluster {address}: ")
             assert "check the address" in str(caught.value)
             assert caught.value.code == "ray_unreachable" and caught.value.field == "ray_address"
@@ -635,7 +635,7 @@ def test_a_ray_address_where_nothing_listens_fails_in_seconds_not_minutes():
         assert "the host name 'no-such-host.invalid' is not known" in messages[2]
         assert calls == []
         alive = f"ray://127.0.0.1:{listening.getsockname()[1]}"
-        assert ray_executor._connect(
+        assert ray_cluster.connect(
             FakeRay, SegmentOptions(raster="a.tif", output="o.gpkg", ray_address=alive)
         )
         assert calls == [alive]

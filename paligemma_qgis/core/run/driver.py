@@ -41,7 +41,8 @@ from ..errors import AllScenesFailedError, InputError, OutputExistsError, PaliGe
 from ..inputs.scenes import Scene
 from ..progress import Cancelled, Progress, SilentProgress, check_cancelled
 from .options import SegmentOptions
-from .stages import SceneResult, failed_result, open_scene, plan_scene
+from .results import SceneResult, failed_result
+from .stages import open_scene, plan_scene
 
 __all__ = ["SegmentOptions", "SegmentSummary", "segment_raster"]
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .stages import SceneResult
+from .results import SceneResult
 
 FLUSH_ROWS = 5000
 

@@ -25,31 +25,17 @@ import dataclasses
 import functools
 import json
 import logging
-import socket
 from collections import deque
-from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, PaliGemmaQgisError
+from ..errors import InputError
 from ..progress import check_cancelled
+from .ray_cluster import connect, import_ray
 
 log = logging.getLogger(__name__)
 READS_AHEAD_PER_ACTOR = 3  # batches read ahead for every model actor
 PLANS_AHEAD = 2  # scenes planned ahead of the one being read
 RETRIES = 3
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ModuleNotFoundError:
-        raise InputError(
-            "--executor ray needs Ray in the Python that runs the job: pip install ray "
-            "(or run without --executor ray)",
-            field="ray_address",
-            code="ray_missing",
-        ) from None
-    return ray
 
 
 # ----------------------------------------------------------------------------- in Ray's processes
@@ -177,66 +163,6 @@ def scene_task(scene: Any, options: dict[str, Any], given: Any) -> bytes:
 
 
 # ----------------------------------------------------------------------------- the driver
-def _connect(ray: Any, options: Any) -> bool:
-    """Join or start Ray; True when this run started it (and must shut it down)."""
-    if ray.is_initialized():
-        return False
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "logging_level": logging.WARNING,
-        "log_to_driver": False,
-    }
-    if options.ray_address:
-        package = Path(__file__).resolve().parents[1]
-        kwargs["runtime_env"] = {"py_modules": [str(package)]}
-        kwargs["address"] = options.ray_address
-    if options.ray_address:
-        _probe(options.ray_address)
-    try:
-        ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise PaliGemmaQgisError(
-            f"cannot join the Ray cluster {options.ray_address or '(local)'}: {exc}",
-            field="ray_address",
-            code="ray_unreachable",
-        ) from None
-    return True
-
-
-PROBE_SECONDS = 5.0
-_DEFAULT_PORTS = {"ray": 10001, "": 6379}  # Ray Client's port, the head's GCS port
-
-
-def _probe(address: str, timeout: float = PROBE_SECONDS) -> None:
-    """Fail in seconds when nothing answers at a cluster address: ``ray.init`` waits minutes.
-
-    Only the TCP port is tried (``auto`` and other schemes are left to Ray); whether a Ray
-    listens there is still for ``ray.init`` to find out.
-    """
-    scheme, _, rest = address.rpartition("://")
-    if address == "auto" or scheme not in _DEFAULT_PORTS:
-        return
-    host, colon, port = rest.rstrip("/").rpartition(":")
-    if not colon or not port.isdigit():
-        host, port = rest.rstrip("/"), str(_DEFAULT_PORTS[scheme])
-    host = host.strip("[]")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        if isinstance(exc, socket.gaierror):
-            what = f"the host name {host!r} is not known ({exc.strerror or exc})"
-        elif isinstance(exc, TimeoutError):
-            what = f"nothing answers at {host}:{port} within {timeout:g} s"
-        else:
-            what = f"nothing answers at {host}:{port} ({exc.strerror or exc})"
-        raise PaliGemmaQgisError(
-            f"cannot join the Ray cluster {address}: {what}; check the address and that the cluster is running",
-            field="ray_address",
-            code="ray_unreachable",
-        ) from None
-
-
 def _actors(ray: Any, options: Any, given: Any) -> list[Any]:
     gpus = float(ray.cluster_resources().get("GPU", 0))
     per = options.ray_gpus_per_actor
@@ -264,7 +190,7 @@ def run_ray(ctx: Any) -> None:
     from .stages import is_text_engine
 
     ray = import_ray()
-    started = _connect(ray, ctx.options)
+    started = connect(ray, ctx.options)
     actors: list[Any] = []
     try:
         given = ctx.engines.fixed
@@ -294,7 +220,7 @@ def run_ray(ctx: Any) -> None:
 
 def _scene_tasks(ray: Any, ctx: Any, given: Any) -> None:
     """Engines without text: one CPU task per scene, results journaled as they come."""
-    from .stages import SceneResult
+    from .results import SceneResult
 
     task = ray.remote(scene_task).options(max_retries=RETRIES)
     options = ctx.options.to_dict()
@@ -437,7 +363,7 @@ class _TextRun:
         self.finishing[ref] = state
 
     def _finished(self, ref: Any) -> None:
-        from .stages import SceneResult
+        from .results import SceneResult
 
         state = self.finishing.pop(ref)
         try:
