@@ -25,6 +25,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check paligemma_qgis tests scripts
 	$(VENV)/bin/ruff format --check paligemma_qgis tests scripts
+	$(VENV)/bin/mypy
 	$(PY) scripts/check_qt6.py --pyqt6-python $(QT6_VENV)/bin/python paligemma_qgis
 
 demo: setup

@@ -37,9 +37,10 @@ def run_once(raster: str, model: str, vae: str, out: str, batch: int, threads: i
     import torch
 
     torch.set_num_threads(threads)
-    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import segment_raster
+    from paligemma_qgis.core.specs import segment_spec
 
-    opts = SegmentOptions(
+    opts = segment_spec(
         raster=raster,
         output=out,
         engine="paligemma",

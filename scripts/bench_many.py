@@ -152,7 +152,8 @@ def model_loads(inputs: list[Path], flags: list[str], work: Path) -> None:
     """Counts real model loads with a factory that notes each one in a file (Ray workers too)."""
     import ray
 
-    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import segment_raster
+    from paligemma_qgis.core.specs import segment_spec
 
     model, vae = flags[flags.index("--model") + 1], flags[flags.index("--vae") + 1]
     for executor, actors in (("local", None), ("ray", 2)):
@@ -161,7 +162,7 @@ def model_loads(inputs: list[Path], flags: list[str], work: Path) -> None:
         if executor == "ray":
             ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)  # 2 actors + a CPU for tasks
             ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-        opts = SegmentOptions(
+        opts = segment_spec(
             raster=[str(p) for p in inputs],
             output=str(work / f"loads_{executor}.gpkg"),
             overwrite=True,
@@ -187,7 +188,7 @@ class CountingFactory:
     def __init__(self, model: str, vae: str, log: str):
         self.model, self.vae, self.log = model, vae, log
 
-    def __call__(self):
+    def __call__(self, roles=None):
         from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
         with open(self.log, "a") as f:

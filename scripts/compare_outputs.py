@@ -542,7 +542,8 @@ def _rows(path: Path, layer: str, norm: Normalizer) -> tuple[list[list], float]:
     geoms = df.geometry.values if "geometry" in df and hasattr(df, "crs") else None
     cols = [c for c in df.columns if c != "geometry" and c not in IGNORED_KEYS]
     if cols == ["key", "value"] and geoms is None:
-        df = df[~df["key"].isin(list(IGNORED_KEYS))]
+        df = df[~df["key"].isin(list(IGNORED_KEYS))].copy()
+        df["value"] = [_option_value(k, v) for k, v in zip(df["key"], df["value"], strict=True)]
     rows = []
     records = df[cols].astype(object).to_numpy().tolist()
     wkbs = (
@@ -552,6 +553,27 @@ def _rows(path: Path, layer: str, norm: Normalizer) -> tuple[list[list], float]:
     for values, wkb in zip(records, wkbs, strict=True):
         rows.append([_cell(v, norm) for v in values] + [wkb])
     return rows, area
+
+
+def _option_value(key: str, text):
+    """A `run` table option row as the options it means: "3,2,1" is [3, 2, 1] and a one-item list
+    its item (how segment's typed specs and revectorize read an older table back), numbers as numbers.
+
+    Issue 19 made the options typed values; the table records the same choices, in JSON's form.
+    """
+    if not key.startswith("option.") or not isinstance(text, str):
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = text
+    if isinstance(value, str) and re.fullmatch(r"\d+(,\d+)+", value):
+        value = [int(v) for v in value.split(",")]
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, sort_keys=True)
 
 
 def _cell(v, norm: Normalizer):

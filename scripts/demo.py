@@ -66,7 +66,8 @@ def synthetic_scene(path: Path) -> Path:
 
 
 def main() -> int:
-    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import segment_raster
+    from paligemma_qgis.core.specs import segment_spec
 
     OUT.mkdir(exist_ok=True)
     if NAIP.is_file():
@@ -74,7 +75,7 @@ def main() -> int:
     else:
         raster, preset, what = synthetic_scene(OUT / "synthetic_rgbn.tif"), None, "synthetic R,G,B,NIR scene"
     print(f"demo: water-index engine on {what}: {raster}")
-    options = SegmentOptions(
+    options = segment_spec(
         raster=str(raster),
         output=str(OUT / "water.gpkg"),
         engine="water-index",
@@ -96,7 +97,8 @@ def main() -> int:
 def paligemma_demo(raster: Path, preset: str | None) -> None:
     """The same scene with PaliGemma, when the user already has the model and vae-oid.npz locally."""
     from paligemma_qgis.core.errors import PaliGemmaQgisError
-    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import segment_raster
+    from paligemma_qgis.core.specs import segment_spec
 
     try:
         from paligemma_qgis.core.model.hf_models import DEFAULT_MODEL, resolve_model_folder
@@ -111,7 +113,7 @@ def paligemma_demo(raster: Path, preset: str | None) -> None:
             "`hf auth login`, `python -m paligemma_qgis weights download`, then `make demo` again"
         )
         return
-    options = SegmentOptions(
+    options = segment_spec(
         raster=str(raster),
         output=str(OUT / "water_paligemma.gpkg"),
         engine="paligemma",

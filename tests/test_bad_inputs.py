@@ -149,7 +149,7 @@ CASES = [
         "segment-output-exists",
         SEG,
         names=("{out}/o.gpkg",),
-        says=r"output exists \(use --overwrite",
+        says=r"output exists; use --overwrite",
         old="o.gpkg",
     ),
     Case(
@@ -586,7 +586,8 @@ def _make_inputs(d: Path) -> None:
     from synthetic_rasters import make_scene
     from synthetic_vae import make_random_vae_npz
 
-    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import segment_raster
+    from paligemma_qgis.core.specs import segment_spec
 
     rng = np.random.default_rng(0)
     scene = make_scene(d / "scene.tif", width=480, height=400, blocksize=128)
@@ -664,7 +665,7 @@ def _make_inputs(d: Path) -> None:
     data = (d / "good.gpkg").read_bytes()
     (d / "trunc.gpkg").write_bytes(data[: len(data) // 3])
     (d / "garbage.gpkg").write_bytes(rng.integers(0, 256, 5000, dtype=np.uint8).tobytes())
-    segment_raster(SegmentOptions(raster=str(d / "scene.tif"), output=str(d / "pred.gpkg"), preset="naip"))
+    segment_raster(segment_spec(raster=str(d / "scene.tif"), output=str(d / "pred.gpkg"), preset="naip"))
 
     # codec weights
     make_random_vae_npz(d / "vae.npz", seed=0)

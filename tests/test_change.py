@@ -19,7 +19,8 @@ from water_series import SceneTruth, as_single_scene_output, write_run
 from paligemma_qgis.cli import main
 from paligemma_qgis.core.errors import InputError, OutputExistsError
 from paligemma_qgis.core.geometry.vectorize import metric_area_perimeter
-from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+from paligemma_qgis.core.run.driver import segment_raster
+from paligemma_qgis.core.specs import segment_spec
 from paligemma_qgis.core.temporal.change import ChangeOptions, water_change
 
 W, H = 500, 400
@@ -258,7 +259,7 @@ def test_outputs_from_before_region_runs_rebuild_the_same_footprint(tmp_path):
     current, legacy = [], []
     for scene in (before, after):
         gpkg = tmp_path / f"{scene.path.stem}.gpkg"
-        segment_raster(SegmentOptions(raster=str(scene.path), output=str(gpkg), **NAIP))
+        segment_raster(segment_spec(raster=str(scene.path), output=str(gpkg), **NAIP))
         current.append(gpkg)
         legacy.append(as_single_scene_output(gpkg, tmp_path / f"{scene.path.stem}_old.gpkg"))
     assert "scenes" not in dict(pyogrio.list_layers(legacy[1]))
@@ -291,7 +292,7 @@ def test_one_segment_run_over_dated_rasters_compared_with_itself(tmp_path):
     for scene, name in ((before, "lake_20190601.tif"), (after, "lake_20200601.tif")):
         dated.append(scene.path.rename(tmp_path / name))
     run = tmp_path / "run.gpkg"
-    segment_raster(SegmentOptions(raster=[str(p) for p in dated], output=str(run), **NAIP))
+    segment_raster(segment_spec(raster=[str(p) for p in dated], output=str(run), **NAIP))
     summary = water_change(
         ChangeOptions(
             before=str(run),
@@ -400,7 +401,7 @@ def test_pucallpa_gains_and_losses_are_the_polygon_differences(shared_data, tmp_
     gpkg = {}
     for year, raster in rasters.items():
         gpkg[year] = tmp_path / f"p{year}.gpkg"
-        segment_raster(SegmentOptions(raster=str(raster), output=str(gpkg[year]), **engine))
+        segment_raster(segment_spec(raster=str(raster), output=str(gpkg[year]), **engine))
     w = {y: shapely.union_all(_layer(p, "water").geometry.values) for y, p in gpkg.items()}
 
     def m2(geom):

@@ -11,12 +11,13 @@ from rasterio.windows import Window
 from synthetic_rasters import make_scene
 
 import paligemma_qgis.core.inputs.chip_reader as chip_reader
-import paligemma_qgis.core.run.stages as scene_run
+import paligemma_qgis.core.run.chips as chip_loop
 from paligemma_qgis.core.geometry.mosaic import Mosaic
 from paligemma_qgis.core.inputs.chip_reader import block_cache_bytes, chip_groups
 from paligemma_qgis.core.inputs.grid import ChipGrid, chip_windows
 from paligemma_qgis.core.inputs.raster import open_raster
-from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+from paligemma_qgis.core.run.driver import segment_raster
+from paligemma_qgis.core.specs import segment_spec
 
 
 def test_chip_groups_cut_tiled_files_into_column_bands_at_tile_edges() -> None:
@@ -77,9 +78,9 @@ def test_two_reading_threads_give_the_same_output_as_one(tmp_path, monkeypatch) 
     scene = make_scene(tmp_path / "s.tif", width=900, height=700, dtype="uint16", collar=True)
     layers = {}
     for workers in (1, 2):
-        monkeypatch.setattr(scene_run, "reader_threads", lambda w=workers: w)
+        monkeypatch.setattr(chip_loop, "reader_threads", lambda w=workers: w)
         out = tmp_path / f"out{workers}.gpkg"
-        summary = segment_raster(SegmentOptions(raster=str(scene.path), output=str(out), nir=4, batch_size=3))
+        summary = segment_raster(segment_spec(raster=str(scene.path), output=str(out), nir=4, batch_size=3))
         assert summary.chips + summary.skipped == len(chip_windows(900, 700, 224, 32))
         layers[workers] = (
             pyogrio.read_dataframe(out, layer="water"),

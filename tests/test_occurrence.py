@@ -255,7 +255,8 @@ def test_a_real_segment_run_over_six_dated_rasters(tmp_path):
     from shapely.geometry import Point, box
     from synthetic_rasters import make_scene
 
-    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import segment_raster
+    from paligemma_qgis.core.specs import segment_spec
 
     lake, seasonal, pond = Point(60, 60).buffer(40, 64), box(140, 30, 220, 90), Point(180, 160).buffer(18, 32)
     plan = [[lake, seasonal], [lake, seasonal], [lake, seasonal], [lake], [lake, pond], [lake]]
@@ -278,7 +279,7 @@ def test_a_real_segment_run_over_six_dated_rasters(tmp_path):
         waters += scene.water_mask() & valid
         paths.append(str(scene.path))
     run = tmp_path / "run.gpkg"
-    segment_raster(SegmentOptions(raster=paths, output=str(run), engine="water-index", preset="naip"))
+    segment_raster(segment_spec(raster=paths, output=str(run), engine="water-index", preset="naip"))
     summary = water_occurrence(OccurrenceOptions(inputs=[str(run)], output=str(tmp_path / "occ.tif")))
     assert summary.observations == 6 and summary.dates[0] == "2021-01-15"
     bands, facts = _read(tmp_path / "occ.tif")

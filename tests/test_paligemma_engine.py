@@ -601,9 +601,9 @@ def test_cache_and_compile_options_are_checked(loaded, vae_npz):
 
     codec = MaskCodec.from_npz(vae_npz, allow_custom_vae=True)
     assert PaliGemmaSegmenter(loaded, codec).cache == "dynamic"  # the default
-    with pytest.raises(InputError, match="cache must be one of"):
+    with pytest.raises(InputError, match="cache 'hybrid' is not one of dynamic, static"):
         PaliGemmaSegmenter(loaded, codec, cache="hybrid")
-    with pytest.raises(InputError, match="compile needs cache='static'"):
+    with pytest.raises(InputError, match="compile needs the static cache"):
         PaliGemmaSegmenter(loaded, codec, compile=True)
 
 
@@ -630,7 +630,8 @@ def test_decoding_options_reach_the_engine_through_the_pipeline(tmp_path, tiny_p
     import pyogrio
     from synthetic_rasters import make_scene
 
-    from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+    from paligemma_qgis.core.run.driver import segment_raster
+    from paligemma_qgis.core.specs import segment_spec
 
     scene = make_scene(tmp_path / "synth.tif", width=300, height=240)
     common = {
@@ -646,7 +647,7 @@ def test_decoding_options_reach_the_engine_through_the_pipeline(tmp_path, tiny_p
     texts = {}
     for cache in ("dynamic", "static"):
         out = tmp_path / f"{cache}.gpkg"
-        summary = segment_raster(SegmentOptions(output=str(out), cache=cache, **common))
+        summary = segment_raster(segment_spec(output=str(out), cache=cache, **common))
         assert summary.details["cache"] == cache
         assert summary.details["max_new_tokens"] == 22  # one object: 4 loc + 16 seg + " water" + EOS
         chips = pyogrio.read_dataframe(out, layer="chips")
@@ -681,8 +682,8 @@ def test_bad_decoding_options_fail_before_the_model_loads(tmp_path, vae_npz, cap
         "cpu",
     ]
     for extra, message in (
-        (["--compile"], "compile needs cache='static'"),
-        (["--max-objects", "0"], "max_objects must be at least 1"),
+        (["--compile"], "--compile needs the static cache"),
+        (["--max-objects", "0"], "--max-objects must be at least 1"),
     ):
         assert main(base + extra) == 1
         err = capsys.readouterr().err

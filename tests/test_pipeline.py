@@ -13,10 +13,11 @@ import shapely
 from synthetic_rasters import equal_area_m2, iou, make_scene
 
 from paligemma_qgis.core.errors import InputError, OutputExistsError
-from paligemma_qgis.core.model.segmenter import ChipResult
+from paligemma_qgis.core.model.segmenter import ChipResult, fixed
 from paligemma_qgis.core.model.water_index import WaterIndexSegmenter
 from paligemma_qgis.core.progress import CallbackProgress, Cancelled
-from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+from paligemma_qgis.core.run.driver import segment_raster
+from paligemma_qgis.core.specs import segment_spec
 
 
 class Recording(WaterIndexSegmenter):
@@ -35,7 +36,7 @@ class Recording(WaterIndexSegmenter):
 
 
 def _run(scene, tmp_path, **kw):
-    opts = SegmentOptions(raster=str(scene.path), output=str(tmp_path / "out.gpkg"), nir=4, **kw)
+    opts = segment_spec(raster=str(scene.path), output=str(tmp_path / "out.gpkg"), nir=4, **kw)
     summary = segment_raster(opts)
     water = pyogrio.read_dataframe(summary.output, layer="water")
     return summary, water
@@ -81,8 +82,8 @@ def test_nodata_never_water(tmp_path, mask: str) -> None:
 def test_no_padded_chip_reaches_the_segmenter(tmp_path) -> None:
     scene = make_scene(tmp_path / "s.tif", width=601, height=459, collar=True, mask="alpha")
     seg = Recording(nir=4)
-    opts = SegmentOptions(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), overlap=32)
-    segment_raster(opts, segmenter=seg)
+    opts = segment_spec(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), overlap=32)
+    segment_raster(opts, segmenter=fixed(seg))
     truth_valid = scene.valid_mask()
     from paligemma_qgis.core.inputs.grid import chip_windows
 
@@ -100,10 +101,10 @@ def test_no_padded_chip_reaches_the_segmenter(tmp_path) -> None:
 def test_small_raster_is_resampled_to_a_full_chip(tmp_path) -> None:
     scene = make_scene(tmp_path / "s.tif", width=150, height=100, asphalt=False)
     seg = Recording(nir=4)
-    opts = SegmentOptions(
+    opts = segment_spec(
         raster=str(scene.path), output=str(tmp_path / "o.gpkg"), mask_tif=str(tmp_path / "m.tif")
     )
-    summary = segment_raster(opts, segmenter=seg)
+    summary = segment_raster(opts, segmenter=fixed(seg))
     assert summary.chips == 1 and seg.seen[0][1] == (224, 224, 3)
     # nearest up to 224 px and back down is exact: the mask is the truth pixel for pixel
     with rasterio.open(tmp_path / "m.tif") as m:
@@ -143,7 +144,7 @@ def test_cancel_leaves_no_output(tmp_path) -> None:
     out_dir = tmp_path / "out"
     work = tmp_path / "work"
     work.mkdir()
-    opts = SegmentOptions(
+    opts = segment_spec(
         raster=str(scene.path),
         output=str(out_dir / "o.gpkg"),
         nir=4,
@@ -165,10 +166,10 @@ def test_existing_output_refused_before_work(tmp_path) -> None:
     out.write_bytes(b"keep me")
     seg = Recording(nir=4)
     with pytest.raises(OutputExistsError, match="o.gpkg"):
-        segment_raster(SegmentOptions(raster=str(scene.path), output=str(out)), segmenter=seg)
+        segment_raster(segment_spec(raster=str(scene.path), output=str(out)), segmenter=fixed(seg))
     assert seg.seen == [] and out.read_bytes() == b"keep me"
     summary = segment_raster(
-        SegmentOptions(raster=str(scene.path), output=str(out), overwrite=True), segmenter=seg
+        segment_spec(raster=str(scene.path), output=str(out), overwrite=True), segmenter=fixed(seg)
     )
     assert pyogrio.list_layers(summary.output)[:, 0].tolist() == ["water", "chips", "scenes", "run"]
 
@@ -180,7 +181,7 @@ def test_run_table_records_how_the_layer_was_made(tmp_path) -> None:
     scene = make_scene(tmp_path / "s.tif", width=300, height=300)
     out = tmp_path / "o.gpkg"
     summary = segment_raster(
-        SegmentOptions(
+        segment_spec(
             raster=str(scene.path), output=str(out), engine="water-index", nir=4, overlap=16, min_area_m2=50
         )
     )
@@ -212,7 +213,7 @@ def test_input_errors(tmp_path, kwargs, err, match) -> None:
     if not opts["output"].startswith("/"):
         opts["output"] = str(tmp_path / opts["output"])
     with pytest.raises(err, match=match):
-        segment_raster(SegmentOptions(**opts))
+        segment_raster(segment_spec(**opts))
 
 
 def test_aoi_selects_chips_and_clips_water(tmp_path) -> None:
@@ -225,34 +226,19 @@ def test_aoi_selects_chips_and_clips_water(tmp_path) -> None:
     x0, y0 = to_ll.transform(t.c + 100 * t.a, t.f + 100 * t.e)
     x1, y1 = to_ll.transform(t.c + 200 * t.a, t.f + 300 * t.e)
     seg = Recording(nir=4)
-    opts = SegmentOptions(
+    opts = segment_spec(
         raster=str(scene.path),
         output=str(tmp_path / "o.gpkg"),
         aoi=[x0, y1, x1, y0],
         aoi_crs="EPSG:4326",
         overlap=32,
     )
-    summary = segment_raster(opts, segmenter=seg)
+    summary = segment_raster(opts, segmenter=fixed(seg))
     assert summary.chips == 6  # rows 100..300 touch all 3 chip rows, cols 100..200 two of 3 columns
     water = pyogrio.read_dataframe(summary.output, layer="water")
     left_x = t.c + 200 * t.a
     assert water.total_bounds[2] <= left_x + 2 * t.a  # clipped at the AOI's east edge
     assert len(water) == 1
-
-
-def test_options_json_round_trip() -> None:
-    opts = SegmentOptions(raster="a.tif", output="b.gpkg", bands="3,2,1", classes=["water"], aoi=[1, 2, 3, 4])
-    again = SegmentOptions.from_dict(json.loads(json.dumps(opts.to_dict())))
-    assert again == opts
-    assert SegmentOptions.from_dict({"raster": "a", "output": "b", "bands": [4, 3, 2]}).bands == "4,3,2"
-    assert SegmentOptions.from_dict({"raster": "a", "output": "b", "classes": "water; river"}).classes == [
-        "water",
-        "river",
-    ]
-    with pytest.raises(InputError, match="unknown segment option"):
-        SegmentOptions.from_dict({"raster": "a", "output": "b", "treshold": 0.2})
-    with pytest.raises(InputError, match="need output"):
-        SegmentOptions.from_dict({"raster": "a"})
 
 
 def test_segmenter_contract_is_checked(tmp_path) -> None:
@@ -263,7 +249,7 @@ def test_segmenter_contract_is_checked(tmp_path) -> None:
     scene = make_scene(tmp_path / "s.tif", width=300, height=300)
     with pytest.raises(RuntimeError, match="mask"):
         segment_raster(
-            SegmentOptions(raster=str(scene.path), output=str(tmp_path / "o.gpkg")), segmenter=Bad(nir=4)
+            segment_spec(raster=str(scene.path), output=str(tmp_path / "o.gpkg")), segmenter=fixed(Bad(nir=4))
         )
     assert not (tmp_path / "o.gpkg").exists()
 
@@ -305,7 +291,7 @@ def test_progress_reports_reach_the_total(tmp_path) -> None:
     scene = make_scene(tmp_path / "s.tif")
     seen = []
     progress = CallbackProgress(on_report=lambda d, t, m: seen.append((d, t, m)))
-    segment_raster(SegmentOptions(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), nir=4), progress)
+    segment_raster(segment_spec(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), nir=4), progress)
     chips = [(d, t) for d, t, m in seen if m.endswith("segmenting chips")]
     assert chips[-1] == (9, 9) and all(d <= t for d, t in chips)
     assert seen[-1][2] == "done"
@@ -315,7 +301,7 @@ def test_progress_reports_reach_the_total(tmp_path) -> None:
 def test_shared_naip_against_reference_mask(shared_data, tmp_path) -> None:
     raster = shared_data / "rasters" / "opengeos_naip_m_4709963_se_14_1_20200831.tif"
     reference = shared_data / "rasters" / "derived_naip_m_4709963_se_14_1_20200831_ndwi_gt0.2_mask.tif"
-    opts = SegmentOptions(
+    opts = segment_spec(
         raster=str(raster), output=str(tmp_path / "n.gpkg"), preset="naip", mask_tif=str(tmp_path / "n.tif")
     )
     summary = segment_raster(opts)
@@ -331,7 +317,7 @@ def test_shared_naip_against_reference_mask(shared_data, tmp_path) -> None:
 @pytest.mark.shared_data
 def test_shared_sentinel2_mndwi(shared_data, tmp_path) -> None:
     raster = shared_data / "rasters" / "sen1floods11_Spain_7370579_S2Hand.tif"
-    opts = SegmentOptions(raster=str(raster), output=str(tmp_path / "s.gpkg"), preset="sentinel2")
+    opts = segment_spec(raster=str(raster), output=str(tmp_path / "s.gpkg"), preset="sentinel2")
     summary = segment_raster(opts)
     assert summary.details["index"] == "mndwi" and summary.details["bands"] == [3, 12]
     water = pyogrio.read_dataframe(summary.output, layer="water")
@@ -355,9 +341,9 @@ def test_shared_sentinel2_mndwi(shared_data, tmp_path) -> None:
 def test_bad_options_refused_before_any_chip(tmp_path, kwargs, match) -> None:
     scene = make_scene(tmp_path / "s.tif", width=600, height=500)
     seg = Recording(nir=4)
-    opts = SegmentOptions(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), **kwargs)
+    opts = segment_spec(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), **kwargs)
     with pytest.raises(InputError, match=match):
-        segment_raster(opts, segmenter=seg)
+        segment_raster(opts, segmenter=fixed(seg))
     assert seg.seen == []
 
 
@@ -366,8 +352,8 @@ def test_simplify_in_degrees_of_a_geographic_raster_is_guarded(tmp_path) -> None
     scene = make_scene(tmp_path / "s.tif", crs="EPSG:4326", width=300, height=250)
     opts = dict(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), nir=4)
     with pytest.raises(InputError, match="degrees"):
-        segment_raster(SegmentOptions(**opts, simplify=10))
-    summary = segment_raster(SegmentOptions(**opts, simplify=0.0002))  # two pixels: fine
+        segment_raster(segment_spec(**opts, simplify=10))
+    summary = segment_raster(segment_spec(**opts, simplify=0.0002))  # two pixels: fine
     assert summary.polygons >= 3
 
 
@@ -377,7 +363,7 @@ def test_unwritable_output_folder_refused_before_any_chip(tmp_path) -> None:
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("x")
     seg = Recording(nir=4)
-    opts = SegmentOptions(raster=str(scene.path), output=str(blocker / "o.gpkg"))
+    opts = segment_spec(raster=str(scene.path), output=str(blocker / "o.gpkg"))
     with pytest.raises(InputError, match="cannot write to"):
-        segment_raster(opts, segmenter=seg)
+        segment_raster(opts, segmenter=fixed(seg))
     assert seg.seen == []

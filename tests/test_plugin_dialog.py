@@ -55,7 +55,7 @@ def test_dialog_defaults_are_the_command_lines(dlg):
     assert dlg.engine() == cli.engine == "water-index"
     assert dlg.overlap_spin.value() == -1 and cli.overlap is None  # the engine's own (Auto)
     assert dlg.overlap_spin.text() == "Auto"
-    assert dlg.min_area_spin.value() == cli.min_area
+    assert dlg.min_area_spin.value() == cli.min_area_m2
     assert dlg.device_combo.currentData() == cli.device
     assert dlg.resolution_spin.value() == 0 and cli.resolution is None  # native
     assert dlg.batch_spin.value() == 0 and cli.batch_size is None  # automatic
@@ -185,7 +185,7 @@ def _set_combo(combo, value):
 
 
 def test_valid_choices_build_a_job_the_pipeline_accepts(dlg, raster_layer, tmp_path):
-    from paligemma_qgis.core.run.driver import SegmentOptions
+    from paligemma_qgis.core.specs import segment_spec
 
     dlg.set_raster_layer(raster_layer)
     _set_combo(dlg.engine_combo, "water-index")
@@ -198,16 +198,16 @@ def test_valid_choices_build_a_job_the_pipeline_accepts(dlg, raster_layer, tmp_p
     assert dlg.validate() == []
     job = dlg.build_job(tmp_path)
     assert job["task"] == "segment"
-    options = SegmentOptions.from_dict(job["options"])
-    assert options.raster == str(Path(raster_layer.source()))
-    assert (options.engine, options.preset, options.overlap) == ("water-index", "naip", 16)
-    assert (options.resolution, options.min_area_m2, options.batch_size) == (20, 500, 2)
-    assert options.model is None and options.aoi is None  # PaliGemma choices stay out
+    options = segment_spec(job["options"])
+    assert options.raster == (str(Path(raster_layer.source())),)
+    assert (options.engine.name, options.read.preset, options.grid.overlap) == ("water-index", "naip", 16)
+    assert (options.read.resolution, options.output.min_area_m2, options.engine.batch_size) == (20, 500, 2)
+    assert options.engine.paligemma.model is None and options.grid.aoi is None  # PaliGemma choices stay out
     dlg.batch_spin.setValue(0)  # "Auto": the engine decides (GPU memory), the job says nothing
     dlg.overlap_spin.setValue(-1)  # "Auto": the engine's overlap (0 for the water index)
     options = dlg.build_job(tmp_path)["options"]
     assert "batch_size" not in options and "overlap" not in options
-    assert SegmentOptions.from_dict(options).with_engine_defaults().overlap == 0
+    assert segment_spec(options).resolved().grid.overlap == 0
 
 
 def test_area_from_selected_polygons_and_canvas(dlg, raster_layer, clean_project, qgis_iface, tmp_path):

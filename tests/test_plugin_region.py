@@ -530,8 +530,8 @@ def test_every_scene_failed(region, tmp_path):
     )  # no preset and no band descriptions: lakes_a has no known NIR band either
     outcome = _fail(job)
     info = outcome.error_info
-    assert info["code"] == "all_scenes_failed" and info["scenes"] == 2
-    assert set(info["failed_scenes"]) == {"broken", "lakes_a"}
+    assert info["code"] == "all_scenes_failed" and info["params"]["count"] == 2
+    assert set(info["params"]["failed_scenes"]) == {"broken", "lakes_a"}
     dialog = translate(outcome.message, info, job["options"], SEGMENT_DIALOG)
     assert dialog.startswith(
         f"Every scene failed (2), so nothing was written. The first: {folder / 'broken.tif'}: cannot open as a raster"
@@ -554,7 +554,8 @@ def test_ray_missing_in_the_worker(region, tmp_path):
         ray_address="ray://gpu.example.org:10001",
     )  # fmt: skip
     outcome = _fail(job, python_without(tmp_path, ("ray",)))
-    assert outcome.error_info == {"kind": "InputError", "field": "ray_address", "code": "ray_missing"}
+    info = outcome.error_info
+    assert (info["kind"], info["field"], info["code"]) == ("InputError", "ray_address", "ray_missing")
     dialog = translate(outcome.message, outcome.error_info, job["options"], SEGMENT_DIALOG)
     assert dialog.startswith("Ray address (Worker setup): the worker Python lacks ray")
     assert "Run again and answer Yes" in dialog and "clear the Ray address" in dialog
@@ -568,7 +569,7 @@ def test_a_ray_cluster_that_cannot_be_joined(monkeypatch):
     from paligemma_qgis.cli.worker import error_fields
     from paligemma_qgis.core.errors import PaliGemmaQgisError
     from paligemma_qgis.core.run import ray_cluster
-    from paligemma_qgis.core.run.options import SegmentOptions
+    from paligemma_qgis.core.specs import segment_spec
 
     class Unreachable:
         @staticmethod
@@ -579,10 +580,10 @@ def test_a_ray_cluster_that_cannot_be_joined(monkeypatch):
         def init(**kwargs):
             raise ConnectionError("ray client connection timeout")
 
-    options = SegmentOptions(raster="a.tif", output="o.gpkg", executor="ray", ray_address="ray://gpu:10001")
+    options = segment_spec(raster="a.tif", output="o.gpkg", executor="ray", ray_address="ray://gpu:10001")
     monkeypatch.setattr(ray_cluster, "probe", lambda address: None)  # the port answers; Ray does not
     with pytest.raises(PaliGemmaQgisError) as caught:
-        ray_cluster.connect(Unreachable, options)
+        ray_cluster.connect(Unreachable, options.run)
     info = error_fields(caught.value)
     assert (info["code"], info["field"]) == ("ray_unreachable", "ray_address")
     job_options = {"raster": "a.tif", "output": "o.gpkg", "executor": "ray", "ray_address": "ray://gpu:10001"}
@@ -603,7 +604,7 @@ def test_a_ray_address_where_nothing_listens_fails_in_seconds_not_minutes():
 
     from paligemma_qgis.core.errors import PaliGemmaQgisError
     from paligemma_qgis.core.run import ray_cluster
-    from paligemma_qgis.core.run.options import SegmentOptions
+    from paligemma_qgis.core.specs import segment_spec
 
     calls = []
 
@@ -622,10 +623,10 @@ def test_a_ray_address_where_nothing_listens_fails_in_seconds_not_minutes():
         listening.listen()
         dead, messages = f"ray://127.0.0.1:{closed.getsockname()[1]}", []
         for address in (dead, dead.removeprefix("ray://"), "ray://no-such-host.invalid:10001"):
-            options = SegmentOptions(raster="a.tif", output="o.gpkg", executor="ray", ray_address=address)
+            options = segment_spec(raster="a.tif", output="o.gpkg", executor="ray", ray_address=address)
             t0 = time.monotonic()
             with pytest.raises(PaliGemmaQgisError) as caught:
-                ray_cluster.connect(FakeRay, options)
+                ray_cluster.connect(FakeRay, options.run)
             assert time.monotonic() - t0 < ray_cluster.PROBE_SECONDS
             assert str(caught.value).startswith(f"cannot join the Ray cluster {address}: ")
             assert "check the address" in str(caught.value)
@@ -636,7 +637,7 @@ def test_a_ray_address_where_nothing_listens_fails_in_seconds_not_minutes():
         assert calls == []
         alive = f"ray://127.0.0.1:{listening.getsockname()[1]}"
         assert ray_cluster.connect(
-            FakeRay, SegmentOptions(raster="a.tif", output="o.gpkg", ray_address=alive)
+            FakeRay, segment_spec(raster="a.tif", output="o.gpkg", ray_address=alive).run
         )
         assert calls == [alive]
 

@@ -7,6 +7,7 @@ Scenes are small synthetic rasters in three CRSs; PaliGemma runs are the tiny ra
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -24,8 +25,9 @@ from synthetic_rasters import iou, make_scene
 
 from paligemma_qgis.core.errors import InputError, OutputExistsError
 from paligemma_qgis.core.inputs.scenes import resolve_inputs
-from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+from paligemma_qgis.core.run.driver import segment_raster
 from paligemma_qgis.core.run.revectorize import revectorize
+from paligemma_qgis.core.specs import segment_spec
 
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 CRSS = ["EPSG:32633", "EPSG:32633", "EPSG:4326", "EPSG:4326", "EPSG:3857"]
@@ -89,7 +91,7 @@ def test_region_equals_separate_runs(scenes, tmp_path, executor, request) -> Non
         request.getfixturevalue("ray_local")
     region = tmp_path / "region.gpkg"
     summary = segment_raster(
-        SegmentOptions(
+        segment_spec(
             raster=[str(p) for p in scenes], output=str(region), nir=4, out_crs="EPSG:4326", executor=executor
         )
     )
@@ -101,7 +103,7 @@ def test_region_equals_separate_runs(scenes, tmp_path, executor, request) -> Non
     total = 0
     for i, path in enumerate(scenes):
         single = tmp_path / f"single{i}.gpkg"
-        one = segment_raster(SegmentOptions(raster=str(path), output=str(single), nir=4, out_crs="EPSG:4326"))
+        one = segment_raster(segment_spec(raster=str(path), output=str(single), nir=4, out_crs="EPSG:4326"))
         mine = water[water["scene"] == path.stem].reset_index(drop=True)
         _same_polygons(mine, _layer(single, "water"))
         assert (mine["date"] == f"2021-07-0{i + 1}").all()
@@ -116,7 +118,7 @@ def test_region_equals_separate_runs(scenes, tmp_path, executor, request) -> Non
 def test_observed_footprint_leaves_out_nodata(tmp_path) -> None:
     scene = make_scene(tmp_path / "c.tif", collar=True, mask="nodata")
     out = tmp_path / "o.gpkg"
-    segment_raster(SegmentOptions(raster=str(scene.path), output=str(out), nir=4))
+    segment_raster(segment_spec(raster=str(scene.path), output=str(out), nir=4))
     observed = _layer(out, "scenes").geometry[0]
     assert iou(observed, scene.footprint) > 0.99
     assert observed.area < 0.9 * scene.width * scene.height * scene.transform.a**2
@@ -126,7 +128,7 @@ def test_dissolve_merges_overlapping_scenes(scenes, tmp_path) -> None:
     out = tmp_path / "d.gpkg"
     same_place = [scenes[0], scenes[1]]  # both UTM scenes start at the same origin
     summary = segment_raster(
-        SegmentOptions(raster=[str(p) for p in same_place], output=str(out), nir=4, dissolve=True)
+        segment_spec(raster=[str(p) for p in same_place], output=str(out), nir=4, dissolve=True)
     )
     water, merged = _layer(out, "water"), _layer(out, "water_dissolved")
     assert 0 < len(merged) < len(water)
@@ -158,13 +160,13 @@ def test_an_engine_that_cannot_load_is_the_run_s_error_not_each_scene_s(scenes, 
 
     calls = []
 
-    def factory():
+    def factory(roles):
         calls.append(1)
         raise WeightsError("model folder /nowhere does not exist")
 
     with pytest.raises(WeightsError, match="/nowhere"):
         segment_raster(
-            SegmentOptions(raster=[str(p) for p in scenes], output=str(tmp_path / "o.gpkg")),
+            segment_spec(raster=[str(p) for p in scenes], output=str(tmp_path / "o.gpkg")),
             segmenter=factory,
         )
     assert len(calls) == 1  # not once per scene (a 3B model load each, on a thousand scenes)
@@ -189,16 +191,19 @@ def test_a_work_folder_too_small_for_the_mosaic_is_refused_before_any_chip(
         "P", (), {"report": lambda self, d, t, m="": seen.append(m), "cancelled": lambda self: False}
     )()
     with pytest.raises(
-        InputError, match=rf"{work}: the mosaic of .*s4_20210705.tif needs 0\.\d+ GB .* --workdir"
-    ):
+        InputError, match=rf"{work}: the mosaic of .*s4_20210705.tif needs 0\.\d+ GB"
+    ) as caught:
         segment_raster(
-            SegmentOptions(
+            segment_spec(
                 raster=[str(p) for p in scenes], output=str(tmp_path / "o.gpkg"), nir=4, workdir=str(work)
             ),
             progress,
         )
     assert not any(m.endswith("segmenting chips") for m in seen)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and list(work.iterdir()) == []
+    from paligemma_qgis.cli.wording import cli_message
+
+    assert cli_message(caught.value).endswith("or choose another work folder with --workdir")
 
 
 def test_inputs_folders_lists_globs_and_stac_resolve_once_with_unique_ids(scenes, tmp_path) -> None:
@@ -274,7 +279,7 @@ def test_stac_item_collection_of_local_files(tmp_path) -> None:
     catalogue = folder / "items.json"
     catalogue.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
     out = tmp_path / "o.gpkg"
-    summary = segment_raster(SegmentOptions(raster=str(catalogue), output=str(out)))
+    summary = segment_raster(segment_spec(raster=str(catalogue), output=str(out)))
     layer = _layer(out, "scenes")
     assert list(layer["scene"]) == ["S2A_T33TWL_20210601", "S2B_T33TWL_20210611"]
     assert list(layer["date"]) == ["2021-06-01T10:20:31Z", "2021-06-11T10:20:29Z"]
@@ -296,17 +301,18 @@ def test_stac_item_collection_of_local_files(tmp_path) -> None:
 # ----------------------------------------------------------------------------- resume
 def test_changed_options_are_detected_and_restart_starts_over(scenes, tmp_path) -> None:
     out = tmp_path / "o.gpkg"
+    from paligemma_qgis.core.run.driver import journal_key
     from paligemma_qgis.core.run.journal import Journal
 
-    opts = SegmentOptions(raster=[str(p) for p in scenes[:2]], output=str(out), nir=4)
-    with Journal.open(out, opts.fingerprint(resolve_inputs(opts.inputs))):
+    opts = segment_spec(raster=[str(p) for p in scenes[:2]], output=str(out), nir=4)
+    with Journal.open(out, journal_key(opts, resolve_inputs(list(opts.raster)))):
         pass  # an interrupted run left its journal
-    changed = SegmentOptions(raster=[str(p) for p in scenes[:2]], output=str(out), nir=4, overlap=16)
+    changed = segment_spec(raster=[str(p) for p in scenes[:2]], output=str(out), nir=4, overlap=16)
     with pytest.raises(
         InputError, match=r"other options left o.gpkg.journal \(changed: overlap 0 -> 16\).*--restart"
     ):
         segment_raster(changed)
-    changed.restart = True
+    changed = dataclasses.replace(changed, run=dataclasses.replace(changed.run, restart=True))
     assert segment_raster(changed).scenes == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.gpkg"]
 
@@ -435,7 +441,7 @@ def test_a_resumed_run_does_not_read_answered_chips_again(
     )  # partial validity
     opts = dict(raster=str(scene.path), **_paligemma(tiny_paligemma, vae_npz))
     reference = tmp_path / "ref.gpkg"
-    full = segment_raster(SegmentOptions(output=str(reference), **opts))
+    full = segment_raster(segment_spec(output=str(reference), **opts))
     out = tmp_path / "out.gpkg"
     stop = type(
         "P",
@@ -447,13 +453,13 @@ def test_a_resumed_run_does_not_read_answered_chips_again(
         },
     )()
     with pytest.raises(Cancelled):
-        segment_raster(SegmentOptions(output=str(out), **opts), stop)
+        segment_raster(segment_spec(output=str(out), **opts), stop)
     reads = []
     real = chip_reader.read_chip
     monkeypatch.setattr(
         chip_reader, "read_chip", lambda src, chip, *a, **k: reads.append(chip.id) or real(src, chip, *a, **k)
     )
-    again = segment_raster(SegmentOptions(output=str(out), **opts))
+    again = segment_raster(segment_spec(output=str(out), **opts))
     answered = again.details["chips_from_journal"]
     assert answered >= 4 and len(reads) == full.chips + full.skipped - answered
     _same_polygons(_layer(out, "water"), _layer(reference, "water"))
@@ -487,7 +493,7 @@ def test_a_second_run_to_the_same_output_fails_at_once_naming_the_first(scenes, 
         with pytest.raises(
             OutputExistsError, match=rf"another run is writing this output \(process {first.pid}"
         ):
-            segment_raster(SegmentOptions(raster=str(scenes[1]), output=str(out), nir=4))
+            segment_raster(segment_spec(raster=str(scenes[1]), output=str(out), nir=4))
         assert time.monotonic() - started < 1.0
     finally:
         first.kill()
@@ -502,12 +508,12 @@ def test_ray_paligemma_equals_local_and_survives_a_killed_actor(
     inputs = [str(p) for p in scenes[:3]]
     local = tmp_path / "local.gpkg"
     opts = _paligemma(tiny_paligemma, vae_npz)
-    segment_raster(SegmentOptions(raster=inputs, output=str(local), **opts))
+    segment_raster(segment_spec(raster=inputs, output=str(local), **opts))
     marker = tmp_path / "died"
     factory = DiesOnce(str(tiny_paligemma), str(vae_npz), str(marker))
     on_ray = tmp_path / "ray.gpkg"
     summary = segment_raster(
-        SegmentOptions(raster=inputs, output=str(on_ray), executor="ray", **opts), segmenter=factory
+        segment_spec(raster=inputs, output=str(on_ray), executor="ray", **opts), segmenter=factory
     )
     assert marker.exists(), "the actor never died: the test tested nothing"
     assert summary.scenes == 3
@@ -521,7 +527,7 @@ class DiesOnce:
     def __init__(self, model: str, vae: str, marker: str):
         self.model, self.vae, self.marker = model, vae, marker
 
-    def __call__(self):
+    def __call__(self, roles=None):
         from paligemma_qgis.core.model.paligemma import PaliGemmaSegmenter
 
         seg = PaliGemmaSegmenter.from_options(
@@ -553,19 +559,19 @@ def test_ray_missing_is_a_clear_message(scenes, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(InputError, match="--executor ray needs Ray.*pip install ray"):
         segment_raster(
-            SegmentOptions(raster=str(scenes[0]), output=str(tmp_path / "o.gpkg"), nir=4, executor="ray")
+            segment_spec(raster=str(scenes[0]), output=str(tmp_path / "o.gpkg"), nir=4, executor="ray")
         )
 
 
 # ----------------------------------------------------------------------------- revectorize
 def test_revectorize_equals_a_fresh_run_with_the_new_options(scenes, tmp_path) -> None:
     run = tmp_path / "run.gpkg"
-    segment_raster(SegmentOptions(raster=[str(p) for p in scenes[:3]], output=str(run), nir=4))
+    segment_raster(segment_spec(raster=[str(p) for p in scenes[:3]], output=str(run), nir=4))
     new = tmp_path / "new.gpkg"
     changes = dict(min_area_m2=5000.0, out_crs="EPSG:3857", vote="any")
     revectorize(run, new, **changes)
     fresh = tmp_path / "fresh.gpkg"
-    segment_raster(SegmentOptions(raster=[str(p) for p in scenes[:3]], output=str(fresh), nir=4, **changes))
+    segment_raster(segment_spec(raster=[str(p) for p in scenes[:3]], output=str(fresh), nir=4, **changes))
     _same_polygons(_layer(new, "water"), _layer(fresh, "water"))
     assert _layer(new, "water").crs.to_epsg() == 3857
     assert (_layer(new, "water")["area_m2"] >= 5000).all()
@@ -582,7 +588,7 @@ def test_revectorize_after_the_aoi_file_is_gone(scenes, tmp_path) -> None:
     gpd.GeoDataFrame(geometry=[area], crs="EPSG:32633").to_file(aoi)
     run = tmp_path / "run.gpkg"
     inputs = [str(p) for p in scenes[:2]]
-    segment_raster(SegmentOptions(raster=inputs, output=str(run), nir=4, aoi=str(aoi)))
+    segment_raster(segment_spec(raster=inputs, output=str(run), nir=4, aoi=str(aoi)))
     aoi.unlink()
     new = tmp_path / "new.gpkg"
     revectorize(run, new, min_area_m2=2000.0)
@@ -590,8 +596,8 @@ def test_revectorize_after_the_aoi_file_is_gone(scenes, tmp_path) -> None:
     assert len(water) > 0 and shapely.union_all(water.geometry.values).difference(area).area < 1e-6
     fresh = tmp_path / "fresh.gpkg"
     segment_raster(
-        SegmentOptions(
-            raster=inputs, output=str(fresh), nir=4, aoi=area, aoi_crs="EPSG:32633", min_area_m2=2000.0
+        segment_spec(
+            raster=inputs, output=str(fresh), nir=4, aoi=area.wkt, aoi_crs="EPSG:32633", min_area_m2=2000.0
         )
     )
     _same_polygons(water, _layer(fresh, "water"))
@@ -600,7 +606,7 @@ def test_revectorize_after_the_aoi_file_is_gone(scenes, tmp_path) -> None:
 def test_revectorize_paligemma_needs_no_model(scenes, tmp_path, tiny_paligemma, vae_npz) -> None:
     run = tmp_path / "run.gpkg"
     opts = _paligemma(tiny_paligemma, vae_npz)
-    segment_raster(SegmentOptions(raster=[str(p) for p in scenes[:2]], output=str(run), **opts))
+    segment_raster(segment_spec(raster=[str(p) for p in scenes[:2]], output=str(run), **opts))
     (Path(tiny_paligemma) / "model.safetensors").rename(tmp_path / "away.safetensors")  # no model now
     try:
         new = tmp_path / "new.gpkg"
@@ -611,7 +617,7 @@ def test_revectorize_paligemma_needs_no_model(scenes, tmp_path, tiny_paligemma, 
         (tmp_path / "away.safetensors").rename(Path(tiny_paligemma) / "model.safetensors")
     fresh = tmp_path / "fresh.gpkg"
     segment_raster(
-        SegmentOptions(
+        segment_spec(
             raster=[str(p) for p in scenes[:2]], output=str(fresh), vote="any", min_area_m2=1000, **opts
         )
     )

@@ -32,7 +32,8 @@ from paligemma_qgis.core.inputs.grid import ChipGrid
 from paligemma_qgis.core.inputs.raster import RasterSource
 from paligemma_qgis.core.model.water_index import normalized_difference
 from paligemma_qgis.core.progress import CallbackProgress, Cancelled
-from paligemma_qgis.core.run.driver import SegmentOptions, segment_raster
+from paligemma_qgis.core.run.driver import segment_raster
+from paligemma_qgis.core.specs import segment_spec
 
 THRESHOLD = 0.2
 TRANSFORM = Affine(10.0, 0.0, 300_000.0, 0.0, -10.0, 5_500_000.0)
@@ -109,7 +110,7 @@ def test_seam_heavy_scene_equals_one_whole_trace(tmp_path, small_stripes, overla
     # min_valid_fraction 0: a chip is skipped only when it holds no valid pixel, so every
     # valid pixel is decided whatever the grid (the default 5% skips edge chips by design)
     summary = segment_raster(
-        SegmentOptions(
+        segment_spec(
             raster=str(tmp_path / "s.tif"),
             output=str(out),
             green=2,
@@ -253,9 +254,9 @@ def test_fixed_threshold_reads_no_scene_sample_and_otsu_reads_one(tmp_path, monk
 
     monkeypatch.setattr(RasterSource, "read_sample", counting)
     opts = dict(raster=str(tmp_path / "s.tif"), green=2, nir=4)
-    segment_raster(SegmentOptions(output=str(tmp_path / "a.gpkg"), threshold=THRESHOLD, **opts))
+    segment_raster(segment_spec(output=str(tmp_path / "a.gpkg"), threshold=THRESHOLD, **opts))
     assert calls == []
-    summary = segment_raster(SegmentOptions(output=str(tmp_path / "b.gpkg"), **opts))
+    summary = segment_raster(segment_spec(output=str(tmp_path / "b.gpkg"), **opts))
     assert calls == [False]  # Otsu's sample, without the RGB bands or a stretch
     assert summary.details["threshold_source"] == "otsu"
 
@@ -265,7 +266,7 @@ def test_all_nodata_is_still_named_when_no_sample_is_read(tmp_path) -> None:
     profile = dict(driver="GTiff", width=300, height=250, count=4, dtype="uint16", crs="EPSG:32633")
     with rasterio.open(path, "w", transform=TRANSFORM, nodata=0, **profile) as dst:
         dst.write(np.zeros((4, 250, 300), "uint16"))
-    opts = SegmentOptions(raster=str(path), output=str(tmp_path / "o.gpkg"), nir=4, threshold=THRESHOLD)
+    opts = segment_spec(raster=str(path), output=str(tmp_path / "o.gpkg"), nir=4, threshold=THRESHOLD)
     with pytest.raises(InputError, match="empty.tif: the raster has no valid pixels"):
         segment_raster(opts)
     assert not (tmp_path / "o.gpkg").exists()

@@ -17,6 +17,7 @@ from paligemma_qgis.core.model.water_index import (
     normalized_difference,
     otsu_threshold,
 )
+from paligemma_qgis.core.specs import segment_spec
 
 RGBN = RasterBands(count=4, descriptions=(None,) * 4, rgb=(1, 2, 3))
 
@@ -127,12 +128,10 @@ def test_dry_scene_does_not_invent_water() -> None:
 
 
 def test_factory_water_index() -> None:
-    seg = make_segmenter(
-        "water-index", green=2, nir=4, swir=None, threshold=0.2, model="ignored", device="cpu"
-    )
+    spec = segment_spec(raster="a.tif", output="o.gpkg", threshold=0.2, model="ignored", device="cpu")
+    seg = make_segmenter(spec.engine, {"green": 2, "nir": 4})
     assert isinstance(seg, WaterIndexSegmenter) and seg.threshold == 0.2 and seg.nir == 4
-    with pytest.raises(InputError, match="unknown engine"):
-        make_segmenter("magic")
+    assert seg.info.pixelwise and not seg.info.needs_rgb and not seg.info.needs_sample  # a fixed threshold
 
 
 def test_factory_paligemma_is_lazy(monkeypatch) -> None:
@@ -147,9 +146,16 @@ def test_factory_paligemma_is_lazy(monkeypatch) -> None:
     module = types.ModuleType("paligemma_qgis.core.model.paligemma")
     module.PaliGemmaSegmenter = FakeSegmenter
     monkeypatch.setitem(sys.modules, "paligemma_qgis.core.model.paligemma", module)
-    seg = make_segmenter(
-        "paligemma", model="m", vae="v.npz", device="cpu", batch_size=4, nir=4, classes=["water"]
+    spec = segment_spec(
+        raster="a.tif",
+        output="o.gpkg",
+        engine="paligemma",
+        model="m",
+        vae="v.npz",
+        device="cpu",
+        batch_size=4,
     )
+    seg = make_segmenter(spec.engine, {"nir": 4})
     assert isinstance(seg, FakeSegmenter)
     assert calls == dict(
         model="m",
@@ -157,7 +163,7 @@ def test_factory_paligemma_is_lazy(monkeypatch) -> None:
         allow_custom_vae=False,
         device="cpu",
         batch_size=4,
-        classes=["water"],
+        classes=("water",),
         constrained=True,
         max_new_tokens=None,
         max_objects=None,

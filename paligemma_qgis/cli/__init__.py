@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         print("cancelled: no output written" + (f"; {detail}" if detail else ""), file=sys.stderr)
         return 130
     except PaliGemmaQgisError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from .wording import cli_message
+
+        print(f"error: {cli_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

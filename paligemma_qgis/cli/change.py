@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 
+from ..core import rules
 from .progress import cli_progress
-from .segment import add_band_arguments
+from .segment import add_band_arguments, spec_values
 from .weights import add_vae_arguments
 
 USAGE = (
@@ -65,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     g = p.add_argument_group("raster inputs (segmented first, as `segment` would)")
-    g.add_argument("--engine", choices=("water-index", "paligemma"), default="water-index")
+    g.add_argument("--engine", choices=rules.ENGINES, default=rules.DEFAULT_ENGINE)
     add_band_arguments(g)
     g.add_argument("--resolution", type=float, metavar="M", help="resample to this ground resolution (m)")
     g.add_argument(
@@ -76,31 +77,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--model", metavar="ID_OR_DIR", help="PaliGemma: Hugging Face model id or local folder")
     add_vae_arguments(g)
-    g.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    g.add_argument("--device", choices=rules.DEVICES, default="auto")
     g.add_argument("--batch-size", type=int, metavar="N", help="chips per model call")
     p.set_defaults(func=run)
 
 
+# The segment options a raster input is segmented with (the group "raster inputs" above).
+SEGMENT_KEYS = (
+    "engine", "bands", "preset", "green", "nir", "swir", "threshold", "index", "resolution", "overlap",
+    "model", "vae", "allow_custom_vae", "device", "batch_size",
+)  # fmt: skip
+
+
 def segment_options(args: argparse.Namespace) -> dict:
-    """core.run.driver.SegmentOptions fields for raster inputs (unset ones left to its defaults)."""
-    values = {
-        "engine": args.engine,
-        "bands": args.bands,
-        "preset": args.preset,
-        "green": args.green,
-        "nir": args.nir,
-        "swir": args.swir,
-        "threshold": args.threshold,
-        "index": args.index,
-        "resolution": args.resolution,
-        "overlap": args.overlap,
-        "model": args.model,
-        "vae": getattr(args, "vae", None),
-        "allow_custom_vae": bool(getattr(args, "allow_custom_vae", False)),
-        "device": args.device,
-        "batch_size": args.batch_size,
-    }
-    return {k: v for k, v in values.items() if v is not None}
+    """Segment options (by the spec's flat names) for raster inputs; unset ones left to the spec's defaults."""
+    return {k: v for k, v in spec_values(args).items() if k in SEGMENT_KEYS}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,8 +7,10 @@ import json
 import sys
 from typing import Any
 
+from ..core import rules
 from ..core.errors import InputError
-from ..core.run.options import DEFAULT_MAX_PIXELS
+from ..core.serial import leaves
+from ..core.specs import SegmentSpec, segment_spec
 from .progress import cli_progress
 from .weights import add_vae_arguments
 
@@ -36,11 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="INPUT... OUTPUT",
         help="input rasters, then the output GeoPackage (.gpkg)",
     )
-    p.add_argument("--engine", choices=("water-index", "paligemma"), default="water-index")
+    p.add_argument("--engine", choices=rules.ENGINES, default=rules.DEFAULT_ENGINE)
     g = p.add_argument_group("bands")
     add_band_arguments(g)
     g.add_argument(
         "--stac-bands",
+        type=names,
         metavar="NAMES",
         help="STAC inputs: bands by common name, e.g. green,nir,swir16 (default: what the engine needs)",
     )
@@ -61,27 +64,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--max-pixels",
         type=float,
-        default=DEFAULT_MAX_PIXELS,
+        default=rules.DEFAULT_MAX_PIXELS,
         metavar="N",
-        help=f"refuse a scene with more pixels than this to map (default {DEFAULT_MAX_PIXELS:.0e}; use --aoi)",
+        help=f"refuse a scene with more pixels than this to map (default {rules.DEFAULT_MAX_PIXELS:.0e}; "
+        "use --aoi)",
     )
     c.add_argument(
         "--on-read-error",
-        choices=("fail", "skip"),
+        choices=rules.READ_ERROR_MODES,
         default="fail",
         help="a block of the raster that cannot be read (truncated or corrupt file): fail with the file and "
         "window (default), or map it as nodata and count it in the summary and the run table",
     )
     c.add_argument(
         "--min-valid",
+        dest="min_valid_fraction",
         type=float,
-        default=0.05,
+        default=rules.DEFAULT_MIN_VALID_FRACTION,
         metavar="F",
-        help="skip chips with less than this share of valid pixels (default 0.05)",
+        help=f"skip chips with less than this share of valid pixels (default {rules.DEFAULT_MIN_VALID_FRACTION})",
     )
     o = p.add_argument_group("output")
     o.add_argument(
-        "--min-area", type=float, default=0.0, metavar="M2", help="drop polygons smaller than this"
+        "--min-area",
+        dest="min_area_m2",
+        type=float,
+        default=0.0,
+        metavar="M2",
+        help="drop polygons smaller than this",
     )
     o.add_argument(
         "--simplify",
@@ -93,8 +103,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     o.add_argument("--out-crs", metavar="EPSG:xxxx", help="CRS of the water layer (default: the raster's)")
     o.add_argument(
         "--vote",
-        choices=("majority", "any", "all"),
-        default="majority",
+        choices=rules.VOTE_RULES,
+        default=rules.DEFAULT_VOTE,
         help="where chips overlap, a pixel is water when most (default), any or all of them say so",
     )
     o.add_argument(
@@ -115,7 +125,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--workdir", metavar="DIR", help="folder for temporary mosaics (default: the system temp)")
     r.add_argument(
         "--executor",
-        choices=("local", "ray"),
+        choices=rules.EXECUTORS,
         default="local",
         help="local (default): this process; ray: model actors and CPU tasks on a Ray cluster",
     )
@@ -134,7 +144,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     m = p.add_argument_group("paligemma engine")
     m.add_argument("--model", metavar="ID_OR_DIR", help="Hugging Face model id or local folder")
     add_vae_arguments(m)
-    m.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    m.add_argument("--device", choices=rules.DEVICES, default="auto")
     m.add_argument(
         "--batch-size",
         type=int,
@@ -142,7 +152,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="chips per model call (default: on a GPU as many as its free memory holds, up to 64; "
         "8 on CPU; halved automatically when the GPU runs out of memory)",
     )
-    m.add_argument("--classes", default="water", help="comma-separated classes to segment (default water)")
+    m.add_argument(
+        "--classes",
+        type=names,
+        default=list(rules.DEFAULT_CLASSES),
+        help=f"comma-separated classes to segment (default {','.join(rules.DEFAULT_CLASSES)})",
+    )
     m.add_argument(
         "--no-constrained",
         dest="constrained",
@@ -153,17 +168,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--max-objects",
         type=int,
         metavar="N",
-        help="most objects per chip (default 8); the token budget follows (about 23 tokens per object)",
+        help=f"most objects per chip (default {rules.DEFAULT_MAX_OBJECTS}); the token budget follows "
+        "(about 23 tokens per object)",
     )
     m.add_argument(
         "--dtype",
-        choices=("auto", "bfloat16", "float32"),
+        choices=rules.DTYPES,
         default="auto",
         help="model weights (default auto: bfloat16 on a GPU that has it natively, else float32)",
     )
     m.add_argument(
         "--cache",
-        choices=("dynamic", "static"),
+        choices=rules.CACHE_MODES,
         default="dynamic",
         help="KV cache: dynamic = transformers' generate() (default); static = the engine's loop over "
         "a pre-allocated cache, same text (see docs/BENCHMARKS.md)",
@@ -180,78 +196,38 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def add_band_arguments(g: argparse._ArgumentGroup) -> None:
     """The band choice and the water index's options, as every command that segments takes them."""
     g.add_argument("--bands", metavar="R,G,B", help="1-based RGB bands, e.g. 3,2,1 (one band: grey)")
-    g.add_argument("--preset", choices=("sentinel2", "landsat89", "naip"), help="sensor band order")
+    g.add_argument("--preset", choices=rules.PRESETS, help="sensor band order")
     g.add_argument("--green", type=int, metavar="N", help="green band (water index)")
     g.add_argument("--nir", type=int, metavar="N", help="near-infrared band (NDWI)")
     g.add_argument("--swir", type=int, metavar="N", help="short-wave infrared band (MNDWI)")
     g.add_argument("--threshold", type=float, metavar="X", help="water index threshold (default: Otsu)")
-    g.add_argument("--index", choices=("auto", "mndwi", "ndwi"), default="auto", help="water index")
+    g.add_argument("--index", choices=rules.INDEXES, default=rules.DEFAULT_INDEX, help="water index")
 
 
-def options_from_args(args: argparse.Namespace) -> Any:
-    from ..core.run.driver import SegmentOptions
+def names(text: str) -> list[str]:
+    """'water, river' or 'water;river' -> ['water', 'river'] (classes, STAC band names)."""
+    return [c.strip() for c in text.replace(";", ",").split(",") if c.strip()]
 
+
+def spec_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments that are segment options (dest = the spec's flat name), unset ones left out."""
+    fields = leaves(SegmentSpec)
+    return {k: v for k, v in vars(args).items() if k in fields and v is not None}
+
+
+def spec_from_args(args: argparse.Namespace) -> SegmentSpec:
     if len(args.paths) < 2:
-        raise InputError(
-            "segment needs at least one INPUT and the OUTPUT GeoPackage (segment IN... OUT.gpkg)"
-        )
+        raise InputError("segment_needs_paths")
     *inputs, output = args.paths
-    return SegmentOptions(
-        raster=inputs[0] if len(inputs) == 1 else inputs,
-        output=output,
-        engine=args.engine,
-        bands=args.bands,
-        preset=args.preset,
-        green=args.green,
-        nir=args.nir,
-        swir=args.swir,
-        threshold=args.threshold,
-        index=args.index,
-        overlap=args.overlap,
-        resolution=args.resolution,
-        aoi=args.aoi,
-        min_valid_fraction=args.min_valid,
-        on_read_error=args.on_read_error,
-        min_area_m2=args.min_area,
-        simplify=args.simplify,
-        out_crs=args.out_crs,
-        mask_tif=args.mask_tif,
-        overwrite=args.overwrite,
-        batch_size=args.batch_size,
-        model=args.model,
-        vae=getattr(args, "vae", None),
-        allow_custom_vae=bool(getattr(args, "allow_custom_vae", False)),
-        device=args.device,
-        classes=[c.strip() for c in args.classes.replace(";", ",").split(",") if c.strip()],
-        constrained=args.constrained,
-        max_objects=args.max_objects,
-        dtype=args.dtype,
-        cache=args.cache,
-        compile=args.compile,
-        stac_bands=_names(args.stac_bands),
-        max_pixels=args.max_pixels,
-        vote=args.vote,
-        dissolve=args.dissolve,
-        restart=args.restart,
-        fail_fast=args.fail_fast,
-        workdir=args.workdir,
-        executor=args.executor,
-        ray_address=args.ray_address,
-        ray_actors=args.ray_actors,
-        ray_gpus_per_actor=args.ray_gpus_per_actor,
-    )
-
-
-def _names(text: str | None) -> list[str] | None:
-    return [c.strip() for c in text.replace(";", ",").split(",") if c.strip()] if text else None
+    return segment_spec({**spec_values(args), "raster": inputs, "output": output})
 
 
 def run(args: argparse.Namespace) -> int:
     from ..core.run.driver import segment_raster
 
-    options = options_from_args(args)
+    spec = spec_from_args(args)
     with cli_progress("segment", "chip") as progress:
-        summary = segment_raster(options, progress)
+        summary = segment_raster(spec, progress)
     if args.json:
         print(json.dumps(summary.to_dict()))
     else:

@@ -75,7 +75,7 @@ from ..core.environment import (
     package_for_module,
     probe,
 )
-from ..core.errors import PaliGemmaQgisError, field_and_code
+from ..core.errors import PaliGemmaQgisError
 from ..core.progress import Cancelled
 
 EXIT_OK = 0
@@ -266,9 +266,10 @@ def run_job(job: dict, progress: JsonLinesProgress) -> dict:
     if not isinstance(options, dict):
         raise BadJob("worker job: 'options' must be a JSON object")
     if task == "segment":
-        from ..core.run.driver import SegmentOptions, segment_raster
+        from ..core.run.driver import segment_raster
+        from ..core.specs import segment_spec
 
-        summary = segment_raster(SegmentOptions.from_dict(options), progress)
+        summary = segment_raster(segment_spec(options), progress)
     elif task == "change":
         from ..core.temporal.change import ChangeOptions, water_change
 
@@ -378,15 +379,8 @@ def _private_stdout() -> IO[str]:
 
 
 def error_fields(exc: PaliGemmaQgisError) -> dict:
-    """``kind``, ``field`` and ``code`` of an error, and its ``event_fields()``, for the event
-    (unset ones left out).
-
-    A core error re-raised with the file name in front (``raise InputError(f"{path}: {exc}")
-    from None``) keeps the error it replaced as ``__context__``: its field and code still count.
-    """
-    field, code = field_and_code(exc)
-    fields = {"kind": type(exc).__name__, "field": field, "code": code, **exc.event_fields()}
-    return {key: value for key, value in fields.items() if value is not None}
+    """The error's ``kind`` (class), ``code``, ``params`` and ``field``: what the plugin renders it from."""
+    return {"kind": type(exc).__name__, **exc.info.to_data()}
 
 
 def missing_module_message(exc: ModuleNotFoundError) -> str:

@@ -177,8 +177,8 @@ def _model(model: str | None) -> dict:
         cached = try_to_load_from_cache(model, "config.json")
     except Exception:  # an old or broken huggingface_hub: "not known to be cached"
         cached = None
-    found = isinstance(cached, str)
-    return {"found": found, "local": False, "where": str(Path(cached).parent) if found else None}
+    where = str(Path(cached).parent) if isinstance(cached, str) else None
+    return {"found": where is not None, "local": False, "where": where}
 
 
 def probe(

@@ -364,7 +364,8 @@ def _run(job: dict, feedback: QgsProcessingFeedback, front: FrontEnd = PROCESSIN
     if not outcome.ok:
         if outcome.details:  # the worker's traceback or error class: for the log, not an error line
             feedback.pushDebugInfo(outcome.details)
-        for scene, error in (outcome.error_info.get("failed_scenes") or {}).items():  # every scene failed
+        params = outcome.error_info.get("params") or {}
+        for scene, error in (params.get("failed_scenes") or {}).items():  # every scene failed
             feedback.pushWarning(f"scene {scene} failed: {without_flags(str(error), front)}")
         raise _failure(translate(outcome.message, outcome.error_info, job.get("options", {}), front))
     return outcome.result

@@ -257,13 +257,18 @@ def _output_busy(message: str, options: dict, label: str, dialog: bool) -> str:
 
 def _all_scenes_failed(info: dict, options: dict, front: FrontEnd) -> str:
     """Every scene failed: how many, and the first one's error in the front end's words."""
-    count = info.get("scenes")
-    first = {k: info.get(f"first_{k}") for k in ("field", "code", "kind")}
-    if first["field"] == "raster":  # the message names the file: no field label in front
-        first["field"] = None
-    inner = translate(str(info.get("first_message") or ""), first, {**options, "raster": None}, front)
-    scenes = list((info.get("failed_scenes") or {}).keys())
-    lead = f"The first, {scenes[0]}:" if scenes and scenes[0] not in inner else "The first:"
+    from ..core.errors import ErrorInfo, render
+
+    params = info.get("params") or {}
+    count = params.get("count")
+    first = params.get("first") or {}
+    first_info = {"code": first.get("code"), "field": first.get("field"), "params": first.get("params") or {}}
+    if first_info["field"] == "raster":  # the message names the file: no field label in front
+        first_info["field"] = None
+    first_message = render(ErrorInfo.from_data(first))
+    inner = translate(first_message, first_info, {**options, "raster": None}, front)
+    scene = params.get("first_scene")
+    lead = f"The first, {scene}:" if scene and scene not in inner else "The first:"
     where = "the log panel" if front.name == "dialog" else "the log"
     return (
         f"Every scene failed ({count}), so nothing was written. {lead} {inner}"

@@ -144,7 +144,10 @@ class WorkerTask(QgsTask):
             part
             for part in (
                 f"{self.description()} failed: {message}",
-                failed_scenes_text(info.get("failed_scenes") or {}, info.get("scenes")),
+                failed_scenes_text(
+                    (info.get("params") or {}).get("failed_scenes") or {},
+                    (info.get("params") or {}).get("count"),
+                ),
                 f"command: {' '.join(worker_command(python=self.python))}" if self.worker_started else "",
                 outcome.details if outcome is not None else "",
                 f"worker stderr:\n{outcome.stderr[-4000:]}" if outcome is not None and outcome.stderr else "",

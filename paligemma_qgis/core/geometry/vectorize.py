@@ -205,6 +205,7 @@ def vectorize_scene(
     if traced is None:
         traced = trace_blocks(mosaic, block, progress, observed=True)
     polys, footprint = traced
+    assert footprint is not None  # traced with observed=True
     water = _water_frame(mosaic, polys, simplify=simplify, min_area_m2=min_area_m2, label=label)
     pieces = _to_map(footprint, mosaic.transform) if len(footprint) else footprint
     return water, shapely.MultiPolygon(list(pieces)) if len(pieces) else shapely.MultiPolygon()
@@ -309,7 +310,8 @@ def _check_area_of_use(bounds: Any, src: Any, dst: Any, name: Any, margin: float
     if aou is None:
         return
     to_ll = pyproj.Transformer.from_crs(src, "EPSG:4326", always_xy=True)
-    west, south, east, north = to_ll.transform_bounds(*bounds, densify_pts=21)
+    xmin, ymin, xmax, ymax = bounds[:4]
+    west, south, east, north = to_ll.transform_bounds(xmin, ymin, xmax, ymax, densify_pts=21)
     outside = south < aou.south - margin or north > aou.north + margin
     if aou.west <= aou.east and east >= west:  # neither extent crosses the antimeridian
         outside |= east < aou.west - 10 * margin or west > aou.east + 10 * margin

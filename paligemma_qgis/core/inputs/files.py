@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, PaliGemmaQgisError
 
 LARGE_IMAGES_HINT = "pass --allow-large-images if you trust the file"
 _PIL_LOCK = threading.Lock()  # Image.MAX_IMAGE_PIXELS is process-wide
@@ -352,7 +352,7 @@ def load_npz(
     path: str | Path,
     names: Sequence[str] | None = None,
     *,
-    error: type[Exception] = InputError,
+    error: type[PaliGemmaQgisError] = InputError,
     hint: str = "",
     field: str | None = None,
 ) -> dict[str, np.ndarray]:
@@ -370,4 +370,4 @@ def load_npz(
         message = (
             f"{path}: not a readable .npz file (truncated or corrupt download?): {library_detail(exc)}{tail}"
         )
-        raise (error(message, field=field) if field else error(message)) from None
+        raise error("legacy", legacy_message=message, field=field) from None

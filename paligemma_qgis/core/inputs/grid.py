@@ -22,6 +22,7 @@ import bisect
 import functools
 import math
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -217,10 +218,14 @@ def _parse_extent(text: str) -> tuple[tuple[float, float, float, float], str | N
     return xs, (parts[4] if len(parts) == 5 else None)  # type: ignore[return-value]
 
 
+_WKT = re.compile(r"\s*(MULTI)?POLYGON\s*(Z\s*)?\(", re.IGNORECASE)
+
+
 def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
     """(geometry, its CRS or None) of an area of interest, as given: a file is read here, once.
 
-    ``aoi``: a vector file path (all features, unioned), a shapely geometry, an extent
+    ``aoi``: a vector file path (all features, unioned), a shapely geometry, a polygon as WKT
+    text (what ``revectorize`` keeps of an AOI file that is gone), an extent
     ``(xmin, ymin, xmax, ymax)``, or the text ``"xmin,ymin,xmax,ymax[,EPSG:xxxx]"``.
     ``aoi_crs``: the CRS of a geometry or extent; a file's own CRS always wins.
     """
@@ -233,6 +238,10 @@ def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
         if extent is not None:
             geom = box(*extent[0])
             src_crs = extent[1] or aoi_crs
+        elif isinstance(aoi, str) and _WKT.match(aoi):
+            import shapely
+
+            geom = shapely.from_wkt(aoi)
         else:
             if not os.path.exists(aoi):
                 raise InputError(f"{aoi}: area of interest file not found", field="aoi")
@@ -286,7 +295,10 @@ def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
             t = Transformer.from_crs(src, dst, always_xy=True)
             geom = shapely.transform(geom, lambda x, y: t.transform(x, y), interleaved=False)
             check_finite_geometries(
-                [geom], aoi if isinstance(aoi, (str, os.PathLike)) else "AOI", "area of interest", src
+                [geom],
+                os.fspath(aoi) if isinstance(aoi, (str, os.PathLike)) else "AOI",
+                "area of interest",
+                src,
             )
     if not geom.is_valid:
         geom = shapely.make_valid(geom)

@@ -165,7 +165,7 @@ def _pieces(
         ]
     oh, ow = out_shape
     ny, nx = min(PATCHES, oh), min(PATCHES, ow)
-    out = []
+    out: list[tuple[Window, tuple[int, int] | None, tuple[slice, slice]]] = []
     for i in range(ny):
         y0, y1 = i * oh // ny, (i + 1) * oh // ny
         sr0, sr1 = r0 + round(y0 * height / oh), r0 + round(y1 * height / oh)
@@ -226,7 +226,7 @@ class RasterSource:
         self.on_read_error = on_read_error
         self._errors = ReadErrors()
         try:
-            self._file = open_raster_dataset(path, "raster", label=self.path)
+            self._file = open_raster_dataset(os.fspath(path), "raster", label=self.path)
         except InputError as exc:
             exc.field = exc.field or "raster"  # the dialog names its raster field
             raise
@@ -414,9 +414,9 @@ class RasterSource:
                 hi[i] = lo[i] + 1.0
         self.set_stretch(lo, hi)
 
-    def set_stretch(self, lo: Sequence[float], hi: Sequence[float]) -> None:
+    def set_stretch(self, low: Sequence[float] | np.ndarray, high: Sequence[float] | np.ndarray) -> None:
         """Use a known scene stretch (low, high per RGB band): another process reads the same chips."""
-        lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+        lo, hi = np.asarray(low, np.float64), np.asarray(high, np.float64)
         if self.dtype in _LUT_DTYPES:
             # Indexed by the raw 16 bits (an int16 array viewed as uint16): one np.take per band.
             values = np.arange(65536, dtype=np.uint16).view(self.dtype).astype(np.float64)
@@ -434,7 +434,7 @@ class RasterSource:
     def stretch(self) -> list[tuple[float, float]] | None:
         """(low, high) per RGB band, or None for 8-bit data shown as is."""
         self._ensure_stretch()
-        if self._lo is None:
+        if self._lo is None or self._hi is None:
             return None
         return [(float(a), float(b)) for a, b in zip(self._lo, self._hi, strict=True)]
 
@@ -656,6 +656,7 @@ class RasterSource:
             elif self._luts is not None:
                 rgb[..., i] = np.take(self._luts[i], band.astype(self.dtype, copy=False).view(np.uint16))
             else:
+                assert self._lo is not None and self._hi is not None  # _ensure_stretch set them
                 scaled = (band.astype(np.float32) - self._lo[i]) * (255.0 / (self._hi[i] - self._lo[i]))
                 np.nan_to_num(scaled, copy=False, nan=0.0)
                 rgb[..., i] = np.clip(scaled + 0.5, 0, 255).astype(np.uint8)

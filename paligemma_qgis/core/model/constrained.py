@@ -291,4 +291,4 @@ class ConstrainedSegmentationProcessor(LogitsProcessor):
             allowed[:, start : start + N_LOC] |= loc_ok
         else:
             allowed[:, loc_ids] |= loc_ok
-        return scores.masked_fill(~allowed, float("-inf"))
+        return scores.masked_fill(~allowed, float("-inf"))  # type: ignore[return-value]

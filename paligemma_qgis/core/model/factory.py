@@ -1,50 +1,40 @@
-"""Build a segmenter by engine name; the model engine is imported only when asked for.
-
-Options that belong to the other engine are ignored, so front ends can pass one flat set
-of options (SegmentOptions) whatever the engine.
-"""
+"""Build a scene's segmenter from the engine spec; the model engine is imported only when asked for."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
-from ..errors import InputError
-
-ENGINES = ("water-index", "paligemma")
-
-_WATER_INDEX_KEYS = ("green", "nir", "swir", "threshold", "index", "chip_size")
-_PALIGEMMA_KEYS = (
-    "model",
-    "vae",
-    "allow_custom_vae",
-    "device",
-    "batch_size",
-    "classes",
-    "constrained",
-    "max_new_tokens",
-    "max_objects",
-    "dtype",
-    "cache",
-    "compile",
-)
+from ..specs import EngineSpec
+from .segmenter import Segmenter
 
 
-def make_segmenter(engine: str, **options: Any) -> Any:
-    """A Segmenter for ``engine`` ("water-index" or "paligemma") from flat options."""
-    if engine == "water-index":
+def make_segmenter(engine: EngineSpec, roles: Mapping[str, int] | None = None) -> Segmenter:
+    """The segmenter ``engine`` names, for a scene whose band roles are ``roles``."""
+    roles = roles or {}
+    if engine.name == "water-index":
         from .water_index import WaterIndexSegmenter
 
-        kwargs = {k: options[k] for k in _WATER_INDEX_KEYS if options.get(k) is not None}
-        return WaterIndexSegmenter(**kwargs)
-    if engine == "paligemma":
-        from .paligemma import PaliGemmaSegmenter
+        return WaterIndexSegmenter(
+            green=roles.get("green"),
+            nir=roles.get("nir"),
+            swir=roles.get("swir"),
+            threshold=engine.water_index.threshold,
+            index=engine.water_index.index,
+        )
+    from .paligemma import PaliGemmaSegmenter
 
-        kwargs = {k: options.get(k) for k in _PALIGEMMA_KEYS}
-        if kwargs["allow_custom_vae"] is None:
-            kwargs["allow_custom_vae"] = False
-        if kwargs["constrained"] is None:
-            kwargs["constrained"] = True
-        kwargs["cache"] = kwargs["cache"] or "dynamic"
-        kwargs["compile"] = bool(kwargs["compile"])
-        return PaliGemmaSegmenter.from_options(**kwargs)
-    raise InputError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    m = engine.paligemma
+    return PaliGemmaSegmenter.from_options(
+        model=m.model,
+        vae=m.vae,
+        allow_custom_vae=m.allow_custom_vae,
+        device=m.device,
+        batch_size=engine.batch_size,
+        classes=m.classes,
+        constrained=m.constrained,
+        max_new_tokens=m.max_new_tokens,
+        dtype=m.dtype,
+        max_objects=m.max_objects,
+        cache=m.cache,
+        compile=m.compile,
+    )

@@ -336,7 +336,7 @@ def load_paligemma(
             field="model",
         ) from None
     try:
-        net.to(dev)
+        net.to(dev)  # type: ignore[arg-type]
     except RuntimeError as exc:  # typically CUDA out of memory
         raise WeightsError(
             f"could not move the model to {describe_device(dev, dt)}: {str(exc)[:300]}. "
@@ -345,7 +345,7 @@ def load_paligemma(
             code="gpu_memory",
         ) from None
     net.eval()
-    image_size = int(config.vision_config.image_size)
+    image_size = int(config.vision_config.image_size)  # type: ignore[union-attr]
     log.info("loaded %s from %s on %s", os.fspath(model), folder, describe_device(dev, dt))
     return LoadedModel(
         model=net,

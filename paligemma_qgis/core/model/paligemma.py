@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import rules
 from ..errors import InputError
-from .segmenter import ChipBatch, ChipResult, RasterBands
+from .segmenter import ChipBatch, ChipResult, EngineInfo, RasterBands
 from .text_decoder import ChipTextDecoder
+from .tokens import parse_classes
 
 if TYPE_CHECKING:
     import torch
@@ -32,28 +34,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLASSES = ("water",)
 # CPU batch, measured (scripts/bench_cpu_batch.py, docs/BENCHMARKS.md): the chip loop runs
 # 1.5x faster at 8 than at 4 and only 1.07x more at 16, which doubles the memory of a batch
 # (about 1.9 GB at 8 for PaliGemma 2 3B in float32) and the work between cancel checks.
 CPU_BATCH = 8
 DEFAULT_MAX_OBJECTS = 8  # per chip; the token budget follows (about 23 tokens per object)
 MAX_AUTO_BATCH = 64  # beyond this, per-chip gains are small and cancel/progress get coarse
-CACHE_MODES = ("dynamic", "static")
-
-
-def parse_classes(classes: str | Sequence[str] | None) -> tuple[str, ...]:
-    """'water', 'water,river', 'water ; river' or a list -> ('water', 'river')."""
-    if classes is None:
-        return DEFAULT_CLASSES
-    items = classes.replace(";", ",").split(",") if isinstance(classes, str) else list(classes)
-    out = tuple(dict.fromkeys(" ".join(str(c).split()) for c in items if str(c).strip()))
-    if not out:
-        raise InputError("no class to segment given (e.g. --classes water or --classes water,river)")
-    bad = [c for c in out if any(ch in c for ch in "<>;\n")]
-    if bad:
-        raise InputError(f"class names may not contain '<', '>', ';' or newlines: {bad}")
-    return out
+CACHE_MODES = rules.CACHE_MODES
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -98,18 +85,17 @@ def auto_batch_size(free_bytes: int, per_chip_bytes: int, fraction: float = 0.7)
 def check_decode_options(cache: str, compile: bool, max_objects: int | None = None) -> None:
     """Refuse bad decoding options before the (slow) model load."""
     if cache not in CACHE_MODES:
-        raise InputError(f"cache must be one of {', '.join(CACHE_MODES)}, got {cache!r}")
+        raise InputError("option_choice", field="cache", value=repr(cache), choices=", ".join(CACHE_MODES))
     if compile and cache != "static":
-        raise InputError("compile needs cache='static' (a dynamic cache changes shape at every step)")
+        raise InputError("compile_needs_static", field="compile")
     if max_objects is not None and int(max_objects) < 1:
-        raise InputError(f"max_objects must be at least 1, got {max_objects}")
+        raise InputError("option_range", field="max_objects", value=str(max_objects), bound="at least 1")
 
 
 class PaliGemmaSegmenter:
     """Segmenter protocol implementation over a loaded PaliGemma and the mask codec."""
 
     name = "paligemma"
-    needs_sample = False  # ``prepare`` fits nothing; the RGB stretch is the pipeline's
 
     def __init__(
         self,
@@ -198,13 +184,25 @@ class PaliGemmaSegmenter:
         )
 
     @property
+    def info(self) -> EngineInfo:
+        return EngineInfo(
+            name=self.name,
+            chip_size=self.chip_size,
+            needs_rgb=True,
+            needs_sample=False,  # ``prepare`` fits nothing; the RGB stretch is the pipeline's
+            text=True,
+            batch_size=self.batch_size,
+            device=self.device,
+        )
+
+    @property
     def device(self) -> str:
         """Where the model runs, e.g. 'cuda:0 (NVIDIA H100 80GB HBM3), bfloat16' (users ask)."""
         from .hf_models import describe_device
 
         return describe_device(self.loaded.device, self.loaded.dtype)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """For the run summary and logs: which model, where it runs, how it decodes."""
         return {
             "model": self.loaded.source,

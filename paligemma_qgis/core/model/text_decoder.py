@@ -17,6 +17,7 @@ import numpy as np
 from .segmenter import ChipResult
 
 if TYPE_CHECKING:
+    from ..specs import ModelSpec
     from .codec import MaskCodec
     from .tokens import SegObject
 
@@ -35,11 +36,16 @@ class ChipTextDecoder:
     ) -> ChipTextDecoder:
         """The decoder a run with these options used (the VAE checksum is checked the same way)."""
         from .codec import MaskCodec
-        from .paligemma import parse_classes
+        from .tokens import parse_classes
         from .weights import find_vae
 
         codec = MaskCodec.from_npz(find_vae(vae), device=device, allow_custom_vae=bool(allow_custom_vae))
         return cls(codec, parse_classes(classes))
+
+    @classmethod
+    def from_spec(cls, model: ModelSpec, device: str = "cpu") -> ChipTextDecoder:
+        """The decoder a run with this model spec used (the VAE checksum is checked the same way)."""
+        return cls.from_options(model.vae, model.classes, model.allow_custom_vae, device)
 
     def check_objects(self, text: str) -> list[SegObject]:
         from .tokens import parse_segmentation

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from ..errors import InputError
+from ..rules import DEFAULT_CLASSES
 
 LOC_MAX = 1023
 SEG_MAX = 127
@@ -252,3 +255,17 @@ def parse_summary(objects: list[SegObject]) -> str:
     reasons = Counter(o.status for o in objects if not o.accepted)
     text = ", ".join(r if n == 1 else f"{r} (x{n})" for r, n in reasons.items())
     return f"{ok} ok, {len(objects) - ok} rejected: {text}"
+
+
+def parse_classes(classes: str | Sequence[str] | None) -> tuple[str, ...]:
+    """'water', 'water,river', 'water ; river' or a list -> ('water', 'river')."""
+    if classes is None:
+        return DEFAULT_CLASSES
+    items = classes.replace(";", ",").split(",") if isinstance(classes, str) else list(classes)
+    out = tuple(dict.fromkeys(" ".join(str(c).split()) for c in items if str(c).strip()))
+    if not out:
+        raise InputError("classes_missing", field="classes")
+    bad = [c for c in out if any(ch in c for ch in "<>;\n")]
+    if bad:
+        raise InputError("class_name_bad", field="classes", names=", ".join(map(repr, bad)))
+    return out

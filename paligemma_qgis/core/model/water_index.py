@@ -10,10 +10,12 @@ raster is refused rather than guessed at.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import InputError
-from .segmenter import ChipBatch, ChipResult, RasterBands
+from .segmenter import ChipBatch, ChipResult, EngineInfo, RasterBands
 
 # Otsu is meaningless on a scene without water (one mode); keep its result within the range
 # where the index plausibly separates water from land.
@@ -133,6 +135,16 @@ class WaterIndexSegmenter:
         """Only Otsu needs the scene sample; a fixed threshold reads none."""
         return self.fixed_threshold is None
 
+    @property
+    def info(self) -> EngineInfo:
+        return EngineInfo(
+            name=self.name,
+            chip_size=self.chip_size,
+            pixelwise=self.pixelwise,
+            needs_rgb=self.needs_rgb,
+            needs_sample=self.needs_sample,
+        )
+
     # -- Segmenter protocol
     def bands_needed(self, bands: RasterBands) -> list[int]:
         self._bands = self._resolve(bands)
@@ -158,7 +170,7 @@ class WaterIndexSegmenter:
             results.append(ChipResult(water=w, status="ok" if w.any() else "empty"))
         return results
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """What was run, for the summary and the audit trail."""
         return {
             "index": self.index_name,

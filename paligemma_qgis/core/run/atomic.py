@@ -256,7 +256,7 @@ def sweep_work_folders(base: str | os.PathLike | None = None) -> list[Path]:
     lock file (killed in between) goes once it is an hour old.
     """
     base = Path(base) if base is not None else Path(tempfile.gettempdir())
-    removed = []
+    removed: list[Path] = []
     try:
         entries = [e for e in base.iterdir() if e.name.startswith(WORK_PREFIX) and e.is_dir()]
     except OSError:

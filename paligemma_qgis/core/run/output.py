@@ -20,23 +20,24 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..specs import SegmentSpec
 from .results import SceneResult
 
 FLUSH_ROWS = 5000
 
 
-def output_crs(options: Any, crs_wkts: Iterable[str | None]):
-    """--out-crs, else the scenes' shared CRS, else EPSG:4326 (any CRS can go there)."""
+def output_crs(out_crs: str | None, crs_wkts: Iterable[str | None]):
+    """The CRS asked for, else the scenes' shared CRS, else EPSG:4326 (any CRS can go there)."""
     import pyproj
 
-    if options.out_crs:
-        return pyproj.CRS.from_user_input(options.out_crs)
+    if out_crs:
+        return pyproj.CRS.from_user_input(out_crs)
     crss = {pyproj.CRS.from_wkt(w) for w in crs_wkts if w}
     return crss.pop() if len(crss) == 1 else pyproj.CRS.from_epsg(4326)
 
@@ -133,7 +134,7 @@ def _scene_row(result: SceneResult, dst: Any) -> dict[str, Any]:
     }
 
 
-def run_table(options: Any, facts: dict[str, Any], command: str = "segment") -> Any:
+def run_table(options: Mapping[str, Any], facts: dict[str, Any], command: str = "segment") -> Any:
     """The ``run`` table: how the layers were made (tool, time, inputs, engine, every option).
 
     Key/value rows of text, so that months later an analyst can tell which model, prompt
@@ -149,7 +150,7 @@ def run_table(options: Any, facts: dict[str, Any], command: str = "segment") -> 
         ("created_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
     ]
     rows += list(facts.items())
-    rows += [(f"option.{k}", v) for k, v in options.to_dict().items() if v is not None]
+    rows += [(f"option.{k}", v) for k, v in options.items() if v is not None]
 
     def text(value: Any) -> str:
         if isinstance(value, float):
@@ -160,7 +161,7 @@ def run_table(options: Any, facts: dict[str, Any], command: str = "segment") -> 
 
 
 def write_run_output(
-    path: Path, results: Iterable[SceneResult], options: Any, dst: Any, facts: dict[str, Any]
+    path: Path, results: Iterable[SceneResult], spec: SegmentSpec, dst: Any, facts: dict[str, Any]
 ) -> dict[str, Any]:
     """Write every layer to ``path`` (a temp file the caller moves into place); totals."""
     import geopandas as gpd
@@ -172,7 +173,14 @@ def write_run_output(
     layers = _Layers(path)
     scene_rows: list[dict[str, Any]] = []
     dissolve: list[Any] = []
-    totals = {"polygons": 0, "water_m2": 0.0, "chips": 0, "skipped": 0, "from_journal": 0, "read_errors": 0}
+    totals: dict[str, Any] = {
+        "polygons": 0,
+        "water_m2": 0.0,
+        "chips": 0,
+        "skipped": 0,
+        "from_journal": 0,
+        "read_errors": 0,
+    }
     totals["chip_seconds"] = 0.0
     unreadable: dict[str, int] = {}  # scene -> reads that hit unreadable blocks (mapped as nodata)
     first_engine: dict[str, Any] = {}
@@ -185,7 +193,7 @@ def write_run_output(
         water = reproject_frame(result.water, dst)
         water.attrs["geometry_type"] = "Polygon"
         layers.add("water", _scene_columns(water, result.scene.id, result.date))
-        if options.dissolve and len(water):
+        if spec.output.dissolve and len(water):
             dissolve.append(shapely.union_all(water.geometry.values))
         chips = chips_frame(result.records, _affine(result.transform), result.crs_wkt)
         chips = reproject_frame(chips, dst) if len(chips) else chips.set_crs(dst, allow_override=True)
@@ -206,7 +214,7 @@ def write_run_output(
     scenes["date"] = scenes["date"].astype(object)
     scenes.attrs["geometry_type"] = "MultiPolygon"
     _write(path, "scenes", scenes, append=True)
-    if options.dissolve:
+    if spec.output.dissolve:
         merged = shapely.get_parts(shapely.union_all(dissolve)) if dissolve else np.array([], dtype=object)
         merged = merged[shapely.get_type_id(merged) == 3] if len(merged) else merged
         geo = gpd.GeoSeries(merged, crs=dst)
@@ -223,7 +231,7 @@ def write_run_output(
         chip_seconds=totals["chip_seconds"],
         output_crs=dst.to_string(),
     )
-    _write(path, "run", run_table(options, facts), append=True)
+    _write(path, "run", run_table(spec.flat(), facts), append=True)
     totals["engine"] = first_engine
     totals["read_errors_by_scene"] = unreadable
     return totals

@@ -1,12 +1,13 @@
-"""The Ray executor: the stages of ``scene_run`` spread over a Ray cluster, or the GPUs of one machine.
+"""The Ray executor: the scene stages spread over a Ray cluster, or the GPUs of one machine.
 
 Shape, and why:
 
 - The model lives in actors (``ModelActor``), each loading it once (``num_gpus`` per actor),
   and takes chip batches of every scene: a GPU never waits for a scene boundary.
 - CPU stages are Ray tasks on any node: ``plan`` (open, plan, scene statistics), ``read``
-  (chips -> model input) and ``finish`` (validity, text decoding, mosaic, vectorising), so
-  reading and vectorising overlap the GPU work. Reads are submitted a few batches ahead.
+  (chips -> model input) and ``finish`` (``run_scene`` with every answer known: validity,
+  decoding, mosaic, vectorising), so reading and vectorising overlap the GPU work. Reads are
+  submitted a few batches ahead.
 - Only texts (about 100 bytes a chip) and finished scene results come back to the driver,
   which alone writes the journal and the output: a killed driver resumes like a local run.
 - Engines that do not answer in text (the water index) run each scene in one CPU task.
@@ -23,232 +24,229 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import logging
 from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import InputError
+from ..inputs.chip_reader import ChipData
+from ..inputs.scenes import Scene
+from ..model.segmenter import ChipBatch, EngineInfo, Segmenter, SegmenterFactory, as_text
 from ..progress import check_cancelled
+from ..rules import uses_model
+from ..specs import ModelSpec, ReadSpec, SegmentSpec
+from .chips import Known, batch_of, encode_valid, read_batch
+from .executor import ChipJournal, Engines, Outcome, PlannedScene, RunProgress, SceneFailure
+from .plan import ScenePlan
 from .ray_cluster import connect, import_ray
+from .results import SceneResult
 
-log = logging.getLogger(__name__)
 READS_AHEAD_PER_ACTOR = 3  # batches read ahead for every model actor
 PLANS_AHEAD = 2  # scenes planned ahead of the one being read
 RETRIES = 3
 
 
 # ----------------------------------------------------------------------------- in Ray's processes
-def _options(options: dict[str, Any]) -> Any:
-    from .options import SegmentOptions
-
-    return SegmentOptions.from_dict(options)
-
-
-def _build(options: Any, roles: dict[str, int], given: Any) -> Any:
-    """The segmenter a task or actor uses: the one given (instance or factory), or the options' engine."""
-    if given is not None:
-        return given() if callable(given) and not hasattr(given, "bands_needed") else given
-    from ..model.factory import make_segmenter
-    from .driver import engine_options
-
-    return make_segmenter(options.engine, **engine_options(options, roles))
+def _build(spec: SegmentSpec, roles: Mapping[str, int], given: SegmenterFactory | None) -> Segmenter:
+    """The segmenter a task or actor uses: the one given, or the spec's engine."""
+    return Engines(spec.engine, given).for_roles(roles)
 
 
 class ModelActor:
     """Holds one loaded model; answers chip batches with texts."""
 
-    def __init__(self, options: dict[str, Any], given: Any = None):
-        self.segmenter = _build(_options(options), {}, given)
+    def __init__(self, spec: SegmentSpec, given: SegmenterFactory | None = None):
+        self.segmenter = _build(spec, {}, given)
 
-    def info(self) -> dict[str, Any]:
-        from .stages import describe, is_text_engine
+    def info(self) -> tuple[EngineInfo, dict[str, Any]]:
+        from .stages import describe
 
-        seg = self.segmenter
-        return {
-            "name": getattr(seg, "name", ""),
-            "chip_size": int(seg.chip_size),
-            "text": is_text_engine(seg),
-            "describe": describe(seg),
-            "device": str(getattr(seg, "device", "") or ""),
-            "batch_size": getattr(seg, "batch_size", None),
-        }
+        return self.segmenter.info, describe(self.segmenter)
 
-    def generate(self, scene: str, batch: Any) -> tuple[str, list[int], list[str | None]]:
+    def generate(self, scene: str, batch: ChipBatch | None) -> tuple[str, list[int], list[str | None]]:
         if batch is None:
             return scene, [], []
-        return scene, list(batch.ids), self.segmenter.generate_texts(batch)
+        text = as_text(self.segmenter)
+        if text is None:
+            raise RuntimeError(f"{self.segmenter.info.name} does not answer in text")
+        return scene, list(batch.ids), text.generate_texts(batch)
 
 
-class PlanningStandIn:
-    """What planning needs of a text engine (chip size, no raw bands), without its model."""
+def plan_task(scene: Scene, spec: SegmentSpec, info: EngineInfo) -> ScenePlan:
+    from .plan import open_scene, plan_scene, scene_statistics
+    from .stages import TextReplay
 
-    def __init__(self, info: dict[str, Any]):
-        self.name, self.chip_size, self.batch_size = info["name"], info["chip_size"], info["batch_size"]
-        self._describe = info["describe"]
-        self.device = info["device"]
-
-    def bands_needed(self, bands: Any) -> list[int]:
-        return []
-
-    def prepare(self, sample: Any) -> None:
-        pass
-
-    def describe(self) -> dict[str, Any]:
-        return dict(self._describe)
-
-
-def plan_task(scene: Any, options: dict[str, Any], info: dict[str, Any]) -> Any:
-    from .stages import open_scene, plan_scene, scene_statistics
-
-    opts = _options(options)
-    stand_in = PlanningStandIn(info)
-    with open_scene(scene, opts) as src:
-        plan = plan_scene(src, stand_in, opts, scene)
+    stand_in = TextReplay(info)
+    with open_scene(scene, spec.read) as src:
+        plan = plan_scene(src, stand_in, spec.grid, spec.output, scene)
         scene_statistics(src, stand_in, plan)
     return plan
 
 
 @functools.lru_cache(maxsize=2)
-def _source(scene: Any, options: str, stretch: tuple | None) -> Any:
+def _source(scene: Scene, read: ReadSpec, stretch: tuple | None) -> Any:
     """The scene's raster, kept open for the next batch: a worker process reads many in a row."""
-    from .stages import open_scene
+    from .plan import open_scene
 
-    src = open_scene(scene, _options(json.loads(options)))
+    src = open_scene(scene, read)
     if stretch is not None:
         src.set_stretch(*zip(*stretch, strict=True))
     return src
 
 
-def read_task(plan: Any, options: dict[str, Any], ids: list[int]) -> tuple[Any, dict[int, bytes | None]]:
+def read_task(
+    plan: ScenePlan, spec: SegmentSpec, ids: list[int]
+) -> tuple[ChipBatch | None, dict[int, bytes | None]]:
     """(the model's input, or None when every chip is skipped; each chip's validity for the journal).
 
     Two returns: the batch goes to an actor, the small validity to the driver, which journals
     it with the texts so that neither a finishing task nor a resumed run reads these chips again.
     """
-    from .stages import batch_of, encode_valid, read_batch
-
     stretch = tuple(map(tuple, plan.stretch)) if plan.stretch is not None else None
-    src = _source(plan.scene, json.dumps(options, sort_keys=True, default=str), stretch)
-    todo = read_batch(src, plan, ids)
+    todo: list[ChipData] = read_batch(_source(plan.scene, spec.read, stretch), plan, ids)
     return (batch_of(todo) if todo else None), {d.chip.id: encode_valid(d.valid) for d in todo}
 
 
 @functools.lru_cache(maxsize=4)
-def _decoder(vae: str | None, classes: tuple[str, ...] | None, allow_custom_vae: bool) -> Any:
+def _decoder(model: ModelSpec) -> Any:
     from ..model.text_decoder import ChipTextDecoder
 
-    return ChipTextDecoder.from_options(vae, list(classes) if classes else None, allow_custom_vae)
+    return ChipTextDecoder.from_spec(model)
 
 
 def finish_task(
-    plan: Any,
-    options: dict[str, Any],
-    texts: dict[int, str],
-    validity: dict[int, Any],
-    engine: dict[str, Any],
-) -> bytes:
-    from .stages import finish_from_texts
+    plan: ScenePlan,
+    spec: SegmentSpec,
+    known: Known,
+    info: EngineInfo,
+    described: dict[str, Any],
+) -> SceneResult:
+    from .stages import TextReplay, replay_info, run_scene
 
-    opts = _options(options)
-    decoder = _decoder(opts.vae, tuple(opts.classes) if opts.classes else None, bool(opts.allow_custom_vae))
-    return finish_from_texts(plan, opts, texts, decoder, engine=engine, validity=validity).to_bytes()
+    stand_in = TextReplay(replay_info(info), _decoder(spec.engine.paligemma), described)
+    return run_scene(plan.scene, spec, lambda roles: stand_in, known=known)
 
 
-def scene_task(scene: Any, options: dict[str, Any], given: Any) -> bytes:
+def scene_task(scene: Scene, spec: SegmentSpec, given: SegmenterFactory | None) -> SceneResult:
     from .stages import run_scene
 
-    opts = _options(options)
-    return run_scene(scene, opts, lambda roles: _build(opts, roles, given)).to_bytes()
+    return run_scene(scene, spec, Engines(spec.engine, given).for_roles)
 
 
-# ----------------------------------------------------------------------------- the driver
-def _actors(ray: Any, options: Any, given: Any) -> list[Any]:
-    gpus = float(ray.cluster_resources().get("GPU", 0))
-    per = options.ray_gpus_per_actor
-    per = (1.0 if gpus else 0.0) if per is None else float(per)
-    if per > gpus:
-        raise InputError(f"--ray-gpus-per-actor {per:g} but the Ray cluster has {gpus:g} GPUs")
-    count = options.ray_actors or (max(1, int(gpus // per)) if per > 0 else 1)
-    # An actor holding a CPU for the run must leave one for the read/finish tasks, or they never start.
-    cpu_each = 1 if float(ray.cluster_resources().get("CPU", 0)) - count >= 1 else 0
-    remote = ray.remote(ModelActor).options(
-        num_gpus=per, num_cpus=cpu_each, max_restarts=RETRIES, max_task_retries=RETRIES
-    )
-    return [remote.remote(options.to_dict(), given) for _ in range(count)]
-
-
-def _unwrap(exc: BaseException) -> BaseException:
+# ----------------------------------------------------------------------------- the driver's side
+def _unwrap(exc: BaseException) -> Exception:
     """The error a Ray task raised, as the stage raised it (RayTaskError wraps it)."""
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) else exc
+    from ray.exceptions import RayTaskError
+
+    found = exc.cause if isinstance(exc, RayTaskError) and isinstance(exc.cause, BaseException) else exc
+    return found if isinstance(found, Exception) else RuntimeError(str(found))
 
 
-def run_ray(ctx: Any) -> None:
-    """Executor entry: plan with Ray's help, then run every pending scene on the cluster."""
-    from .driver import plan_run
-    from .stages import is_text_engine
+class RayExecutor:
+    """Model actors and CPU tasks on Ray; see the module docstring."""
 
-    ray = import_ray()
-    started = connect(ray, ctx.options)
-    actors: list[Any] = []
-    try:
-        given = ctx.engines.fixed
-        factory = given is not None and not hasattr(given, "bands_needed")
-        text = ctx.options.engine == "paligemma" or factory or is_text_engine(given)
-        if text:
-            actors = _actors(ray, ctx.options, given)
+    def __init__(self, spec: SegmentSpec, given: SegmenterFactory | None = None):
+        self.spec, self.given = spec, given
+        self.local = Engines(spec.engine, given)  # pixel engines plan here, as locally
+        self.ray: Any = None
+        self.started = False
+        self.actors: list[Any] = []
+        self.actor_info: tuple[EngineInfo, dict[str, Any]] | None = None
+
+    @property
+    def info(self) -> EngineInfo | None:
+        if self.actor_info is not None:
+            return self.actor_info[0]
+        return self.local.last.info if self.local.last is not None else None
+
+    def _start(self) -> None:
+        if self.ray is not None:
+            return
+        self.ray = import_ray()
+        self.started = connect(self.ray, self.spec.run)
+        if uses_model(self.spec.engine.name) or self.given is not None:
+            self.actors = self._actors()
             try:
-                info = ray.get(actors[0].info.remote())
+                info, described = self.ray.get(self.actors[0].info.remote())
             except Exception as exc:  # the model could not load: that is the run's error
                 raise _unwrap(exc) from None
-            text = info["text"]
-            if text:
-                ctx.engines.fixed = PlanningStandIn(info)
-                ctx.engines.last = ctx.engines.fixed
-        plan_run(ctx)
-        if text:
-            _TextRun(ray, ctx, actors, info).run()
+            if info.text:
+                self.actor_info = (info, described)
+            else:
+                for actor in self.actors:
+                    self.ray.kill(actor)
+                self.actors = []
+
+    def planner(self) -> SegmenterFactory:
+        from .stages import TextReplay
+
+        self._start()
+        if self.actor_info is not None:
+            info, described = self.actor_info
+            stand_in = TextReplay(info, None, described)
+            return lambda roles: stand_in
+        return self.local.for_roles
+
+    def _actors(self) -> list[Any]:
+        ray, run = self.ray, self.spec.run
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        per = run.ray_gpus_per_actor
+        per = (1.0 if gpus else 0.0) if per is None else float(per)
+        if per > gpus:
+            raise InputError("ray_gpus", field="ray_gpus_per_actor", per=f"{per:g}", gpus=f"{gpus:g}")
+        count = run.ray_actors or (max(1, int(gpus // per)) if per > 0 else 1)
+        # An actor holding a CPU for the run must leave one for the read/finish tasks, or they never start.
+        cpu_each = 1 if float(ray.cluster_resources().get("CPU", 0)) - count >= 1 else 0
+        remote = ray.remote(ModelActor).options(
+            num_gpus=per, num_cpus=cpu_each, max_restarts=RETRIES, max_task_retries=RETRIES
+        )
+        return [remote.remote(self.spec, self.given) for _ in range(count)]
+
+    def run(
+        self, scenes: Sequence[PlannedScene], journal: ChipJournal, progress: RunProgress
+    ) -> Iterator[Outcome]:
+        self._start()
+        if self.actor_info is not None:
+            yield from _TextRun(self.ray, self.spec, self.actors, self.actor_info, scenes, journal, progress)
         else:
-            _scene_tasks(ray, ctx, given)
-    finally:
-        for actor in actors:
-            ray.kill(actor)
-        if started:
-            ray.shutdown()
+            yield from self._scene_tasks(scenes, progress)
 
+    def _scene_tasks(self, scenes: Sequence[PlannedScene], progress: RunProgress) -> Iterator[Outcome]:
+        """Engines without text: one CPU task per scene, results as they come."""
+        ray = self.ray
+        task = ray.remote(scene_task).options(max_retries=RETRIES)
+        pending = deque(scenes)
+        running: dict[Any, PlannedScene] = {}
+        progress.stage("segmenting scenes on Ray", prefix="")
+        window = max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
+        while pending or running:
+            while pending and len(running) < window:
+                planned = pending.popleft()
+                running[task.remote(planned.scene, self.spec, self.given)] = planned
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            check_cancelled(progress.progress)
+            for ref in ready:
+                planned = running.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except Exception as exc:
+                    yield SceneFailure(planned.scene, _unwrap(exc))
+                progress.advance(planned.chips)
 
-def _scene_tasks(ray: Any, ctx: Any, given: Any) -> None:
-    """Engines without text: one CPU task per scene, results journaled as they come."""
-    from .results import SceneResult
-
-    task = ray.remote(scene_task).options(max_retries=RETRIES)
-    options = ctx.options.to_dict()
-    pending = deque(ctx.pending)
-    running: dict[Any, Any] = {}
-    ctx.progress.stage("segmenting scenes on Ray", prefix="")
-    window = max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
-    while pending or running:
-        while pending and len(running) < window:
-            planned = pending.popleft()
-            running[task.remote(planned.scene, options, given)] = planned
-        ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-        check_cancelled(ctx.progress.progress)
-        for ref in ready:
-            planned = running.pop(ref)
-            try:
-                ctx.record(SceneResult.from_bytes(ray.get(ref)))
-            except Exception as exc:
-                ctx.fail(planned.scene, _unwrap(exc))
-            ctx.progress.advance(planned.chips)
+    def close(self) -> None:
+        if self.ray is None:
+            return
+        for actor in self.actors:
+            self.ray.kill(actor)
+        if self.started:
+            self.ray.shutdown()
 
 
 @dataclasses.dataclass(eq=False)
 class _SceneState:
-    planned: Any
+    planned: PlannedScene
     plan_ref: Any
-    known: dict[int, str]
-    valid: dict[int, bytes | None]
+    known: Known
     ids: Any = None  # iterator over the chip ids still to send
     outstanding: int = 0
     sent_all: bool = False
@@ -259,42 +257,62 @@ class _SceneState:
 class _TextRun:
     """Plans ahead, reads ahead, feeds the least busy actor, finishes scenes as their texts complete."""
 
-    def __init__(self, ray: Any, ctx: Any, actors: list[Any], info: dict[str, Any]):
-        self.ray, self.ctx, self.actors, self.info = ray, ctx, actors, info
-        self.options = ctx.options.to_dict()
-        self.batch = int(ctx.options.batch_size or info["batch_size"] or 8)
+    def __init__(
+        self,
+        ray: Any,
+        spec: SegmentSpec,
+        actors: list[Any],
+        actor_info: tuple[EngineInfo, dict[str, Any]],
+        scenes: Sequence[PlannedScene],
+        journal: ChipJournal,
+        progress: RunProgress,
+    ):
+        from .stages import batch_size_of
+
+        self.ray, self.spec, self.actors = ray, spec, actors
+        self.info, self.described = actor_info
+        self.journal, self.progress = journal, progress
+        self.batch = batch_size_of(spec, self.info)
         self.plan = ray.remote(plan_task).options(max_retries=RETRIES)
         self.read = ray.remote(read_task).options(max_retries=RETRIES, num_returns=2)
         self.finish = ray.remote(finish_task).options(max_retries=RETRIES)
-        self.todo = deque(ctx.pending)
+        self.todo = deque(scenes)
         self.scenes: deque[_SceneState] = deque()  # planned or being read, in order
         self.calls: dict[
             Any, tuple[_SceneState, int, Any, Any]
-        ] = {}  # actor call -> (scene, chips, actor, validity)
+        ] = {}  # call -> (scene, chips, actor, validity)
         self.load = {id(a): 0 for a in actors}
         self.finishing: dict[Any, _SceneState] = {}
+        self.outcomes: deque[Outcome] = deque()
 
-    def run(self) -> None:
-        self.ctx.progress.stage("segmenting chips on Ray", prefix="")
-        while self.todo or self.scenes or self.calls or self.finishing:
+    def __iter__(self) -> Iterator[Outcome]:
+        self.progress.stage("segmenting chips on Ray", prefix="")
+        while self.todo or self.scenes or self.calls or self.finishing or self.outcomes:
+            while self.outcomes:
+                yield self.outcomes.popleft()
             self._plan_ahead()
             self._send()
             refs = list(self.calls) + list(self.finishing)
             if not refs:
                 continue
             ready, _ = self.ray.wait(refs, num_returns=1, timeout=0.5)
-            check_cancelled(self.ctx.progress.progress)
+            check_cancelled(self.progress.progress)
             for ref in ready:
                 if ref in self.calls:
                     self._answered(ref)
                 else:
                     self._finished(ref)
+        yield from self.outcomes
+
+    def _fail(self, state: _SceneState, exc: BaseException) -> None:
+        self.outcomes.append(SceneFailure(state.planned.scene, _unwrap(exc)))
 
     def _plan_ahead(self) -> None:
         while self.todo and len(self.scenes) < PLANS_AHEAD:
             planned = self.todo.popleft()
-            ref = self.plan.remote(planned.scene, self.options, self.info)
-            self.scenes.append(_SceneState(planned, ref, *self.ctx.answers(planned.scene)))
+            ref = self.plan.remote(planned.scene, self.spec, self.info)
+            known = self.journal.known(planned.scene.id)
+            self.scenes.append(_SceneState(planned, ref, Known(dict(known.texts), dict(known.validity))))
 
     def _send(self) -> None:
         """Read batches ahead and hand them to the least busy actor, up to the read-ahead window."""
@@ -313,7 +331,7 @@ class _TextRun:
                 self._maybe_finish(state)
                 continue
             actor = min(self.actors, key=lambda a: self.load[id(a)])
-            data, valid = self.read.remote(state.plan_ref, self.options, ids)
+            data, valid = self.read.remote(state.plan_ref, self.spec, ids)
             self.calls[actor.generate.remote(state.planned.scene.id, data)] = (state, len(ids), actor, valid)
             self.load[id(actor)] += 1
             state.outstanding += 1
@@ -324,12 +342,12 @@ class _TextRun:
             plan = self.ray.get(state.plan_ref)
         except Exception as exc:
             self.scenes.popleft()
-            self.ctx.fail(state.planned.scene, _unwrap(exc))
-            self.ctx.progress.advance(state.planned.chips)
+            self._fail(state, exc)
+            self.progress.advance(state.planned.chips)
             return False
-        known = state.known
-        self.ctx.progress.advance(len(known))  # answered before (journal): not sent again
-        state.ids = (c.id for c in plan.grid if c.id not in known)
+        texts = state.known.texts
+        self.progress.advance(len(texts))  # answered before (journal): not sent again
+        state.ids = (c.id for c in plan.grid if c.id not in texts)
         return True
 
     def _answered(self, ref: Any) -> None:
@@ -342,31 +360,27 @@ class _TextRun:
         except Exception as exc:
             if not state.failed:
                 state.failed = True
-                self.ctx.fail(state.planned.scene, _unwrap(exc))
+                self._fail(state, exc)
             self._maybe_finish(state)
             return
         if not state.failed:
             items = [(c, t, valid.get(c)) for c, t in zip(ids, texts, strict=True) if t is not None]
-            self.ctx.journal.add_texts(scene_id, items)
-            state.known.update((c, t) for c, t, _ in items)
-            state.valid.update((c, v) for c, _, v in items)
-        self.ctx.progress.advance(n)
+            self.journal.add_texts(scene_id, items)
+            state.known.texts.update((c, t) for c, t, _ in items)
+            state.known.validity.update((c, v) for c, _, v in items)
+        self.progress.advance(n)
         self._maybe_finish(state)
 
     def _maybe_finish(self, state: _SceneState) -> None:
         if state.failed or state.finishing or not (state.sent_all and state.outstanding == 0):
             return
         state.finishing = True
-        ref = self.finish.remote(
-            state.plan_ref, self.options, state.known, state.valid, self.info["describe"]
-        )
+        ref = self.finish.remote(state.plan_ref, self.spec, state.known, self.info, self.described)
         self.finishing[ref] = state
 
     def _finished(self, ref: Any) -> None:
-        from .results import SceneResult
-
         state = self.finishing.pop(ref)
         try:
-            self.ctx.record(SceneResult.from_bytes(self.ray.get(ref)))
+            self.outcomes.append(self.ray.get(ref))
         except Exception as exc:
-            self.ctx.fail(state.planned.scene, _unwrap(exc))
+            self._fail(state, exc)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..inputs.scenes import Scene
 
 if TYPE_CHECKING:
-    from .stages import ScenePlan
+    from .plan import ScenePlan
 
 
 @dataclass

@@ -77,7 +77,7 @@ class ChangeOptions:
     aoi_crs: str | None = None
     min_area_m2: float = 0.0  # drop result polygons smaller than this (slivers of two grids)
     out_crs: str | None = None  # default: the CRS of BEFORE's water layer (else AFTER's)
-    segment: dict[str, Any] | None = None  # SegmentOptions fields for raster inputs (engine, bands, ...)
+    segment: dict[str, Any] | None = None  # segment options by flat name (specs.segment_spec) for rasters
     workdir: str | None = None  # temporary segment outputs (default: system temp)
     overwrite: bool = False
 
@@ -194,15 +194,16 @@ def _load(
         if not water_map.scenes:
             raise InputError(f"{p}: no scene with a footprint to compare (all failed or empty)")
         return water_map
-    from ..run.driver import SegmentOptions, segment_raster
+    from ..run.driver import segment_raster
+    from ..specs import segment_spec
 
     segment = dict(options.segment or {})
     for key in ("raster", "output", "overwrite", "mask_tif"):
         segment.pop(key, None)
     segment.setdefault("workdir", options.workdir)
     gpkg = scratch / f"{what}.gpkg"
-    seg_options = SegmentOptions.from_dict({**segment, "raster": str(p), "output": str(gpkg)})
-    segment_raster(seg_options, _prefixed(progress, f"{what}: {p.name}"))
+    spec = segment_spec({**segment, "raster": str(p), "output": str(gpkg)})
+    segment_raster(spec, _prefixed(progress, f"{what}: {p.name}"))
     water_map = read_water_map(gpkg, date=date)
     water_map.source = str(p)
     return water_map
@@ -429,7 +430,7 @@ def water_change(options: ChangeOptions | dict, progress: Progress | None = None
             **layers,
             OBSERVED_LAYER: observed,
             SUMMARY_TABLE: summary_table,
-            "run": run_table(options, facts, command="change"),
+            "run": run_table(options.to_dict(), facts, command="change"),
         },
         overwrite=options.overwrite,
     )

@@ -262,7 +262,7 @@ def evaluate_pairs(
     pred, truth = Path(pred), Path(truth)
     records = _read_jsonl(pred)
     result = EvalResult(mode="pairs", scores=Scores())
-    texts = [_output_text(r, pred) for r in records]
+    texts: list[str | None] = [_output_text(r, pred) for r in records]
     _count_outputs(result, texts)
 
     def get_codec() -> Any:
@@ -300,6 +300,7 @@ def evaluate_pairs(
                 continue
             t_mask = binarise_mask_image(mpath, mask_threshold, allow_large=allow_large_images)
             h, w = t_mask.shape
+        text = text or ""
         needs_codec = any(o.accepted and o.codes is not None for o in _parse(text))
         p_mask = decode_text_mask(get_codec(), text, h, w) if needs_codec else np.zeros((h, w), bool)
         result.scores.add(p_mask, t_mask)
@@ -346,7 +347,8 @@ class _Grid:
     def bounds(self) -> tuple[float, float, float, float]:
         from ..inputs.raster import ordered_bounds
 
-        return tuple(ordered_bounds(self.ds))  # type: ignore[return-value]
+        b = ordered_bounds(self.ds)
+        return (b[0], b[1], b[2], b[3])
 
     def valid(self, window: Any) -> np.ndarray:
         from rasterio.errors import NodataShadowWarning
@@ -449,14 +451,14 @@ def _overlaps(geoms: np.ndarray, bounds: tuple[float, float, float, float]) -> b
     return bool(len(geoms)) and bool(shapely.intersects(geoms, box(*bounds)).any())
 
 
-def _rasterize(geoms: np.ndarray, tree: Any, window: Any, grid: _Grid) -> np.ndarray:
+def _rasterize(geoms: np.ndarray | None, tree: Any, window: Any, grid: _Grid) -> np.ndarray:
     from rasterio import features
     from rasterio.windows import bounds
     from rasterio.windows import transform as wtransform
     from shapely.geometry import box
 
     shape = (int(window.height), int(window.width))
-    if not len(geoms):
+    if geoms is None or not len(geoms):
         return np.zeros(shape, bool)
     hits = tree.query(box(*bounds(window, grid.transform)))
     if not len(hits):

@@ -269,7 +269,7 @@ def _export_chips(
             row["n_dropped_small"] = enc.dropped
             summary.n_objects_dropped += enc.dropped
             if enc.decoded is not None:
-                row["codec_iou"] = round(enc.codec_iou, 4)
+                row["codec_iou"] = round(float(enc.codec_iou or 0.0), 4)
                 for k, poly in enumerate(_chip_polygons(enc.decoded & valid, tf)):
                     review.append(
                         {

@@ -50,7 +50,8 @@ def loc_box(box: Sequence[int], height: int, width: int) -> tuple[int, int, int,
     """big_vision's box encoding: round([y1/H, x1/W, y2/H, x2/W] * 1023), clipped to 0..1023."""
     from ...model.masks import pixel_box_to_loc
 
-    return pixel_box_to_loc(*(int(v) for v in box), height, width)
+    y1, x1, y2, x2 = (int(v) for v in box)
+    return pixel_box_to_loc(y1, x1, y2, x2, height, width)
 
 
 def water_components(

@@ -1,0 +1,73 @@
+"""The rules of a run: names, defaults and the checks that need no file, in one place.
+
+The command line, the QGIS dialog, every Processing algorithm and the core all read their
+defaults and choices here, so they cannot drift apart (Processing's *Water change* once
+defaulted to PaliGemma while everything else used the water index). Standard library only:
+the plugin imports it inside QGIS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal, get_args
+
+EngineName = Literal["water-index", "paligemma"]
+IndexName = Literal["auto", "mndwi", "ndwi"]
+VoteRule = Literal["majority", "any", "all"]
+ReadErrorMode = Literal["fail", "skip"]
+ExecutorName = Literal["local", "ray"]
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+DtypeName = Literal["auto", "bfloat16", "float32"]
+CacheMode = Literal["dynamic", "static"]
+PresetName = Literal["sentinel2", "landsat89", "naip"]
+
+ENGINES: tuple[EngineName, ...] = get_args(EngineName)
+INDEXES: tuple[IndexName, ...] = get_args(IndexName)
+VOTE_RULES: tuple[VoteRule, ...] = get_args(VoteRule)
+READ_ERROR_MODES: tuple[ReadErrorMode, ...] = get_args(ReadErrorMode)
+EXECUTORS: tuple[ExecutorName, ...] = get_args(ExecutorName)
+DEVICES: tuple[DeviceName, ...] = get_args(DeviceName)
+DTYPES: tuple[DtypeName, ...] = get_args(DtypeName)
+CACHE_MODES: tuple[CacheMode, ...] = get_args(CacheMode)
+PRESETS: tuple[PresetName, ...] = get_args(PresetName)
+
+# The water index: it runs without a model download, in seconds, on any machine.
+DEFAULT_ENGINE: EngineName = "water-index"
+DEFAULT_INDEX: IndexName = "auto"
+DEFAULT_VOTE: VoteRule = "majority"
+DEFAULT_MODEL = "google/paligemma2-3b-mix-224"
+DEFAULT_CLASSES = ("water",)
+DEFAULT_MAX_OBJECTS = 8  # per chip; sets the token budget
+DEFAULT_STRETCH = (2.0, 98.0)  # percentiles of the scene-wide 8-bit stretch
+DEFAULT_MIN_VALID_FRACTION = 0.05  # chips with less valid data are skipped
+DEFAULT_MAX_PIXELS = 10_000_000_000  # per scene (its mosaic needs 2 bytes a pixel on disk)
+CPU_BATCH_SIZE = 8  # measured: docs/BENCHMARKS.md §5
+MODEL_OVERLAP = 32  # objects cut by a chip edge get context from the next chip
+PIXELWISE_ENGINES: tuple[EngineName, ...] = ("water-index",)  # overlap changes nothing but the cost
+OUTPUT_SUFFIX = ".gpkg"
+
+# Which band roles an engine needs, any one of each group.
+ENGINE_ROLES: Mapping[EngineName, tuple[tuple[str, ...], ...]] = {
+    "water-index": (("green",), ("nir", "swir")),
+    "paligemma": (),
+}
+
+
+def default_overlap(engine: EngineName) -> int:
+    """0 for a pixel-wise engine (the same answer, a quarter less to read), else MODEL_OVERLAP."""
+    return 0 if engine in PIXELWISE_ENGINES else MODEL_OVERLAP
+
+
+def missing_roles(engine: EngineName, roles: Mapping[str, int | None]) -> list[tuple[str, ...]]:
+    """The role groups ``engine`` needs that ``roles`` (known band roles) does not fill."""
+    return [group for group in ENGINE_ROLES[engine] if not any(roles.get(r) for r in group)]
+
+
+def is_output_name(path: str) -> bool:
+    """A segment output is a GeoPackage."""
+    return path.lower().endswith(OUTPUT_SUFFIX)
+
+
+def uses_model(engine: EngineName) -> bool:
+    """Engines that load a model: a device, weights and the GPU matter."""
+    return engine == "paligemma"

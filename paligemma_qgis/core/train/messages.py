@@ -1,0 +1,7 @@
+"""Error codes raised in core/train, with their neutral words (see core.errors)."""
+
+from __future__ import annotations
+
+from ..errors import Message
+
+MESSAGES: dict[str, Message] = {}
