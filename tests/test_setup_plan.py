@@ -233,3 +233,17 @@ def test_a_ray_address_adds_ray_to_the_plan(tmp_path):
     plan = plan_setup({**probe, "needs": ["geo"]}, "water-index", "managed venv", venv_dir=tmp_path / "venv",
                       groups_requirements=REQS)  # fmt: skip
     assert plan.steps == [] and "Ray" not in plan.describe()
+
+
+def test_the_setup_commands_shown_to_users_install_from_the_locks():
+    from paligemma_qgis.plugin.worker_env import setup_commands
+
+    venv, geo, torch, model, vae = setup_commands()
+    assert "-m venv --system-site-packages" in venv and "weights download" in vae
+    assert geo.endswith(f'-m pip install --require-hashes --no-deps -r "{LOCKS_DIR / "worker.txt"}"')
+    assert torch.endswith(f'--require-hashes --no-deps -r "{LOCKS_DIR / "model-torch.txt"}"')
+    assert model.endswith(f'--require-hashes --no-deps -r "{LOCKS_DIR / "model.txt"}"')
+    cuda = setup_commands(f"{TORCH_INDEX}/cu128")[2]
+    assert cuda.endswith(
+        f"'torch==2.13.0' --index-url {TORCH_INDEX}/cu128 -c \"{LOCKS_DIR / 'constraints.txt'}\""
+    )
