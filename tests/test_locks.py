@@ -99,3 +99,16 @@ def test_check_says_when_a_pin_changed(tmp_path):
     assert proc.returncode == 1
     assert "worker.txt: made from another requirements.in or constraints.txt" in proc.stderr
     assert "make lock" in proc.stderr
+
+
+def test_the_workers_own_fix_hints_install_from_the_locks():
+    """`worker --check` of a Python the plugin does not manage says how to install, hashed too."""
+    from paligemma_qgis.cli.worker import _install_command
+
+    assert (
+        _install_command("py", "geo")
+        == f'"py" -m pip install --require-hashes --no-deps -r "{LOCKS / "worker.txt"}"'
+    )
+    model = _install_command("py", "model")
+    assert model.endswith(f'-r "{LOCKS / "model-torch.txt"}" -r "{LOCKS / "model.txt"}"')
+    assert _install_command("py", "region").endswith(f'-r "{LOCKS / "region.txt"}"')

@@ -359,7 +359,9 @@ def test_run_with_a_ray_address_offers_to_install_ray(
     probe, real = planned[0]
     assert probe["needs"] == ["geo", "region"] and probe["missing"]["region"] == ["ray"]
     assert "Install Ray" in [s.title for s in real.steps]
-    assert any(r.startswith("ray") for s in real.steps for r in s.command if s.title == "Install Ray")
+    (ray_step,) = [s for s in real.steps if s.title == "Install Ray"]  # Ray's hashed lock
+    assert ray_step.command[-4:-1] == ["--require-hashes", "--no-deps", "-r"]
+    assert Path(ray_step.command[-1]).parts[-2:] == ("locks", "region.txt")
     text = dlg.setup_box.informativeText()
     assert "lacks ray (needed to send the work to the Ray address in Worker setup)" in text
     assert "Ray, to send the work to the Ray cluster named in Worker setup: 90 MB" in text
