@@ -306,7 +306,8 @@ def test_worker_check_says_ray_is_missing_and_copies_the_address(tmp_path):
     check = run_check(python=bare, executor="ray")
     assert check["packages"]["ray"] is None and check["ready"]["water-index"] is True
     (fix,) = [f for f in check["fixes"] if "ray" in f["problem"]]
-    assert "Ray address in Worker setup" in fix["problem"] and "ray" in fix["command"]
+    assert "Ray address in Worker setup" in fix["problem"]
+    assert fix["command"].endswith('locks/region.txt"') and "--require-hashes" in fix["command"]  # Ray's lock
     html = render_check(check, "ray://gpu:10001")
     assert "missing: needed for ray://gpu:10001" in html and "Ray (ray://gpu:10001)" in html
     assert "not installed (only to send the work to a Ray cluster)" in render_check(check)
