@@ -159,6 +159,7 @@ def write_zip(files: dict[str, bytes], dest: Path) -> None:
         problems = zip_problems(tmp)
         if problems:
             raise PackageError("the plugin site would refuse the zip: " + "; ".join(problems))
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the zip is published
         os.replace(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)

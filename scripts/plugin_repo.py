@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     fd, tmp = tempfile.mkstemp(prefix=f".{args.out.name}.", dir=args.out.parent)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the file is published
     os.replace(tmp, args.out)
     print(f"repo: {args.out} serves {args.url.rstrip('/')}/{args.zip.name}")
     return 0
