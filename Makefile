@@ -11,7 +11,7 @@ export QT_QPA_PLATFORM ?= offscreen
 # Debian's QGIS must use its own proj.db, not pyproj's or rasterio's.
 unexport PROJ_LIB PROJ_DATA
 
-.PHONY: setup test lint demo package bench clean
+.PHONY: setup test lint demo package repo lock bench clean
 
 setup: $(STAMP)
 
@@ -31,8 +31,18 @@ lint: setup
 demo: setup
 	$(PY) scripts/demo.py
 
+# The plugin zip, dist/paligemma_qgis.<version>.zip, from the files git tracks.
 package:
 	bash scripts/package.sh "$(VERSION)"
+
+# dist/plugins.xml: a custom plugin repository serving that zip (REPO_URL: where dist/ is published).
+REPO_URL ?= https://github.com/paligemma-qgis/paligemma_qgis/releases/download/v$(VERSION)
+repo: package
+	python3 scripts/plugin_repo.py --zip "dist/paligemma_qgis.$(VERSION).zip" --url "$(REPO_URL)" --out dist/plugins.xml
+
+# The worker's hashed lock files (paligemma_qgis/locks/) from requirements.in + constraints.txt.
+lock: setup
+	$(PY) scripts/lock_requirements.py
 
 bench: setup
 	bash scripts/bench_all.sh

@@ -32,7 +32,7 @@ def plugin_profile(work: Path, settings: str = "") -> None:
     profile = work / "profiles" / "default"
     plugins = profile / "python" / "plugins"
     plugins.mkdir(parents=True)
-    with zipfile.ZipFile(work / "dist" / f"paligemma_qgis-{version}.zip") as zf:
+    with zipfile.ZipFile(work / "dist" / f"paligemma_qgis.{version}.zip") as zf:
         zf.extractall(plugins)
     (profile / "QGIS").mkdir()
     (profile / "QGIS" / "QGIS3.ini").write_text(

@@ -56,7 +56,7 @@ def plugin_zip(tmp_path_factory) -> Path:
     subprocess.run(
         ["bash", str(REPO / "scripts" / "package.sh"), version, str(dist)], check=True, capture_output=True
     )
-    return dist / f"paligemma_qgis-{version}.zip"
+    return dist / f"paligemma_qgis.{version}.zip"  # QGIS takes the id up to the first dot
 
 
 @pytest.fixture(scope="session")

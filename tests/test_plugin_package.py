@@ -31,16 +31,18 @@ def test_zip_layout(plugin_zip):
     ):
         assert f"{PACKAGE}/{required}" in names
     assert f"{PACKAGE}/core/run/driver.py" in names
-    assert f"{PACKAGE}/requirements-worker.txt" in names
+    assert f"{PACKAGE}/requirements-worker.txt" in names and f"{PACKAGE}/LICENSE" in names
+    assert {
+        f"{PACKAGE}/locks/{name}" for name in ("worker.txt", "model.txt", "model-torch.txt", "region.txt")
+    } <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
     assert not [n for n in names if "/tests/" in n or n.split("/")[-1].startswith("test_")]
-    # Every module of the source package is shipped.
-    source = {
-        f"{PACKAGE}/{p.relative_to(REPO / PACKAGE).as_posix()}"
-        for p in (REPO / PACKAGE).rglob("*.py")
-        if "__pycache__" not in p.parts
-    }
-    assert source <= set(names)
+    assert not [n for n in names if any(part.startswith(".") for part in n.split("/"))]
+    # Every module git tracks in the source package is shipped (and nothing it does not track).
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", PACKAGE], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert {p for p in tracked if p.endswith(".py")} <= set(names)
 
 
 def test_zip_metadata_matches_package(plugin_zip):
@@ -52,7 +54,8 @@ def test_zip_metadata_matches_package(plugin_zip):
         model = zf.read(f"{PACKAGE}/requirements-model.txt").decode("utf-8").split()
         region = zf.read(f"{PACKAGE}/requirements-region.txt").decode("utf-8").split()
     assert f'__version__ = "{meta["general"]["version"]}"' in init
-    assert plugin_zip.name == f"{PACKAGE}-{meta['general']['version']}.zip"
+    # QGIS names the plugin after the zip up to its first dot: paligemma_qgis-0.1.0.zip was "paligemma_qgis-0".
+    assert plugin_zip.name == f"{PACKAGE}.{meta['general']['version']}.zip"
     # Every engine's packages first and alone (the water index needs no torch); the model's apart.
     assert "rasterio" in requirements and not any(r.startswith("torch") for r in requirements)
     assert any(r.startswith("torch") for r in model) and "transformers" in model
@@ -71,7 +74,7 @@ def test_package_refuses_wrong_version_and_leaves_nothing(tmp_path):
 
 
 def test_package_is_reproducible_and_atomic(plugin_zip, tmp_path):
-    version = plugin_zip.name.removeprefix(f"{PACKAGE}-").removesuffix(".zip")
+    version = plugin_zip.name.removeprefix(f"{PACKAGE}.").removesuffix(".zip")
     subprocess.run(
         ["bash", str(REPO / "scripts" / "package.sh"), version, str(tmp_path)],
         check=True,

@@ -306,7 +306,8 @@ def test_worker_check_says_ray_is_missing_and_copies_the_address(tmp_path):
     check = run_check(python=bare, executor="ray")
     assert check["packages"]["ray"] is None and check["ready"]["water-index"] is True
     (fix,) = [f for f in check["fixes"] if "ray" in f["problem"]]
-    assert "Ray address in Worker setup" in fix["problem"] and "ray" in fix["command"]
+    assert "Ray address in Worker setup" in fix["problem"]
+    assert fix["command"].endswith('locks/region.txt"') and "--require-hashes" in fix["command"]  # Ray's lock
     html = render_check(check, "ray://gpu:10001")
     assert "missing: needed for ray://gpu:10001" in html and "Ray (ray://gpu:10001)" in html
     assert "not installed (only to send the work to a Ray cluster)" in render_check(check)
@@ -359,7 +360,9 @@ def test_run_with_a_ray_address_offers_to_install_ray(
     probe, real = planned[0]
     assert probe["needs"] == ["geo", "region"] and probe["missing"]["region"] == ["ray"]
     assert "Install Ray" in [s.title for s in real.steps]
-    assert any(r.startswith("ray") for s in real.steps for r in s.command if s.title == "Install Ray")
+    (ray_step,) = [s for s in real.steps if s.title == "Install Ray"]  # Ray's hashed lock
+    assert ray_step.command[-4:-1] == ["--require-hashes", "--no-deps", "-r"]
+    assert Path(ray_step.command[-1]).parts[-2:] == ("locks", "region.txt")
     text = dlg.setup_box.informativeText()
     assert "lacks ray (needed to send the work to the Ray address in Worker setup)" in text
     assert "Ray, to send the work to the Ray cluster named in Worker setup: 90 MB" in text

@@ -463,7 +463,13 @@ def test_setup_commands_are_the_documented_ones(tmp_path):
     assert download.env["PYTHONPATH"] == str(PACKAGE_DIR.parent)  # this very plugin
     default = venv_steps()  # the profile's venv and the plugin's requirements
     assert default[0].command[-1].endswith(str(Path("paligemma_qgis") / "venv"))
-    assert Path(default[1].command[-1]).name in ("requirements-worker.txt", "requirements.in")
+    # By default the geospatial packages' hashed lock, installed as it is.
+    assert default[1].command[-4:] == [
+        "--require-hashes",
+        "--no-deps",
+        "-r",
+        str(PACKAGE_DIR / "locks" / "worker.txt"),
+    ]
 
 
 def test_create_worker_environment_task(qgis_iface, fresh_settings, tmp_path):

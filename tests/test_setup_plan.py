@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,11 @@ from bare_python import python_without
 from qgis.PyQt.QtWidgets import QApplication
 from waiting import wait_until
 
-from paligemma_qgis.plugin.setup_plan import TORCH_INDEX, plan_setup, torch_build
+from paligemma_qgis.plugin.setup_plan import PYPI_INDEX, TORCH_INDEX, plan_setup, torch_build
 from paligemma_qgis.plugin.worker_env import qgis_python, worker_command, worker_env
+from paligemma_qgis.plugin.worker_locks import LOCKS_DIR, Locks
+
+HASHED = ["--require-hashes", "--no-deps", "-r"]
 
 RTX = {"present": True, "name": "NVIDIA GeForce RTX 4090", "driver": "575.51", "cuda": "12.9"}
 OLD_DRIVER = {"present": True, "name": "NVIDIA GeForce GTX 1080", "driver": "470.2", "cuda": "11.4"}
@@ -45,9 +49,12 @@ def test_old_driver_says_how_to_get_the_gpu():
     assert "update the driver" in build.note and "11.4" in build.note
 
 
-def _probe(missing_geo=(), missing_model=(), gpu=NO_GPU, system="Linux", python="/usr/bin/python3"):
+def _probe(
+    missing_geo=(), missing_model=(), gpu=NO_GPU, system="Linux", python="/usr/bin/python3", version="3.11.2"
+):
     return {
         "python": python,
+        "python_version": version,
         "system": system,
         "machine": "x86_64",
         "missing": {"geo": list(missing_geo), "model": list(missing_model)},
@@ -71,7 +78,8 @@ def test_water_index_installs_the_geospatial_packages_alone(tmp_path):
         "--system-site-packages",
         str(tmp_path / "venv"),
     ]
-    assert plan.steps[1].command[-2:] == ["numpy<2", "rasterio"]
+    # From the hashed lock: every file checked against its sha256, nothing resolved at install time.
+    assert plan.steps[1].command[-4:] == [*HASHED, str(LOCKS_DIR / "worker.txt")]
     assert plan.python.startswith(str(tmp_path / "venv")) and plan.create_venv == tmp_path / "venv"
     assert plan.download_mb == 100 and "torch" not in plan.describe()
 
@@ -84,12 +92,46 @@ def test_paligemma_gets_torch_for_the_gpu_then_transformers_and_the_vae(tmp_path
     assert titles[:2] == ["Create the worker environment", "Install the geospatial packages"]
     torch_step = plan.steps[2]
     assert "CUDA 12.8" in torch_step.title
-    assert torch_step.command[-3:] == ["--index-url", f"{TORCH_INDEX}/cu128", "torch==2.13.0"]
-    assert plan.steps[3].command[-1] == "transformers" and "--index-url" not in plan.steps[3].command
+    # No lock of PyTorch's cu128 build here: pinned by version (and the pins of the rest), said out loud.
+    assert torch_step.command[-5:] == [
+        "--index-url", f"{TORCH_INDEX}/cu128", "-c", str(LOCKS_DIR / "constraints.txt"), "torch==2.13.0"
+    ]  # fmt: skip
+    assert plan.steps[3].command[-4:] == [*HASHED, str(LOCKS_DIR / "model.txt")]
+    assert "--index-url" not in plan.steps[3].command
     assert plan.steps[4].command[2:5] == ["paligemma_qgis", "weights", "download"]
     text = plan.describe()
     assert "torch with CUDA 12.8 for NVIDIA GeForce RTX 4090: 2.8 GB" in text
     assert "About 3.0 GB to download in all." in text
+    assert f"PyTorch's index ({TORCH_INDEX}/cu128) pinned to torch==2.13.0, without a hash check" in text
+
+
+def test_torch_from_pypi_and_from_a_locked_pytorch_build_are_hash_checked(tmp_path):
+    mac = plan_setup(_probe([], ["torch"], system="Darwin"), "paligemma", "QGIS python",
+                     venv_dir=tmp_path / "venv", groups_requirements=REQS)  # fmt: skip
+    assert mac.steps[2].command[-4:] == [*HASHED, str(LOCKS_DIR / "model-torch.txt")]
+    assert "hash check" not in mac.describe()
+    # A plugin built where PyTorch's index answered ships model-torch-cpu.txt: then that one.
+    locks = tmp_path / "locks"
+    shutil.copytree(LOCKS_DIR, locks)
+    (locks / "model-torch-cpu.txt").write_text("torch==2.13.0+cpu --hash=sha256:" + "0" * 64 + "\n")
+    linux = plan_setup(_probe([], ["torch"]), "paligemma", "QGIS python", venv_dir=tmp_path / "venv",
+                       groups_requirements=REQS, locks=Locks(locks))  # fmt: skip
+    assert linux.steps[2].command[4:] == [
+        "--index-url", f"{TORCH_INDEX}/cpu", "--extra-index-url", PYPI_INDEX,
+        *HASHED, str(locks / "model-torch-cpu.txt"),
+    ]  # fmt: skip
+    assert "hash check" not in linux.describe()
+
+
+def test_a_python_older_than_the_locks_installs_by_name_and_says_so(tmp_path):
+    python = str(tmp_path / "venv" / "bin" / "python")
+    probe = _probe(["rasterio"], [], python=python, version="3.10.12")
+    plan = plan_setup(probe, "water-index", "managed venv", venv_dir=tmp_path / "venv",
+                      groups_requirements=REQS)  # fmt: skip
+    assert plan.steps[0].command == [python, "-m", "pip", "install", "numpy<2", "rasterio"]
+    floor = Locks().python_floor()
+    assert floor == (3, 11)
+    assert "Python 3.10.12 is older than the locked packages need (3.11 or newer)" in plan.describe()
 
 
 def test_the_plugins_own_venv_is_completed_in_place(tmp_path):
@@ -184,9 +226,24 @@ def test_a_ray_address_adds_ray_to_the_plan(tmp_path):
     plan = plan_setup(probe, "water-index", "managed venv", venv_dir=tmp_path / "venv",
                       groups_requirements={**REQS, "region": ["ray[client]"]})  # fmt: skip
     (step,) = plan.steps
-    assert step.title == "Install Ray" and step.command == [python, "-m", "pip", "install", "ray[client]"]
+    assert step.title == "Install Ray"
+    assert step.command == [python, "-m", "pip", "install", *HASHED, str(LOCKS_DIR / "region.txt")]
     assert "Ray, to send the work to the Ray cluster named in Worker setup: 90 MB" in plan.describe()
     # Without a Ray address (needs without "region") nothing about Ray, even when it is missing.
     plan = plan_setup({**probe, "needs": ["geo"]}, "water-index", "managed venv", venv_dir=tmp_path / "venv",
                       groups_requirements=REQS)  # fmt: skip
     assert plan.steps == [] and "Ray" not in plan.describe()
+
+
+def test_the_setup_commands_shown_to_users_install_from_the_locks():
+    from paligemma_qgis.plugin.worker_env import setup_commands
+
+    venv, geo, torch, model, vae = setup_commands()
+    assert "-m venv --system-site-packages" in venv and "weights download" in vae
+    assert geo.endswith(f'-m pip install --require-hashes --no-deps -r "{LOCKS_DIR / "worker.txt"}"')
+    assert torch.endswith(f'--require-hashes --no-deps -r "{LOCKS_DIR / "model-torch.txt"}"')
+    assert model.endswith(f'--require-hashes --no-deps -r "{LOCKS_DIR / "model.txt"}"')
+    cuda = setup_commands(f"{TORCH_INDEX}/cu128")[2]
+    assert cuda.endswith(
+        f"'torch==2.13.0' --index-url {TORCH_INDEX}/cu128 -c \"{LOCKS_DIR / 'constraints.txt'}\""
+    )

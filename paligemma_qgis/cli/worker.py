@@ -59,6 +59,7 @@ import io
 import json
 import os
 import platform
+import re
 import signal
 import sys
 import threading
@@ -616,8 +617,27 @@ def requirements_file(group: str = "geo") -> Path | None:
     return None
 
 
+LOCKED_GROUPS = {"geo": ("worker.txt",), "model": ("model-torch.txt", "model.txt"), "region": ("region.txt",)}
+
+
+def lock_files(group: str) -> list[Path] | None:
+    """The hashed lock files of ``group`` shipped in locks/ (make lock), when they cover this Python."""
+    locks = Path(__file__).resolve().parents[1] / "locks"
+    paths = [locks / name for name in LOCKED_GROUPS[group]]
+    if not all(p.is_file() for p in paths):
+        return None
+    floor = re.search(r"Python >= (\d+)\.(\d+)", paths[0].read_text(encoding="utf-8")[:2000])
+    if floor is None or sys.version_info[:2] < (int(floor.group(1)), int(floor.group(2))):
+        return None
+    return paths
+
+
 def _install_command(python: str, group: str) -> str:
-    """pip install of a requirements group (a checkout's requirements.in holds both groups)."""
+    """pip install of a requirements group: from its hashed lock files (every file checked against
+    its sha256), else by name (a checkout's requirements.in holds every group)."""
+    locks = lock_files(group)
+    if locks is not None:
+        return f'"{python}" -m pip install --require-hashes --no-deps ' + " ".join(f'-r "{p}"' for p in locks)
     requirements = requirements_file(group)
     if group == "region" and (requirements is None or requirements.suffix == ".in"):
         # A checkout: one line of requirements.in (Ray Client, for ray:// addresses, is the [client] extra).

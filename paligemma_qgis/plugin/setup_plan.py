@@ -12,15 +12,18 @@ download size, before anything starts. Plain data (no widgets), tested as such.
 
 from __future__ import annotations
 
+import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.environment import ENGINE_NEEDS
 from .setup_tasks import Step, install_step, setup_env, venv_step, weights_steps
-from .worker_env import managed_venv_dir, requirements, system_python, venv_python
+from .worker_env import FALLBACK_REQUIREMENTS, managed_venv_dir, requirements, system_python, venv_python
+from .worker_locks import Locks, hashed_install
 
 TORCH_INDEX = "https://download.pytorch.org/whl"
+PYPI_INDEX = "https://pypi.org/simple"
 # CUDA builds PyTorch publishes for the pinned torch, newest first: (tag, CUDA version it needs).
 CUDA_BUILDS = (("cu130", (13, 0)), ("cu128", (12, 8)), ("cu126", (12, 6)))
 # Download sizes (MB) said before a setup starts: rough, from the wheels of the pinned versions.
@@ -92,6 +95,7 @@ class SetupPlan:
     create_venv: Path | None  # the venv the first step creates (removed again if a step fails)
     parts: list[tuple[str, float]] = field(default_factory=list)  # (what, MB) for the question
     torch: TorchBuild | None = None
+    notes: list[str] = field(default_factory=list)  # what is not hash-checked, and why
 
     @property
     def download_mb(self) -> float:
@@ -109,6 +113,7 @@ class SetupPlan:
         lines.append(f"About {_size(self.download_mb)} to download in all.")
         if self.torch is not None and self.torch.note:
             lines.append(self.torch.note)
+        lines += self.notes
         return "\n".join(lines)
 
 
@@ -116,6 +121,52 @@ def _size(mb: float) -> str:
     if mb >= 1000:
         return f"{mb / 1000:.1f} GB"
     return f"{round(mb, -1):.0f} MB" if mb >= 100 else f"{mb:g} MB"
+
+
+@dataclass(frozen=True)
+class _Installs:
+    """How each group is installed: from its hashed lock when this Python is covered, else by name."""
+
+    python: str
+    reqs: dict[str, list[str]]
+    locks: Locks | None  # None: no lock covers this Python
+    pip_args: tuple[str, ...]
+    env: dict[str, str]
+
+    def step(self, title: str, group: str, weight: float, extra: tuple[str, ...] = ()) -> Step:
+        lock = self.locks.path(group) if self.locks is not None else None
+        if lock is not None:
+            what = hashed_install(lock)
+        else:  # by name; torch has a step of its own
+            what = [r for r in self.reqs.get(group) or FALLBACK_REQUIREMENTS[group] if not _is_torch(r)]
+        return install_step(title, self.python, what, (*self.pip_args, *extra), self.env, weight)
+
+    def torch_step(self, torch: TorchBuild, notes: list[str]) -> Step:
+        """torch in the machine's build: PyPI's from its lock; PyTorch's index's from the lock of that
+        build when this plugin has one, else pinned by version only (and the plan says so)."""
+        title = f"Install {torch.label}"
+        lock = self.locks.path("torch") if self.locks is not None else None
+        if torch.index_url is None and lock is not None:
+            return install_step(title, self.python, hashed_install(lock), self.pip_args, self.env, 8.0)
+        index = ("--index-url", torch.index_url) if torch.index_url else ()
+        variant = self.locks.torch_variant(torch.index_url) if self.locks and torch.index_url else None
+        if variant is not None:
+            pypi = ("--extra-index-url", PYPI_INDEX)
+            return install_step(title, self.python, hashed_install(variant), (*self.pip_args, *index, *pypi),
+                                self.env, 8.0)  # fmt: skip
+        pinned = [r for r in self.reqs.get("model", []) if _is_torch(r)] or ["torch"]
+        constraints = self.locks.constraints if self.locks is not None else None
+        pins = ("-c", str(constraints)) if constraints is not None else ()
+        if self.locks is not None:
+            notes.append(
+                f"{torch.label} comes from PyTorch's index ({torch.index_url}) pinned to {', '.join(pinned)}, "
+                "without a hash check: this plugin has no lock for that build."
+            )
+        return install_step(title, self.python, pinned, (*self.pip_args, *index, *pins), self.env, 8.0)
+
+
+def _is_torch(requirement: str) -> bool:
+    return re.match(r"torch\b(?![-_])", requirement, re.IGNORECASE) is not None
 
 
 def plan_setup(
@@ -128,6 +179,7 @@ def plan_setup(
     pip_args: tuple[str, ...] = (),
     with_vae: bool | None = None,
     groups_requirements: dict[str, list[str]] | None = None,
+    locks: Locks | None = None,
 ) -> SetupPlan:
     """The setup an ``engine`` run needs, from a ``worker --probe`` of the worker Python.
 
@@ -135,9 +187,10 @@ def plan_setup(
     is completed in place; any other Python is left alone and the plugin's venv is made from
     QGIS's Python instead (installing into a system or conda Python can break it).
     ``with_vae``: also download vae-oid.npz (default: when the probe did not find it).
-    ``groups_requirements``: the requirement lines per group (tests; default: the plugin's).
-    Ray is part of the plan when the probe was asked for a run sent to Ray (its ``needs``
-    name "region").
+    ``groups_requirements``: the requirement lines per group, installed by name where no lock
+    covers the Python (tests; default: the plugin's). ``locks``: the hashed lock files (tests;
+    default: the plugin's). Ray is part of the plan when the probe was asked for a run sent to
+    Ray (its ``needs`` name "region").
     """
     venv_dir = Path(venv_dir) if venv_dir is not None else managed_venv_dir()
     reqs = groups_requirements or {group: requirements(group) for group in ("geo", "model", "region")}
@@ -148,35 +201,37 @@ def plan_setup(
     missing = probe.get("missing") or {}
     groups = [g for g in needs if missing.get(g)] if in_place else needs
     python = str(probe.get("python")) if in_place else str(venv_python(venv_dir))
-    env = setup_env()
+    # A new venv runs the Python QGIS runs on (this one); in place, the probed one.
+    version = str(probe.get("python_version") or "") if in_place else platform.python_version()
+    locks = locks if locks is not None else Locks()
+    notes: list[str] = []
+    if groups and not locks.covers(version):
+        floor = locks.python_floor()
+        notes.append(
+            f"Python {version or '(unknown version)'} is older than the locked packages need "
+            f"({floor[0]}.{floor[1]} or newer): they are installed by name, without a hash check."
+            if floor is not None
+            else "This plugin has no lock files: the packages are installed by name, without a hash check."
+        )
+    installs = _Installs(python, reqs, locks if locks.covers(version) else None, pip_args, setup_env())
     steps: list[Step] = []
     parts: list[tuple[str, float]] = []
     create = None
     if not in_place:
         create = venv_dir
-        steps.append(venv_step(venv_dir, base_python or system_python(), env))
+        steps.append(venv_step(venv_dir, base_python or system_python(), installs.env))
     torch = None
     if "geo" in groups:
-        steps.append(install_step("Install the geospatial packages", python, reqs["geo"], pip_args, env, 3.0))
+        steps.append(installs.step("Install the geospatial packages", "geo", 3.0))
         parts.append(("geospatial packages (rasterio, geopandas, shapely, pyproj …)", GEO_MB))
     if "model" in groups:
         torch = torch_build(str(probe.get("system")), str(probe.get("machine")), probe.get("gpu") or {})
-        torch_reqs = [r for r in reqs["model"] if re.match(r"torch\b", r, re.IGNORECASE)]
-        rest = [r for r in reqs["model"] if r not in torch_reqs]
-        index = ("--index-url", torch.index_url) if torch.index_url else ()
-        steps.append(
-            install_step(
-                f"Install {torch.label}", python, torch_reqs or ["torch"], (*pip_args, *index), env, 8.0
-            )
-        )
+        steps.append(installs.torch_step(torch, notes))
         parts.append((torch.label, torch.download_mb))
-        if rest:
-            steps.append(install_step("Install transformers", python, rest, pip_args, env, 2.0))
-            parts.append(("transformers and the Hugging Face tools", MODEL_REST_MB))
+        steps.append(installs.step("Install transformers", "model", 2.0))
+        parts.append(("transformers and the Hugging Face tools", MODEL_REST_MB))
     if "region" in groups:
-        steps.append(
-            install_step("Install Ray", python, reqs.get("region") or ["ray[client]"], pip_args, env, 2.0)
-        )
+        steps.append(installs.step("Install Ray", "region", 2.0))
         parts.append(("Ray, to send the work to the Ray cluster named in Worker setup", RAY_MB))
     vae = probe.get("vae") or {}
     if with_vae is None:
@@ -184,4 +239,4 @@ def plan_setup(
     if with_vae:
         steps += weights_steps(python)
         parts.append(("the VAE mask codec vae-oid.npz", VAE_MB))
-    return SetupPlan(python=python, steps=steps, create_venv=create, parts=parts, torch=torch)
+    return SetupPlan(python=python, steps=steps, create_venv=create, parts=parts, torch=torch, notes=notes)

@@ -36,6 +36,7 @@ from .worker_env import (
     worker_env,
     worker_python,
 )
+from .worker_locks import Locks, hashed_install
 
 
 @dataclass
@@ -111,25 +112,28 @@ def venv_steps(
     requirements: Path | None = None,
     pip_args: Sequence[str] = (),
 ) -> list[Step]:
-    """The venv, then ``VENV/python -m pip install -r REQ`` (default: the geospatial packages).
+    """The venv, then ``VENV/python -m pip install -r REQ`` (default: the geospatial packages, from
+    their hashed lock: ``--require-hashes --no-deps``).
 
     The first-run setup (setup_plan) builds its own steps per group; this is the plain form
     of "make a venv from QGIS's Python with these requirements".
     """
     venv_dir = Path(venv_dir) if venv_dir is not None else managed_venv_dir()
     base = base_python or system_python()
-    req = requirements if requirements is not None else requirements_file()
+    lock = Locks().path("geo") if requirements is None else None
+    req = requirements if requirements is not None else lock or requirements_file()
     if req is None:
         raise FileNotFoundError(
             f"no requirements-worker.txt in {PACKAGE_DIR}: reinstall the plugin from its zip"
         )
     python = str(venv_python(venv_dir))
     env = setup_env()
+    install = hashed_install(req) if lock is not None else ["-r", str(req)]
     return [
         venv_step(venv_dir, base, env),
         Step(
             "Install the worker packages",
-            [python, "-m", "pip", "install", *pip_args, "-r", str(req)],
+            [python, "-m", "pip", "install", *pip_args, *install],
             weight=9.0,
             env=env,
         ),

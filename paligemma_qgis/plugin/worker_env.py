@@ -26,6 +26,9 @@ from pathlib import Path
 
 from qgis.core import QgsApplication, QgsSettings
 
+from .network import with_qgis_proxy
+from .worker_locks import HASHED, Locks
+
 SETTINGS_GROUP = "paligemma_qgis"
 PYTHON_SETTING = f"{SETTINGS_GROUP}/worker_python"
 RAY_SETTING = f"{SETTINGS_GROUP}/ray_address"
@@ -161,8 +164,9 @@ def worker_python() -> tuple[str, str]:
 
 
 def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """Environment for the worker: plugin on PYTHONPATH, no QGIS PROJ/GDAL data paths."""
-    env = dict(os.environ if base is None else base)
+    """Environment for the worker (and pip): plugin on PYTHONPATH, no QGIS PROJ/GDAL data paths,
+    QGIS's proxy (network.py) for its downloads."""
+    env = with_qgis_proxy(dict(os.environ if base is None else base))
     for name in _DROPPED_ENV:
         env.pop(name, None)
     # Only the plugin's parent: QGIS's own PYTHONPATH may hold packages built for another Python.
@@ -254,21 +258,34 @@ def requirements_file() -> Path | None:
 def setup_commands(torch_index: str | None = None) -> list[str]:
     """Shell commands that create the plugin-managed worker venv and install the worker's packages:
     the geospatial ones first (every engine), then torch (from ``torch_index`` when the machine
-    needs another build than PyPI's) and the rest of the PaliGemma engine's."""
+    needs another build than PyPI's) and the rest of the PaliGemma engine's; each from its hashed
+    lock (worker_locks) where the plugin ships one, by name otherwise."""
     venv = managed_venv_dir()
     base = system_python()
     python = venv_python(venv)
     quote = (lambda r: f'"{r}"') if sys.platform == "win32" else (lambda r: f"'{r}'")
-    geo = " ".join(quote(r) for r in requirements("geo"))
+    locks = Locks()
+
+    def install(group: str, names: list[str], lock: Path | None, index: str = "") -> str:
+        if lock is not None:
+            return f'"{python}" -m pip install {" ".join(HASHED)} -r "{lock}"{index}'
+        return f'"{python}" -m pip install {" ".join(quote(r) for r in names) or group}{index}'
+
     model = requirements("model")
     torch = [r for r in model if r.lower().startswith("torch")]
-    rest = " ".join(quote(r) for r in model if r not in torch)
-    index = f" --index-url {torch_index}" if torch_index else ""
+    rest = [r for r in model if r not in torch]
+    if torch_index:
+        variant = locks.torch_variant(torch_index)
+        pins = f' -c "{locks.constraints}"' if locks.constraints is not None and variant is None else ""
+        extra = " --extra-index-url https://pypi.org/simple" if variant is not None else ""
+        torch_command = install("torch", torch, variant, f" --index-url {torch_index}{extra}{pins}")
+    else:
+        torch_command = install("torch", torch, locks.path("torch"))
     return [
         f'"{base}" -m venv --system-site-packages "{venv}"',
-        f'"{python}" -m pip install {geo}',
-        f'"{python}" -m pip install {" ".join(quote(r) for r in torch) or "torch"}{index}',
-        f'"{python}" -m pip install {rest}',
+        install("geo", requirements("geo"), locks.path("geo")),
+        torch_command,
+        install("model", rest, locks.path("model")),
         module_shell_command(str(python), "weights download"),
     ]
 
