@@ -356,3 +356,31 @@ def test_restart_with_a_journal_it_cannot_delete_is_one_line(scenes, tmp_path) -
         assert last.startswith(f"error: {stuck}: "), last
         assert ("cannot delete" if extra else "is not a plain file") in last, last
     shutil.rmtree(stuck)
+
+
+def test_a_changed_record_is_dropped_and_said_so(tmp_path, caplog) -> None:
+    """Chip answers and scene records that fail their check are not believed: asked again, mapped
+    again, each said in one warning; a record that changes during the run stops it in one line."""
+    out = tmp_path / "water.gpkg"
+    fingerprint = ("0123456789abcdef", {"scenes": [["a", "/data/a.tif"]]})
+    with Journal.open(out, fingerprint) as journal:
+        journal.add_texts("a", [(0, "<loc0001> water", None), (1, "<loc0002> water", b"\x01")])
+        journal.scene_done("b", b"record of b")
+        journal.scene_done("c", b"record of c")
+    with contextlib.closing(sqlite3.connect(journal_path(out))) as db, db:
+        db.execute("UPDATE chips SET text = '<loc0666> water' WHERE chip = 1")
+        db.execute("UPDATE scenes SET status = 'done', result = X'00' WHERE scene = 'c'")
+    with caplog.at_level(logging.WARNING), Journal.open(out, fingerprint) as journal:
+        assert journal.resumed
+        assert journal.answers("a") == ({0: "<loc0001> water"}, {0: None})
+        assert journal.finished() == {"b": "done"}
+        said = [r.getMessage() for r in caplog.records]
+        assert any("1 finished scene(s) failed their check" in m and m.endswith(": c") for m in said), said
+        assert any("1 chip answer(s) failed their check" in m for m in said), said
+        assert journal.result("b") == b"record of b"
+        with contextlib.closing(sqlite3.connect(journal_path(out))) as db, db:
+            db.execute("UPDATE scenes SET result = X'01' WHERE scene = 'b'")
+        with pytest.raises(PaliGemmaQgisError, match=r"record of scene b changed during the run") as caught:
+            journal.result("b")
+        assert "\n" not in str(caught.value)
+        assert journal.finished() == {}  # gone: the next run maps it again
