@@ -34,6 +34,9 @@ fi
 section "mosaic + vectoriser (scripts/bench_mosaic.py)"
 "$PY" scripts/bench_mosaic.py --sizes 2500 10000
 
+section "run journal: JSON + WKB records with keyed checks (scripts/bench_journal.py)"
+"$PY" scripts/bench_journal.py
+
 section "PaliGemma engine, tiny random model on CPU (scripts/bench_gpu.py --tiny)"
 "$PY" scripts/bench_gpu.py --tiny --threads 1 2> >(grep -v -e 'Writing model shards' -e 'Loading weights' >&2)
 

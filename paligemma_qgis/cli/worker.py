@@ -78,6 +78,7 @@ from ..core.environment import (
 )
 from ..core.errors import PaliGemmaQgisError
 from ..core.progress import Cancelled
+from ..core.redact import redact, redact_tree
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -198,7 +199,10 @@ class JsonLinesProgress:
         self.cancel_requested = threading.Event()
 
     def emit(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, **fields}, default=_json_default)
+        """One JSON line; every string in it redacted on the way out (an input URL's credentials
+        must not reach the plugin's messages, logs or Details…)."""
+        plain = json.loads(json.dumps({"event": event, **fields}, default=_json_default))
+        line = json.dumps(redact_tree(plain))
         with self._lock:
             self._stream.write(line + "\n")
             self._stream.flush()
@@ -343,7 +347,9 @@ def listen_for_cancel(stdin: Lines, progress: JsonLinesProgress) -> threading.Th
                 print("worker: cancel requested on stdin", file=sys.stderr, flush=True)
                 progress.cancel_requested.set()
             else:
-                print(f"worker: ignored stdin line {line.strip()[:200]!r}", file=sys.stderr, flush=True)
+                print(
+                    f"worker: ignored stdin line {redact(line.strip()[:200])!r}", file=sys.stderr, flush=True
+                )
 
     thread = threading.Thread(target=listen, name="worker-cancel-listener", daemon=True)
     thread.start()

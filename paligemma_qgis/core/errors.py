@@ -143,12 +143,10 @@ def placeholders(template: str) -> set[str]:
 
 
 def _redact(value: Any) -> Any:
-    """Secrets in URLs never reach a message (core.redact, when present)."""
-    try:
-        from .redact import redact_text
-    except ImportError:  # pragma: no cover - the module comes with issue 20's work
-        return value
-    return redact_text(value) if isinstance(value, str) else value
+    """Secrets in URLs never reach a message: every text parameter is redacted (core.redact)."""
+    from .redact import redact_tree
+
+    return redact_tree(value)
 
 
 class PaliGemmaQgisError(Exception):

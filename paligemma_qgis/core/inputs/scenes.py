@@ -9,6 +9,11 @@ is opened here, so a thousand scenes cost a thousand path checks.
 A scene's id is its file stem (or STAC item id), made unique with ``_2``, ``_3``... in input
 order. Its date comes from STAC, else from a date in the file name (``..._20200831...``,
 ``2020-08-31``); ``acquisition_date`` reads the raster's own metadata when the scene is opened.
+
+A remote input may carry credentials (``https://user:pw@host/...``, a signed query): the real
+path lives only in ``Scene.path``, in memory, for GDAL to open; ``source`` (what messages,
+the GeoPackage and the journal show) is redacted, and the id and date come from the file name
+alone (``redact.scene_stem``), never from the query.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..redact import redact, scene_stem
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".ntf", ".nc", ".hdf", ".h5")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -42,17 +48,18 @@ _DATE_TAGS = (
 
 @dataclass(frozen=True)
 class Scene:
-    """One raster of a run. ``path`` is what GDAL opens (a VRT document for STAC items)."""
+    """One raster of a run. ``path`` is what GDAL opens (a VRT document for STAC items): it may
+    hold credentials, so it stays in memory; everything shown or kept uses ``source``."""
 
     id: str
     path: str
-    source: str  # what the user gave: the file, or "items.json#item-id"
+    source: str  # what the user gave, redacted: the file, the URL, or "items.json#item-id"
     date: str | None = None  # ISO 8601 date or datetime
 
     @property
     def label(self) -> str:
-        """How messages name the scene."""
-        return self.source
+        """How messages name the scene (never with a credential)."""
+        return redact(self.source)
 
 
 def _virtual(text: str) -> str | None:
@@ -111,7 +118,8 @@ def _expand(
 ) -> list[Scene]:
     virtual = _virtual(text)
     if virtual is not None:
-        return [Scene(Path(virtual).stem, virtual, text, date_from_name(virtual))]
+        stem = scene_stem(virtual)
+        return [Scene(stem, virtual, redact(text), date_from_name(stem))]
     path = Path(text).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path

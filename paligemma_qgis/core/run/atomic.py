@@ -16,6 +16,12 @@ Everything a run writes goes through here:
 
 OS file locks (``fcntl.flock``, ``msvcrt.locking`` on Windows) rather than pid files: they
 cannot go stale, survive pid reuse, and need no clock.
+
+The lock file (and the run journal, through ``open_private``) lives beside the output, often
+in a shared or synced folder: it is opened with ``O_NOFOLLOW`` (a symbolic link planted there
+is refused, not followed onto another file), created 0600, and must be a plain file of this
+user with no other hard link. Windows has no ``O_NOFOLLOW`` nor owners in ``st_uid``: there a
+link is refused by a check before the open (racy, best effort) and ownership is not checked.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -39,6 +46,80 @@ LOCK_SUFFIX = ".lock"
 WORK_PREFIX = "paligemma_work_"
 _UNLOCKED_GRACE_S = 3600  # a work folder without a lock file is someone's being born, until this old
 _SIDE_FILES = ("-wal", "-shm", "-journal", ".aux.xml")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # 0 on Windows
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+# ------------------------------------------------------------------ files of this user only
+def private_problem(st: os.stat_result) -> str | None:
+    """Why a file (``os.lstat``/``os.fstat`` result) is not a plain file of this user alone, or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a plain file"
+    if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+        return f"belongs to another user (uid {st.st_uid})"
+    if st.st_nlink > 1:
+        return "has other hard links"
+    return None
+
+
+def open_private(path: Path, what: str) -> tuple[int, bool]:
+    """Open or create ``path`` read-write as a file of this user alone: (descriptor, created).
+
+    Never follows a symbolic link (``O_NOFOLLOW``); a new file is created 0600, an existing one
+    must be a plain file of this user without other hard links (its mode is tightened to 0600).
+    Anything else is a one-line PaliGemmaQgisError naming the file and ``what`` it is.
+    """
+    import errno
+
+    def refuse(problem: str) -> PaliGemmaQgisError:
+        return PaliGemmaQgisError(
+            f"{path}: the {what} {problem}; refusing to use it (remove it, or choose another output)",
+            code="unsafe_file",
+        )
+
+    if not _NOFOLLOW and os.path.islink(path):  # pragma: no cover - Windows: best effort
+        raise refuse("is a symbolic link")
+    flags = os.O_RDWR | _NOFOLLOW | _CLOEXEC | getattr(os, "O_BINARY", 0)
+    try:
+        try:
+            fd, created = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+        except FileExistsError:
+            fd, created = os.open(path, flags), False
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, getattr(errno, "EMLINK", -1), getattr(errno, "EFTYPE", -1)):
+            raise refuse("is a symbolic link") from None
+        if exc.errno == errno.EISDIR:
+            raise refuse("is not a plain file") from None
+        raise PaliGemmaQgisError(f"{path}: cannot open the {what}: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        problem = private_problem(st)
+        if problem:
+            raise refuse(problem)
+        if hasattr(os, "fchmod") and stat.S_IMODE(st.st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, created
+
+
+def check_private_path(path: Path, what: str) -> None:
+    """A file SQLite opens by name (a journal's -wal, -shm): absent, or a plain file of this user alone."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise PaliGemmaQgisError(f"{path}: cannot check the {what}: {exc.strerror or exc}") from exc
+    problem = private_problem(st)
+    if problem:
+        raise PaliGemmaQgisError(
+            f"{path}: the {what} {problem}; refusing to use it (remove it, or choose another output)",
+            code="unsafe_file",
+        )
 
 
 # ------------------------------------------------------------------ OS file locks
@@ -167,9 +248,12 @@ class OutputClaim:
         self.release()
 
 
-def _holder_text(lock_path: Path) -> str:
+def _holder_text(handle: IO[Any]) -> str:
     try:
-        info = json.loads(lock_path.read_text(encoding="utf-8") or "{}")
+        handle.seek(0)
+        info = json.loads(handle.read(4096) or "{}")
+        if not isinstance(info, dict):
+            return "another run"
     except (OSError, ValueError):
         return "another run"
     who = f"process {info.get('pid', '?')}"
@@ -190,27 +274,26 @@ def claim_output(path: str | os.PathLike) -> OutputClaim:
     lock_path = path.with_name(path.name + LOCK_SUFFIX)
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        existed = lock_path.exists()
-        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the run's life
     except OSError as exc:
         raise PaliGemmaQgisError(
             f"{path}: cannot create the lock file {lock_path}: {exc.strerror or exc}"
         ) from exc
+    handle, existed = _open_lock(lock_path)
     while True:
         if not _try_lock(handle):
+            holder = _holder_text(handle)
             handle.close()
             raise OutputExistsError(
-                f"{path}: another run is writing this output ({_holder_text(lock_path)}); "
-                "wait for it, or choose another output",
+                f"{path}: another run is writing this output ({holder}); wait for it, or choose another output",
                 code="output_busy",
             )
         try:  # the holder may have removed the file between our open and our lock: retry
-            if os.fstat(handle.fileno()).st_ino == os.stat(lock_path).st_ino:
+            if os.fstat(handle.fileno()).st_ino == os.stat(lock_path, follow_symlinks=False).st_ino:
                 break
         except OSError:
             pass
         handle.close()
-        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115
+        handle, _ = _open_lock(lock_path)
     info = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -222,6 +305,12 @@ def claim_output(path: str | os.PathLike) -> OutputClaim:
     handle.flush()
     _remove(stale_temp_files(path))
     return OutputClaim(path, handle, lock_path, took_over=existed)
+
+
+def _open_lock(lock_path: Path) -> tuple[IO[Any], bool]:
+    """The lock file, opened as a private file (see ``open_private``): (handle, it existed)."""
+    fd, created = open_private(lock_path, "lock file")
+    return os.fdopen(fd, "r+", encoding="utf-8"), not created
 
 
 # ------------------------------------------------------------------ work folders
@@ -258,7 +347,7 @@ def sweep_work_folders(base: str | os.PathLike | None = None) -> list[Path]:
     base = Path(base) if base is not None else Path(tempfile.gettempdir())
     removed: list[Path] = []
     try:
-        entries = [e for e in base.iterdir() if e.name.startswith(WORK_PREFIX) and e.is_dir()]
+        entries = [e for e in base.iterdir() if e.name.startswith(WORK_PREFIX) and _own_folder(e)]
     except OSError:
         return removed
     for folder in entries:
@@ -278,6 +367,15 @@ def sweep_work_folders(base: str | os.PathLike | None = None) -> list[Path]:
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
+
+
+def _own_folder(path: Path) -> bool:
+    """A real folder (not a link to one) of this user: another user's work folder is not ours to sweep."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and (not hasattr(os, "geteuid") or st.st_uid == os.geteuid())
 
 
 def work_folder(base: str | os.PathLike | None = None, *, sweep: bool = True) -> WorkFolder:

@@ -13,7 +13,9 @@ Layers:
 - ``run``: key/value rows saying which tool, inputs, engine and options made the layers.
 
 Scenes are written one at a time (appends, buffered a few thousand rows), so the driver's
-memory does not grow with the number of scenes.
+memory does not grow with the number of scenes. Every text that could hold an input's URL
+(scene paths, errors, the run table's values) is written redacted (``core.redact``): people
+share GeoPackages.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..redact import redact
 from ..specs import SegmentSpec
 from .results import SceneResult
 
@@ -119,7 +122,7 @@ def _scene_row(result: SceneResult, dst: Any) -> dict[str, Any]:
         geom = g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon(shapely.get_parts(g).tolist())
     return {
         "scene": result.scene.id,
-        "path": result.scene.source,
+        "path": redact(result.scene.source),
         "date": result.date,
         "status": result.status,
         "chips": int(result.chips),
@@ -128,8 +131,8 @@ def _scene_row(result: SceneResult, dst: Any) -> dict[str, Any]:
         "water_area_m2": float(result.water_area_m2),
         "observed_area_m2": float(result.observed_area_m2),
         "seconds": round(float(result.seconds), 3),
-        "error": result.error,
-        "engine": json.dumps(result.engine, default=str) if result.engine else None,
+        "error": redact(result.error) if result.error else result.error,
+        "engine": redact(json.dumps(result.engine, default=str)) if result.engine else None,
         "geometry": geom,
     }
 
@@ -155,7 +158,7 @@ def run_table(options: Mapping[str, Any], facts: dict[str, Any], command: str = 
     def text(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.6g}"
-        return value if isinstance(value, str) else json.dumps(value, default=str)
+        return redact(value if isinstance(value, str) else json.dumps(value, default=str))
 
     return pd.DataFrame({"key": [k for k, _ in rows], "value": [text(v) for _, v in rows]})
 
@@ -204,7 +207,7 @@ def write_run_output(
         for key in ("chips", "skipped", "from_journal", "read_errors", "chip_seconds"):
             totals[key] += getattr(result, key)
         if result.read_errors:
-            unreadable[result.scene.source] = result.read_errors
+            unreadable[redact(result.scene.source)] = result.read_errors
     if "chips" not in layers.written and not layers.buffers.get("chips"):
         empty = chips_frame([], _affine(None), dst)
         empty.attrs["geometry_type"] = "Polygon"

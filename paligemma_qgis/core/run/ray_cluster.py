@@ -2,16 +2,34 @@
 
 Apart from the executor because who may reach what (which interfaces a local Ray listens on,
 how a remote address is checked before ``ray.init`` waits minutes) is a concern of its own.
+
+A Ray that this tool starts (no address, or the plugin's ``local``) is for this computer alone:
+anyone who can reach a Ray can run code in it. So every one of its processes (GCS, raylet and
+object manager, workers, agents) listens on 127.0.0.1 only, it asks a bearer token that only
+this run knows (Ray >= 2.52, ``RAY_AUTH_MODE=token``; the token travels to Ray's processes in
+their environment, never in a file), and it has no dashboard. Ray offers no public switch for
+the first: on Linux it turns a loopback node address into the machine's own, unless its
+clusters are switched off as they are on Windows and macOS, which is done here for the start.
+A cluster given by address is joined as it is: it must be trusted like code run on this
+computer (the plugin asks before sending work there).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import secrets
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, PaliGemmaQgisError
+
+LOCAL_ADDRESSES = ("", "local")  # what starts a Ray on this computer
+LOOPBACK = "127.0.0.1"
+_AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
 
 
 def import_ray() -> Any:
@@ -36,21 +54,70 @@ def connect(ray: Any, options: Any) -> bool:
         "logging_level": logging.WARNING,
         "log_to_driver": False,
     }
-    if options.ray_address:
+    address = (options.ray_address or "").strip()
+    local = address in LOCAL_ADDRESSES
+    if not local:
         package = Path(__file__).resolve().parents[1]
         kwargs["runtime_env"] = {"py_modules": [str(package)]}
-        kwargs["address"] = options.ray_address
-    if options.ray_address:
-        probe(options.ray_address)
+        kwargs["address"] = address
+        probe(address)
     try:
-        ray.init(**kwargs)
+        with _loopback_only() if local else _auth_from_environment():
+            ray.init(**({**kwargs, "_node_ip_address": LOOPBACK} if local else kwargs))
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise PaliGemmaQgisError(
-            f"cannot join the Ray cluster {options.ray_address or '(local)'}: {exc}",
+            f"cannot join the Ray cluster {address or '(local)'}: {exc}",
             field="ray_address",
             code="ray_unreachable",
         ) from None
     return True
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """While a local Ray starts: its node address stays 127.0.0.1 and it asks a fresh token.
+
+    The environment is restored afterwards (Ray's processes keep theirs), so a later run in this
+    process that joins another cluster does not send this token or ask for one.
+    """
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # pragma: no cover - a Ray without it: its own default
+        clusters = None
+    else:
+        clusters = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    saved = {name: os.environ.get(name) for name in _AUTH_ENV}
+    os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_urlsafe(32))
+    try:
+        _reload_config()
+        if clusters is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = False  # keeps 127.0.0.1 from becoming the LAN address
+        yield
+    finally:
+        if clusters is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = clusters
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _auth_from_environment() -> Iterator[None]:
+    """Joining a cluster: Ray's authentication settings as this process's environment says
+    (not as a local Ray started earlier in this process left them)."""
+    _reload_config()
+    yield
+
+
+def _reload_config() -> None:
+    """Let Ray's C++ side read RAY_AUTH_MODE from the environment again (what Ray itself does
+    when it turns token authentication on)."""
+    with contextlib.suppress(ImportError, AttributeError):
+        from ray._raylet import Config  # type: ignore[attr-defined]
+
+        Config.initialize("")
 
 
 PROBE_SECONDS = 5.0

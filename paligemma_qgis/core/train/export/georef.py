@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import shutil
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -16,7 +15,14 @@ from ...errors import InputError
 from ...progress import Progress, check_cancelled
 from .labels import _open_labels
 from .options import ExportOptions, ExportSummary
-from .outputs import check_output_dir, finish_output_dir, prepare_output_dir, write_jsonl, writing
+from .outputs import (
+    check_output_dir,
+    finish_output_dir,
+    prepare_output_dir,
+    write_export_json,
+    write_jsonl,
+    writing,
+)
 from .recipe import encode_chip, load_codec
 from .split import EMPTY_POLICIES, apply_empty_policy, exclude_overlaps, spatial_blocks, split_blocks
 
@@ -187,10 +193,7 @@ def export_training_data(options: ExportOptions, progress: Progress | None = Non
                 )
             write_geopackage(tmp / "chips.gpkg", {"chips": chips_gdf, "review": review_gdf})
             with writing(out_dir, "export.json"):
-                (tmp / "export.json").write_text(
-                    json.dumps({"options": opts.to_dict(), "summary": summary.to_dict()}, indent=2),
-                    encoding="utf-8",
-                )
+                write_export_json(tmp / "export.json", opts.to_dict(), summary.to_dict())
             finish_output_dir(tmp, out_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -212,7 +215,7 @@ def _export_chips(
     from PIL import Image
     from rasterio.windows import transform as window_transform
 
-    stem = Path(opts.raster).stem
+    stem = _stem(opts.raster)
     raw_bands = labels.bands if labels.kind == "water-index" else []
     rows: list[dict] = []
     review: list[dict] = []
@@ -288,3 +291,13 @@ def _export_chips(
         if progress is not None:
             progress.report(i + 1, len(chips), name)
     return rows, review, records
+
+
+def _stem(raster: Any) -> str:
+    """Chip names start with the raster's name: for a URL, never its query or credentials."""
+    from ...redact import scene_stem
+
+    text = str(raster)
+    if "://" in text or text.startswith("/vsi"):
+        return scene_stem(text) or "raster"
+    return Path(text).stem

@@ -106,3 +106,14 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> int:
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def write_export_json(path: Path, options: dict, summary: dict) -> None:
+    """``export.json``: the options and summary of an export, redacted (an input URL's
+    credentials must not travel with a shared training set)."""
+    import json
+
+    from ...redact import redact_tree
+
+    text = json.dumps(redact_tree({"options": options, "summary": summary}), indent=2, default=str)
+    Path(path).write_text(text, encoding="utf-8")

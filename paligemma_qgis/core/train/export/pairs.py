@@ -8,7 +8,6 @@ overwritten and no two JSONL lines point at one image with different labels.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,14 @@ from ...errors import InputError
 from ...inputs.files import image_size, open_image, read_text
 from ...progress import Progress, check_cancelled
 from .options import ExportSummary, _Serialisable
-from .outputs import check_output_dir, finish_output_dir, prepare_output_dir, write_jsonl, writing
+from .outputs import (
+    check_output_dir,
+    finish_output_dir,
+    prepare_output_dir,
+    write_export_json,
+    write_jsonl,
+    writing,
+)
 from .recipe import LABEL, PREFIX, encode_chip, load_codec
 from .split import apply_empty_policy
 
@@ -198,10 +204,7 @@ def export_pairs(opts: PairsOptions, progress: Progress | None = None) -> Export
         with writing(out_dir, "train.jsonl, valid.jsonl and export.json"):
             summary.n_train = write_jsonl(tmp / "train.jsonl", per_split["train"])
             summary.n_valid = write_jsonl(tmp / "valid.jsonl", per_split["valid"])
-            (tmp / "export.json").write_text(
-                json.dumps({"options": opts.to_dict(), "summary": summary.to_dict()}, indent=2),
-                encoding="utf-8",
-            )
+            write_export_json(tmp / "export.json", opts.to_dict(), summary.to_dict())
         finish_output_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
