@@ -12,7 +12,7 @@ from ..errors import InputError
 
 ENGINES = ("water-index", "paligemma")
 
-_WATER_INDEX_KEYS = ("green", "nir", "swir", "threshold", "index", "chip_size")
+_WATER_INDEX_KEYS = ("green", "nir", "swir", "threshold", "index", "threshold_method", "chip_size")
 _PALIGEMMA_KEYS = (
     "model",
     "vae",
