@@ -131,11 +131,23 @@ def test_bright_fields_third_mode(method: str, min_iou: float | None) -> None:
 
 
 @pytest.mark.parametrize("method", THRESHOLD_METHODS)
-def test_one_mode_no_water_invents_none(method: str) -> None:
+def test_one_mode_dry_by_the_index_is_sure(method: str) -> None:
+    """No pixel reaches the lowest threshold allowed: no water, and no doubt about it."""
     index, nir, swir, _ = scene([(VEGETATION, 1.0)])
+    assert np.nanmax(index) < BOUNDS[0]
     c = choose_threshold(index, method, nir=nir, swir=swir)
-    assert (index > c.threshold).mean() < 0.001
-    assert BOUNDS[0] <= c.threshold <= BOUNDS[1] and c.unsure
+    assert (index > c.threshold).sum() == 0 and BOUNDS[0] <= c.threshold <= BOUNDS[1]
+    assert c.quality == 1.0 and not c.unsure
+
+
+def test_one_broad_mode_auto_invents_no_water() -> None:
+    """One mode whose tail passes the lowest threshold, NIR unrelated to the index (no water):
+    plain Otsu maps the tail; auto raises the threshold until nothing bright is left, and says so."""
+    index, nir, swir, _ = scene([(Mode(-0.2, 0.1, 150, 140), 1.0)])
+    plain = choose_threshold(index, "otsu", nir=nir, swir=swir)
+    assert (index > plain.threshold).mean() > 0.1 and plain.unsure
+    c = choose_threshold(index, "auto", nir=nir, swir=swir)
+    assert (index > c.threshold).mean() < 0.005 and c.unsure and c.raised_from is not None
 
 
 @pytest.mark.parametrize("seed", [0, 1])

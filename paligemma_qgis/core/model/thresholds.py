@@ -19,7 +19,8 @@ threshold then lands between two land modes. The methods here:
 Every choice carries its diagnostics and a quality score in [0, 1]: how deep the valley at
 the threshold is in the histogram of the edge pixels (1: two modes with nothing between,
 0: no valley) times how dark the mapped water is (1 when none of it is bright, 0 from 30 %
-bright). ``unsure`` marks a map not to be trusted as is, with the reason.
+bright); a scene whose index never reaches the lowest threshold allowed is dry beyond doubt
+(quality 1). ``unsure`` marks a map not to be trusted as is, with the reason.
 """
 
 from __future__ import annotations
@@ -289,11 +290,12 @@ def choose_threshold(
         raised_from, t = t, float(np.clip(raise_until_dark(index, bright, t), *BOUNDS))
         share = bright_share(index, bright, t)
     sep = None if edge_hist is None else valley_depth(edge_hist, bin_edges, t)
-    quality = quality_of(sep, share)
-    reason = _unsure_reason(sep, share, raised_from, quality)
     valid = np.isfinite(index)
     with np.errstate(invalid="ignore"):
         water = float((index > t).sum() / max(int(valid.sum()), 1))
+        dry = not (index > BOUNDS[0]).any()  # no threshold this engine may choose maps water
+    quality = 1.0 if dry else quality_of(sep, share)
+    reason = "" if dry else _unsure_reason(sep, share, raised_from, quality)
     return ThresholdChoice(
         method=method,
         threshold=t,
