@@ -9,7 +9,9 @@ ignores the mask maps water there.
 
 Spectra (uint8 DN): land R90 G110 B70 NIR180 SWIR150; water R30 G60 B80 NIR15 SWIR10,
 so NDWI is about 0.6 on water and -0.24 on land. A dark "asphalt" patch (all bands ~25)
-is dark in RGB but not water by NDWI.
+is dark in RGB but not water by NDWI. ``fields_px`` paints harvested fields of bright bare
+soil (NDWI +0.02, bright in NIR and SWIR), and ``water_spectrum`` may make the water shallow
+(``SHALLOW_WATER``: NDWI 0.2), the third histogram mode real NAIP tiles have (issue 23).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from shapely.geometry import LineString, Point, Polygon, box
 LAND = {"red": 90, "green": 110, "blue": 70, "nir": 180, "swir": 150}
 WATER = {"red": 30, "green": 60, "blue": 80, "nir": 15, "swir": 10}
 ASPHALT = {"red": 25, "green": 25, "blue": 25, "nir": 40, "swir": 45}
+FIELDS = {"red": 170, "green": 175, "blue": 150, "nir": 168, "swir": 200}
+SHALLOW_WATER = {"red": 60, "green": 90, "blue": 85, "nir": 60, "swir": 30}
 
 # Origin (top-left) and pixel size per CRS: all near 45 N, 15 E.
 GRIDS = {
@@ -125,6 +129,8 @@ def make_scene(
     blocksize: int = 256,
     tiled: bool = True,
     grid: tuple | None = None,
+    fields_px: list | None = None,
+    water_spectrum: dict | None = None,
 ) -> SyntheticScene:
     """Write a synthetic scene to ``path`` and return it with its truth.
 
@@ -156,6 +162,10 @@ def make_scene(
     if asphalt:
         dark = rasterize([box(width * 0.05, height * 0.05, width * 0.15, height * 0.12)], out_shape=shape) > 0
         dark &= ~water
+    fields = np.zeros(shape, bool)
+    if fields_px:
+        fields = (rasterize(fields_px, out_shape=shape) > 0) & ~water & ~dark
+    water_values = water_spectrum or WATER
     valid = np.ones(shape, bool)
     if footprint is not None:
         valid = rasterize([footprint], out_shape=shape, dtype="uint8") > 0
@@ -163,7 +173,8 @@ def make_scene(
     scale, offset = (40.0, 200.0) if dtype == "uint16" else (1.0, 0.0)
     data = np.empty((len(names), height, width), dtype)
     for i, name in enumerate(names):
-        band = np.where(water, WATER[name], np.where(dark, ASPHALT[name], LAND[name])).astype(np.float64)
+        land = np.where(fields, FIELDS[name], LAND[name])
+        band = np.where(water, water_values[name], np.where(dark, ASPHALT[name], land)).astype(np.float64)
         band += rng.normal(0, noise, shape)
         band = band * scale + offset
         if footprint is not None and mask != "nodata":

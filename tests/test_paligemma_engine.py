@@ -625,7 +625,7 @@ def test_compiled_decode_step_gives_the_same_tokens(loaded, vae_npz, images):
 
 
 def test_decoding_options_reach_the_engine_through_the_pipeline(tmp_path, tiny_paligemma, vae_npz):
-    """--max-objects / --cache from SegmentOptions change what the engine does, not just a field."""
+    """--max-objects / --cache from the spec change what the engine does, not just a field."""
     sys.path.insert(0, str(REPO / "tests"))
     import pyogrio
     from synthetic_rasters import make_scene

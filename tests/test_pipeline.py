@@ -192,8 +192,13 @@ def test_run_table_records_how_the_layer_was_made(tmp_path) -> None:
     assert run["raster_crs"] == "EPSG:32633"
     assert run["option.overlap"] == "16" and run["option.min_area_m2"] == "50"
     assert float(run["engine.threshold"]) == pytest.approx(summary.details["threshold"])
-    assert run["engine.threshold_source"] == "otsu"
+    assert run["engine.threshold_source"] == "auto"  # the default threshold method
+    assert 0 <= float(run["engine.quality"]) <= 1 and run["engine.unsure"] in ("true", "false")
     assert int(run["chips"]) == summary.chips and int(run["skipped"]) == summary.skipped
+    # The per-scene self-check travels to the scenes layer too.
+    scenes = pyogrio.read_dataframe(out, layer="scenes", read_geometry=False)
+    assert scenes["threshold"].tolist() == pytest.approx([summary.details["threshold"]])
+    assert scenes["quality"].tolist() == pytest.approx([float(run["engine.quality"])])
     assert run["created_utc"].endswith("+00:00")
 
 

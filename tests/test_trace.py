@@ -243,7 +243,7 @@ def test_big_mosaics_are_traced_in_a_child_process(tmp_path) -> None:
 
 
 # ----------------------------------------------------------------------------- what is read
-def test_fixed_threshold_reads_no_scene_sample_and_otsu_reads_one(tmp_path, monkeypatch) -> None:
+def test_fixed_threshold_reads_no_scene_sample_and_a_scene_threshold_reads_one(tmp_path, monkeypatch) -> None:
     seam_heavy_scene(tmp_path / "s.tif")
     calls = []
     real = RasterSource.read_sample
@@ -257,8 +257,8 @@ def test_fixed_threshold_reads_no_scene_sample_and_otsu_reads_one(tmp_path, monk
     segment_raster(segment_spec(output=str(tmp_path / "a.gpkg"), threshold=THRESHOLD, **opts))
     assert calls == []
     summary = segment_raster(segment_spec(output=str(tmp_path / "b.gpkg"), **opts))
-    assert calls == [False]  # Otsu's sample, without the RGB bands or a stretch
-    assert summary.details["threshold_source"] == "otsu"
+    assert calls == [False]  # the threshold's sample, without the RGB bands or a stretch
+    assert summary.details["threshold_source"] == "auto"
 
 
 def test_all_nodata_is_still_named_when_no_sample_is_read(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""Water index segmenter: band resolution, NDWI/MNDWI, scene Otsu threshold, factory."""
+"""Water index segmenter: band resolution, NDWI/MNDWI, the scene threshold and its self-check, factory."""
 
 from __future__ import annotations
 
@@ -33,13 +33,21 @@ def _batch(green: np.ndarray, other: np.ndarray, valid: np.ndarray | None = None
     "kwargs,bands,expected,index",
     [
         (dict(nir=4), RGBN, [2, 4], "ndwi"),  # green from the RGB rendering
+        # MNDWI preferred; NIR read too, for the darkness check of the scene threshold
+        (dict(green=2, nir=4, swir=5), RasterBands(5, (None,) * 5, (1, 2, 3)), [2, 5, 4], "mndwi"),
         (
-            dict(green=2, nir=4, swir=5),
+            dict(green=2, nir=4, swir=5, threshold=0.1),
             RasterBands(5, (None,) * 5, (1, 2, 3)),
             [2, 5],
             "mndwi",
-        ),  # prefer MNDWI
-        (dict(green=2, nir=4, swir=5, index="ndwi"), RasterBands(5, (None,) * 5, (1, 2, 3)), [2, 4], "ndwi"),
+        ),
+        (dict(green=2, nir=9, swir=5), RasterBands(5, (None,) * 5, (1, 2, 3)), [2, 5], "mndwi"),
+        (
+            dict(green=2, nir=4, swir=5, index="ndwi"),
+            RasterBands(5, (None,) * 5, (1, 2, 3)),
+            [2, 4, 5],
+            "ndwi",
+        ),
         (dict(nir=4), RasterBands(4, ("a", "b", "green", "d"), (1, 2, 3)), [3, 4], "ndwi"),  # described green
     ],
 )
@@ -102,7 +110,7 @@ def test_segment_and_prepare() -> None:
     expected = np.zeros((8, 8), bool)
     expected[:4, 2:] = True
     assert (res.water == expected).all() and res.status == "ok"
-    assert seg.describe()["threshold_source"] == "otsu"
+    assert seg.describe()["threshold_source"] == "auto"
 
 
 def test_fixed_threshold_is_kept_and_empty_status() -> None:
@@ -171,3 +179,80 @@ def test_factory_paligemma_is_lazy(monkeypatch) -> None:
         cache="dynamic",
         compile=False,
     )
+
+
+# ----------------------------------------------------------------------------- threshold methods
+def test_unknown_threshold_method_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="unknown threshold method 'magic'; choose auto, edge-otsu") as exc:
+        WaterIndexSegmenter(nir=4, threshold_method="magic")  # type: ignore[arg-type]
+    assert exc.value.field == "threshold_method"
+    spec = segment_spec(raster="a.tif", output="o.gpkg", threshold_method="multi-otsu")
+    seg = make_segmenter(spec.engine, {"nir": 4})
+    assert seg.threshold_method == "multi-otsu"
+    with pytest.raises(InputError) as caught:
+        segment_spec(raster="a.tif", output="o.gpkg", threshold_method="magic")
+    assert (caught.value.code, caught.value.field) == ("option_choice", "threshold_method")
+
+
+def test_prepare_on_several_chips_and_the_self_check() -> None:
+    """Chips are laid side by side: a lake cut by the chip border makes no edge across chips."""
+    green = np.full((2, 32, 32), 110.0)
+    nir = np.full((2, 32, 32), 180.0)
+    green[0, 8:24, 8:24], nir[0, 8:24, 8:24] = 60, 15  # a lake in the first chip
+    green[1, :, 24:], nir[1, :, 24:] = 60, 15  # water along the second chip's right border
+    raw = np.stack([green, nir], axis=1).astype(np.float32)
+    batch = ChipBatch(
+        raw=raw, rgb=np.zeros((2, 32, 32, 3), np.uint8), valid=np.ones((2, 32, 32), bool), ids=[0, 1]
+    )
+    seg = WaterIndexSegmenter(nir=4)
+    seg.bands_needed(RGBN)
+    seg.prepare(batch)
+    d = seg.describe()
+    assert -0.24 < seg.threshold < 0.6 and d["threshold_source"] == "auto"
+    assert d["quality"] > 0.9 and d["unsure"] is False and d["unsure_reason"] is None
+    assert d["bright_share"] == 0.0 and d["bands"] == [2, 4] and d["edge_pixels"] > 0
+    assert [r.water.sum() for r in seg.segment(batch)] == [16 * 16, 32 * 8]
+
+
+def test_fixed_threshold_has_no_self_check() -> None:
+    seg = WaterIndexSegmenter(nir=4, swir=5, threshold=0.2)
+    assert seg.bands_needed(RasterBands(5, (None,) * 5, (1, 2, 3))) == [2, 5] and not seg.needs_sample
+    assert seg.describe() == {
+        "index": "mndwi",
+        "bands": [2, 5],
+        "threshold": 0.2,
+        "threshold_source": "fixed",
+    }
+
+
+@pytest.mark.parametrize("method", ["otsu", "auto", None])
+def test_bright_fields_end_to_end(tmp_path, method: str | None) -> None:
+    """A raster with harvested fields of bright soil and shallow water (NDWI only): plain Otsu
+    maps the fields; the default maps the water, says why it is unsure, in ``run`` and ``scenes``."""
+    import pyogrio
+    import shapely
+    from shapely.geometry import box
+    from synthetic_rasters import SHALLOW_WATER, iou, make_scene
+
+    from paligemma_qgis.core.run.driver import segment_raster
+    from paligemma_qgis.core.specs import segment_spec
+
+    fields = [box(0, 0, 300, 150), box(320, 180, 600, 260), box(0, 260, 250, 380)]
+    scene = make_scene(tmp_path / "s.tif", fields_px=fields, water_spectrum=SHALLOW_WATER)
+    chosen = {} if method is None else {"threshold_method": method}  # None: the spec's default
+    opts = segment_spec(raster=str(scene.path), output=str(tmp_path / "o.gpkg"), nir=4, **chosen)
+    summary = segment_raster(opts)
+    water = pyogrio.read_dataframe(summary.output, layer="water")
+    score = iou(shapely.union_all(water.geometry.values), shapely.union_all(scene.water))
+    scenes = pyogrio.read_dataframe(summary.output, layer="scenes", read_geometry=False)
+    run = pyogrio.read_dataframe(summary.output, layer="run", read_geometry=False)
+    run = dict(zip(run["key"], run["value"], strict=True))
+    assert run["engine.threshold_source"] == (method or "auto")
+    assert scenes["threshold"].iloc[0] == pytest.approx(float(run["engine.threshold"]))
+    if method == "otsu":
+        assert score < 0.4  # the fields are water
+        assert "bright in NIR" in scenes["unsure"].iloc[0]  # ... and the map says it is unsure
+    else:
+        assert score > 0.95
+        assert float(run["engine.raised_from"]) < float(run["engine.threshold"])
+        assert "threshold raised" in scenes["unsure"].iloc[0]

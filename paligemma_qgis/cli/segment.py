@@ -200,7 +200,16 @@ def add_band_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--green", type=int, metavar="N", help="green band (water index)")
     g.add_argument("--nir", type=int, metavar="N", help="near-infrared band (NDWI)")
     g.add_argument("--swir", type=int, metavar="N", help="short-wave infrared band (MNDWI)")
-    g.add_argument("--threshold", type=float, metavar="X", help="water index threshold (default: Otsu)")
+    g.add_argument(
+        "--threshold", type=float, metavar="X", help="fixed water index threshold (default: one per scene)"
+    )
+    g.add_argument(
+        "--threshold-method",
+        choices=rules.THRESHOLD_METHODS,
+        default=rules.DEFAULT_THRESHOLD_METHOD,
+        help="how a scene's threshold is chosen without --threshold: auto (default: Otsu on the "
+        "index's edges, raised until the water is dark in NIR/SWIR), edge-otsu, multi-otsu or otsu",
+    )
     g.add_argument("--index", choices=rules.INDEXES, default=rules.DEFAULT_INDEX, help="water index")
 
 

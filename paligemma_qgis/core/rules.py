@@ -20,6 +20,8 @@ DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 DtypeName = Literal["auto", "bfloat16", "float32"]
 CacheMode = Literal["dynamic", "static"]
 PresetName = Literal["sentinel2", "landsat89", "naip"]
+# How the water index picks a scene's threshold (core/model/thresholds.py says how each works).
+ThresholdMethod = Literal["auto", "edge-otsu", "multi-otsu", "otsu"]
 
 ENGINES: tuple[EngineName, ...] = get_args(EngineName)
 INDEXES: tuple[IndexName, ...] = get_args(IndexName)
@@ -30,10 +32,12 @@ DEVICES: tuple[DeviceName, ...] = get_args(DeviceName)
 DTYPES: tuple[DtypeName, ...] = get_args(DtypeName)
 CACHE_MODES: tuple[CacheMode, ...] = get_args(CacheMode)
 PRESETS: tuple[PresetName, ...] = get_args(PresetName)
+THRESHOLD_METHODS: tuple[ThresholdMethod, ...] = get_args(ThresholdMethod)
 
 # The water index: it runs without a model download, in seconds, on any machine.
 DEFAULT_ENGINE: EngineName = "water-index"
 DEFAULT_INDEX: IndexName = "auto"
+DEFAULT_THRESHOLD_METHOD: ThresholdMethod = "auto"  # measured: docs/BENCHMARKS.md §8
 DEFAULT_VOTE: VoteRule = "majority"
 DEFAULT_MODEL = "google/paligemma2-3b-mix-224"
 DEFAULT_CLASSES = ("water",)

@@ -91,8 +91,9 @@ class GridSpec:
 class WaterIndexSpec:
     """The water index engine: which index, and a fixed threshold or the scene's own."""
 
-    threshold: float | None = None  # None: chosen per scene
+    threshold: float | None = None  # None: chosen per scene by ``threshold_method``
     index: rules.IndexName = rules.DEFAULT_INDEX
+    threshold_method: rules.ThresholdMethod = rules.DEFAULT_THRESHOLD_METHOD
 
 
 @dataclass(frozen=True)

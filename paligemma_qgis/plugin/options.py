@@ -1,7 +1,7 @@
 """Choices shared by the dialog and the Processing algorithms, and the job dicts they build.
 
 The plugin only builds plain JSON-ready dicts: the worker turns them into
-core.run.driver.SegmentOptions and validates them there, so QGIS never imports the core's
+core.specs.segment_spec and validates them there, so QGIS never imports the core's
 heavy modules (rasterio, torch).
 """
 

@@ -8,7 +8,10 @@ is opened here, so a thousand scenes cost a thousand path checks.
 
 A scene's id is its file stem (or STAC item id), made unique with ``_2``, ``_3``... in input
 order. Its date comes from STAC, else from a date in the file name (``..._20200831...``,
-``2020-08-31``); ``acquisition_date`` reads the raster's own metadata when the scene is opened.
+``2020-08-31``, ``2020_08_31``; a stem that is only ``2020-08`` or a year, ``1985.tif``, dates
+the scene to that month or year, at that precision); ``acquisition_date`` reads the raster's
+own metadata when the scene is opened.
+
 
 A remote input may carry credentials (``https://user:pw@host/...``, a signed query): the real
 path lives only in ``Scene.path``, in memory, for GDAL to open; ``source`` (what messages,
@@ -33,6 +36,8 @@ STAC_SUFFIXES = (".json", ".geojson")
 _VIRTUAL = ("/vsi", "s3://", "gs://", "http://", "https://", "az://")
 _GLOB = re.compile(r"[*?\[]")
 _NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)[-_.]?(0[1-9]|1[0-2])[-_.]?(0[1-9]|[12]\d|3[01])(?!\d)")
+# A month or a year only counts as the whole stem: inside a longer name it may be a tile number.
+_STEM_MONTH_OR_YEAR = re.compile(r"^((?:19|20)\d\d)(?:[-_](0[1-9]|1[0-2]))?$")
 # Raster metadata keys that hold the acquisition time (TIFFTAG_DATETIME is the file's, not the scene's).
 _DATE_TAGS = (
     "ACQUISITIONDATETIME",
@@ -75,9 +80,20 @@ def _virtual(text: str) -> str | None:
 
 
 def date_from_name(name: str) -> str | None:
-    """An ISO date written in a file name (YYYYMMDD or YYYY-MM-DD), or None."""
-    m = _NAME_DATE.search(Path(name).name)
-    return f"{m.group(1)}-{m.group(2)}-{m.group(3)}" if m else None
+    """The ISO date a file name holds, at the precision it is written in, or None.
+
+    ``YYYYMMDD``, ``YYYY-MM-DD`` or ``YYYY_MM_DD`` anywhere in the name gives ``YYYY-MM-DD``;
+    a stem that is only ``YYYY-MM`` (or ``YYYY_MM``) gives ``YYYY-MM``, only a year ``YYYY``:
+    a year is not a day, and ``change``/``occurrence`` select such dates by prefix.
+    """
+    base = Path(name).name
+    m = _NAME_DATE.search(base)
+    if m:
+        return f"{m.group(1)}-{m.group(2)}-{m.group(3)}"
+    m = _STEM_MONTH_OR_YEAR.match(Path(base).stem)
+    if m:
+        return m.group(1) if m.group(2) is None else f"{m.group(1)}-{m.group(2)}"
+    return None
 
 
 def normalise_date(value: Any) -> str | None:

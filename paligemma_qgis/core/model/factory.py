@@ -20,6 +20,7 @@ def make_segmenter(engine: EngineSpec, roles: Mapping[str, int] | None = None) -
             swir=roles.get("swir"),
             threshold=engine.water_index.threshold,
             index=engine.water_index.index,
+            threshold_method=engine.water_index.threshold_method,
         )
     from .paligemma import PaliGemmaSegmenter
 

@@ -2,10 +2,11 @@
 
 MNDWI = (G - SWIR) / (G + SWIR) when a SWIR band is known (it separates water from built-up
 land and bright soil better than NDWI, Xu 2006); otherwise NDWI = (G - NIR) / (G + NIR)
-(McFeeters 1996). The threshold is fixed or, by default, Otsu's threshold over the whole
-scene (computed once in ``prepare`` from a decimated read, so every chip uses the same
-value; per-chip Otsu would invent water in dry chips). It needs NIR or SWIR: an RGB-only
-raster is refused rather than guessed at.
+(McFeeters 1996). The threshold is fixed or, by default, chosen once per scene in ``prepare``
+from a decimated read (so every chip uses the same value; per-chip thresholds would invent
+water in dry chips) by one of the methods of ``thresholds`` (edge-Otsu with a NIR/SWIR
+darkness guard by default), which also scores how far to trust the scene's map. It needs
+NIR or SWIR: an RGB-only raster is refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -16,31 +17,25 @@ import numpy as np
 
 from ..errors import InputError
 from .segmenter import ChipBatch, ChipResult, EngineInfo, RasterBands
+from .thresholds import (
+    BOUNDS,
+    DEFAULT_METHOD,
+    FALLBACK,
+    THRESHOLD_METHODS,
+    ThresholdChoice,
+    ThresholdMethod,
+    choose_threshold,
+    histogram,
+    otsu,
+)
 
-# Otsu is meaningless on a scene without water (one mode); keep its result within the range
-# where the index plausibly separates water from land.
-OTSU_BOUNDS = (-0.1, 0.5)
-DEFAULT_THRESHOLD = 0.0
+OTSU_BOUNDS = BOUNDS
+DEFAULT_THRESHOLD = FALLBACK
 
 
-def otsu_threshold(
-    values: np.ndarray, bins: int = 256, value_range: tuple[float, float] = (-1.0, 1.0)
-) -> float:
-    """Otsu's threshold (maximum between-class variance) of finite ``values``."""
-    v = values[np.isfinite(values)]
-    if v.size < 2:
-        return DEFAULT_THRESHOLD
-    hist, edges = np.histogram(v, bins=bins, range=value_range)
-    centers = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist).astype(np.float64)
-    w1 = w0[-1] - w0
-    m = np.cumsum(hist * centers)
-    mu0 = np.divide(m, w0, out=np.zeros_like(m), where=w0 > 0)
-    mu1 = np.divide(m[-1] - m, w1, out=np.zeros_like(m), where=w1 > 0)
-    between = w0 * w1 * (mu0 - mu1) ** 2
-    # Two clean modes leave a plateau of equal scores between them: take its middle.
-    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
-    return float(edges[int(round((best[0] + best[-1]) / 2)) + 1])
+def otsu_threshold(values: np.ndarray) -> float:
+    """Plain Otsu's threshold of finite ``values`` (index units), unbounded."""
+    return otsu(*histogram(np.asarray(values, np.float32)))
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -61,7 +56,8 @@ class WaterIndexSegmenter:
     """Water where MNDWI (or NDWI) > threshold. Implements engine.base.Segmenter.
 
     ``green``/``nir``/``swir``: 1-based bands (usually from RasterSource.band_roles).
-    ``threshold``: fixed value, or None for the scene's Otsu threshold.
+    ``threshold``: fixed value, or None for the scene's threshold by ``threshold_method``
+    (see ``thresholds``: "auto", "edge-otsu", "multi-otsu" or "otsu").
     ``index``: "auto" (MNDWI when SWIR is known, else NDWI), "mndwi" or "ndwi".
     """
 
@@ -77,17 +73,27 @@ class WaterIndexSegmenter:
         swir: int | None = None,
         threshold: float | None = None,
         index: str = "auto",
+        threshold_method: ThresholdMethod = DEFAULT_METHOD,
         chip_size: int = 224,
     ) -> None:
         if index not in ("auto", "mndwi", "ndwi"):
             raise InputError(f"unknown water index {index!r}; choose auto, mndwi or ndwi")
+        if threshold_method not in THRESHOLD_METHODS:
+            raise InputError(
+                f"unknown threshold method {threshold_method!r}; choose {', '.join(THRESHOLD_METHODS)}",
+                field="threshold_method",
+                code="unknown_choice",
+            )
         self.green, self.nir, self.swir = green, nir, swir
         self.fixed_threshold = threshold
         self.threshold: float = DEFAULT_THRESHOLD if threshold is None else float(threshold)
         self.index = index
+        self.threshold_method: ThresholdMethod = threshold_method
         self.chip_size = int(chip_size)
         self._bands: list[int] | None = None
+        self._check_bands: dict[str, int] = {}  # role -> position in raw, for the darkness check
         self.index_name: str | None = None
+        self.choice: ThresholdChoice | None = None
 
     def _resolve(self, bands: RasterBands) -> list[int]:
         green = self.green
@@ -128,11 +134,20 @@ class WaterIndexSegmenter:
                 code="same_band",
             )
         self.index_name = index
-        return [green, other]
+        read = [green, other]
+        self._check_bands = {other_role: 1}
+        if self.fixed_threshold is None:
+            # The darkness check reads the other of NIR/SWIR too, when the raster has it.
+            extra_role = "nir" if other_role == "swir" else "swir"
+            extra = self.nir if extra_role == "nir" else self.swir
+            if extra is not None and 1 <= extra <= bands.count and extra not in read:
+                self._check_bands[extra_role] = len(read)
+                read.append(extra)
+        return read
 
     @property
     def needs_sample(self) -> bool:
-        """Only Otsu needs the scene sample; a fixed threshold reads none."""
+        """Only a scene threshold needs the scene sample; a fixed threshold reads none."""
         return self.fixed_threshold is None
 
     @property
@@ -151,15 +166,23 @@ class WaterIndexSegmenter:
         return list(self._bands)
 
     def index_of(self, raw: np.ndarray) -> np.ndarray:
-        """Index values for raw (..., 2, H, W) = [green, nir-or-swir]."""
+        """Index values for raw (..., n, H, W) = [green, nir-or-swir, other bands read...]."""
         return normalized_difference(raw[..., 0, :, :], raw[..., 1, :, :])
 
     def prepare(self, sample: ChipBatch) -> None:
+        """The scene threshold and its self-check, from the sample (chips side by side)."""
         if self.fixed_threshold is not None:
             return
-        values = self.index_of(sample.raw)[sample.valid]
-        t = otsu_threshold(values)
-        self.threshold = float(np.clip(t, *OTSU_BOUNDS))
+        raw = np.where(sample.valid[:, None], sample.raw, np.nan).astype(np.float32, copy=False)
+        # Chips side by side with a NaN column between them: no edge across two chips.
+        gap = np.full((*raw.shape[1:3], 1), np.nan, np.float32)
+        image = np.concatenate([a for chip in raw for a in (chip, gap)][:-1], axis=-1)
+        index = normalized_difference(image[0], image[1])
+        check = {role: image[pos] for role, pos in self._check_bands.items()}
+        self.choice = choose_threshold(
+            index, self.threshold_method, nir=check.get("nir"), swir=check.get("swir")
+        )
+        self.threshold = self.choice.threshold
 
     def segment(self, batch: ChipBatch) -> list[ChipResult]:
         idx = self.index_of(batch.raw)
@@ -171,10 +194,17 @@ class WaterIndexSegmenter:
         return results
 
     def describe(self) -> dict[str, Any]:
-        """What was run, for the summary and the audit trail."""
-        return {
+        """What was run and how far to trust it, for the summary, the audit trail and ``scenes``."""
+        out: dict[str, Any] = {
             "index": self.index_name,
-            "bands": self._bands,
+            "bands": None if self._bands is None else self._bands[:2],
             "threshold": round(self.threshold, 4),
-            "threshold_source": "fixed" if self.fixed_threshold is not None else "otsu",
+            "threshold_source": "fixed" if self.fixed_threshold is not None else self.threshold_method,
         }
+        if self.choice is not None:
+            c = self.choice.as_dict()
+            for key in ("method", "threshold", "reason"):
+                c.pop(key)
+            out.update({k if k != "otsu" else "otsu_threshold": v for k, v in c.items()})
+            out["unsure_reason"] = self.choice.reason or None
+        return out

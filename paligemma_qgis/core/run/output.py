@@ -6,7 +6,8 @@ Layers:
   scenes' own when they share one, else EPSG:4326, or ``--out-crs``); areas are ground areas
   measured in each scene's CRS, so they do not depend on the output CRS;
 - ``scenes``: one row per scene, its geometry the observed footprint (where water or land
-  was decided; NULL for a failed scene), with status, counts, areas, seconds and the error;
+  was decided; NULL for a failed scene), with status, counts, areas, seconds and the error,
+  and the water index's threshold, map quality (0..1) and why it is unsure (NULL if sure);
 - ``chips``: every chip's footprint, status and raw model text (the audit trail, and what
   ``revectorize`` decodes again);
 - ``water_dissolved`` (optional): water merged across overlapping scenes;
@@ -112,6 +113,10 @@ def _scene_columns(frame: Any, scene: str, date: str | None) -> Any:
     return frame
 
 
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
 def _scene_row(result: SceneResult, dst: Any) -> dict[str, Any]:
     import geopandas as gpd
     import shapely
@@ -132,6 +137,10 @@ def _scene_row(result: SceneResult, dst: Any) -> dict[str, Any]:
         "observed_area_m2": float(result.observed_area_m2),
         "seconds": round(float(result.seconds), 3),
         "error": redact(result.error) if result.error else result.error,
+        # The engine's self-check, where it makes one (the water index): NULL otherwise.
+        "threshold": _number(result.engine.get("threshold")),
+        "quality": _number(result.engine.get("quality")),
+        "unsure": result.engine.get("unsure_reason") or None,
         "engine": redact(json.dumps(result.engine, default=str)) if result.engine else None,
         "geometry": geom,
     }
@@ -215,6 +224,8 @@ def write_run_output(
     layers.close()
     scenes = gpd.GeoDataFrame(pd.DataFrame(scene_rows), geometry="geometry", crs=dst)
     scenes["date"] = scenes["date"].astype(object)
+    # REAL columns (NULL for an engine without a self-check), even when no scene has one.
+    scenes[["threshold", "quality"]] = scenes[["threshold", "quality"]].astype("float64")
     scenes.attrs["geometry_type"] = "MultiPolygon"
     _write(path, "scenes", scenes, append=True)
     if spec.output.dissolve:

@@ -143,6 +143,21 @@ def input_files(inputs: list[str]) -> list[Path]:
     return files
 
 
+def _within(date: str, start: str | None, end: str | None) -> bool:
+    """Whether ``date`` overlaps [start, end], each compared at the coarser of the two
+    precisions: a scene dated ``1985`` is within ``--start 1985-06-01``, ``--end 2020`` keeps
+    every day of 2020."""
+    if start:
+        n = min(len(date), len(start[:10]))
+        if date[:n] < start[:n]:
+            return False
+    if end:
+        n = min(len(date), len(end[:10]))
+        if date[:n] > end[:n]:
+            return False
+    return True
+
+
 def observations(maps: list[WaterMap], start: str | None = None, end: str | None = None) -> list[Scene]:
     """One Scene per acquisition day (scenes of a day merged), undated maps one each, by date."""
     by_day: dict[str, list[Scene]] = {}
@@ -156,7 +171,7 @@ def observations(maps: list[WaterMap], start: str | None = None, end: str | None
                 if start is None and end is None:
                     undated.append(s)
                 continue
-            if (start and d < start[:10]) or (end and d > end[:10]):
+            if not _within(d, start, end):
                 continue
             by_day.setdefault(d, []).append(s)
     out = []

@@ -155,7 +155,7 @@ class _IndexLabels:
         roles = src.band_roles
         self.seg = WaterIndexSegmenter(green=roles.get("green"), nir=roles.get("nir"), swir=roles.get("swir"))
         self.bands = list(self.seg.bands_needed(src.raster_bands))
-        # One scene-wide threshold (Otsu on a decimated read), as the segment command does.
+        # One scene-wide threshold (the default method on a decimated read), as the segment command does.
         raw, valid = src.read_overview(self.bands)
         rgb = np.zeros((*valid.shape, 3), np.uint8)
         self.seg.prepare(ChipBatch(raw=raw[None], rgb=rgb[None], valid=valid[None], ids=[-1]))
