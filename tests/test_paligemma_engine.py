@@ -423,7 +423,7 @@ def test_hf_token_never_in_messages_or_logs(tmp_path, monkeypatch, caplog, tiny_
     lm = load_paligemma(str(tiny_paligemma), device="cpu", token=SECRET)
     messages.append(lm.describe())
     assert all(SECRET not in m for m in messages), messages
-    assert "***" in messages[2]
+    assert "***" in messages[2] or "REDACTED" in messages[2]  # hf_models scrubs, core.redact too
     assert SECRET not in caplog.text
 
 
