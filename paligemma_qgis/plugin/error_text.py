@@ -229,6 +229,9 @@ def translate(message: str, info: dict, options: dict, front: FrontEnd) -> str:
     if code == "all_scenes_failed":
         return _all_scenes_failed(info, options, front)
     if code in ("ray_missing", "ray_unreachable"):
+        params = info.get("params") or {}
+        if params.get("reason"):  # the problem alone: the remedy is said below, in this front end's terms
+            message = f"cannot join the Ray cluster {params.get('address')}: {params['reason']}"
         return _ray_problem(code, message, options, dialog)
     if code == "output_exists" or info.get("kind") == "OutputExistsError":
         target = options.get("out_dir") or options.get("output") or ""

@@ -102,7 +102,7 @@ def _write(path: Path, name: str, frame: Any, *, append: bool) -> None:
     try:
         pyogrio.write_dataframe(frame, path, **kwargs)
     except (DataSourceError, DataLayerError, FieldError, GeometryError, OSError) as exc:
-        raise PaliGemmaQgisError(f"{path}: cannot write layer {name!r}: {exc}") from exc
+        raise PaliGemmaQgisError("layer_unwritable", path=str(path), layer=name, detail=str(exc)) from exc
 
 
 def _scene_columns(frame: Any, scene: str, date: str | None) -> Any:

@@ -104,7 +104,7 @@ class SceneResult:
         except RecordError:
             raise
         except Exception as exc:  # any malformed value: the record is not one of ours
-            raise RecordError(f"a journal record does not decode ({type(exc).__name__}: {exc})") from None
+            raise RecordError("record_undecodable", detail=f"{type(exc).__name__}: {exc}") from None
 
     @classmethod
     def _decode(cls, blob: bytes) -> SceneResult:
@@ -113,7 +113,7 @@ class SceneResult:
         from rasterio.windows import Window
 
         if not blob.startswith(MAGIC):
-            raise RecordError("a journal record is not a scene record of this version")
+            raise RecordError("record_foreign")
         start = len(MAGIC) + _LENGTH.size
         (size,) = _LENGTH.unpack_from(blob, len(MAGIC))
         d = json.loads(blob[start : start + size].decode("utf-8"))
@@ -122,7 +122,7 @@ class SceneResult:
         def take(length: Any) -> bytes:
             nonlocal offset
             if not isinstance(length, int) or length < 0 or offset + length > len(blob):
-                raise RecordError("a journal record is cut short")
+                raise RecordError("record_short")
             offset += length
             return blob[offset - length : offset]
 
@@ -135,7 +135,7 @@ class SceneResult:
             d["water"] = gpd.GeoDataFrame(w["columns"], geometry=gpd.GeoSeries(geoms, crs=d["crs_wkt"]))
             d["water"].attrs["geometry_type"] = "Polygon"
         if offset != len(blob):
-            raise RecordError("a journal record has bytes left over")
+            raise RecordError("record_trailing")
         if d["transform"] is not None:
             d["transform"] = tuple(d["transform"])
         d["records"] = [{**r, "window": Window(*r["window"])} for r in d["records"]]
