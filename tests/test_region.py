@@ -191,7 +191,7 @@ def test_a_work_folder_too_small_for_the_mosaic_is_refused_before_any_chip(
         "P", (), {"report": lambda self, d, t, m="": seen.append(m), "cancelled": lambda self: False}
     )()
     with pytest.raises(
-        InputError, match=rf"{work}: the mosaic of .*s4_20210705.tif needs 0\.\d+ GB"
+        InputError, match=rf"{work}: the mosaic of .*s4_20210705.tif needs \d+ [kM]B of temporary space"
     ) as caught:
         segment_raster(
             segment_spec(

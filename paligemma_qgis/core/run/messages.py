@@ -39,10 +39,11 @@ MESSAGES: dict[str, Message] = {
     "output_exists": Message("{path}: the output exists", "use {opt_overwrite} to replace it"),
     "output_not_writable": Message("{path}: cannot write to {folder} ({reason})"),
     "disk_full": Message(
-        "{folder}: the mosaic of {scene} needs {needed} GB of temporary space but {free} GB is free there",
+        "{folder}: the mosaic of {scene} needs {needed} of temporary space but {free} is free there",
         "free space, map less with {opt_aoi}, or choose another work folder with {opt_workdir}",
     ),
     "no_scene_mapped": Message("no scene was mapped"),
+    "scene_failed_in_run": Message("{error}"),  # revectorize: the run's own error for the scene
     "crs_unknown": Message("{value}: unknown {option}", "use e.g. EPSG:4326"),
     # revectorize
     "not_a_run": Message("{path}: not the output of a segment run (no {layer!r} layer: {detail})"),

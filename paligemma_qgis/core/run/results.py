@@ -55,6 +55,9 @@ class SceneResult:
     water_area_m2: float = 0.0
     observed_area_m2: float = 0.0
     engine: dict[str, Any] = field(default_factory=dict)
+    # The engine that answered (model.segmenter.EngineInfo as JSON), so a run resumed from the
+    # journal alone writes the same facts as one that ran the model.
+    engine_info: dict[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
         """The journal's record: a JSON header of plain values, then WKB (see the module docstring)."""
@@ -81,6 +84,7 @@ class SceneResult:
             "crs_wkt": self.crs_wkt,
             "transform": None if self.transform is None else [float(v) for v in self.transform],
             "engine": json.loads(json.dumps(self.engine, default=str)),
+            "engine_info": self.engine_info,
             "records": [_record_values(r) for r in self.records],
             **{k: int(getattr(self, k)) for k in _COUNTS},
             **{k: float(getattr(self, k)) for k in _FLOATS},
