@@ -57,6 +57,7 @@ import importlib
 import importlib.util
 import io
 import json
+import logging
 import os
 import platform
 import re
@@ -144,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     events = _private_stdout()
+    if not logging.getLogger().handlers:  # run alone (the plugin's way): log to stderr, redacted
+        from .library_warnings import redacted_logging
+
+        redacted_logging()
     return run_job_stream(_stdin_lines(), events)
 
 
