@@ -42,7 +42,7 @@ from ..model.segmenter import EngineInfo, SegmenterFactory
 from ..progress import Cancelled, Progress, SilentProgress
 from ..specs import SegmentSpec
 from .chips import Known, TextRecord
-from .executor import Executor, PlannedScene, RunProgress, SceneFailure, make_executor
+from .executor import Executor, LocalExecutor, PlannedScene, RunProgress, SceneFailure
 from .journal import Journal
 from .preflight import check_disk, check_outputs, run_facts
 from .results import SceneResult, failed_result
@@ -158,6 +158,15 @@ def _run(
             record.fail(outcome)
         else:
             record.done(outcome)
+
+
+def make_executor(spec: SegmentSpec, given: SegmenterFactory | None = None) -> Executor:
+    """The executor ``spec.run`` names (the driver knows no more of it than the protocol)."""
+    if spec.run.executor == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(spec, given)
+    return LocalExecutor(spec, given)
 
 
 @contextmanager
