@@ -142,7 +142,7 @@ def placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
-def _redact(value: Any) -> Any:
+def _redact(value: object) -> Any:
     """Secrets in URLs never reach a message: every text parameter is redacted (core.redact)."""
     from .redact import redact_tree
 

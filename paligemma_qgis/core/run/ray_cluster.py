@@ -23,7 +23,11 @@ import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..specs import RunSpec
 
 from ..errors import InputError, PaliGemmaQgisError
 
@@ -40,7 +44,7 @@ def import_ray() -> Any:
     return ray
 
 
-def connect(ray: Any, options: Any) -> bool:
+def connect(ray: ModuleType, options: RunSpec) -> bool:
     """Join or start Ray; True when this run started it (and must shut it down)."""
     if ray.is_initialized():
         return False

@@ -20,6 +20,8 @@ from ..inputs.scenes import Scene
 from ..redact import redact
 
 if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
     from .plan import ScenePlan
 
 MAGIC = b"PGQ-scene-1\n"
@@ -65,7 +67,7 @@ class SceneResult:
 
         blobs: list[bytes] = []
 
-        def wkb(geom: Any) -> int | None:
+        def wkb(geom: BaseGeometry | None) -> int | None:
             if geom is None:
                 return None
             blobs.append(shapely.to_wkb(geom))
@@ -123,7 +125,7 @@ class SceneResult:
         d = json.loads(blob[start : start + size].decode("utf-8"))
         offset = start + size
 
-        def take(length: Any) -> bytes:
+        def take(length: object) -> bytes:
             nonlocal offset
             if not isinstance(length, int) or length < 0 or offset + length > len(blob):
                 raise RecordError("record_short")
@@ -146,7 +148,7 @@ class SceneResult:
         return cls(**d)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> Any:
     """numpy scalars as Python numbers; anything else is not a record value."""
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         return value.item()

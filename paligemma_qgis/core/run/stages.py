@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..inputs.scenes import Scene
@@ -33,8 +33,13 @@ from .chips import ChipTally, Known, TextRecord, segment_chips
 from .plan import ScenePlan, gdal_env, open_scene, plan_scene, scene_mosaic, scene_statistics
 from .results import SceneResult
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def describe(segmenter: Any) -> dict[str, Any]:
+    from ..geometry.mosaic import Mosaic
+
+
+def describe(segmenter: Segmenter) -> dict[str, Any]:
     """The segmenter's own account of what ran; a summary must never fail a finished run."""
     try:
         return dict(segmenter.describe())
@@ -97,14 +102,14 @@ class TextReplay:
 
 
 def finish_scene(
-    mosaic: Any,
+    mosaic: Mosaic,
     plan: ScenePlan,
     output: OutputSpec,
     tally: ChipTally,
     segmenter: Segmenter,
     seconds: float,
     progress: Progress | None = None,
-    traced: Any = None,
+    traced: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> SceneResult:
     """Vectorise a scene's mosaic (water and observed footprint) into its result.
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.segmenter import EngineInfo
 from ..specs import SegmentSpec
+
+if TYPE_CHECKING:
+    import pyproj
 
 
 @dataclass
@@ -57,7 +60,7 @@ def summarise(
     redone: int,
     failures: dict[str, str | None],
     mask: Path | None,
-    dst: Any,
+    dst: pyproj.CRS,
 ) -> SegmentSummary:
     """The summary of a finished run from the output's totals."""
     details = dict(totals.pop("engine") or {})
