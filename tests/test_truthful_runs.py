@@ -114,3 +114,17 @@ def test_the_summary_json_says_how_many_chips_were_redone(two, tmp_path) -> None
     proc = _cli("segment", str(two[0]), str(tmp_path / "o.gpkg"), "--nir", "4", "--json")
     summary = json.loads(proc.stdout)
     assert summary["details"]["chips_redone"] == summary["chips"] > 0
+
+
+def test_an_unsure_water_map_is_a_one_line_warning(tmp_path) -> None:
+    """The water index doubts a scene (bright fields pass for water): the CLI says so, once a scene."""
+    from shapely.geometry import box
+    from synthetic_rasters import SHALLOW_WATER
+
+    fields = [box(0, 0, 300, 150), box(320, 180, 600, 260), box(0, 260, 250, 380)]
+    scene = make_scene(tmp_path / "s.tif", fields_px=fields, water_spectrum=SHALLOW_WATER)
+    proc = _cli("segment", str(scene.path), str(tmp_path / "o.gpkg"), "--nir", "4", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["details"]["unsure_scenes"]
+    lines = [line for line in proc.stderr.splitlines() if "the water map is unsure" in line]
+    assert len(lines) == 1 and "--preset" in lines[0] and lines[0].startswith("warning: scene s:")

@@ -15,6 +15,7 @@ from .progress import cli_progress
 from .weights import add_vae_arguments
 
 EXIT_PARTIAL = 3  # the output was written, but some scenes failed
+UNSURE_REMEDY = "try --preset, a fixed --threshold, an --aoi around the water, or --engine paligemma"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -245,4 +246,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {scene}: {count} read(s) hit unreadable blocks, mapped as nodata", file=sys.stderr)
     for scene, error in summary.details.get("failed_scenes", {}).items():
         print(f"warning: scene {scene} failed: {error}", file=sys.stderr)
+    for scene, why in summary.details.get("unsure_scenes", {}).items():
+        print(f"warning: scene {scene}: the water map is unsure ({why}); {UNSURE_REMEDY}", file=sys.stderr)
     return EXIT_PARTIAL if summary.failed else 0

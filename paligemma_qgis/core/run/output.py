@@ -202,6 +202,7 @@ def write_run_output(
     totals["chip_seconds"] = 0.0
     unreadable: dict[str, int] = {}  # scene -> reads that hit unreadable blocks (mapped as nodata)
     first_engine: dict[str, Any] = {}
+    unsure: dict[str, str] = {}  # scene -> why its water map is unsure (the water index's self-check)
     layers.add("water", _scene_columns(_empty_water_frame(dst), "", None))
     for result in results:
         scene_rows.append(_scene_row(result, dst))
@@ -223,6 +224,8 @@ def write_run_output(
             totals[key] += getattr(result, key)
         if result.read_errors:
             unreadable[redact(result.scene.source)] = result.read_errors
+        if result.engine.get("unsure_reason"):  # the engine doubts its own map of this scene
+            unsure[result.scene.id] = str(result.engine["unsure_reason"])
     if "chips" not in layers.written and not layers.buffers.get("chips"):
         empty = chips_frame([], _affine(None), dst)
         empty.attrs["geometry_type"] = "Polygon"
@@ -254,6 +257,7 @@ def write_run_output(
     _write(path, "run", run_table(spec.flat(), facts), append=True)
     totals["engine"] = first_engine
     totals["read_errors_by_scene"] = unreadable
+    totals["unsure_scenes"] = unsure
     return totals
 
 

@@ -71,6 +71,7 @@ def summarise(
         chips_from_journal=totals["from_journal"],
         read_errors=totals["read_errors"],
         read_errors_by_scene=totals["read_errors_by_scene"],
+        unsure_scenes=totals["unsure_scenes"],
         resumed=resumed,
         scenes_from_journal=from_journal,
         failed_scenes=failures,
