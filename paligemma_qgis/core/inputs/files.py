@@ -79,8 +79,6 @@ _SEE_PREVIOUS = "See previous exception"
 
 def library_detail(exc: BaseException, path: str | Path | None = None) -> str:
     """The useful part of a library's message, on one line, without the file's own name."""
-    from ..errors import PaliGemmaQgisError
-
     if isinstance(exc, PaliGemmaQgisError):
         return str(exc)
     cause = exc.__cause__ or exc.__context__
