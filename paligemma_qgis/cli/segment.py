@@ -13,6 +13,7 @@ from ..core.serial import leaves
 from ..core.specs import SegmentSpec, segment_spec
 from .progress import cli_progress
 from .weights import add_vae_arguments
+from .wording import failed_scenes
 
 EXIT_PARTIAL = 3  # the output was written, but some scenes failed
 UNSURE_REMEDY = "try --preset, a fixed --threshold, an --aoi around the water, or --engine paligemma"
@@ -244,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{summary.output}: {summary.one_line()}")
     for scene, count in summary.details.get("read_errors_by_scene", {}).items():
         print(f"warning: {scene}: {count} read(s) hit unreadable blocks, mapped as nodata", file=sys.stderr)
-    for scene, error in summary.details.get("failed_scenes", {}).items():
+    for scene, error in failed_scenes(summary.details).items():
         print(f"warning: scene {scene} failed: {error}", file=sys.stderr)
     for scene, why in summary.details.get("unsure_scenes", {}).items():
         print(f"warning: scene {scene}: the water map is unsure ({why}); {UNSURE_REMEDY}", file=sys.stderr)

@@ -51,6 +51,16 @@ def cli_wording() -> Wording:
     return Wording("cli", {**labels_of(build_parser()), **_NAMES}, _REMEDIES)
 
 
+def failed_scenes(details: dict) -> dict[str, str]:
+    """A summary's failed scenes, each error in the command line's words (from its code)."""
+    infos = details.get("failed_scene_errors") or {}
+    texts = details.get("failed_scenes") or {}
+    return {
+        scene: cli_message(ErrorInfo.from_data(infos[scene])) if scene in infos else str(text)
+        for scene, text in texts.items()
+    }
+
+
 def cli_message(exc: PaliGemmaQgisError | ErrorInfo) -> str:
     """One line for the terminal."""
     info = exc.info if isinstance(exc, PaliGemmaQgisError) else exc

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import AllScenesFailedError, InputError, PaliGemmaQgisError
+from ..errors import AllScenesFailedError, InputError, PaliGemmaQgisError, error_info
 from ..inputs.scenes import Scene
 from ..model.segmenter import EngineInfo, SegmenterFactory
 from ..progress import Cancelled, Progress, SilentProgress
@@ -282,6 +282,7 @@ def segment_raster(
         chip_seconds=record.chip_seconds,
         redone=record.redone,
         failures={r.scene.id: r.error for r, _ in record.failures},
+        failure_infos={r.scene.id: error_info(e).to_data() for r, e in record.failures},
         mask=mask,
         dst=dst,
     )

@@ -59,6 +59,7 @@ def summarise(
     chip_seconds: float,
     redone: int,
     failures: dict[str, str | None],
+    failure_infos: dict[str, dict[str, Any]],
     mask: Path | None,
     dst: pyproj.CRS,
 ) -> SegmentSummary:
@@ -75,6 +76,7 @@ def summarise(
         resumed=resumed,
         scenes_from_journal=from_journal,
         failed_scenes=failures,
+        failed_scene_errors=failure_infos,  # code, params, field: each front end words them
         output_crs=dst.to_string(),
     )
     if "dissolved_polygons" in totals:
