@@ -21,8 +21,19 @@ _NAMES = {
     "stretch": "the stretch",
     "cache": "--cache",
 }
-# Remedies the command line words otherwise than core's neutral ones.
-_REMEDIES: dict[str, str] = {}
+# Remedies the command line words otherwise than core's neutral ones: its own commands.
+_REMEDIES: dict[str, str] = {
+    "vae_missing": (
+        "get it with `python -m paligemma_qgis weights download` (saves to {cache}), or download {url} "
+        "(or {url2}) and put it at {cache}, set {env}=/path/to/{file}, or pass {option} FILE"
+    ),
+    "vae_exists": "pass {opt_force} to replace it",
+    "model_not_cached": (
+        "download it once with internet (`hf download {model}`, without {opt_offline}; gated: accept the "
+        "licence on https://huggingface.co/{model} and `hf auth login` or HF_TOKEN first), or pass a local "
+        "model folder as {option}"
+    ),
+}
 
 
 def labels_of(parser: argparse.ArgumentParser) -> dict[str, str]:

@@ -275,15 +275,13 @@ class ProcessTracer(_StripeFeed):
                 self.close()
                 check_cancelled(progress)
             if not self._proc.is_alive() and not self._conn.poll():
-                raise PaliGemmaQgisError(f"the vectorising process stopped (exit code {self._proc.exitcode})")
+                raise PaliGemmaQgisError("vectorise_stopped", exitcode=self._proc.exitcode)
         try:
             status, polys, seen = self._conn.recv()
         except EOFError:
-            raise PaliGemmaQgisError(
-                f"the vectorising process stopped (exit code {self._proc.exitcode})"
-            ) from None
+            raise PaliGemmaQgisError("vectorise_stopped", exitcode=self._proc.exitcode) from None
         if status == "error":
-            raise PaliGemmaQgisError(f"vectorising failed: {polys}")
+            raise PaliGemmaQgisError("vectorise_failed", detail=polys)
         self.close()
         check_cancelled(progress)
         if progress is not None:

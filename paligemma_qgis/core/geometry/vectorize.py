@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import PaliGemmaQgisError
 from ..progress import Progress
 from ..run.atomic import atomic_output
-from .mosaic import _to_pyproj
+from .shapes import to_pyproj
 
 _GROUP_DEG = 2.0  # size of the lon/lat cells that share one equal-area centre
 _DENSIFY_DEG = 0.01
@@ -73,7 +73,7 @@ def metric_area_perimeter(geoms: Any) -> tuple[np.ndarray, np.ndarray]:
         return area, perim
     if geoms.crs is None:
         raise ValueError("geometries have no CRS: cannot measure them in metres")
-    pcrs = _to_pyproj(geoms.crs)
+    pcrs = to_pyproj(geoms.crs)
     arr = np.asarray(geoms.to_numpy(), dtype=object)
     ok = ~(shapely.is_missing(arr) | shapely.is_empty(arr))
     if not ok.any():
@@ -240,7 +240,7 @@ def _water_frame(mosaic: Any, polys: np.ndarray, *, simplify: float, min_area_m2
     import geopandas as gpd
     import shapely
 
-    src_crs = _to_pyproj(mosaic.crs)
+    src_crs = to_pyproj(mosaic.crs)
     if polys.size == 0:
         return _empty_water_frame(src_crs)
     b = shapely.bounds(polys)
@@ -280,8 +280,8 @@ def reproject_frame(gdf: Any, out_crs: Any):
 
     if out_crs is None:
         return gdf
-    src_crs = _to_pyproj(gdf.crs)
-    dst = _to_pyproj(out_crs)
+    src_crs = to_pyproj(gdf.crs)
+    dst = to_pyproj(out_crs)
     if src_crs is not None and src_crs == dst:
         return gdf
     if len(gdf) and src_crs is not None:
@@ -289,9 +289,7 @@ def reproject_frame(gdf: Any, out_crs: Any):
     geometry_type = gdf.attrs.get("geometry_type")
     gdf = gdf.to_crs(dst)
     if not np.isfinite(shapely.get_coordinates(gdf.geometry.values)).all():
-        raise PaliGemmaQgisError(
-            f"output CRS {out_crs} cannot hold the water polygons; choose another or keep the raster's"
-        )
+        raise PaliGemmaQgisError("out_crs_cannot_hold", field="out_crs", crs=str(out_crs))
     if geometry_type:
         gdf.attrs["geometry_type"] = geometry_type
     return gdf
@@ -317,9 +315,11 @@ def _check_area_of_use(bounds: Any, src: Any, dst: Any, name: Any, margin: float
         outside |= east < aou.west - 10 * margin or west > aou.east + 10 * margin
     if outside:
         raise PaliGemmaQgisError(
-            f"output CRS {name} is meant for {aou.west:.1f}..{aou.east:.1f} E, {aou.south:.1f}..{aou.north:.1f} N "
-            f"but the water polygons lie at {west:.1f}..{east:.1f} E, {south:.1f}..{north:.1f} N; "
-            "choose another output CRS or keep the raster's"
+            "out_crs_elsewhere",
+            field="out_crs",
+            crs=str(name),
+            aou=f"{aou.west:.1f}..{aou.east:.1f} E, {aou.south:.1f}..{aou.north:.1f} N",
+            extent=f"{west:.1f}..{east:.1f} E, {south:.1f}..{north:.1f} N",
         )
 
 
@@ -354,7 +354,7 @@ def chips_frame(records: list[dict], transform: Any, crs: Any):
     data["status"] = pd.Series(status, dtype=object)
     data["text"] = pd.Series(text, dtype=object)
     data["n_objects"] = pd.Series(nobj, dtype="int64")
-    gdf = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=_to_pyproj(crs)))
+    gdf = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=to_pyproj(crs)))
     gdf.attrs["geometry_type"] = "Polygon"
     return gdf
 
@@ -399,7 +399,9 @@ def write_geopackage(path: str | os.PathLike, layers: dict[str, Any], *, overwri
                 try:
                     pyogrio.write_dataframe(gdf, tmp, layer=name, driver="GPKG")
                 except (DataSourceError, DataLayerError, FieldError, OSError) as exc:
-                    raise PaliGemmaQgisError(f"{path}: cannot write table {name!r}: {exc}") from exc
+                    raise PaliGemmaQgisError(
+                        "layer_write_failed", path=str(path), kind="table", layer=name, detail=str(exc)
+                    ) from exc
                 continue
             gtype, promote = _geometry_type(gdf)
             try:
@@ -414,4 +416,6 @@ def write_geopackage(path: str | os.PathLike, layers: dict[str, Any], *, overwri
                     dataset_options={"VERSION": "1.2"},
                 )
             except (DataSourceError, DataLayerError, FieldError, GeometryError, OSError) as exc:
-                raise PaliGemmaQgisError(f"{path}: cannot write layer {name!r}: {exc}") from exc
+                raise PaliGemmaQgisError(
+                    "layer_write_failed", path=str(path), kind="layer", layer=name, detail=str(exc)
+                ) from exc

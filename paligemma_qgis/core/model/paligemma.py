@@ -126,10 +126,10 @@ class PaliGemmaSegmenter:
         self.max_objects = int(max_objects or DEFAULT_MAX_OBJECTS)
         self.min_objects = int(min_objects)  # benchmarks only: a known output length
         if batch_size is not None and int(batch_size) < 1:
-            raise InputError(f"batch size must be at least 1, got {batch_size}", field="batch_size")
+            raise InputError("option_range", field="batch_size", value=str(batch_size), bound="at least 1")
         self.grammar = SegmentationGrammar(self.tokenizer, self.classes)
         if max_new_tokens is not None and int(max_new_tokens) < 1:
-            raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+            raise InputError("max_new_tokens_range", value=str(max_new_tokens))
         self.max_new_tokens = int(max_new_tokens or self.grammar.max_new_tokens(self.max_objects))
         self._prompt_ids = self._tokenize_prompt()
         self.batch_size = int(batch_size or self._default_batch_size())
@@ -291,10 +291,11 @@ class PaliGemmaSegmenter:
             torch.mps.empty_cache()
         if tried <= 1:
             raise InputError(
-                f"out of GPU memory with one chip on {self.device}: use a smaller model, "
-                "free the GPU (other programs), or --device cpu",
+                "gpu_memory",
                 field="device",
-                code="gpu_memory",
+                when="with one chip per batch",
+                device=self.device,
+                detail=str(exc)[:300],
             ) from exc
         self.batch_size = max(1, tried // 2)
         log.warning("out of GPU memory with %d chips per batch; retrying with %d", tried, self.batch_size)
