@@ -42,16 +42,19 @@ import os
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
 
 from ..errors import PaliGemmaQgisError
 from ..progress import Progress, check_cancelled
-from ..run.atomic import atomic_output, work_folder
+from ..run.atomic import WorkFolder, atomic_output, work_folder
 from .pixel_area import PixelArea
-from .shapes import to_rasterio
+from .shapes import CrsLike, to_rasterio
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
 
 WATER = 1
 LAND = 0
@@ -62,7 +65,7 @@ _FAULT_AROUND = 64 << 10  # Linux maps up to this much around a faulting page
 _READ_STRIP = 256  # rows copied per step when reading counts
 
 
-def _reserve(f: Any, nbytes: int) -> None:
+def _reserve(f: IO[bytes], nbytes: int) -> None:
     """Give the file its size with real disk blocks where the OS can (no SIGBUS later)."""
     if hasattr(os, "posix_fallocate"):
         try:
@@ -74,7 +77,7 @@ def _reserve(f: Any, nbytes: int) -> None:
     f.truncate(nbytes)  # Windows/macOS or a file system without fallocate: sparse file
 
 
-def _window_ints(window: Any) -> tuple[int, int, int, int]:
+def _window_ints(window: Window) -> tuple[int, int, int, int]:
     vals = (window.row_off, window.col_off, window.height, window.width)
     ints = tuple(int(round(v)) for v in vals)
     if any(abs(v - i) > 1e-6 for v, i in zip(vals, ints, strict=True)):
@@ -107,7 +110,7 @@ class _Counts:
         for mm in self._maps:
             mm.madvise(mmap.MADV_DONTNEED, start, length)
 
-    def read_counts(self, window: Any) -> tuple[np.ndarray, np.ndarray]:
+    def read_counts(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """(votes, coverage) uint8 copies for ``window``."""
         self._check_open()
         r0, c0, h, w = _window_ints(window)
@@ -122,7 +125,7 @@ class _Counts:
             self._drop_rows(r0 + s0, s1 - s0)
         return votes, cov
 
-    def read_mask(self, window: Any) -> np.ndarray:
+    def read_mask(self, window: Window) -> np.ndarray:
         """Final uint8 mask for ``window``: 1 water (by the vote rule), 0 land, 255 nodata."""
         votes, cov = self.read_counts(window)
         if self.vote == "majority":
@@ -134,7 +137,7 @@ class _Counts:
         out[cov == 0] = NODATA
         return out
 
-    def iter_blocks(self, block: int = 2048) -> Iterator[tuple[Any, np.ndarray]]:
+    def iter_blocks(self, block: int = 2048) -> Iterator[tuple[Window, np.ndarray]]:
         """Yield (Window, uint8 mask) blocks in row-major order, each at most ``block`` px square."""
         from rasterio.windows import Window
 
@@ -169,7 +172,7 @@ class Mosaic(_Counts):
         width: int,
         height: int,
         transform: Affine,
-        crs: Any,
+        crs: CrsLike | None,
         workdir: str | os.PathLike | None = None,
         vote: str = "majority",
     ):
@@ -185,7 +188,7 @@ class Mosaic(_Counts):
         self._work = work_folder(workdir)  # also reclaims the folders of killed runs there
         self._dir = self._work.path
         self._paths = [self._dir / "votes.u8", self._dir / "coverage.u8"]
-        self._files: list[Any] = []
+        self._files: list[IO[bytes]] = []
         self._maps: list[mmap.mmap] = []
         self._span: list[int] | None = None  # rows/cols added to since the last trim
         self._finalizer = weakref.finalize(self, Mosaic._release, self._maps, self._files, self._work)
@@ -208,7 +211,7 @@ class Mosaic(_Counts):
 
     # -- life cycle ---------------------------------------------------------------------
     @staticmethod
-    def _release(maps: list[mmap.mmap], files: list[Any], work: Any) -> None:
+    def _release(maps: list[mmap.mmap], files: list[IO[bytes]], work: WorkFolder) -> None:
         for mm in maps:
             with contextlib.suppress(BufferError, OSError, ValueError):
                 mm.close()
@@ -273,7 +276,9 @@ class Mosaic(_Counts):
             self._span = None
 
     # -- writing ------------------------------------------------------------------------
-    def add(self, window: Any, water: np.ndarray, valid: np.ndarray, *, check_coverage: bool = True) -> None:
+    def add(
+        self, window: Window, water: np.ndarray, valid: np.ndarray, *, check_coverage: bool = True
+    ) -> None:
         """Count one chip: coverage += valid, votes += water & valid, over ``window``.
 
         ``check_coverage=False``: the caller knows no pixel gets more than MAX_COVERAGE chips
