@@ -14,8 +14,8 @@ from ..errors import Message
 _HF_ACCESS = (
     "open https://huggingface.co/{model}, log in and accept the licence (Gemma terms of use); then run "
     "`hf auth login` (or set the HF_TOKEN environment variable) on this machine and try again. Without "
-    "internet, download the model folder elsewhere (`hf download {model} --local-dir DIR`), copy it here "
-    "and set {option} to that folder"
+    "internet, download the model folder elsewhere (Hugging Face's `hf download {model}`, into a folder), "
+    "copy it here and set {option} to that folder"
 )
 
 MESSAGES: dict[str, Message] = {
@@ -39,8 +39,8 @@ MESSAGES: dict[str, Message] = {
     "model_missing": Message("no model given", "give a Hugging Face id such as {example}, or a model folder"),
     "model_folder_missing": Message(
         "model folder {path} does not exist",
-        "give a folder holding config.json, *.safetensors and the tokenizer files (e.g. from "
-        "`hf download {example} --local-dir {path}`), or a Hugging Face model id",
+        "give a folder holding config.json, *.safetensors and the tokenizer files (e.g. downloaded with "
+        "Hugging Face's `hf download {example}`), or a Hugging Face model id",
     ),
     "model_folder_bad": Message(
         "{path} is not a PaliGemma model folder: config.json is missing",
