@@ -365,7 +365,7 @@ def water_change(options: ChangeOptions | dict, progress: Progress | None = None
     geoms = compare(before, after, aoi)
     check_cancelled(progress)
     if work_crs != out_crs:
-        from .water_maps import reproject, reproject_parts
+        from ..geometry.shapes import reproject, reproject_parts
 
         geoms = {
             k: reproject(g, work_crs, out_crs) if k == "observed" else reproject_parts(g, work_crs, out_crs)

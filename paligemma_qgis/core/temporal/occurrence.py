@@ -284,7 +284,7 @@ def water_occurrence(
     """Count water over the inputs' observations and write the GeoTIFF (and the classes); see the module docstring."""
     import rasterio
 
-    from ..geometry.mosaic import _PixelArea
+    from ..geometry.pixel_area import PixelArea
     from ..run.atomic import atomic_output
 
     t0 = time.perf_counter()
@@ -331,7 +331,7 @@ def water_occurrence(
         BIGTIFF="IF_SAFER",
     )
     blocks = list(windows(grid, options.block))
-    pixel_area = _PixelArea(grid.transform, crs, grid.width, grid.height)
+    pixel_area = PixelArea(grid.transform, crs, grid.width, grid.height)
     observed_m2 = water_m2 = 0.0
     with atomic_output(out, overwrite=options.overwrite, suffix=".tif") as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:

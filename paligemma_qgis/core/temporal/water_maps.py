@@ -31,18 +31,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import InputError
+from ..geometry.shapes import polygonal, polygons_of, reproject, to_pyproj, union
 
 SCENES_LAYER = "scenes"
 WATER_LAYER = "water"
 CHIPS_LAYER = "chips"
 RUN_TABLE = "run"
-# Straight edges longer than this are split before a reprojection, so that an edge keeps its
-# place on the ground (a straight line in EPSG:4326 is a curve in UTM, and the reverse).
-DENSIFY_DEG = 0.001
-DENSIFY_M = 100.0
 _ISO_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)?)?$")
 
 
@@ -95,7 +90,7 @@ class WaterMap:
         return dates[0] if len(dates) == 1 else f"{dates[0]}/{dates[-1]}"
 
     def to_crs(self, crs: Any) -> WaterMap:
-        """The same map in ``crs`` (edges densified first, see DENSIFY_DEG / DENSIFY_M)."""
+        """The same map in ``crs`` (edges densified first, see core.geometry.shapes)."""
         dst = to_pyproj(crs)
         if self.crs is None or dst is None or dst == self.crs:
             return self
@@ -110,82 +105,7 @@ class WaterMap:
         return WaterMap(self.source, dst, scenes, list(self.notes))
 
 
-# --------------------------------------------------------------------------- geometry helpers
-
-
-def to_pyproj(crs: Any) -> Any:
-    from ..geometry.mosaic import _to_pyproj
-
-    return _to_pyproj(crs)
-
-
-def union(geoms: list) -> Any:
-    """The union of polygonal geometries as one (multi)polygon.
-
-    Maps are mostly disjoint polygons already (segment dissolves them): those are only
-    gathered into a MultiPolygon, and GEOS's union (which re-nodes every edge) runs only
-    when they overlap or share edges.
-    """
-    import shapely
-
-    geoms = [g for g in geoms if g is not None and not g.is_empty]
-    if not geoms:
-        return shapely.Polygon()
-    if len(geoms) == 1:
-        return polygonal(geoms[0])
-    polys = shapely.get_parts(np.array(geoms, dtype=object))
-    polys = polys[shapely.get_type_id(polys) == 3]
-    gathered = shapely.multipolygons(polys)
-    if shapely.is_valid(gathered):
-        return gathered
-    return polygonal(shapely.union_all(np.array(geoms, dtype=object)))
-
-
-def polygonal(geom: Any) -> Any:
-    """The polygons of a geometry (an overlay can leave lines and points where shapes touch)."""
-    import shapely
-
-    if geom is None or geom.is_empty:
-        return shapely.Polygon()
-    if not geom.is_valid:
-        geom = shapely.make_valid(geom)
-    if geom.geom_type in ("Polygon", "MultiPolygon"):
-        return geom
-    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
-    if not parts:
-        return shapely.Polygon()
-    return shapely.union_all(np.array(parts, dtype=object))
-
-
-def reproject(geom: Any, src: Any, dst: Any) -> Any:
-    """``geom`` from CRS ``src`` to ``dst``, long edges densified first; invalid results repaired."""
-    import pyproj
-    import shapely
-
-    src, dst = to_pyproj(src), to_pyproj(dst)
-    if geom is None or geom.is_empty or src == dst:
-        return geom
-    unit = src.axis_info[0].unit_conversion_factor
-    step = np.radians(DENSIFY_DEG) / unit if src.is_geographic else DENSIFY_M / unit
-    transformer = pyproj.Transformer.from_crs(src, dst, always_xy=True)
-    out = shapely.transform(
-        shapely.segmentize(geom, step), lambda x, y: transformer.transform(x, y), interleaved=False
-    )
-    if not np.isfinite(shapely.get_coordinates(out)).all():
-        raise InputError(f"cannot reproject the water polygons from {src.name} to {dst.name}")
-    return polygonal(out)
-
-
-def reproject_parts(polys: np.ndarray, src: Any, dst: Any) -> np.ndarray:
-    """An array of polygons from CRS ``src`` to ``dst``, as ``reproject`` does for one geometry."""
-    import shapely
-
-    from ..geometry.overlay import parts
-
-    if not len(polys) or to_pyproj(src) == to_pyproj(dst):
-        return polys
-    out = np.array([reproject(shapely.multipolygons(polys), src, dst)], dtype=object)
-    return parts(out)
+# --------------------------------------------------------------------------- output
 
 
 def check_output_folder(path: Path) -> None:
@@ -256,12 +176,6 @@ def _run_table(path: Path, layers: list[str]) -> dict[str, Any]:
         except (TypeError, ValueError):
             out[str(key)] = value
     return out
-
-
-def polygons_of(gdf: Any) -> Any:
-    geoms = gdf.geometry
-    keep = geoms.notna() & ~geoms.is_empty & geoms.geom_type.isin(["Polygon", "MultiPolygon"])
-    return gdf[keep]
 
 
 def read_water_map(path: str | Path, *, date: str | None = None) -> WaterMap:
@@ -336,13 +250,23 @@ def _region_map(path: Path, water: Any, crs: Any, date: str | None) -> WaterMap:
     return WaterMap(str(path), crs, out, notes)
 
 
+def _segmented_chips(path: Path, layers: list[str]) -> tuple[Any, Any] | None:
+    """(union of the chips a single-scene run segmented, their CRS), or None without a chips layer."""
+    if CHIPS_LAYER not in layers:
+        return None
+    frame = read_layer(path, CHIPS_LAYER, "chip footprints")
+    if "status" in frame.columns:
+        frame = frame[~frame["status"].astype(str).str.startswith("skipped")]
+    return union(list(polygons_of(frame).geometry.values)), frame.crs
+
+
 def _single_scene_map(path: Path, layers: list[str], water: Any, crs: Any, date: str | None) -> WaterMap:
     run = _run_table(path, layers)
     raster = str(run.get("raster") or run.get("option.raster") or "")
     notes: list[str] = []
     from ..geometry.footprints import legacy_footprint
 
-    observed, how = legacy_footprint(path, layers, run, raster, notes)
+    observed, how = legacy_footprint(path, _segmented_chips(path, layers), run, raster, notes)
     if observed is not None and how.get("crs") is not None and to_pyproj(how["crs"]) != crs:
         observed = reproject(observed, how["crs"], crs)
     if date is None and "date" in water.columns and water["date"].notna().any():
