@@ -25,15 +25,21 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
+from .options import ISO_DATE
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import pyproj
+    from shapely.geometry.base import BaseGeometry
 
 SCENES_LAYER = "scenes"
 WATER_LAYER = "water"
@@ -43,7 +49,6 @@ RUN_TABLE = "run"
 # place on the ground (a straight line in EPSG:4326 is a curve in UTM, and the reverse).
 DENSIFY_DEG = 0.001
 DENSIFY_M = 100.0
-_ISO_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?)?)?$")
 
 
 @dataclass
@@ -55,8 +60,8 @@ class Scene:
 
     scene: str
     date: str | None
-    water: Any
-    observed: Any
+    water: BaseGeometry
+    observed: BaseGeometry | None
     path: str = ""
 
 
@@ -65,22 +70,22 @@ class WaterMap:
     """The water and footprints of one input file (one or many scenes), in one CRS."""
 
     source: str
-    crs: Any  # pyproj.CRS
+    crs: pyproj.CRS
     scenes: list[Scene]
     notes: list[str] = field(default_factory=list)
 
     @cached_property
-    def water(self) -> Any:
+    def water(self) -> BaseGeometry:
         return union([s.water for s in self.scenes])
 
     @cached_property
-    def observed(self) -> Any:
+    def observed(self) -> BaseGeometry | None:
         """Union of the footprints, the water included; None when one of them is "everywhere"."""
         import shapely
 
         if any(s.observed is None for s in self.scenes):
             return None
-        footprint, water = union([s.observed for s in self.scenes]), self.water
+        footprint, water = union([s.observed for s in self.scenes if s.observed is not None]), self.water
         if water.is_empty:
             return footprint
         shapely.prepare(footprint)
@@ -94,7 +99,7 @@ class WaterMap:
             return None
         return dates[0] if len(dates) == 1 else f"{dates[0]}/{dates[-1]}"
 
-    def to_crs(self, crs: Any) -> WaterMap:
+    def to_crs(self, crs: object) -> WaterMap:
         """The same map in ``crs`` (edges densified first, see DENSIFY_DEG / DENSIFY_M)."""
         dst = to_pyproj(crs)
         if self.crs is None or dst is None or dst == self.crs:
@@ -113,13 +118,22 @@ class WaterMap:
 # --------------------------------------------------------------------------- geometry helpers
 
 
-def to_pyproj(crs: Any) -> Any:
+def to_pyproj(crs: object) -> pyproj.CRS | None:
+    """pyproj.CRS from a rasterio or pyproj CRS, an EPSG code, WKT or PROJ text; None for None."""
     from ..geometry.mosaic import _to_pyproj
 
     return _to_pyproj(crs)
 
 
-def union(geoms: list) -> Any:
+def as_crs(crs: object) -> pyproj.CRS:
+    """``crs`` (anything ``to_pyproj`` reads, but not None) as a pyproj.CRS."""
+    out = to_pyproj(crs)
+    if out is None:
+        raise ValueError("a CRS is needed here, got None")
+    return out
+
+
+def union(geoms: Sequence[BaseGeometry | None]) -> BaseGeometry:
     """The union of polygonal geometries as one (multi)polygon.
 
     Maps are mostly disjoint polygons already (segment dissolves them): those are only
@@ -141,7 +155,7 @@ def union(geoms: list) -> Any:
     return polygonal(shapely.union_all(np.array(geoms, dtype=object)))
 
 
-def polygonal(geom: Any) -> Any:
+def polygonal(geom: BaseGeometry | None) -> BaseGeometry:
     """The polygons of a geometry (an overlay can leave lines and points where shapes touch)."""
     import shapely
 
@@ -157,12 +171,12 @@ def polygonal(geom: Any) -> Any:
     return shapely.union_all(np.array(parts, dtype=object))
 
 
-def reproject(geom: Any, src: Any, dst: Any) -> Any:
+def reproject(geom: BaseGeometry, src: object, dst: object) -> BaseGeometry:
     """``geom`` from CRS ``src`` to ``dst``, long edges densified first; invalid results repaired."""
     import pyproj
     import shapely
 
-    src, dst = to_pyproj(src), to_pyproj(dst)
+    src, dst = as_crs(src), as_crs(dst)
     if geom is None or geom.is_empty or src == dst:
         return geom
     unit = src.axis_info[0].unit_conversion_factor
@@ -172,11 +186,11 @@ def reproject(geom: Any, src: Any, dst: Any) -> Any:
         shapely.segmentize(geom, step), lambda x, y: transformer.transform(x, y), interleaved=False
     )
     if not np.isfinite(shapely.get_coordinates(out)).all():
-        raise InputError(f"cannot reproject the water polygons from {src.name} to {dst.name}")
+        raise InputError("water_map_reproject", source_crs=src.name, target_crs=dst.name)
     return polygonal(out)
 
 
-def reproject_parts(polys: np.ndarray, src: Any, dst: Any) -> np.ndarray:
+def reproject_parts(polys: np.ndarray, src: object, dst: object) -> np.ndarray:
     """An array of polygons from CRS ``src`` to ``dst``, as ``reproject`` does for one geometry."""
     import shapely
 
@@ -188,31 +202,35 @@ def reproject_parts(polys: np.ndarray, src: Any, dst: Any) -> np.ndarray:
     return parts(out)
 
 
-def check_output_folder(path: Path) -> None:
+def check_output_folder(path: Path, field: str = "output") -> None:
     """Fail before the work, not after it, when the output's folder is missing."""
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise InputError(f"{path}: cannot write, folder {folder} does not exist")
+        raise InputError("temporal_output_folder", field=field, path=str(path), folder=str(folder))
 
 
 # --------------------------------------------------------------------------- dates
 
 
-def normalise_date(value: Any, where: str = "") -> str | None:
-    """An ISO 8601 date text (``YYYY-MM-DD`` or a datetime), or None; InputError when not a date."""
+def normalise_date(value: object, what: str = "", field: str | None = None) -> str | None:
+    """An ISO 8601 date text (``YYYY-MM-DD`` or a datetime), or None; InputError when not a date.
+
+    ``what`` says where the value comes from (a file's scene date, an option), ``field`` the
+    option it came from, if any.
+    """
     import pandas as pd
 
     if value is None or (not isinstance(value, str) and pd.isna(value)):  # None, NaN, NaT
         return None
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.isoformat()
-    if hasattr(value, "isoformat"):  # pandas Timestamp
+    if isinstance(value, pd.Timestamp):
         return value.isoformat()
     text = str(value).strip()
     if not text:
         return None
-    if not _ISO_DATE.match(text):
-        raise InputError(f"{where or text}: {text!r} is not an ISO 8601 date (YYYY-MM-DD)")
+    if not ISO_DATE.match(text):
+        raise InputError("water_map_date", field=field, what=what or text, value=repr(text))
     return text
 
 
@@ -230,26 +248,28 @@ def _layers(path: Path) -> list[str]:
     try:
         return [str(name) for name, _ in pyogrio.list_layers(path)]
     except Exception as exc:  # pyogrio raises several error types
-        raise InputError(f"{path}: cannot read as a vector file ({exc})") from None
+        raise InputError("water_map_unreadable", path=str(path), detail=str(exc)) from None
 
 
-def read_layer(path: Path, layer: str, what: str) -> Any:
+def read_layer(path: Path, layer: str, what: str) -> gpd.GeoDataFrame:
     import pyogrio
 
     try:
         return pyogrio.read_dataframe(path, layer=layer)
     except Exception as exc:  # pyogrio raises several error types
-        raise InputError(f"{path}: cannot read layer {layer!r} ({what}): {exc}") from None
+        raise InputError(
+            "water_map_layer_unreadable", path=str(path), layer=layer, what=what, detail=str(exc)
+        ) from None
 
 
-def _run_table(path: Path, layers: list[str]) -> dict[str, Any]:
+def _run_table(path: Path, layers: list[str]) -> dict[str, object]:
     """The ``run`` key/value table as a dict of decoded values (JSON where it parses)."""
     if RUN_TABLE not in layers:
         return {}
     table = read_layer(path, RUN_TABLE, "run table")
     if "key" not in table or "value" not in table:
         return {}
-    out: dict[str, Any] = {}
+    out: dict[str, object] = {}
     for key, value in zip(table["key"], table["value"], strict=True):
         try:
             out[str(key)] = json.loads(value)
@@ -258,7 +278,7 @@ def _run_table(path: Path, layers: list[str]) -> dict[str, Any]:
     return out
 
 
-def polygons_of(gdf: Any) -> Any:
+def polygons_of(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     geoms = gdf.geometry
     keep = geoms.notna() & ~geoms.is_empty & geoms.geom_type.isin(["Polygon", "MultiPolygon"])
     return gdf[keep]
@@ -272,32 +292,39 @@ def read_water_map(path: str | Path, *, date: str | None = None) -> WaterMap:
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: water map not found")
+        raise InputError("water_map_not_found", path=str(path))
     layers = _layers(path)
     if WATER_LAYER not in layers:
         raise InputError(
-            f"{path}: no '{WATER_LAYER}' layer (layers: {', '.join(layers) or 'none'}); "
-            "give a GeoPackage written by segment"
+            "water_map_no_water", path=str(path), layer=WATER_LAYER, layers=", ".join(layers) or "none"
         )
     date = normalise_date(date, f"{path}: date")
     water = read_layer(path, WATER_LAYER, "water polygons")
     if water.crs is None:
-        raise InputError(f"{path}: the water layer has no CRS")
-    crs = to_pyproj(water.crs)
+        raise InputError("water_map_no_crs", path=str(path))
+    crs = as_crs(water.crs)
     if SCENES_LAYER in layers:
         return _region_map(path, water, crs, date)
     return _single_scene_map(path, layers, water, crs, date)
 
 
-def _region_map(path: Path, water: Any, crs: Any, date: str | None) -> WaterMap:
+def _region_map(path: Path, water: gpd.GeoDataFrame, crs: pyproj.CRS, date: str | None) -> WaterMap:
     scenes = read_layer(path, SCENES_LAYER, "scene footprints")
     missing = [c for c in ("scene", "status") if c not in scenes.columns]
     if missing:
-        raise InputError(f"{path}: layer '{SCENES_LAYER}' has no {' or '.join(missing)} column")
+        raise InputError(
+            "water_map_columns", path=str(path), layer=SCENES_LAYER, columns=" or ".join(missing), why=""
+        )
     if scenes.crs is not None and len(scenes) and to_pyproj(scenes.crs) != crs:
         scenes = scenes.to_crs(crs)
     if "scene" not in water.columns:
-        raise InputError(f"{path}: layer '{WATER_LAYER}' has no 'scene' column, but the file has scenes")
+        raise InputError(
+            "water_map_columns",
+            path=str(path),
+            layer=WATER_LAYER,
+            columns="'scene'",
+            why=", but the file has scenes",
+        )
     notes: list[str] = []
     done = scenes[scenes["status"].astype(str) == "done"]
     failed = len(scenes) - len(done)
@@ -308,7 +335,7 @@ def _region_map(path: Path, water: Any, crs: Any, date: str | None) -> WaterMap:
         keep = [d is not None and d.startswith(date) for d in dates]
         if not any(keep):
             known = ", ".join(sorted({d for d in dates if d})[:8])
-            raise InputError(f"{path}: no scene dated {date} (scene dates: {known})")
+            raise InputError("water_map_no_date", path=str(path), date=date, known=known)
         done, dates = done[keep], [d for d, k in zip(dates, keep, strict=True) if k]
     elif date is not None:
         dates = [date] * len(done)
@@ -336,7 +363,9 @@ def _region_map(path: Path, water: Any, crs: Any, date: str | None) -> WaterMap:
     return WaterMap(str(path), crs, out, notes)
 
 
-def _single_scene_map(path: Path, layers: list[str], water: Any, crs: Any, date: str | None) -> WaterMap:
+def _single_scene_map(
+    path: Path, layers: list[str], water: gpd.GeoDataFrame, crs: pyproj.CRS, date: str | None
+) -> WaterMap:
     run = _run_table(path, layers)
     raster = str(run.get("raster") or run.get("option.raster") or "")
     notes: list[str] = []
@@ -373,7 +402,7 @@ def read_reference(path: str | Path, *, layer: str | None = None) -> WaterMap:
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: reference water file not found")
+        raise InputError("water_map_reference_not_found", field="reference", path=str(path))
     layers = _layers(path)
     is_map = WATER_LAYER in layers and (SCENES_LAYER in layers or CHIPS_LAYER in layers)
     if layer in (None, WATER_LAYER) and is_map:
@@ -383,14 +412,20 @@ def read_reference(path: str | Path, *, layer: str | None = None) -> WaterMap:
     if layer is None:
         layer = layers[0] if layers else None
     if layer not in layers:
-        raise InputError(f"{path}: no layer {layer!r} (layers: {', '.join(layers) or 'none'})")
+        raise InputError(
+            "water_map_layer_missing",
+            field="reference_layer",
+            path=str(path),
+            layer=layer,
+            layers=", ".join(layers) or "none",
+        )
     gdf = read_layer(path, layer, "reference water")
     if gdf.crs is None:
-        raise InputError(f"{path}: reference layer {layer!r} has no CRS")
+        raise InputError("water_map_reference_no_crs", field="reference", path=str(path), layer=layer)
     polys = polygons_of(gdf)
     if len(gdf) and not len(polys):
-        raise InputError(f"{path}: reference layer {layer!r} holds no polygons")
-    crs = to_pyproj(gdf.crs)
+        raise InputError("water_map_reference_no_polygons", field="reference", path=str(path), layer=layer)
+    crs = as_crs(gdf.crs)
     observed = None
     if layer == "permanent" and "observed" in layers:
         obs = read_layer(path, "observed", "observed area")
