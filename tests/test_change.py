@@ -436,7 +436,7 @@ def test_pucallpa_gains_and_losses_are_the_polygon_differences(shared_data, tmp_
     assert from_maps.areas_m2["unknown"] == 0 and from_maps.notes == []
 
     # the 2020 map in UTM 18S (polygons and footprint reprojected): the same answer
-    from paligemma_qgis.core.temporal.water_maps import read_water_map
+    from paligemma_qgis.core.temporal.map_reader import read_water_map
 
     m = read_water_map(gpkg[2020]).to_crs("EPSG:32718")
     utm = write_run(

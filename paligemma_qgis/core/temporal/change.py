@@ -56,8 +56,9 @@ from .change_layers import (
     observed_layer,
     summary_table,
 )
+from .map_reader import read_reference, read_water_map
 from .options import ChangeOptions
-from .water_maps import WaterMap, as_crs, check_output_folder, polygonal, read_reference, read_water_map
+from .water_maps import WaterMap, as_crs, check_output_folder, polygonal
 
 if TYPE_CHECKING:
     import geopandas as gpd

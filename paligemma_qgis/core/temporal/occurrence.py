@@ -38,6 +38,7 @@ import numpy as np
 from ..errors import InputError, OutputExistsError
 from ..progress import Progress, SilentProgress, check_cancelled
 from ..serial import to_data
+from .map_reader import read_water_map
 from .occurrence_grid import Grid, make_grid, pixel_grid, windows
 from .options import OccurrenceOptions
 from .water_maps import (
@@ -46,7 +47,6 @@ from .water_maps import (
     as_crs,
     check_output_folder,
     day,
-    read_water_map,
     union,
 )
 
