@@ -187,7 +187,7 @@ def test_errors_read_as_before() -> None:
     cases = [
         (BandRequest(preset="sentinel2"), "x.tif: preset 'sentinel2' expects 12 or 13 bands but the raster has 4; "
          "use bands and green/nir/swir instead"),
-        (BandRequest(bands=(1, 2, 9)), "x.tif: RGB band 9 does not exist (the raster has 4 bands)"),
+        (BandRequest(bands=(1, 2, 9)), "x.tif: RGB band 9 does not exist (the raster has 4 bands); choose a band from 1 to 4 for bands"),
         (BandRequest(preset="modis"), "x.tif: unknown preset 'modis'; choose one of sentinel2, landsat89, naip"),
     ]  # fmt: skip
     for request, text in cases:

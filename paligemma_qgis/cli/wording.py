@@ -20,6 +20,13 @@ _NAMES = {
     "out_dir": "OUT_DIR",
     "stretch": "the stretch",
     "cache": "--cache",
+    # positional arguments of change, occurrence, evaluate and finetune
+    "before": "BEFORE",
+    "after": "AFTER",
+    "inputs": "RUN.gpkg|DIR",
+    "pred": "PRED",
+    "truth": "TRUTH",
+    "data_dir": "DATA_DIR",
 }
 # Remedies the command line words otherwise than core's neutral ones: exact commands, flags and all.
 _HF_ACCESS = (

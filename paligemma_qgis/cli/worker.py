@@ -279,21 +279,27 @@ def run_job(job: dict, progress: JsonLinesProgress) -> dict:
         from ..core.run.driver import segment_raster
         from ..core.specs import segment_spec
 
-        summary = segment_raster(segment_spec(options), progress)
-    elif task == "change":
-        from ..core.temporal.change import ChangeOptions, water_change
+        return segment_raster(segment_spec(options), progress).to_dict()
+    from ..core.serial import from_data
 
-        summary = water_change(ChangeOptions.from_dict(options), progress)
-    elif task == "occurrence":
-        from ..core.temporal.occurrence import OccurrenceOptions, water_occurrence
+    if task == "change":
+        from ..core.temporal.change import water_change
+        from ..core.temporal.options import ChangeOptions
 
-        summary = water_occurrence(OccurrenceOptions.from_dict(options), progress)
-    else:
-        summary = _run_export(options, progress)
-    return summary.to_dict() if hasattr(summary, "to_dict") else dict(summary)
+        return water_change(from_data(ChangeOptions, options), progress).to_dict()
+    if task == "occurrence":
+        from ..core.temporal.occurrence import water_occurrence
+        from ..core.temporal.options import OccurrenceOptions
+
+        return water_occurrence(from_data(OccurrenceOptions, options), progress).to_dict()
+    return _run_export(options, progress)
 
 
-def _run_export(options: dict, progress: JsonLinesProgress) -> Any:
+def _run_export(options: dict, progress: JsonLinesProgress) -> dict:
+    """The export task: options are core.train.options.ExportOptions' fields."""
+    from ..core.serial import from_data
+    from ..core.train.options import ExportOptions
+
     module = f"{__package__.rsplit('.', 1)[0]}.core.train.export"
     try:
         export = importlib.import_module(module)
@@ -301,10 +307,7 @@ def _run_export(options: dict, progress: JsonLinesProgress) -> Any:
         if exc.name != module:  # a package core.train.export needs: reported as such by the caller
             raise
         raise BadJob("worker job: training-data export is not available in this version") from exc
-    options_cls = getattr(export, "ExportOptions", None)
-    if options_cls is not None:
-        return export.export_training_data(options_cls.from_dict(options), progress)
-    return export.export_training_data(**options, progress=progress)
+    return export.export_training_data(from_data(ExportOptions, options), progress).to_dict()
 
 
 class BadJob(PaliGemmaQgisError):

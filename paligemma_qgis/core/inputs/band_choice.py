@@ -100,7 +100,7 @@ def _check(facts: BandFacts, band: int, role: str) -> int:
     if not 1 <= band <= facts.count:
         field = "bands" if role == "RGB" else role
         raise InputError(
-            "band_out_of_range", field=field, path=facts.path, role=role, band=band, count=facts.count
+            "band_out_of_range", field=field, where=facts.path, role=role, band=band, count=facts.count
         )
     return band
 

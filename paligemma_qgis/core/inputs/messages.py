@@ -64,7 +64,11 @@ MESSAGES: dict[str, Message] = {
     "raster_only_alpha": Message("{path}: raster has no band with data, only an alpha band ({band})"),
     "band_list_bad": Message("{path}: bad band list {value}", "expected 1-based numbers like 3,2,1"),
     "band_list_count": Message("{path}: {option} needs 1 (grey) or 3 (R,G,B) band numbers, got {value}"),
-    "band_out_of_range": Message("{path}: {role} band {band} does not exist (the raster has {count} bands)"),
+    # also raised by model/water_index for the roles it reads (located at the raster by the planner)
+    "band_out_of_range": Message(
+        "{role} band {band} does not exist (the raster has {count} bands)",
+        "choose a band from 1 to {count} for {option}",
+    ),
     "preset_unknown": Message("{path}: unknown preset {value}", "choose one of {choices}"),
     "preset_mismatch": Message(
         "{path}: preset {preset!r} expects {counts} bands but the raster has {count}",

@@ -96,9 +96,5 @@ MESSAGES: dict[str, Message] = {
         "the raster has no {role} band for {index}",
         "set {option} to its band number, choose the sensor with {opt_preset}, or set {opt_engine} to paligemma",
     ),
-    "band_out_of_range": Message(
-        "{role} band {band} does not exist (the raster has {count} bands)",
-        "choose a band from 1 to {count} for {option}",
-    ),
     "same_band": Message("green and {role} are the same band ({band})", "choose another band for {option}"),
 }
