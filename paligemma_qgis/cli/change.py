@@ -77,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--model", metavar="ID_OR_DIR", help="PaliGemma: Hugging Face model id or local folder")
     add_vae_arguments(g)
-    g.add_argument("--device", choices=rules.DEVICES, default="auto")
+    g.add_argument("--device", choices=rules.DEVICES, default=rules.DEFAULT_DEVICE)
     g.add_argument("--batch-size", type=int, metavar="N", help="chips per model call")
     p.set_defaults(func=run)
 
@@ -104,9 +104,9 @@ def run(args: argparse.Namespace) -> int:
     elif len(files) == 2 and args.reference:
         before, (after, output) = None, files
     elif len(files) == 2:
-        raise InputError("change needs BEFORE AFTER OUT.gpkg (or AFTER OUT.gpkg with --reference FILE)")
+        raise InputError("change_needs_files")
     else:
-        raise InputError(f"change takes 2 or 3 files, got {len(files)}: BEFORE AFTER OUT.gpkg")
+        raise InputError("change_file_count", count=len(files))
     options = ChangeOptions(
         before=before,
         after=after,

@@ -21,8 +21,11 @@ _NAMES = {
     "stretch": "the stretch",
     "cache": "--cache",
 }
-# Remedies the command line words otherwise than core's neutral ones.
-_REMEDIES: dict[str, str] = {}
+# Remedies the command line words otherwise than core's neutral ones: its positional arguments.
+_REMEDIES: dict[str, str] = {
+    "change_needs_files": "give BEFORE AFTER OUT.gpkg, or AFTER OUT.gpkg with --reference FILE",
+    "change_file_count": "give BEFORE AFTER OUT.gpkg",
+}
 
 
 def labels_of(parser: argparse.ArgumentParser) -> dict[str, str]:
