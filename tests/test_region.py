@@ -557,10 +557,15 @@ def test_ray_missing_is_a_clear_message(scenes, tmp_path, monkeypatch) -> None:
         return real(name, *args, **kw)
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
-    with pytest.raises(InputError, match="--executor ray needs Ray.*pip install ray"):
+    with pytest.raises(InputError) as caught:
         segment_raster(
             segment_spec(raster=str(scenes[0]), output=str(tmp_path / "o.gpkg"), nir=4, executor="ray")
         )
+    from paligemma_qgis.cli.wording import cli_message
+
+    assert caught.value.code == "ray_missing"
+    assert cli_message(caught.value).startswith("--executor ray needs Ray in the Python that runs the job")
+    assert "pip install ray" in cli_message(caught.value)
 
 
 # ----------------------------------------------------------------------------- revectorize

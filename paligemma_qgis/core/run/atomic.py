@@ -283,10 +283,7 @@ def claim_output(path: str | os.PathLike) -> OutputClaim:
         if not _try_lock(handle):
             holder = _holder_text(handle)
             handle.close()
-            raise OutputExistsError(
-                f"{path}: another run is writing this output ({holder}); wait for it, or choose another output",
-                code="output_busy",
-            )
+            raise OutputExistsError("output_busy", path=str(path), holder=holder)
         try:  # the holder may have removed the file between our open and our lock: retry
             if os.fstat(handle.fileno()).st_ino == os.stat(lock_path, follow_symlinks=False).st_ino:
                 break

@@ -53,7 +53,17 @@ MESSAGES: dict[str, Message] = {
     ),
     "revectorize_onto_run": Message("{path}: write the new polygons to another file than the run {run}"),
     "run_scenes_gone": Message("{path}: its scenes {scenes} are not among its inputs any more"),
+    "output_busy": Message(
+        "{path}: another run is writing this output ({holder})", "wait for it, or choose another output"
+    ),
     # Ray
+    "ray_missing": Message(
+        "{opt_executor} ray needs Ray in the Python that runs the job",
+        "install it there (pip install ray), or run without {opt_executor} ray",
+    ),
+    "ray_unreachable": Message(
+        "cannot join the Ray cluster {address}: {reason}", "check the address and that the cluster is running"
+    ),
     "ray_gpus": Message(
         "{option} is {per} but the Ray cluster has {gpus} GPUs",
         "lower {option}, or send the run to a cluster with GPUs",
