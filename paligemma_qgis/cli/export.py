@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..core.train.export import EMPTY_POLICIES, WATER_INDEX
+from ..core import rules
 from .progress import cli_progress
 from .weights import add_vae_arguments
 
@@ -37,7 +37,7 @@ def _add_common(
     p.add_argument("--seed", type=int, default=0, help="seed of the train/valid split and empty-chip choice")
     p.add_argument(
         "--empty-policy",
-        choices=EMPTY_POLICIES,
+        choices=rules.EMPTY_POLICIES,
         default=empty_policy,
         help="chips without water: keep all, drop all, or cap them at --empty-cap of each split "
         f"(default {empty_policy})",
@@ -45,8 +45,8 @@ def _add_common(
     p.add_argument(
         "--empty-cap",
         type=float,
-        default=0.2,
-        help="with --empty-policy cap: largest share of empty chips per split (default 0.2)",
+        default=rules.DEFAULT_EMPTY_CAP,
+        help=f"with --empty-policy cap: largest share of empty chips per split (default {rules.DEFAULT_EMPTY_CAP})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -68,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         metavar="SOURCE",
         help=f"water polygons (vector file, any CRS), a mask raster (water where value > "
-        f"--mask-threshold), or '{WATER_INDEX}'",
+        f"--mask-threshold), or '{rules.WATER_INDEX_LABELS}'",
     )
     p.add_argument("--label-layer", help="layer of a multi-layer vector file (GeoPackage)")
     p.add_argument("--label-where", help="attribute filter of the vector labels, e.g. \"label = 'water'\"")
@@ -79,23 +79,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--mask-threshold", type=float, default=0.0, help="mask raster: water where value > this")
     p.add_argument("--bands", help="1-based RGB bands for the chips, e.g. 3,2,1")
-    p.add_argument("--preset", help="sensor band order (sentinel2, landsat89, naip)")
+    p.add_argument("--preset", choices=rules.PRESETS, help="sensor band order")
     p.add_argument("--resolution", type=float, help="resample to this ground resolution (metres)")
     p.add_argument("--green", type=int, metavar="N", help="green band (--labels water-index)")
     p.add_argument("--nir", type=int, metavar="N", help="near-infrared band (--labels water-index)")
     p.add_argument("--swir", type=int, metavar="N", help="short-wave infrared band (--labels water-index)")
-    p.add_argument("--size", type=int, default=224, help="chip size in pixels (default 224)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=rules.DEFAULT_CHIP_SIZE,
+        help=f"chip size in pixels (default {rules.DEFAULT_CHIP_SIZE})",
+    )
     p.add_argument("--overlap", type=int, default=0, help="chip overlap in pixels (default 0)")
     p.add_argument(
         "--block-size",
         type=int,
-        default=4,
+        default=rules.DEFAULT_BLOCK_SIZE,
         metavar="N",
-        help="spatial blocks of N x N chips go whole to train or valid (default 4)",
+        help=f"spatial blocks of N x N chips go whole to train or valid (default {rules.DEFAULT_BLOCK_SIZE})",
     )
     p.add_argument(
         "--on-read-error",
-        choices=("fail", "skip"),
+        choices=rules.READ_ERROR_MODES,
         default="fail",
         help="a raster block that cannot be read (truncated or corrupt file): fail (default), or map it "
         "as nodata and count it",
@@ -106,7 +111,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=0.5,
         help="skip chips with a larger nodata share (default 0.5)",
     )
-    _add_common(p, valid_fraction=0.2, empty_policy="cap", min_pixels=16)
+    _add_common(
+        p,
+        valid_fraction=rules.DEFAULT_VALID_FRACTION,
+        empty_policy=rules.DEFAULT_EMPTY_POLICY,
+        min_pixels=rules.DEFAULT_MIN_OBJECT_PIXELS,
+    )
     p.set_defaults(func=run_export)
 
     q = subparsers.add_parser(

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ..core import rules
 from .progress import cli_progress
 
 
@@ -32,23 +33,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--permanent",
         type=float,
-        default=90.0,
+        default=rules.DEFAULT_PERMANENT,
         metavar="PCT",
-        help="permanent water from this occurrence (90)",
+        help=f"permanent water from this occurrence ({rules.DEFAULT_PERMANENT:g})",
     )
     p.add_argument(
         "--rare",
         type=float,
-        default=25.0,
+        default=rules.DEFAULT_RARE,
         metavar="PCT",
-        help="rare water below this occurrence, seasonal from it up to --permanent (25)",
+        help=f"rare water below this occurrence, seasonal from it up to --permanent ({rules.DEFAULT_RARE:g})",
     )
     p.add_argument(
         "--min-observations",
         type=int,
-        default=1,
+        default=rules.DEFAULT_MIN_OBSERVATIONS,
         metavar="N",
-        help="occurrence only where observed at least N times (default 1)",
+        help=f"occurrence only where observed at least N times (default {rules.DEFAULT_MIN_OBSERVATIONS})",
     )
     p.add_argument("--start", metavar="DATE", help="only observations on or after this date (YYYY-MM-DD)")
     p.add_argument("--end", metavar="DATE", help="only observations on or before this date")

@@ -39,6 +39,7 @@ DEFAULT_ENGINE: EngineName = "water-index"
 DEFAULT_INDEX: IndexName = "auto"
 DEFAULT_THRESHOLD_METHOD: ThresholdMethod = "auto"  # measured: docs/BENCHMARKS.md §8
 DEFAULT_VOTE: VoteRule = "majority"
+DEFAULT_DEVICE: DeviceName = "auto"  # a GPU when torch sees one, else the CPU
 DEFAULT_MODEL = "google/paligemma2-3b-mix-224"
 DEFAULT_CLASSES = ("water",)
 DEFAULT_MAX_OBJECTS = 8  # per chip; sets the token budget
@@ -49,6 +50,23 @@ CPU_BATCH_SIZE = 8  # measured: docs/BENCHMARKS.md §5
 MODEL_OVERLAP = 32  # objects cut by a chip edge get context from the next chip
 PIXELWISE_ENGINES: tuple[EngineName, ...] = ("water-index",)  # overlap changes nothing but the cost
 OUTPUT_SUFFIX = ".gpkg"
+
+# Training-data export (core.train.export): the command line, the Training data dialog and Processing.
+EmptyPolicy = Literal["cap", "keep", "drop"]
+EMPTY_POLICIES: tuple[EmptyPolicy, ...] = get_args(EmptyPolicy)
+DEFAULT_EMPTY_POLICY: EmptyPolicy = "cap"
+DEFAULT_EMPTY_CAP = 0.2  # chips without water: at most this share of each split
+DEFAULT_VALID_FRACTION = 0.2  # of the chips, by whole spatial blocks
+DEFAULT_BLOCK_SIZE = 4  # chips per side of a spatial block
+DEFAULT_MIN_OBJECT_PIXELS = 16  # smaller water objects are not written (each costs ~24 tokens)
+CHIP_SIZES = (224, 448, 896)  # PaliGemma's input sizes
+DEFAULT_CHIP_SIZE = 224
+WATER_INDEX_LABELS = "water-index"  # labels from the water index instead of known water
+
+# Water occurrence (core.temporal.occurrence): the class thresholds, in % of valid observations.
+DEFAULT_PERMANENT = 90.0
+DEFAULT_RARE = 25.0
+DEFAULT_MIN_OBSERVATIONS = 1
 
 # Which band roles an engine needs, any one of each group.
 ENGINE_ROLES: Mapping[EngineName, tuple[tuple[str, ...], ...]] = {
