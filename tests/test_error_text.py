@@ -39,7 +39,7 @@ def test_no_nir_band_says_choose_the_nir_band(water_scene, tmp_path):
     assert dialog.startswith("Green / NIR / SWIR band: the water index needs a NIR or SWIR band")
     assert "Preset" in dialog and not FLAG.search(dialog)
     processing = translate(outcome.message, outcome.error_info, options, PROCESSING)
-    assert "set NIR (or SWIR) to its band number" in processing and "BANDS" in processing
+    assert "or NIR (or SWIR) to its band number (Advanced parameters)" in processing and "BANDS" in processing
     assert not FLAG.search(processing)
 
 

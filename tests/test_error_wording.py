@@ -60,6 +60,7 @@ def _check(text: str, where: str, gui: bool, raw: set[str]) -> None:
     assert text.strip() and "\n" not in text, where
     assert "{" not in text and "}" not in text, (where, text)
     if gui:
+        assert "None" not in text, (where, text)  # a fact the job did not have ("None: the water index ...")
         assert not FLAG.search(text), (where, text)
         assert not [name for name in raw if name in text], (where, text)
 

@@ -549,7 +549,9 @@ def test_every_scene_failed(region, tmp_path):
     dialog = translate("", info, job["options"], SEGMENT_DIALOG)
     assert "The first, lakes_a: Green / NIR / SWIR band: the water index needs a NIR or SWIR band" in dialog
     processing = translate("", info, job["options"], SegmentWaterRegionAlgorithm.FRONT)
-    assert "set NIR (or SWIR) to its band number" in processing and "--" not in processing
+    assert (
+        "or NIR (or SWIR) to its band number (Advanced parameters)" in processing and "--" not in processing
+    )
 
 
 def test_ray_missing_in_the_worker(region, tmp_path):

@@ -89,18 +89,15 @@ def band_unknown(info: ErrorInfo, wording: Wording, style: str, options: Mapping
             f"{field}: the water index needs a {role} band, and this raster does not say which band that "
             f"is. Choose it there (NIR of a NAIP tile: 4), or the sensor's band {preset or 'preset'}."
         )
-    fixes = []
+    fixes = [f"{preset} to the sensor preset ({', '.join(rules.PRESETS)})"] if preset else []
     nir, swir_name = label(wording, "nir"), label(wording, "swir")
-    if swir and swir_name:
-        fixes.append(f"set {swir_name} to its band number")
-    elif nir:
-        fixes.append(f"set {nir}{f' (or {swir_name})' if swir_name else ''} to its band number")
-    if preset:
-        fixes.append(f"{'' if fixes else 'set '}{preset} to the sensor preset ({', '.join(rules.PRESETS)})")
+    band = swir_name if swir else (f"{nir} (or {swir_name})" if nir and swir_name else nir)
+    if band:  # Processing shows the band numbers under Advanced parameters
+        fixes.append(f"{band} to its band number (Advanced parameters)")
     where = _where(info, options)
     return (
         f"{where + ': ' if where else ''}the water index needs a {role} band and the raster does not name "
-        f"its bands: {_either(fixes) if fixes else 'choose a raster that names them'}."
+        f"its bands: {'set ' + _either(fixes) if fixes else 'choose a raster that names them'}."
     )
 
 
