@@ -19,7 +19,7 @@ from ..core.errors import ErrorInfo, Wording, render
 
 DIALOG = "dialog"
 PROCESSING = "processing"
-VAE_SIZE = "8.5 MB"
+VAE_SIZE = "8.5 MB"  # setup_plan.VAE_MB
 WORKER_SETUP = "Raster ▸ PaliGemma Water ▸ Worker setup…"
 
 # (error, the front end's wording, its style, the job's options) -> one message

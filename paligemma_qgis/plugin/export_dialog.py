@@ -29,6 +29,7 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core import rules
 from .band_roles import band_descriptions, roles_needed
+from .error_text import EXPORT_DIALOG
 from .export_fields import ExportFields
 from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
@@ -50,6 +51,7 @@ class ExportDialog(ExportFields, JobDialog):
     """Raster + known water -> chips, train/valid JSONL and chips.gpkg for review (core.train.export)."""
 
     ERROR_TITLE = "Cannot export"
+    FRONT = EXPORT_DIALOG
 
     def __init__(self, iface=None, parent: QWidget | None = None) -> None:
         super().__init__(iface, parent, "PaliGemma Water — export training data")
