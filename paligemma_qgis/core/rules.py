@@ -39,6 +39,7 @@ DEFAULT_ENGINE: EngineName = "water-index"
 DEFAULT_INDEX: IndexName = "auto"
 DEFAULT_THRESHOLD_METHOD: ThresholdMethod = "auto"  # measured: docs/BENCHMARKS.md §8
 DEFAULT_VOTE: VoteRule = "majority"
+DEFAULT_DEVICE: DeviceName = "auto"  # a GPU when torch sees one, else the CPU
 DEFAULT_MODEL = "google/paligemma2-3b-mix-224"
 DEFAULT_CLASSES = ("water",)
 DEFAULT_MAX_OBJECTS = 8  # per chip; sets the token budget
@@ -80,7 +81,7 @@ def uses_model(engine: EngineName) -> bool:
 # ----------------------------------------------------------------------------- training data, water over time
 # export / export-pairs, change and occurrence: the command line, the export dialog and the
 # Processing algorithms show these defaults and choices (core.train.options, core.temporal.options).
-EmptyPolicy = Literal["keep", "drop", "cap"]
+EmptyPolicy = Literal["cap", "keep", "drop"]  # the dialogs list them in this order
 EMPTY_POLICIES: tuple[EmptyPolicy, ...] = get_args(EmptyPolicy)
 CHIP_SIZE = 224  # PaliGemma's smallest input
 CHIP_SIZES = (224, 448, 896)  # PaliGemma's input sizes

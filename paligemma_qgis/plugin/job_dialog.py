@@ -27,9 +27,10 @@ from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtWidgets import QDialog, QMessageBox, QPushButton, QWidget
 
 from .band_roles import BandRolesDialog
+from .error_text import SEGMENT_DIALOG, FrontEnd, translate
 from .first_run import Preflight, describe_python, keep, setup_question, setup_then_run
 from .messages import clear_messages, push_message
-from .setup_plan import VAE_MB, plan_setup
+from .setup_plan import plan_setup
 from .task import WorkerTask
 from .worker_env import ENV_PYTHON, worker_python
 
@@ -38,6 +39,7 @@ class JobDialog(QDialog):
     """The common part of both dialogs: checks in order, then a WorkerTask (see the module doc)."""
 
     ERROR_TITLE = "Cannot run"
+    FRONT: FrontEnd = SEGMENT_DIALOG  # its words for errors (error_text)
 
     def __init__(self, iface, parent: QWidget | None, title: str) -> None:
         super().__init__(
@@ -190,12 +192,7 @@ class JobDialog(QDialog):
             return
         vae = probe.get("vae") or {}
         if engine in ("paligemma", "export") and vae.get("known") and not vae.get("found"):
-            self.show_errors(
-                [
-                    "VAE file: vae-oid.npz (the mask codec) is not on this computer. Press Download… next "
-                    f"to 'VAE file' ({VAE_MB:g} MB, once), or choose the file."
-                ]
-            )
+            self.show_errors([translate("", {"code": "vae_missing", "field": "vae"}, {}, self.FRONT)])
             return
         task = self.start_task(python)
         model = probe.get("model") or {}
