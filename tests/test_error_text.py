@@ -50,7 +50,10 @@ def test_band_out_of_range_names_the_field(water_scene, tmp_path):
     outcome = _fail(job)
     assert outcome.error_info["field"] == "green" and outcome.error_info["code"] == "band_out_of_range"
     text = translate(outcome.message, outcome.error_info, job["options"], SEGMENT_DIALOG)
-    assert text == "Green / NIR / SWIR band: green band 7 does not exist (the raster has 4 bands)"
+    assert text == (
+        f"{water_scene.path}: green band 7 does not exist (the raster has 4 bands); "
+        "choose a band from 1 to 4 for Green / NIR / SWIR band"
+    )
 
 
 def test_missing_vae_points_at_the_download_button(water_scene, tiny_paligemma, tmp_path):

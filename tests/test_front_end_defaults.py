@@ -113,13 +113,13 @@ def test_water_change_defaults_are_the_command_lines(water_scene, clean_project,
         segment_spec({**frame, **segment_options(args)}).flat(),
     )
     assert options["segment"]["engine"] == rules.DEFAULT_ENGINE
-    assert options["min_area_m2"] == args.min_area
+    assert options["min_area_m2"] == args.min_area_m2
     for key in ("reference", "reference_layer", "before_date", "after_date", "aoi"):
         assert options[key] == getattr(args, key), key
 
 
 def test_water_occurrence_defaults_are_the_command_lines(tmp_path, clean_project):
-    from paligemma_qgis.core.temporal.occurrence import OccurrenceOptions
+    from paligemma_qgis.core.temporal.options import OccurrenceOptions
 
     output = tmp_path / "occ.tif"
     job = _job("water_occurrence", FOLDER=str(tmp_path), OUTPUT=str(output))
@@ -142,7 +142,7 @@ def _same_options(job: dict, args: dict, options_type) -> None:
 
 
 def test_export_defaults_are_the_command_lines(water_scene, tmp_path, clean_project):
-    from paligemma_qgis.core.train.export.options import ExportOptions
+    from paligemma_qgis.core.train.options import ExportOptions
 
     out_dir = tmp_path / "train"
     job = _job("export_training_data", INPUT=str(water_scene.path), OUTPUT=str(out_dir))
@@ -155,8 +155,7 @@ def test_export_defaults_are_the_command_lines(water_scene, tmp_path, clean_proj
 
 
 def test_the_export_dialog_defaults_are_the_command_lines(qgis_iface, water_scene, tmp_path, clean_project):
-    from paligemma_qgis.core.train.export.options import ExportOptions
-
+    from paligemma_qgis.core.train.options import ExportOptions
     from paligemma_qgis.plugin.export_dialog import ExportDialog
 
     dialog = ExportDialog(qgis_iface)
@@ -195,12 +194,10 @@ def test_choices_default_to_the_rules(name):
 
 
 def test_the_core_uses_the_rules_defaults():
-    """Until core.train.export and core.temporal read core.rules, their defaults must equal it."""
-    from paligemma_qgis.core.train.export.options import WATER_INDEX, ExportOptions
-
+    """core.train and core.temporal take their defaults from core.rules."""
     from paligemma_qgis.core.model.hf_models import DEFAULT_MODEL
-    from paligemma_qgis.core.temporal.occurrence import OccurrenceOptions
-    from paligemma_qgis.core.train.export import EMPTY_POLICIES
+    from paligemma_qgis.core.temporal.options import OccurrenceOptions
+    from paligemma_qgis.core.train.options import WATER_INDEX, ExportOptions
 
     export = {f.name: f.default for f in dataclasses.fields(ExportOptions)}
     assert (export["size"], export["valid_fraction"], export["block_size"]) == (
@@ -213,7 +210,7 @@ def test_the_core_uses_the_rules_defaults():
         rules.EXPORT_EMPTY_POLICY,
         rules.EMPTY_CAP,
     )
-    assert set(EMPTY_POLICIES) == set(rules.EMPTY_POLICIES) and WATER_INDEX == rules.WATER_INDEX_LABELS
+    assert WATER_INDEX == rules.WATER_INDEX_LABELS
     occurrence = {f.name: f.default for f in dataclasses.fields(OccurrenceOptions)}
     assert (occurrence["permanent"], occurrence["rare"], occurrence["min_observations"]) == (
         rules.OCCURRENCE_PERMANENT,

@@ -22,6 +22,7 @@ from .error_whole import DIALOG, PROCESSING, WHOLE, say
 __all__ = [
     "DIALOG",
     "EXPORT_DIALOG",
+    "PLAIN_NAMES",
     "PROCESSING",
     "SEGMENT_DIALOG",
     "FrontEnd",
@@ -47,7 +48,12 @@ _GUI_REMEDIES: dict[str, tuple[str, ...]] = {
         "map a part of it, or at a coarser resolution",
     ),
     "disk_full": ("free space there, or map less with {opt_aoi}", "free space there, or map a smaller area"),
+    "mosaic_no_space": ("free space there, or map less with {opt_aoi}", "free space there, or map a smaller area"),
     "compile_needs_static": ("the static cache is an option of the command line only",),
+    "preset_rgb_missing": (
+        "choose the bands yourself ('{opt_bands}' and '{opt_green}') instead",
+        "choose the bands yourself instead",
+    ),
     "ray_gpus": ("lower the GPUs per model actor, or send the run to a cluster with GPUs",),
 }
 _DIALOG_REMEDIES: dict[str, tuple[str, ...]] = {
@@ -99,14 +105,36 @@ class FrontEnd:
         return Wording(self.name, Labels(self.labels), self.remedies, whole)
 
 
+# Plain words for options that only other commands have (the command line's change, export-pairs,
+# occurrence ...): a message that reaches a GUI front end naming one still reads as English.
+PLAIN_NAMES = {
+    "before": "the before map",
+    "after": "the after map",
+    "reference": "the known water",
+    "start": "the first date",
+    "end": "the last date",
+    "names": "the list of image names",
+    "allow_large_images": "reading images over the size limit",
+    "strict_labels": "refusing invalid label polygons",
+    "on_read_error": "mapping unreadable blocks as nodata",
+    "allow_custom_vae": "accepting a VAE that is not Google's",
+    "force": "replacing the file",
+    "workdir": "the work folder",
+    "cache": "the static KV cache",
+    "max_pixels": "the pixel limit",
+    "max_new_tokens": "the token budget",
+    "max_objects": "the most objects per chip",
+}
+
+
 def dialog(labels: Mapping[str, str]) -> FrontEnd:
     """A dialog's front end: ``labels`` option -> the field's label as the dialog shows it."""
-    return FrontEnd(DIALOG, dict(labels), fitting_remedies(_DIALOG_REMEDIES, labels))
+    return FrontEnd(DIALOG, {**PLAIN_NAMES, **labels}, fitting_remedies(_DIALOG_REMEDIES, labels))
 
 
 def processing(labels: Mapping[str, str]) -> FrontEnd:
     """A Processing algorithm's front end: ``labels`` option -> its parameter's name."""
-    return FrontEnd(PROCESSING, dict(labels), fitting_remedies(_PROCESSING_REMEDIES, labels))
+    return FrontEnd(PROCESSING, {**PLAIN_NAMES, **labels}, fitting_remedies(_PROCESSING_REMEDIES, labels))
 
 
 _BAND_FIELD = "Green / NIR / SWIR band"

@@ -254,6 +254,7 @@ WHOLE: dict[str, Whole] = {
     "no_cuda": no_cuda,
     "gpu_memory": gpu_memory,
     "output_exists": output_exists,
+    "train_folder_not_empty": output_exists,  # an export or fine-tune folder that holds files
     "output_busy": output_busy,
     "all_scenes_failed": all_scenes_failed,
     "ray_missing": ray_missing,

@@ -67,8 +67,6 @@ MESSAGES: dict[str, Message] = {
     "model_config_bad": Message("{path}: config.json is not a PaliGemma config ({detail})"),
     "model_type_bad": Message("{path}: model_type is {model_type}, not 'paligemma'"),
     "model_load_failed": Message("could not load the PaliGemma model from {path}: {detail}"),
-    # the segmenter's own options (paligemma)
-    "max_new_tokens_range": Message("max_new_tokens must be at least 1, got {value}"),
     # the mask codec's weights, vae-oid.npz (weights)
     "vae_missing": Message(
         "VAE weights not found: {path} ({source})",

@@ -131,7 +131,9 @@ class PaliGemmaSegmenter:
             raise InputError("option_range", field="batch_size", value=str(batch_size), bound="at least 1")
         self.grammar = SegmentationGrammar(self.tokenizer, self.classes)
         if max_new_tokens is not None and int(max_new_tokens) < 1:
-            raise InputError("max_new_tokens_range", value=str(max_new_tokens))
+            raise InputError(
+                "option_range", field="max_new_tokens", value=str(max_new_tokens), bound="at least 1"
+            )
         self.max_new_tokens = int(max_new_tokens or self.grammar.max_new_tokens(self.max_objects))
         self._prompt_ids = self._tokenize_prompt()
         self.batch_size = int(batch_size or self._default_batch_size())
