@@ -90,7 +90,7 @@ def _load(path: Path) -> dict:
     return doc
 
 
-def _item(doc: dict, href: str, where: str) -> pystac.Item:
+def _item(doc: dict, href: str | None, where: str) -> pystac.Item:
     """A pystac Item from a feature; the fields local files often leave out get STAC's defaults."""
     import pystac
 
@@ -189,18 +189,18 @@ def _find(
     found = []
     for key, asset in item.assets.items():
         common = _band_names(asset)
+        named = _band_codes(asset)
+        for c in codes & set(named):  # a band code is exact: before a common name bands may share
+            found.append((0, len(named), asset, named.index(c) + 1))
         for n in names:
             if n in common:
-                found.append((len(common), key, asset, common.index(n) + 1))
-        named = _band_codes(asset)
-        for c in codes & set(named):
-            found.append((len(named), key, asset, named.index(c) + 1))
+                found.append((1, len(common), asset, common.index(n) + 1))
         if not common and (key.lower() in names or key.upper() in codes):
-            found.append((1, key, asset, 1))
+            found.append((1, 1, asset, 1))
     if not found:
         return None
-    found.sort(key=lambda f: f[0])
-    _, _, asset, band = found[0]
+    found.sort(key=lambda f: f[:2])
+    *_, asset, band = found[0]
     return asset, band
 
 

@@ -166,7 +166,7 @@ def journal_key(spec: SegmentSpec, scenes: list[Scene]) -> tuple[str, dict[str, 
     """What a journal must match to be continued: the spec's answer-changing values and the scenes."""
     from ..serial import fingerprint
 
-    return fingerprint(spec.resolved(), {"scenes": [[s.id, s.path] for s in scenes]})
+    return fingerprint(spec.resolved(), {"scenes": [[s.id, s.identity] for s in scenes]})
 
 
 def segment_raster(
@@ -190,20 +190,25 @@ def segment_raster(
     """
     from ..inputs.scenes import resolve_inputs
     from .atomic import atomic_output, claim_output
+    from .found_items import found_scenes, remove_found
     from .journal import journal_path
     from .output import output_crs, write_run_output
 
     t0 = time.perf_counter()
     progress = progress or SilentProgress()
     spec = spec.resolved()
-    progress.report(0, 1, "finding scenes")
-    if scenes is None:
-        scenes = resolve_inputs(
-            list(spec.raster), stac_bands=_names(spec.read.stac_bands), engine=spec.engine.name
-        )
-
     out = Path(spec.output.path)
     resuming = journal_path(out).exists() and not spec.run.restart
+    progress.report(0, 1, "searching the STAC API" if spec.search.active else "finding scenes")
+    if scenes is None and spec.search.active:
+        scenes = found_scenes(spec, resuming)
+    elif scenes is None:
+        scenes = resolve_inputs(
+            list(spec.raster),
+            stac_bands=_names(spec.read.stac_bands),
+            engine=spec.engine.name,
+            cloud_mask=spec.read.cloud_mask,
+        )
     check_outputs(spec, scenes, resumed=resuming)  # before the claim too: a clear error first
     key = journal_key(spec, scenes)
     with (
@@ -227,6 +232,7 @@ def segment_raster(
             # Finished work stays for the same command to continue; an empty journal goes.
             if not journal.holds_work():
                 journal.remove()
+                remove_found(out)
             elif isinstance(exc, Cancelled):
                 done_now = sum(1 for s in journal.finished().values() if s == "done")
                 raise Cancelled(
@@ -242,6 +248,7 @@ def segment_raster(
         with atomic_output(out, overwrite=True, suffix=".gpkg") as tmp:
             totals = write_run_output(tmp, results, spec, dst, run_rows)
         journal.remove()
+        remove_found(out)
     tracker.stage("done")
     return summarise(
         spec,

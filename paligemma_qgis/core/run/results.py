@@ -55,6 +55,7 @@ class SceneResult:
     water_area_m2: float = 0.0
     observed_area_m2: float = 0.0
     engine: dict[str, Any] = field(default_factory=dict)
+    cloud_pct: float | None = None  # share of the scene's data its cloud mask left out (None: no mask)
 
     def to_bytes(self) -> bytes:
         """The journal's record: a JSON header of plain values, then WKB (see the module docstring)."""
@@ -81,6 +82,7 @@ class SceneResult:
             "crs_wkt": self.crs_wkt,
             "transform": None if self.transform is None else [float(v) for v in self.transform],
             "engine": json.loads(json.dumps(self.engine, default=str)),
+            "cloud_pct": None if self.cloud_pct is None else float(self.cloud_pct),
             "records": [_record_values(r) for r in self.records],
             **{k: int(getattr(self, k)) for k in _COUNTS},
             **{k: float(getattr(self, k)) for k in _FLOATS},
