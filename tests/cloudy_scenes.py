@@ -140,7 +140,9 @@ def _write(path: Path, data: np.ndarray, grid: Grid, nodata: float | None = 0) -
         dst.write(data, 1)
 
 
-def _paint(kinds: np.ndarray, table: dict[str, Any], dtype: str, rng: np.random.Generator, noise: float) -> np.ndarray:
+def _paint(
+    kinds: np.ndarray, table: dict[str, Any], dtype: str, rng: np.random.Generator, noise: float
+) -> np.ndarray:
     values = np.zeros(kinds.shape, np.float64)
     for kind, value in table.items():
         values[kinds == kind] = value
@@ -154,7 +156,9 @@ def _lonlat_geometry() -> dict[str, Any]:
 
     t = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
     frame = _shape(0, 0, WIDTH_M, HEIGHT_M)
-    geom = shapely.transform(shapely.segmentize(frame, 500), lambda x, y: t.transform(x, y), interleaved=False)
+    geom = shapely.transform(
+        shapely.segmentize(frame, 500), lambda x, y: t.transform(x, y), interleaved=False
+    )
     return shapely.geometry.mapping(geom)
 
 
@@ -178,7 +182,9 @@ def _item(item_id: str, date: str, assets: dict[str, Any], collection: str, clou
     }
 
 
-def _asset(href: str, grid: Grid, common: str | None, name: str, dtype: str, nodata: float | None = 0) -> dict:
+def _asset(
+    href: str, grid: Grid, common: str | None, name: str, dtype: str, nodata: float | None = 0
+) -> dict:
     asset: dict[str, Any] = {
         "href": href,
         "type": "image/tiff; application=geotiff; profile=cloud-optimized",
@@ -210,7 +216,10 @@ def s2_item(folder: Path, href: str, date: str, when: str, *, seed: int = 0, clo
     grid = Grid(20)
     scl = _paint(classes(grid, date, clouds=clouds), SCL, "uint8", rng, 0)
     _write(folder / f"{item_id}_scl.tif", scl, grid)
-    assets["scl"] = {**_asset(f"{href}/{item_id}_scl.tif", grid, None, "SCL", "uint8"), "title": "Scene classification map (SCL)"}
+    assets["scl"] = {
+        **_asset(f"{href}/{item_id}_scl.tif", grid, None, "SCL", "uint8"),
+        "title": "Scene classification map (SCL)",
+    }
     assets["thumbnail"] = {"href": f"{href}/thumb.jpg", "type": "image/jpeg", "roles": ["thumbnail"]}
     cloud = 100.0 * truth(Grid(20))["clouded"] / (WIDTH_M * HEIGHT_M) if date == "after" and clouds else 0.0
     return _item(item_id, f"{when}T10:20:31Z", assets, "sentinel-2-l2a", round(cloud, 2))
@@ -227,7 +236,9 @@ def landsat_item(folder: Path, href: str, date: str, when: str, *, seed: int = 0
         table = {k: v[common] for k, v in SR.items()}
         name = f"{item_id}_{key}.tif"
         _write(folder / name, _paint(kinds, table, "uint16", rng, 30), grid)
-        assets[key] = _asset(f"{href}/{name}", grid, "nir08" if key == "nir08" else common, key.upper(), "uint16")
+        assets[key] = _asset(
+            f"{href}/{name}", grid, "nir08" if key == "nir08" else common, key.upper(), "uint16"
+        )
     _write(folder / f"{item_id}_qa_pixel.tif", _paint(kinds, QA, "uint16", rng, 0), grid, nodata=1)
     assets["qa_pixel"] = {
         **_asset(f"{href}/{item_id}_qa_pixel.tif", grid, None, "QA_PIXEL", "uint16", 1),

@@ -82,7 +82,13 @@ def _matches(item: dict[str, Any], params: dict[str, Any]) -> bool:
     query = params.get("query") or {}
     if isinstance(query, str):
         query = json.loads(query)
-    ops = {"lt": float.__lt__, "lte": float.__le__, "gt": float.__gt__, "gte": float.__ge__, "eq": float.__eq__}
+    ops = {
+        "lt": float.__lt__,
+        "lte": float.__le__,
+        "gt": float.__gt__,
+        "gte": float.__ge__,
+        "eq": float.__eq__,
+    }
     for name, conditions in query.items():
         value = props.get(name)
         for op, bound in conditions.items():
@@ -116,8 +122,18 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
                     {"rel": "self", "href": base, "type": "application/json"},
                     {"rel": "root", "href": base, "type": "application/json"},
                     {"rel": "data", "href": f"{base}/collections", "type": "application/json"},
-                    {"rel": "search", "href": f"{base}/search", "type": "application/geo+json", "method": "GET"},
-                    {"rel": "search", "href": f"{base}/search", "type": "application/geo+json", "method": "POST"},
+                    {
+                        "rel": "search",
+                        "href": f"{base}/search",
+                        "type": "application/geo+json",
+                        "method": "GET",
+                    },
+                    {
+                        "rel": "search",
+                        "href": f"{base}/search",
+                        "type": "application/geo+json",
+                        "method": "POST",
+                    },
                 ],
             }
 

@@ -82,7 +82,6 @@ class ReadSpec:
                 field="mask_classes",
                 value=",".join(map(str, self.mask_classes)),
                 kind=self.cloud_mask,
-                what="no classes",
             )
         if self.cloud_mask == "qa_pixel":
             for c in self.mask_classes or ():

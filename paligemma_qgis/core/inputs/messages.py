@@ -62,9 +62,9 @@ MESSAGES.update(
         ),
         "cloud_mask_unreadable": Message("{path}: cannot read the cloud mask {mask} ({detail})"),
         "cloud_mask_classes": Message(
-            "{option} {value}: {kind} masks are chosen by {what}",
+            "{option} {value} means nothing with {opt_cloud_mask} {kind}: it chooses SCL classes, QA_PIXEL "
+            "bits or a mask raster's values"
         ),
-        "cloud_mask_no_overlap": Message("{mask}: the cloud mask raster does not overlap {path}"),
         "s2cloudless_unavailable": Message(
             "{option} s2cloudless needs the s2cloudless package, which is not installed",
             "install it in the worker's Python: python -m pip install s2cloudless",
