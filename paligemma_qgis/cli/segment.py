@@ -15,6 +15,7 @@ from .progress import cli_progress
 from .weights import add_vae_arguments
 
 EXIT_PARTIAL = 3  # the output was written, but some scenes failed
+_SEARCH_OPTIONS = ("collection", "bbox", "datetime", "max_cloud", "limit", "sign")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -318,7 +319,8 @@ def spec_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def spec_from_args(args: argparse.Namespace) -> SegmentSpec:
-    if len(args.paths) < (1 if args.stac_api else 2):
+    searching = args.stac_api or any(getattr(args, n, None) is not None for n in _SEARCH_OPTIONS)
+    if len(args.paths) < (1 if searching else 2):  # a search option without --stac-api: the spec says so
         raise InputError("segment_needs_paths")
     *inputs, output = args.paths
     return segment_spec({**spec_values(args), "raster": inputs, "output": output})
