@@ -160,3 +160,39 @@ def test_a_killed_search_run_continues_with_the_items_first_found(api, tmp_path)
     water, ref_water = (pyogrio.read_dataframe(p, layer="water") for p in (out, reference))
     assert water.union_all().symmetric_difference(ref_water.union_all()).area < 1.0
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("o.")) == ["o.gpkg"]
+
+
+def test_processing_region_algorithm_with_a_stac_search_source(provider, api, tmp_path, monkeypatch) -> None:
+    """Map water in many rasters: STAC_API, collection, an extent (the map canvas's in the dialog), dates."""
+    import processing
+    from qgis.core import QgsProcessingException
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    out = tmp_path / "region.gpkg"
+    params = {
+        "STAC_API": api.url,
+        "STAC_COLLECTION": "sentinel-2-l2a",
+        "STAC_EXTENT": "15.0,15.1,45.1,45.2 [EPSG:4326]",
+        "STAC_START": "2021-06-01",
+        "STAC_END": "2021-06-30",
+        "STAC_MAX_CLOUD": 50,
+        "ENGINE": 1,
+        "OUTPUT": str(out),
+    }
+    result = processing.run("paligemma:segment_water_region", params)
+    assert result["SCENES"] == 2 and result["FAILED"] == 0
+    scenes = pyogrio.read_dataframe(out, layer="scenes")
+    assert list(scenes["scene"]) == ["S2B_33TWL_20210601_0_L2A", "S2B_33TWL_20210611_0_L2A"]
+    assert scenes["cloud_pct"].iloc[1] == pytest.approx(4.93, abs=0.15)
+    with pytest.raises(QgsProcessingException, match="either the rasters to map"):
+        processing.run("paligemma:segment_water_region", {**params, "FOLDER": str(tmp_path)})
+    with pytest.raises(QgsProcessingException, match="no item of sentinel-2-l2a matches"):
+        processing.run(
+            "paligemma:segment_water_region",
+            {
+                **params,
+                "STAC_START": "2019-01-01",
+                "STAC_END": "2019-12-31",
+                "OUTPUT": str(tmp_path / "x.gpkg"),
+            },
+        )

@@ -135,7 +135,20 @@ PROCESSING = FrontEnd(
 )
 # The region algorithm (segment_water_region): its inputs are two parameters.
 PROCESSING_REGION = FrontEnd(
-    "processing", {**PROCESSING.labels, "raster": "INPUTS / FOLDER"}, _PROCESSING_FLAGS
+    "processing",
+    {
+        **PROCESSING.labels,
+        "raster": "INPUTS / FOLDER",
+        "stac_api": "STAC_API",
+        "collection": "STAC_COLLECTION",
+        "bbox": "STAC_EXTENT",
+        "datetime": "STAC_START / STAC_END",
+        "max_cloud": "STAC_MAX_CLOUD",
+        "limit": "STAC_LIMIT",
+        "sign": "STAC_SIGN",
+        "cloud_mask": "CLOUD_MASK",
+    },
+    _PROCESSING_FLAGS,
 )
 
 _ANY_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")

@@ -38,6 +38,8 @@ from .layers import (
     style_result_layer,
 )
 from .options import gdal_path, region_name
+from .stac_search_params import HELP as SEARCH_HELP
+from .stac_search_params import cloud_mask_option, cloud_mask_parameter, search_options, search_parameters
 
 
 class RegionLayerPlacer(QgsProcessingLayerPostProcessorInterface):
@@ -82,7 +84,7 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
             "FAIL_FAST. DISSOLVE adds 'water_dissolved', water merged across overlapping scenes.\n\n"
             "An interrupted run continues where it stopped when run again with the same parameters. "
             "RAY_ADDRESS (Worker setup's by default) sends the work to a Ray cluster (the rasters must "
-            "be readable there: shared storage or /vsis3/ paths)."
+            "be readable there: shared storage or /vsis3/ paths).\n\n" + SEARCH_HELP
         )
 
     def createInstance(self) -> SegmentWaterRegionAlgorithm:  # noqa: N802
@@ -105,6 +107,9 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
                 optional=True,
             )
         )
+        for param in search_parameters():
+            self.addParameter(param)
+        self.addParameter(cloud_mask_parameter())
         self._add_segment_parameters(
             [
                 QgsProcessingParameterBoolean(
@@ -124,8 +129,8 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("SCENES", _tr("Scenes")))
         self.addOutput(QgsProcessingOutputNumber("FAILED", _tr("Scenes that failed")))
 
-    def _inputs(self, parameters: dict, context: QgsProcessingContext) -> list[str]:
-        """The rasters of INPUTS (files or /vsi paths) and the FOLDER, in that order."""
+    def _inputs(self, parameters: dict, context: QgsProcessingContext, searching: bool = False) -> list[str]:
+        """The rasters of INPUTS (files or /vsi paths) and the FOLDER, in that order (none for a search)."""
         inputs = []
         for layer in self.parameterAsLayerList(parameters, self.INPUTS, context):
             path = gdal_path(layer)
@@ -135,14 +140,19 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
         folder = (self.parameterAsFile(parameters, self.FOLDER, context) or "").strip()
         if folder:
             inputs.append(folder)
+        if searching:
+            if inputs:
+                raise _failure("give either the rasters to map (INPUTS, FOLDER) or a STAC search (STAC_API)")
+            return []
         if not inputs:
-            raise _failure("give the rasters to map: INPUTS, FOLDER, or both")
+            raise _failure("give the rasters to map: INPUTS, FOLDER, or both (or a STAC search: STAC_API)")
         return list(dict.fromkeys(inputs))
 
     def processAlgorithm(  # noqa: N802
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict:
-        inputs = self._inputs(parameters, context)
+        search = search_options(self, parameters, context)
+        inputs = self._inputs(parameters, context, searching=search is not None)
         output = self._output(parameters, context)
         job = self._segment_job(
             inputs,
@@ -152,6 +162,8 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
             feedback,
             fail_fast=self.parameterAsBool(parameters, self.FAIL_FAST, context),
             dissolve=self.parameterAsBool(parameters, self.DISSOLVE, context),
+            search=search,
+            cloud_mask=cloud_mask_option(self, parameters, context),
         )
         result = _run(job, feedback, PROCESSING_REGION)
         scenes = int(result.get("scenes") or 1)
