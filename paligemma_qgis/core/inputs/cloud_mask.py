@@ -34,8 +34,10 @@ sampling as the data, so a chip's mask and the chip agree pixel for pixel.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -326,7 +328,7 @@ class MaskedSource(RasterSource):
     _clouds: _MaskReader | _S2Reader | None = None
     cloud_mask: CloudMask | None = None
 
-    def __init__(self, path: Any, *, clouds: CloudMask | None = None, **kwargs: Any) -> None:
+    def __init__(self, path: str | os.PathLike, *, clouds: CloudMask | None = None, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
         if clouds is not None:
             self.set_clouds(clouds)
@@ -348,12 +350,12 @@ class MaskedSource(RasterSource):
                 raise
 
     def _read(
-        self, bands: Any, window: Window | None, out_shape: tuple[int, int] | None, during: str = ""
-    ) -> Any:
+        self, bands: Sequence[int], window: Window | None, out_shape: tuple[int, int] | None, during: str = ""
+    ) -> tuple[np.ndarray, np.ndarray]:
         values, valid = super()._read(bands, window, out_shape, during)
         if self._clouds is not None:
             try:
-                valid = valid & ~self._clouds.clouds(window, valid.shape)
+                valid = valid & ~self._clouds.clouds(window, (valid.shape[0], valid.shape[1]))
             except library_errors() as exc:
                 raise InputError(
                     "cloud_mask_unreadable",

@@ -161,11 +161,18 @@ def _declare_extensions(item: pystac.Item) -> None:
 
 
 # ----------------------------------------------------------------------------- bands
+def _declares(ext: Any, asset: pystac.Asset) -> bool:
+    """Whether the item owning ``asset`` declares the extension ``ext`` (``_declare_extensions`` ran)."""
+    import pystac
+
+    return isinstance(asset.owner, pystac.Item) and bool(ext.has_extension(asset.owner))
+
+
 def _band_names(asset: pystac.Asset) -> list[str]:
     """Common names of an asset's bands, in band order ('' where not given)."""
     from pystac.extensions.eo import EOExtension
 
-    if EOExtension.has_extension(asset.owner) and "eo:bands" in asset.extra_fields:
+    if _declares(EOExtension, asset) and "eo:bands" in asset.extra_fields:
         return [str(b.common_name or "").lower() for b in EOExtension.ext(asset).bands or []]
     bands = asset.extra_fields.get("bands") or []  # STAC 1.1
     return [
@@ -219,19 +226,18 @@ def _grid(asset: pystac.Asset, band: int, gdal_path: str, source: str) -> dict[s
     from pystac.extensions.projection import ProjectionExtension
     from pystac.extensions.raster import RasterExtension
 
-    item = asset.owner
     shape = transform = crs = dtype = nodata = None
-    if ProjectionExtension.has_extension(item):
+    if _declares(ProjectionExtension, asset):
         proj = ProjectionExtension.ext(asset)
         shape, transform = proj.shape, proj.transform
         crs = proj.crs_string or (f"EPSG:{proj.epsg}" if proj.epsg else None)
-    if RasterExtension.has_extension(item) and "raster:bands" in asset.extra_fields:
-        bands = RasterExtension.ext(asset).bands or []
-        if len(bands) >= band:
-            dtype, nodata = bands[band - 1].data_type, bands[band - 1].nodata
+    if _declares(RasterExtension, asset) and "raster:bands" in asset.extra_fields:
+        described = RasterExtension.ext(asset).bands or []
+        if len(described) >= band:
+            dtype, nodata = described[band - 1].data_type, described[band - 1].nodata
     else:  # STAC 1.1 puts them in "bands" or on the asset
-        bands = asset.extra_fields.get("bands") or [{}]
-        rb = (bands[band - 1] if len(bands) >= band else {}) or {}
+        listed = asset.extra_fields.get("bands") or [{}]
+        rb = (listed[band - 1] if len(listed) >= band else {}) or {}
         dtype, nodata = rb.get("data_type"), rb.get("nodata", asset.extra_fields.get("nodata"))
     if shape and transform and crs and dtype:
         from rasterio.crs import CRS
