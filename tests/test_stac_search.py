@@ -196,3 +196,29 @@ def test_processing_region_algorithm_with_a_stac_search_source(provider, api, tm
                 "OUTPUT": str(tmp_path / "x.gpkg"),
             },
         )
+
+
+def test_the_kept_items_are_believed_only_when_sealed_here_and_of_the_same_search(tmp_path, caplog) -> None:
+    from paligemma_qgis.core.run import found_items
+
+    spec = segment_spec(
+        stac_api="http://127.0.0.1:9", collection="c", bbox=[15, 45.1, 15.1, 45.2], datetime="2021",
+        output=str(tmp_path / "o.gpkg"),
+    )  # fmt: skip
+    key = found_items._search_key(spec)
+    path = found_items.items_path(spec.output.path)
+    found_items._write(path, key, [{"id": "a"}])
+    assert found_items._read(path, key) == [{"id": "a"}]
+    assert path.stat().st_mode & 0o777 == 0o600
+    other = segment_spec({**spec.flat(), "datetime": "2020"})
+    assert found_items._read(path, found_items._search_key(other)) is None  # another search: searched anew
+    signed = segment_spec({**spec.flat(), "sign": "planetary-computer"})
+    assert found_items._search_key(signed) == key  # signing finds the same items
+    doc = json.loads(path.read_text())
+    doc["items"][0]["id"] = "planted"
+    path.write_text(json.dumps(doc))
+    os.chmod(path, 0o600)
+    assert found_items._read(path, key) is None
+    assert "not used" in caplog.text and "searching again" in caplog.text
+    found_items.remove_found(spec.output.path)
+    assert not path.exists()
