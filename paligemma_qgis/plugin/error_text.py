@@ -48,7 +48,10 @@ _GUI_REMEDIES: dict[str, tuple[str, ...]] = {
         "map a part of it, or at a coarser resolution",
     ),
     "disk_full": ("free space there, or map less with {opt_aoi}", "free space there, or map a smaller area"),
-    "mosaic_no_space": ("free space there, or map less with {opt_aoi}", "free space there, or map a smaller area"),
+    "mosaic_no_space": (
+        "free space there, or map less with {opt_aoi}",
+        "free space there, or map a smaller area",
+    ),
     "compile_needs_static": ("the static cache is an option of the command line only",),
     "preset_rgb_missing": (
         "choose the bands yourself ('{opt_bands}' and '{opt_green}') instead",
