@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import threading
+import json
+import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from http_child import announce, log_request, requests, serve_in_child
 
 USER = "alice-user7"
 PASSWORD = "PW-9f8e7d6c"
@@ -34,19 +39,42 @@ SECRETS = (
 
 @dataclass
 class Served:
-    """The running server: ``url(name)`` is a credential-bearing /vsicurl/ path to a served file."""
+    """The running server: ``url(name)`` is a credential-bearing /vsicurl/ path to a served file.
+
+    It runs in a child process (tests/http_child.py); ``delay_s`` and ``requests`` go through its
+    state folder."""
 
     port: int
     files: dict[str, Path]
-    requests: list[str] = field(default_factory=list)
-    delay_s: float = 0.0
+    state: Path
 
     def url(self, name: str) -> str:
         query = f"X-Amz-Credential={CREDENTIAL}%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature={SIGNATURE}"
         return f"/vsicurl/http://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{name}?{query}&token={TOKEN}"
 
+    @property
+    def requests(self) -> list[str]:
+        return requests(self.state)
 
-def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
+    @property
+    def delay_s(self) -> float:
+        return _delay(self.state)
+
+    @delay_s.setter
+    def delay_s(self, seconds: float) -> None:
+        (self.state / "delay").write_text(str(seconds), encoding="utf-8")
+
+
+def _delay(state: Path) -> float:
+    path = state / "delay"
+    return float(path.read_text(encoding="utf-8") or 0) if path.exists() else 0.0
+
+
+def _files(state: Path) -> dict[str, Path]:
+    return {k: Path(v) for k, v in json.loads((state / "files.json").read_text(encoding="utf-8")).items()}
+
+
+def _handler(state: Path) -> type[BaseHTTPRequestHandler]:
     expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -54,9 +82,10 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _file(self) -> Path | None:
-            served.requests.append(self.command)
-            if served.delay_s:
-                time.sleep(served.delay_s)
+            log_request(state, self.command)
+            delay = _delay(state)
+            if delay:
+                time.sleep(delay)
             if self.headers.get("Authorization") != expected:
                 self.send_response(401)
                 self.send_header("WWW-Authenticate", 'Basic realm="rasters"')
@@ -70,7 +99,7 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return None
-            path = served.files.get(parts.path.lstrip("/"))
+            path = _files(state).get(parts.path.lstrip("/"))
             if path is None:
                 self.send_response(404)
                 self.send_header("Content-Length", "0")
@@ -110,13 +139,14 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
 @contextlib.contextmanager
 def serve(files: dict[str, Path]) -> Iterator[Served]:
     """Serve ``files`` ({url path: file}) on 127.0.0.1 until the block ends."""
-    served = Served(0, files)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
-    served.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    state = Path(tempfile.mkdtemp(prefix="credential-server-"))
     try:
-        yield served
+        (state / "files.json").write_text(json.dumps({k: str(v) for k, v in files.items()}), encoding="utf-8")
+        with serve_in_child("credential_server", state) as port:
+            yield Served(port, files, state)
     finally:
-        server.shutdown()
-        server.server_close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":  # the child: python credential_server.py STATE
+    announce(ThreadingHTTPServer(("127.0.0.1", 0), _handler(Path(sys.argv[1]))))

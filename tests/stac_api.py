@@ -14,15 +14,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import threading
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import shapely
+from http_child import announce, log_request, requests, serve_in_child
 from shapely.geometry import box, shape
 
 CONFORMS = [
@@ -36,12 +39,13 @@ PAGE = 2  # items per page unless the client asks for fewer: paging is always ex
 
 @dataclass
 class Api:
-    """The running API: ``url`` is its landing page; ``items`` by collection; ``files`` served by name."""
+    """The running API: ``url`` is its landing page; ``items`` by collection (``publish()`` after a
+    change); the files of ``folder`` served by name. It runs in a child process (tests/http_child.py)."""
 
     port: int
     items: dict[str, list[dict[str, Any]]]
     folder: Path
-    requests: list[str] = field(default_factory=list)
+    state: Path
 
     @property
     def url(self) -> str:
@@ -50,8 +54,41 @@ class Api:
     def file_url(self, name: str) -> str:
         return f"{self.url}/files/{name}"
 
+    def publish(self) -> None:
+        """What the API answers from now on: ``items`` as they are."""
+        tmp = self.state / "items.json.tmp"
+        tmp.write_text(json.dumps(self.items), encoding="utf-8")
+        tmp.replace(self.state / "items.json")
+
+    @property
+    def requests(self) -> list[str]:
+        return requests(self.state)
+
     def searches(self) -> int:
         return sum(1 for r in self.requests if r.startswith(("GET /search", "POST /search")))
+
+
+@dataclass
+class _Served:
+    """The child's view of the API: items re-read on every request, as the test publishes them."""
+
+    state: Path
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def folder(self) -> Path:
+        return Path((self.state / "folder").read_text(encoding="utf-8"))
+
+    @property
+    def items(self) -> dict[str, list[dict[str, Any]]]:
+        return json.loads((self.state / "items.json").read_text(encoding="utf-8"))
+
+    def log(self, line: str) -> None:
+        log_request(self.state, line)
 
 
 def _time(text: str | None) -> dt.datetime | None:
@@ -97,7 +134,7 @@ def _matches(item: dict[str, Any], params: dict[str, Any]) -> bool:
     return True
 
 
-def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
+def _handler(api: _Served) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # quiet
             pass
@@ -152,10 +189,11 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
             }
 
         def _search(self, params: dict[str, Any]) -> None:
-            names = params.get("collections") or list(api.items)
+            published = api.items
+            names = params.get("collections") or list(published)
             if isinstance(names, str):
                 names = names.split(",")
-            found = [i for n in names for i in api.items.get(n, []) if _matches(i, params)]
+            found = [i for n in names for i in published.get(n, []) if _matches(i, params)]
             limit = min(int(params.get("limit") or PAGE), PAGE)
             start = int(params.get("token") or 0)
             page = found[start : start + limit]
@@ -189,11 +227,11 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(part)
 
         def do_HEAD(self) -> None:  # noqa: N802
-            api.requests.append(f"HEAD {self.path}")
+            api.log(f"HEAD {self.path}")
             self._file(head=True)
 
         def do_GET(self) -> None:  # noqa: N802
-            api.requests.append(f"GET {self.path}")
+            api.log(f"GET {self.path}")
             url = urlsplit(self.path)
             if url.path.startswith("/files/"):
                 return self._file(head=False)
@@ -203,7 +241,8 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
             if url.path == "/conformance":
                 return self._json({"conformsTo": CONFORMS})
             if url.path == "/collections":
-                return self._json({"collections": [self._collection(n) for n in api.items], "links": []})
+                names = list(api.items)
+                return self._json({"collections": [self._collection(n) for n in names], "links": []})
             if url.path.startswith("/collections/"):
                 return self._json(self._collection(url.path.split("/")[2]))
             if url.path == "/search":
@@ -212,7 +251,7 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
             return None
 
         def do_POST(self) -> None:  # noqa: N802
-            api.requests.append(f"POST {self.path}")
+            api.log(f"POST {self.path}")
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
             if urlsplit(self.path).path != "/search":
                 self.send_error(404)
@@ -225,18 +264,24 @@ def _handler(api: Api) -> type[BaseHTTPRequestHandler]:
 @contextlib.contextmanager
 def serve_api(items: dict[str, list[dict[str, Any]]], folder: Path) -> Iterator[Api]:
     """Serve ``items`` (by collection) and the files of ``folder`` on 127.0.0.1 for the ``with`` block."""
-    api = Api(0, items, folder)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
-    api.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
+    state = Path(tempfile.mkdtemp(prefix="stac-api-"))
     try:
-        yield api
+        (state / "folder").write_text(str(folder), encoding="utf-8")
+        api = Api(0, items, folder, state)
+        api.publish()
+        with serve_in_child("stac_api", state) as port:
+            api.port = port
+            yield api
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def item_bbox(geom_lonlat: Any) -> list[float]:
     return list(shapely.bounds(geom_lonlat))
+
+
+if __name__ == "__main__":  # the child: python stac_api.py STATE
+    served = _Served(Path(sys.argv[1]))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
+    served.port = server.server_address[1]
+    announce(server)

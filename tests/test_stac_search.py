@@ -43,6 +43,7 @@ def api(tmp_path):
         cloudy["properties"]["eo:cloud_cover"] = 80.0
         served.items["sentinel-2-l2a"] = [*items, cloudy]
         served.items["landsat-c2-l2"] = []
+        served.publish()
         yield served
 
 
@@ -148,6 +149,7 @@ def test_a_killed_search_run_continues_with_the_items_first_found(api, tmp_path)
     searches = api.searches()
     # Meanwhile the catalogue publishes another item of the window: the run goes on without it.
     api.items["sentinel-2-l2a"].append(s2_item(api.folder, f"{api.url}/files", "after", "2021-06-16", seed=4))
+    api.publish()
     again = subprocess.run(
         [sys.executable, "-m", "paligemma_qgis", *args, "--json"], capture_output=True, text=True, env=ENV
     )

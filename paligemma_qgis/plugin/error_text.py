@@ -58,6 +58,11 @@ _GUI_REMEDIES: dict[str, tuple[str, ...]] = {
         "choose the bands yourself instead",
     ),
     "ray_gpus": ("lower the GPUs per model actor, or send the run to a cluster with GPUs",),
+    "search_needs": (
+        "give {opt_stac_api} with {opt_collection}, {opt_datetime} and {opt_bbox} or {opt_aoi}",
+        "give the STAC API address, the collection, the dates and an extent",
+    ),
+    "search_items_unreadable": ("start over: replace the output file, or choose a new one",),
 }
 _DIALOG_REMEDIES: dict[str, tuple[str, ...]] = {
     **_GUI_REMEDIES,
@@ -127,6 +132,13 @@ PLAIN_NAMES = {
     "max_pixels": "the pixel limit",
     "max_new_tokens": "the token budget",
     "max_objects": "the most objects per chip",
+    "cloud_mask": "the cloud mask",
+    "mask_classes": "the masked cloud classes",
+    "stac_api": "the STAC API address",
+    "collection": "the collection",
+    "datetime": "the dates",
+    "bbox": "the search extent",
+    "stac_bands": "the bands' asset names",
 }
 
 
