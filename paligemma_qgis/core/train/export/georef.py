@@ -234,7 +234,7 @@ def assign_splits(
             rows[i]["reason"] = "overlaps a valid chip"
     if opts.valid_fraction > 0 and usable and "valid" not in splits:
         summary.warnings.append(
-            "the usable chips lie in a single spatial block: no validation chips (lower the block size)"
+            "the usable chips lie in a single spatial block: no validation chips (lower --block-size)"
         )
 
 
