@@ -69,6 +69,13 @@ _GUI_REMEDIES: dict[str, tuple[str, ...]] = {
         "setup…), or choose Google's file",
     ),
     "vae_exists": ("delete it first",),
+    "stac_band_missing": (
+        "choose other bands with {opt_stac_bands}",
+        "choose a collection whose items hold the bands the engine needs",
+    ),
+    "search_items_unreadable": (
+        "choose another output, or delete the files the interrupted run left beside it to start over",
+    ),
     "labels_invalid": ("fix them (QGIS: Fix geometries)",),
     # export-pairs only (the command line): no QGIS front end reads image folders
     "image_too_large": ("only the command line reads images this large, for files you trust",),
@@ -152,6 +159,13 @@ PLAIN_NAMES = {
     "max_pixels": "the pixel limit",
     "max_new_tokens": "the token budget",
     "max_objects": "the most objects per chip",
+    "cloud_mask": "the cloud mask",
+    "restart": "starting over",
+    "stac_api": "a STAC API",
+    "collection": "a collection",
+    "datetime": "dates",
+    "bbox": "an extent",
+    "aoi": "an area of interest",
 }
 
 
