@@ -52,8 +52,10 @@ def test_band_out_of_range_names_the_field(water_scene, tmp_path):
     text = translate(outcome.message, outcome.error_info, job["options"], SEGMENT_DIALOG)
     assert text == (
         f"{water_scene.path}: green band 7 does not exist (the raster has 4 bands); "
-        "choose a band from 1 to 4 for Green / NIR / SWIR band"
+        "choose a band from 1 to 4 in 'Green / NIR / SWIR band'"
     )
+    processing = translate(outcome.message, outcome.error_info, job["options"], PROCESSING)
+    assert processing.endswith("; set GREEN to a band from 1 to 4")
 
 
 def test_missing_vae_points_at_the_download_button(water_scene, tiny_paligemma, tmp_path):
@@ -90,8 +92,9 @@ def test_export_folder_not_empty_points_at_the_replace_box(water_scene, tmp_path
     (out_dir / "notes.txt").write_text("mine")
     job = export_job(str(water_scene.path), str(out_dir), "water-index", preset="naip")
     outcome = _fail(job)
+    assert outcome.error_info["code"] == "train_folder_not_empty"
     text = translate(outcome.message, outcome.error_info, job["options"], EXPORT_DIALOG)
-    assert text.startswith(f"Folder: {out_dir} exists.") and "Replace an earlier export" in text
+    assert text == f"Folder: {out_dir} exists. Tick 'Replace an earlier export' or choose another name."
 
 
 def test_missing_module_is_named_by_its_package(water_scene, tmp_path):

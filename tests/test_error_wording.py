@@ -202,3 +202,27 @@ def test_the_export_dialog_names_each_option_as_it_shows_it(qgis_iface, water_sc
     options = dialog.build_job(tmp_path)["options"]
     dialog.deleteLater()
     assert set(options) <= set(EXPORT_DIALOG.labels), set(options) - set(EXPORT_DIALOG.labels)
+
+
+def test_an_option_no_command_sets_keeps_its_name_on_the_command_line():
+    """A spec field only Python callers give (max_new_tokens) is said by its name, not a crash."""
+    info = ErrorInfo("option_range", {"value": "0", "bound": "at least 1"}, "max_new_tokens")
+    assert render(info, cli_wording()) == "max_new_tokens must be at least 1, got 0"
+
+
+def test_each_failed_scene_is_said_in_the_front_ends_words():
+    """A region's failed scenes travel with their codes: QGIS words each one as it words errors."""
+    from paligemma_qgis.core.errors import AllScenesFailedError, InputError
+    from paligemma_qgis.plugin.error_text import scene_errors
+
+    no_nir = InputError("band_unknown", field="nir", role="NIR or SWIR", index="NDWI").at("/data/b.tif")
+    error = AllScenesFailedError([("a", RuntimeError("disk on fire")), ("b", no_nir)])
+    params = error.info.params
+    assert set(params["failed_scene_errors"]) == {"a", "b"}
+    region = [f for n, f in gui_front_ends().items() if n.endswith("segment_water_region")][0]
+    for front in (SEGMENT_DIALOG, region):
+        said = scene_errors(params, front, {"raster": ["/data/a.tif", "/data/b.tif"]})
+        assert said["a"] == "RuntimeError: disk on fire"
+        assert "the water index needs a NIR or SWIR band" in said["b"] and not FLAG.search(said["b"])
+    assert "BANDS to the sensor preset" in scene_errors(params, region)["b"]
+    assert scene_errors({"failed_scenes": {"c": "old text"}}, SEGMENT_DIALOG) == {"c": "old text"}

@@ -91,7 +91,7 @@ def test_worker_error_reaches_message_bar_and_log(water_scene, clean_project, qg
     assert task.succeeded is False
     # In the dialog's words: its field, no command-line flag.
     assert (
-        task.error.endswith("for Green / NIR / SWIR band") and "99" in task.error and "--" not in task.error
+        task.error.endswith("in 'Green / NIR / SWIR band'") and "99" in task.error and "--" not in task.error
     )
     (shown,) = [m for m in plugin_messages(qgis_iface) if "99" in m]
     assert shown.startswith("Water in lakes failed.")

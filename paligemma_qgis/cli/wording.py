@@ -74,11 +74,19 @@ def labels_of(parser: argparse.ArgumentParser) -> dict[str, str]:
     return out
 
 
+class _Flags(dict):
+    """Option names as flags; an option no command sets (a spec field only Python callers give,
+    max_new_tokens) keeps its own name rather than failing the message."""
+
+    def __missing__(self, key: str) -> str:
+        return key
+
+
 @cache
 def cli_wording() -> Wording:
     from . import build_parser
 
-    return Wording("cli", {**labels_of(build_parser()), **_NAMES}, _REMEDIES)
+    return Wording("cli", _Flags({**labels_of(build_parser()), **_NAMES}), _REMEDIES)
 
 
 def failed_scenes(details: dict) -> dict[str, str]:

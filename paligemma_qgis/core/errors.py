@@ -203,8 +203,8 @@ class OutputError(PaliGemmaQgisError):
 class AllScenesFailedError(PaliGemmaQgisError):
     """Every scene of a region run failed, so nothing was written.
 
-    Its parameters carry the first scene's error (rendered in the front end's words) and
-    the others' neutral text, so a front end can say all of it in its own words.
+    Its parameters carry the first scene's error (rendered in the front end's words), and
+    each listed scene's neutral text and code, so a front end can say all of it in its own words.
     """
 
     MAX_LISTED = 20  # scenes whose errors travel in the event (a region may have thousands)
@@ -220,6 +220,7 @@ class AllScenesFailedError(PaliGemmaQgisError):
             first_scene=first_id,
             first=first_info.to_data(),
             failed_scenes={sid: str(exc) for sid, exc in failures[: self.MAX_LISTED]},
+            failed_scene_errors={sid: error_info(exc).to_data() for sid, exc in failures[: self.MAX_LISTED]},
         )
         self.first = first
 

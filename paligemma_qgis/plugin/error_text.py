@@ -28,6 +28,7 @@ __all__ = [
     "FrontEnd",
     "processing",
     "say",
+    "scene_errors",
     "translate",
 ]
 
@@ -53,34 +54,60 @@ _GUI_REMEDIES: dict[str, tuple[str, ...]] = {
         "free space there, or map a smaller area",
     ),
     "compile_needs_static": ("the static cache is an option of the command line only",),
-    "preset_rgb_missing": (
-        "choose the bands yourself ('{opt_bands}' and '{opt_green}') instead",
-        "choose the bands yourself instead",
-    ),
     "ray_gpus": ("lower the GPUs per model actor, or send the run to a cluster with GPUs",),
-    "search_needs": (
-        "give {opt_stac_api} with {opt_collection}, {opt_datetime} and {opt_bbox} or {opt_aoi}",
-        "give the STAC API address, the collection, the dates and an extent",
+    "raster_read_failed": (
+        "repair the file or download it again (the command line can map unreadable blocks as nodata)",
     ),
-    "search_items_unreadable": ("start over: replace the output file, or choose a new one",),
+    "occurrence_no_observation": (
+        "check {opt_start} / {opt_end} against the scene dates",
+        "check the dates asked for against the scenes' dates",
+    ),
+    "vae_checksum": (
+        "the file may be a partial download or a different VAE; to use it anyway, tick "
+        "'{opt_allow_custom_vae}'",
+        "the file may be a partial download or a different VAE: download vae-oid.npz again (Worker "
+        "setup…), or choose Google's file",
+    ),
+    "vae_exists": ("delete it first",),
+    "stac_band_missing": (
+        "choose other bands with {opt_stac_bands}",
+        "choose a collection whose items hold the bands the engine needs",
+    ),
+    "search_items_unreadable": (
+        "choose another output, or delete the files the interrupted run left beside it to start over",
+    ),
+    "labels_invalid": ("fix them (QGIS: Fix geometries)",),
+    # export-pairs only (the command line): no QGIS front end reads image folders
+    "image_too_large": ("only the command line reads images this large, for files you trust",),
+    "pairs_same_chip": ("rename one of them or leave one out",),
 }
+_BANDS_YOURSELF = (
+    "choose the bands yourself ('{opt_bands}' and '{opt_green}') instead",
+    "choose the bands yourself instead",
+)
 _DIALOG_REMEDIES: dict[str, tuple[str, ...]] = {
     **_GUI_REMEDIES,
-    "preset_mismatch": (
-        "choose the bands yourself ('{opt_bands}' and '{opt_green}') instead",
-        "choose the bands yourself instead",
-    ),
+    "preset_mismatch": _BANDS_YOURSELF,
+    "preset_rgb_missing": _BANDS_YOURSELF,
+    "band_out_of_range": ("choose a band from 1 to {count} in '{option}'",),
 }
+_SET_BANDS = (
+    "set {opt_bands} to band numbers and {opt_green}/{opt_nir}/{opt_swir} instead",
+    "set {opt_bands} to band numbers instead",
+    "choose the bands yourself instead",
+)
 _PROCESSING_REMEDIES: dict[str, tuple[str, ...]] = {
     **_GUI_REMEDIES,
     "scene_too_big": (
         "set {opt_aoi} to a part of it, or a coarser {opt_resolution}",
         *_GUI_REMEDIES["scene_too_big"][1:],
     ),
-    "preset_mismatch": (
-        "set {opt_bands} to band numbers and {opt_green}/{opt_nir}/{opt_swir} instead",
-        "set {opt_bands} to band numbers instead",
-        "choose the bands yourself instead",
+    "preset_mismatch": _SET_BANDS,
+    "preset_rgb_missing": _SET_BANDS,
+    "band_out_of_range": ("set {option} to a band from 1 to {count}",),
+    "vae_checksum": (
+        "the file may be a partial download or a different VAE; to use it anyway, set {opt_allow_custom_vae}",
+        *_GUI_REMEDIES["vae_checksum"][1:],
     ),
 }
 
@@ -134,11 +161,12 @@ PLAIN_NAMES = {
     "max_objects": "the most objects per chip",
     "cloud_mask": "the cloud mask",
     "mask_classes": "the masked cloud classes",
-    "stac_api": "the STAC API address",
-    "collection": "the collection",
-    "datetime": "the dates",
-    "bbox": "the search extent",
-    "stac_bands": "the bands' asset names",
+    "restart": "starting over",
+    "stac_api": "a STAC API",
+    "collection": "a collection",
+    "datetime": "dates",
+    "bbox": "an extent",
+    "aoi": "an area of interest",
 }
 
 
@@ -216,3 +244,19 @@ def translate(message: str, info: Mapping[str, Any], options: Mapping[str, Any],
     if error.code == "legacy" and info.get("kind") == "OutputExistsError":
         error = ErrorInfo("output_exists", error.params, error.field)  # until its raise has a code
     return say(error, front.wording(options))
+
+
+def scene_errors(
+    details: Mapping[str, Any], front: FrontEnd, options: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Each failed scene's error in ``front``'s words: from its code (``failed_scene_errors``) when it
+    travelled with it, else its neutral text (``failed_scenes``). ``details``: a run summary's details,
+    or the params of ``all_scenes_failed``."""
+    codes = details.get("failed_scene_errors") or {}
+    wording = front.wording(options)
+    return {
+        scene: say(ErrorInfo.from_data(codes[scene]), wording)
+        if isinstance(codes.get(scene), Mapping)
+        else str(text)
+        for scene, text in (details.get("failed_scenes") or {}).items()
+    }

@@ -25,7 +25,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
-from .error_text import FrontEnd, processing, translate
+from .error_text import FrontEnd, processing, scene_errors, translate
 from .options import PRESETS, raster_file
 from .runner import run_worker
 from .worker_env import worker_command, worker_env
@@ -141,7 +141,7 @@ def run_job(job: dict, feedback: QgsProcessingFeedback, front: FrontEnd) -> dict
         if outcome.details:  # the worker's traceback or error class: for the log, not an error line
             feedback.pushDebugInfo(outcome.details)
         params = outcome.error_info.get("params") or {}
-        for scene, error in (params.get("failed_scenes") or {}).items():  # every scene failed
+        for scene, error in scene_errors(params, front, job.get("options")).items():  # every scene failed
             feedback.pushWarning(f"scene {scene} failed: {error}")
         raise failure(translate(outcome.message, outcome.error_info, job.get("options", {}), front))
     return outcome.result

@@ -27,7 +27,7 @@ from qgis.core import (
 )
 
 from .algorithms import _POST_PROCESSORS, SegmentAlgorithm
-from .error_text import processing
+from .error_text import processing, scene_errors
 from .layers import (
     CHIPS_LAYER,
     DISSOLVED_LAYER,
@@ -188,7 +188,7 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
         result = self._run(job, feedback)
         scenes = int(result.get("scenes") or 1)
         failed = int(result.get("failed") or 0)
-        for scene, error in ((result.get("details") or {}).get("failed_scenes") or {}).items():
+        for scene, error in scene_errors(result.get("details") or {}, self.FRONT, job["options"]).items():
             feedback.pushWarning(f"scene {scene} failed: {error}")
         if failed:
             feedback.pushWarning(f"{failed} of {scenes} scenes failed: see the 'scenes' layer")
