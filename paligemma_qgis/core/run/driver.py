@@ -227,11 +227,15 @@ def segment_raster(
             # Finished work stays for the same command to continue; an empty journal goes.
             if not journal.holds_work():
                 journal.remove()
+                if isinstance(exc, Cancelled):  # said, so that a front end can say nothing is kept
+                    raise Cancelled(str(exc), {"scenes": 0, "total": len(scenes), "chips": 0}) from None
             elif isinstance(exc, Cancelled):
                 done_now = sum(1 for s in journal.finished().values() if s == "done")
+                kept = {"scenes": done_now, "total": len(scenes), "chips": journal.n_texts()}
                 raise Cancelled(
-                    f"{exc}; {done_now} of {len(scenes)} scenes and {journal.n_texts()} chip answers are kept "
-                    f"in {journal.path.name}: run the same command again to continue"
+                    f"{exc}; {done_now} of {len(scenes)} scenes and {kept['chips']} chip answers are kept "
+                    f"in {journal.path.name}: run the same command again to continue",
+                    kept,
                 ) from None
             raise
         tracker.stage("writing GeoPackage", prefix="")
