@@ -3,23 +3,38 @@
 Every item the plugin pushes is marked, so a new run can take the plugin's old messages
 off the bar (``clear_messages``): QGIS shows the previous item again when the newest one
 times out, and an old red error coming back after a success made a good run look failed.
-Errors and successes stay until closed or until the next run; an error can carry a
-Details… button with the full text (worker output, command) for a bug report.
+Errors and successes stay until closed or until the next run.
+
+A message bar item shows rich text in a box two lines high (more scrolls behind small
+arrows): an item shows the first line of its text, cut at ``SHOWN_CHARS``, escaped (scene
+and file names are user data: ``<img src=…>`` in a name must not render), and a Details…
+button opens the whole text (and the worker's output, when there is one) in a box of its
+own. The dialogs' own bars use the same items (``push_item``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
+import re
+from collections.abc import Callable, Sequence
 
 from qgis.core import Qgis, QgsMessageLog
 from qgis.gui import QgsMessageBar
+from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QMessageBox, QPushButton, QWidget
 
 LOG_TAG = "PaliGemma Water"
 OURS = "paligemma_qgis_message"  # the Qt property that marks our message bar items
+PLAIN = "paligemma_qgis_text"  # the Qt property holding an item's whole text, unescaped
 INFO_SECONDS = 10
+SHOWN_CHARS = 150  # what a bar item shows of its text (two lines of a dialog's bar)
+# What QGIS itself pushes when a long task ends (QGIS < 3.26 has no QgsTask.Silent flag).
+QGIS_TASK_NOTICES = ("Task complete", "Task failed")
 # Open Details boxes, kept referenced while they are shown (non-modal).
 _DETAILS: list[QMessageBox] = []
+
+Buttons = Sequence[tuple[str, Callable[[], object]]]
 
 
 def message_bar(iface) -> QgsMessageBar | None:
@@ -33,7 +48,53 @@ def message_bar(iface) -> QgsMessageBar | None:
     return iface.messageBar() if iface is not None else None
 
 
-def push_message(iface, text: str, level, details: str | None = None, title: str = LOG_TAG):
+def shown_text(text: str, limit: int = SHOWN_CHARS) -> tuple[str, bool]:
+    """(what an item shows of ``text``: its first line, cut at a word before ``limit``; cut?)."""
+    text = text.strip()
+    first = text.split("\n", 1)[0].rstrip()
+    if len(first) > limit:
+        cut = first[: limit - 1]
+        space = cut.rfind(" ")
+        first = (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "…"
+    return first, first != text
+
+
+def rich(text: str) -> str:
+    """``text`` as rich text that shows it literally (a message bar renders HTML)."""
+    return "<span>" + html.escape(text, quote=False) + "</span>"
+
+
+def push_item(
+    bar: QgsMessageBar,
+    title: str,
+    text: str,
+    level,
+    duration: int = 0,
+    details: str | None = None,
+    buttons: Buttons = (),
+):
+    """Push one of our items to ``bar``: the text's first line, escaped, a Details… button when
+    there is more to read (the rest of the text, ``details``), and ``buttons`` (label, action)."""
+    shown, cut = shown_text(text)
+    item = QgsMessageBar.createMessage(html.escape(title, quote=False), rich(shown), bar)
+    item.setProperty(OURS, True)
+    item.setProperty(PLAIN, text)
+    for label, action in buttons:
+        button = QPushButton(label)
+        button.clicked.connect(lambda _checked=False, act=action: act())
+        item.layout().addWidget(button)
+    if cut or details:
+        button = QPushButton("Details…")
+        button.setObjectName("paligemmaDetails")
+        button.clicked.connect(lambda: show_details(bar.window(), title, text, details or ""))
+        item.layout().addWidget(button)
+    bar.pushWidget(item, level, duration)
+    return item
+
+
+def push_message(
+    iface, text: str, level, details: str | None = None, title: str = LOG_TAG, buttons: Buttons = ()
+):
     """Show ``text`` in the message bar of ``iface`` (the log panel without one); returns the item.
 
     ``details``: the full story behind it, behind a Details… button.
@@ -42,16 +103,25 @@ def push_message(iface, text: str, level, details: str | None = None, title: str
     if bar is None:
         QgsMessageLog.logMessage(text + (f"\n{details}" if details else ""), LOG_TAG, level)
         return None
-    item = QgsMessageBar.createMessage(title, text, bar)
-    if details:
-        button = QPushButton("Details…")
-        button.setObjectName("paligemmaDetails")
-        button.clicked.connect(lambda: show_details(bar.window(), title, text, details))
-        item.layout().addWidget(button)
-    item.setProperty(OURS, True)
     stays = level in (Qgis.MessageLevel.Critical, Qgis.MessageLevel.Warning, Qgis.MessageLevel.Success)
-    bar.pushWidget(item, level, 0 if stays else INFO_SECONDS)
-    return item
+    return push_item(bar, title, text, level, 0 if stays else INFO_SECONDS, details, buttons)
+
+
+def item_text(item) -> str:
+    """The whole text of a message bar item: ours as given, another's without its markup."""
+    with contextlib.suppress(RuntimeError):
+        plain = item.property(PLAIN)
+        if isinstance(plain, str):
+            return plain
+        return html.unescape(re.sub(r"<[^>]+>", "", item.text()))
+    return ""
+
+
+def bar_texts(bar: QgsMessageBar | None, ours_only: bool = False) -> list[str]:
+    """Texts of the items on ``bar``, newest first (tests, diagnostics)."""
+    if bar is None:
+        return []
+    return [item_text(i) for i in reversed(bar.items()) if not ours_only or i.property(OURS)]
 
 
 def clear_messages(iface) -> int:
@@ -68,18 +138,40 @@ def clear_messages(iface) -> int:
     return removed
 
 
-def plugin_messages(iface) -> list[str]:
-    """Texts of the plugin's messages now on the bar, newest first (tests, diagnostics)."""
+def drop_task_notices(iface, description: str) -> int:
+    """Take QGIS's own "Task complete" / "Task failed" item for our task ``description`` off the bar.
+
+    QGIS before 3.26 pushes one when a task that took a while ends (its system notification,
+    on a desktop without a tray): for a cancel it says "Task failed", and a setup's "Task
+    complete" stayed on the bar while the run it started went on. Our own message says what
+    happened. Returns how many were removed.
+    """
     bar = message_bar(iface)
     if bar is None:
-        return []
-    return [item.text() for item in reversed(bar.items()) if item.property(OURS)]
+        return 0
+    removed = 0
+    for item in list(bar.items()):
+        with contextlib.suppress(RuntimeError):
+            if item.property(OURS) or item.title().rstrip(": ") not in QGIS_TASK_NOTICES:
+                continue
+            if item_text(item).strip() == description.strip():
+                bar.popWidget(item)
+                removed += 1
+    return removed
+
+
+def plugin_messages(iface) -> list[str]:
+    """Texts of the plugin's messages now on the bar, newest first (tests, diagnostics)."""
+    return bar_texts(message_bar(iface), ours_only=True)
 
 
 def show_details(parent: QWidget | None, title: str, text: str, details: str) -> QMessageBox:
-    """A non-modal box with ``text`` and, behind "Show Details…", the full ``details``."""
+    """A non-modal box with the whole ``text`` and, behind "Show Details…", ``details``."""
     box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Close, parent)
-    box.setDetailedText(details)
+    box.setTextFormat(Qt.TextFormat.PlainText)  # names are user data: never rendered as HTML
+    box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    if details:
+        box.setDetailedText(details)
     box.setObjectName("paligemmaDetailsBox")
     _DETAILS.append(box)
     box.finished.connect(lambda _result: _DETAILS.remove(box) if box in _DETAILS else None)
