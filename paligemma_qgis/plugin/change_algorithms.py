@@ -41,8 +41,10 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 
 from .algorithms import WorkerAlgorithm, _failure, _run
-from .change_styles import load_as_group, style_class_layer, style_occurrence
+from .change_styles import style_class_layer, style_occurrence
 from .options import DEFAULT_MODEL, DEVICES, ENGINES, raster_file, segment_job
+from .run_groups import load_as_group, new_run
+from .run_text import change_name, occurrence_name
 
 CHANGE_LAYERS = ("gained", "lost", "persistent", "unknown")
 
@@ -299,11 +301,10 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
             shutil.rmtree(scratch, ignore_errors=True)
         for note in result.get("notes") or []:
             feedback.pushWarning(note)
-        dates = f"{result.get('before_date') or 'before'} → {result.get('after_date') or 'after'}"
-        group = f"Water change {dates} ({Path(output).stem})"
+        group = change_name(result.get("before_date"), result.get("after_date"))
         layers = [(f"{output}|layername={name}", name, _styler(name), True) for name in CHANGE_LAYERS]
         layers.append((f"{output}|layername=observed", "observed on both dates", _styler("observed"), False))
-        load_as_group(context, output, group, layers)
+        load_as_group(context, output, group, layers, new_run())
         out = {self.OUTPUT: output, "SUMMARY": json.dumps(result)}
         for name in CHANGE_LAYERS:
             out[f"{name.upper()}_LAYER"] = f"{output}|layername={name}"
@@ -454,9 +455,9 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
         result = _run({"task": "occurrence", "options": options}, feedback)
         for note in result.get("notes") or []:
             feedback.pushWarning(note)
-        group = f"Water occurrence ({Path(output).stem}, {result.get('observations')} observations)"
+        group, run = occurrence_name(result.get("observations"), result.get("dates")), new_run()
         load_as_group(
-            context, output, group, [(output, "water occurrence", style_occurrence, True)], first_rank=10
+            context, output, group, [(output, "water occurrence", style_occurrence, True)], run, first_rank=10
         )
         if classes:
             load_as_group(
@@ -467,6 +468,7 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
                     (f"{classes}|layername={name}", name, _styler(name), name != "observed")
                     for name in ("permanent", "seasonal", "rare", "observed")
                 ],
+                run,
             )
         return {
             self.OUTPUT: output,
