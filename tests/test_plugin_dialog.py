@@ -293,7 +293,7 @@ def test_run_saves_settings_checks_the_worker_and_starts_a_task(dlg, raster_laye
     assert "Checking the worker Python" in _messages(dlg)
     wait_until(lambda: dlg.task is not None, what="the run to start")
     assert started == [dlg.task]
-    assert dlg.task.group_name == "lakes" and dlg.task.python == sys.executable
+    assert dlg.task.group_name == "Water in lakes" and dlg.task.python == sys.executable
     assert QgsSettings().value(f"{SETTINGS_GROUP}/dialog/engine") == "water-index"
 
 
@@ -317,9 +317,11 @@ def test_segment_job_leaves_out_unset_values():
         "output": "out.gpkg",
         "engine": "water-index",
         "overwrite": False,
-        "restart_if_changed": True,  # a dialog continues its own interrupted run, replaces another's
         "nir": 4,
     }
+    # An interrupted run of another job is never replaced silently: the dialog asks, then says restart.
+    assert "restart_if_changed" not in job["options"]
+    assert segment_job("in.tif", "out.gpkg", restart=True)["options"]["restart"] is True
 
 
 def test_worker_env_points_at_the_plugin_and_drops_proj(monkeypatch):

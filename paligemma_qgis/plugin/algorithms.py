@@ -18,7 +18,6 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingOutputVectorLayer,
@@ -35,26 +34,19 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QCoreApplication
 
+from . import ray_trust
 from .error_text import PROCESSING, FrontEnd, translate, without_flags
-from .layers import WATER_LAYER, style_water
+from .interrupted import interrupted_problem
+from .layers import WATER_LAYER
 from .options import DEFAULT_ENGINE, DEFAULT_MODEL, DEVICES, ENGINES, PRESETS, raster_file, segment_job
+from .processing_results import load_segment_result, report_unsure
+from .run_text import single_name, stopped_text
 from .runner import run_worker
 from .worker_env import ray_address, ray_address_problem, worker_command, worker_env
-
-# Keeps post-processors alive until QGIS has used them (it holds no Python reference).
-_POST_PROCESSORS: list[QgsProcessingLayerPostProcessorInterface] = []
 
 
 def _tr(text: str) -> str:
     return QCoreApplication.translate("PaliGemmaProcessing", text)
-
-
-class WaterStyler(QgsProcessingLayerPostProcessorInterface):
-    """Gives the loaded water layer the plugin's blue style."""
-
-    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
-        if layer is not None and layer.isValid():
-            style_water(layer)
 
 
 class WorkerAlgorithm(QgsProcessingAlgorithm):
@@ -142,6 +134,7 @@ class SegmentAlgorithm(WorkerAlgorithm):
     RESOLUTION = "RESOLUTION"
     MIN_AREA = "MIN_AREA"
     AOI = "AOI"
+    THRESHOLD = "THRESHOLD"
     RAY_ADDRESS = "RAY_ADDRESS"
     OUTPUT = "OUTPUT"
 
@@ -222,6 +215,15 @@ class SegmentAlgorithm(WorkerAlgorithm):
                 )
                 for name, label in ((self.GREEN, "Green"), (self.NIR, "NIR"), (self.SWIR, "SWIR"))
             ),
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                _tr("Water index threshold (empty: one per scene, from its histogram)"),
+                QgsProcessingParameterNumber.Type.Double,
+                None,
+                True,
+                -1.0,
+                1.0,
+            ),
             *(advanced_extra or []),
             QgsProcessingParameterString(
                 self.RAY_ADDRESS,
@@ -273,6 +275,14 @@ class SegmentAlgorithm(WorkerAlgorithm):
         problem = ray_address_problem(address)
         if problem:
             raise _failure(problem.replace("Ray address", "RAY_ADDRESS", 1))
+        if not ray_trust.trusted(
+            address
+        ):  # a cluster runs this plugin's code: confirmed once, in Worker setup
+            raise _failure(ray_trust.refused_text(address, "RAY_ADDRESS"))
+        given = parameters.get(self.THRESHOLD)
+        threshold = (
+            None if given in (None, "") else self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        )
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)  # -1: the engine's default
         return segment_job(
             raster,
@@ -293,6 +303,7 @@ class SegmentAlgorithm(WorkerAlgorithm):
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             overwrite=True,  # Processing's file chooser already asked about replacing the file
             ray_address=address,
+            threshold=threshold,
             **extra,
         )
 
@@ -332,7 +343,9 @@ class SegmentWaterAlgorithm(SegmentAlgorithm):
         job = self._segment_job(raster, output, parameters, context, feedback)
         result = _run(job, feedback)
         water_uri = f"{output}|layername={WATER_LAYER}"
-        _load_water_layer_on_completion(context, output, water_uri)
+        report_unsure(output, 1, feedback)
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        load_segment_result(context, output, single_name(layer.name() if layer else Path(raster).stem))
         return {
             self.OUTPUT: output,
             "WATER_LAYER": water_uri,
@@ -347,6 +360,9 @@ def _run(job: dict, feedback: QgsProcessingFeedback, front: FrontEnd = PROCESSIN
     command = worker_command()
     env = worker_env()
     feedback.pushInfo(f"worker: {' '.join(command)} (PYTHONPATH={env['PYTHONPATH']})")
+    problem = interrupted_problem(job, command[0], "OUTPUT")  # never discard an interrupted run silently
+    if problem:
+        raise _failure(problem)
     last = {"message": None}
 
     def on_progress(done: int, total: int, message: str) -> None:
@@ -360,7 +376,8 @@ def _run(job: dict, feedback: QgsProcessingFeedback, front: FrontEnd = PROCESSIN
     for line in outcome.log:
         feedback.pushDebugInfo(line)
     if outcome.status == "cancelled":
-        raise _failure("cancelled; no output was kept")
+        output = (job.get("options") or {}).get("output")
+        raise _failure(stopped_text(outcome.kept, bool(output) and Path(f"{output}.journal").exists()))
     if not outcome.ok:
         if outcome.details:  # the worker's traceback or error class: for the log, not an error line
             feedback.pushDebugInfo(outcome.details)
@@ -382,21 +399,6 @@ def _failure(message: str) -> QgsProcessingException:
     if QgsApplication.platform() == "qgis_process":
         QgsApplication.messageLog().blockSignals(True)
     return QgsProcessingException(message)
-
-
-def _load_water_layer_on_completion(context: QgsProcessingContext, output: str, water_uri: str) -> None:
-    """Make Processing load the GeoPackage's water layer (not its first layer), styled."""
-    layers = context.layersToLoadOnCompletion()
-    if output not in layers:
-        return
-    details = layers.pop(output)
-    if not details.name or details.name == SegmentAlgorithm.OUTPUT:
-        details.name = WATER_LAYER
-    styler = WaterStyler()
-    _POST_PROCESSORS.append(styler)
-    details.setPostProcessor(styler)
-    layers[water_uri] = details
-    context.setLayersToLoadOnCompletion(layers)
 
 
 class ExportTrainingDataAlgorithm(WorkerAlgorithm):

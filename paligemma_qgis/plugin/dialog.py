@@ -42,7 +42,9 @@ from .band_roles import band_descriptions, roles_needed
 from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
 from .more_rasters import MoreRastersField
-from .options import DEFAULT_ENGINE, DEFAULT_MODEL, DEVICES, ENGINES, KNOWN_MODELS, region_name, segment_job
+from .options import DEFAULT_ENGINE, DEFAULT_MODEL, DEVICES, ENGINES, KNOWN_MODELS, segment_job
+from .raster_probe import raster_facts
+from .run_text import region_name, single_name
 from .widgets import (
     ONE_BAND_INDEX,
     BandsGroup,
@@ -86,12 +88,13 @@ class SegmentDialog(JobDialog):
         self.setMinimumWidth(560)
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
-        layout.addWidget(self._input_group())
-        layout.addWidget(self._model_group())
-        layout.addWidget(self._bands_group())
-        layout.addWidget(self._output_group())
-        layout.addWidget(self._advanced_group())
-        layout.addStretch(1)
+        body = self.body(layout)  # the fields scroll when they are taller than a laptop screen
+        body.addWidget(self._input_group())
+        body.addWidget(self._model_group())
+        body.addWidget(self._bands_group())
+        body.addWidget(self._output_group())
+        body.addWidget(self._advanced_group())
+        body.addStretch(1)
         self.buttons = QDialogButtonBox()
         self.run_button = self.buttons.addButton("Run", QDialogButtonBox.ButtonRole.AcceptRole)
         self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.ButtonRole.HelpRole)
@@ -236,6 +239,22 @@ class SegmentDialog(JobDialog):
             self.advanced_labels[text] = label
             grid.addWidget(label, i // 2, 2 * (i % 2))
             grid.addWidget(widget, i // 2, 2 * (i % 2) + 1)
+        # The water index's threshold shares the Batch size cell: each engine shows its own.
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(-1.0, 1.0)
+        self.threshold_spin.setDecimals(2)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setSpecialValueText("Auto")  # -1: one per scene, chosen from its histogram
+        self.threshold_spin.setValue(-1.0)
+        self.threshold_spin.setToolTip(
+            "Water where the index is above this value. Auto: each scene's own, from its histogram; "
+            "a fixed value (e.g. 0.2) when the result warns that the water index is unsure."
+        )
+        label = QLabel("Threshold")
+        label.setBuddy(self.threshold_spin)
+        self.advanced_labels["Threshold"] = label
+        grid.addWidget(label, 1, 2)
+        grid.addWidget(self.threshold_spin, 1, 3)
         # Runs over several rasters (More rasters) only.
         self.dissolve_check = QCheckBox("Merge water across scenes")
         self.dissolve_check.setToolTip(
@@ -298,6 +317,9 @@ class SegmentDialog(JobDialog):
         if not self.advanced_box.isCollapsed():
             self.batch_spin.setVisible(paligemma)
             self.advanced_labels["Batch size"].setVisible(paligemma)
+            self.threshold_spin.setVisible(not paligemma)
+            self.advanced_labels["Threshold"].setVisible(not paligemma)
+        self.more_rasters.set_engine(self.engine())
         self.dissolve_check.setEnabled(self.is_region())
         self.fail_fast_check.setEnabled(self.is_region())
         on_layer = self.area() == "layer"
@@ -424,6 +446,7 @@ class SegmentDialog(JobDialog):
             fail_fast=region and self.fail_fast_check.isChecked(),
             dissolve=region and self.dissolve_check.isChecked(),
             ray_address=ray_address(),  # Worker setup's: empty runs in the worker
+            threshold=self.threshold_spin.value() if self.threshold_spin.value() > -1.0 else None,
         )
         return with_copies(job, copies)
 
@@ -431,14 +454,15 @@ class SegmentDialog(JobDialog):
         """("Water in lakes", "lakes"); a region run: "Water in 5 scenes" (a folder's rasters are
         counted by the worker: the group is named from the run's summary)."""
         if not self.is_region():
-            name = self.raster_name()
-            return f"Water in {name}", name
+            name = single_name(self.raster_name())
+            return name, name
         extras = self.more_rasters.entries()
         expanding = [entry.name for entry in extras if entry.expands]
         counted = len(self.inputs()) - len(expanding)
         if not expanding:
             return region_name(counted), None
         parts = ([f"{counted} raster{'s' if counted != 1 else ''}"] if counted else []) + expanding
+        # the group is named from the run's summary (what the folders held, what failed)
         return "Water in " + " and ".join(parts), None
 
     def probe_executor(self) -> str:
@@ -456,24 +480,31 @@ class SegmentDialog(JobDialog):
     def band_question(self) -> tuple[QgsRasterLayer | None, list[str]]:
         """Ask for the bands when the engine needs roles that neither the raster nor the dialog gives."""
         layer = self.raster_picker.layer()
-        if layer is None:  # a file, or (a region without the main raster) the first raster of the list
+        if layer is not None:
+            source, bands, descriptions = layer, layer.bandCount(), band_descriptions(layer)
+        else:  # a file, or (a region without the main raster) the first raster of the list
             files = [e.path for e in self.more_rasters.entries() if e.bands]
             path = self.raster_path() or (files[0] if files else None)
-            layer = QgsRasterLayer(path, Path(path).stem, "gdal") if path else None
-        if layer is None or not layer.isValid():
-            return None, []
+            facts = raster_facts(path) if path else None  # read without writing a .aux.xml beside it
+            if facts is None:
+                return None, []
+            source, bands, descriptions = path, facts.bands, list(facts.descriptions)
         roles = roles_needed(
             "water-index" if self.engine() == "water-index" else "rgb",
-            layer.bandCount(),
-            band_descriptions(layer),
+            bands,
+            descriptions,
             self.bands_box.preset(),
             self.bands_box.bands(),
             {"green": self.green_spin.value(), "nir": self.nir_spin.value(), "swir": self.swir_spin.value()},
         )
-        return layer, roles
+        return source, roles
 
-    def apply_bands(self, roles: dict[str, int]) -> None:
-        self.bands_box.apply_roles(roles)
+    def apply_bands(self, roles: dict[str, int], preset: str | None = None) -> None:
+        self.bands_box.apply_roles(roles, preset)
+
+    def use_water_index(self) -> bool:
+        set_combo_value(self.engine_combo, "water-index")
+        return self.engine() == "water-index"
 
     def open_export(self) -> None:
         """Close this dialog and open the training-data export (the caller opens it, see plugin.py)."""
@@ -494,7 +525,9 @@ class SegmentDialog(JobDialog):
         s = QgsSettings()
         p = SETTINGS_PREFIX
         s.setValue(f"{p}/raster", self.raster_path() or "")
+        s.setValue(f"{p}/raster_layer", self.raster_picker.layer_id())
         self.bands_box.save(s, p)
+        s.setValue(f"{p}/threshold", self.threshold_spin.value())
         s.setValue(f"{p}/area", self.area())
         s.setValue(f"{p}/selected_only", self.selected_check.isChecked())
         s.setValue(f"{p}/engine", self.engine())
@@ -514,8 +547,11 @@ class SegmentDialog(JobDialog):
     def load_settings(self) -> None:
         s = QgsSettings()
         p = SETTINGS_PREFIX
-        self.raster_picker.restore(s.value(f"{p}/raster", "", type=str))
+        self.raster_picker.restore(
+            s.value(f"{p}/raster", "", type=str), s.value(f"{p}/raster_layer", "", type=str)
+        )
         self.bands_box.load(s, p)
+        self.threshold_spin.setValue(s.value(f"{p}/threshold", -1.0, type=float))
         set_combo_value(self.area_combo, s.value(f"{p}/area", "raster", type=str))
         self.selected_check.setChecked(s.value(f"{p}/selected_only", False, type=bool))
         set_combo_value(self.engine_combo, s.value(f"{p}/engine", DEFAULT_ENGINE, type=str))

@@ -29,7 +29,9 @@ from qgis.PyQt.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
+    QLabel,
     QLineEdit,
     QSpinBox,
     QStackedWidget,
@@ -41,6 +43,8 @@ from .band_roles import band_descriptions, roles_needed
 from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
 from .options import CHIP_SIZES, EMPTY_POLICIES, LABEL_SOURCES, WATER_INDEX_LABELS, export_job
+from .raster_probe import raster_facts
+from .run_text import export_name
 from .widgets import (
     ONE_BAND_INDEX,
     BandsGroup,
@@ -70,12 +74,13 @@ class ExportDialog(JobDialog):
         self.setMinimumWidth(600)
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
-        layout.addWidget(self._input_group())
-        layout.addWidget(self._bands_group())
-        layout.addWidget(self._chips_group())
-        layout.addWidget(self._output_group())
-        layout.addWidget(self._advanced_group())
-        layout.addStretch(1)
+        body = self.body(layout)  # the fields scroll when they are taller than a laptop screen
+        body.addWidget(self._input_group())
+        body.addWidget(self._bands_group())
+        body.addWidget(self._chips_group())
+        body.addWidget(self._output_group())
+        body.addWidget(self._advanced_group())
+        body.addStretch(1)
         self.buttons = QDialogButtonBox()
         self.run_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
         self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.ButtonRole.HelpRole)
@@ -173,39 +178,48 @@ class ExportDialog(JobDialog):
         return box
 
     def _advanced_group(self) -> QgsCollapsibleGroupBox:
-        """Rarely changed options, collapsed (their defaults are the command line's)."""
+        """Rarely changed options, collapsed, two per line (their defaults are the command line's)."""
         box = QgsCollapsibleGroupBox("Advanced")
         box.setObjectName("paligemmaExportAdvanced")
         box.setSaveCollapsedState(False)
-        form = QFormLayout(box)
+        grid = QGridLayout(box)
         self.overlap_spin = QSpinBox()
         self.overlap_spin.setRange(0, 400)
         self.overlap_spin.setSuffix(" px")
         self.overlap_spin.setToolTip("Overlapping training chips next to a validation chip are left out")
-        form.addRow("Chip overlap", self.overlap_spin)
         self.resolution_spin = QDoubleSpinBox()
         self.resolution_spin.setRange(0.0, 10000.0)
         self.resolution_spin.setDecimals(2)
         self.resolution_spin.setSuffix(" m/px")
         self.resolution_spin.setSpecialValueText("native")
-        form.addRow("Target resolution", self.resolution_spin)
         self.min_pixels_spin = QSpinBox()
         self.min_pixels_spin.setRange(1, 1_000_000)
         self.min_pixels_spin.setValue(16)
         self.min_pixels_spin.setSuffix(" px")
         self.min_pixels_spin.setToolTip("Smaller water objects are not written (each costs ~24 tokens)")
-        form.addRow("Smallest water object", self.min_pixels_spin)
         self.block_spin = QSpinBox()
         self.block_spin.setRange(1, 1000)
         self.block_spin.setValue(4)
         self.block_spin.setSuffix(" chips")
         self.block_spin.setToolTip("Whole blocks of chips go to train or valid, so neighbours do not leak")
-        form.addRow("Spatial block side", self.block_spin)
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2_147_483_647)
-        form.addRow("Random seed", self.seed_spin)
+        cells = [
+            ("Chip overlap", self.overlap_spin),
+            ("Target resolution", self.resolution_spin),
+            ("Smallest water object", self.min_pixels_spin),
+            ("Spatial block side", self.block_spin),
+            ("Random seed", self.seed_spin),
+        ]
+        for i, (text, widget) in enumerate(cells):
+            label = QLabel(text)
+            label.setBuddy(widget)
+            grid.addWidget(label, i // 2, 2 * (i % 2))
+            grid.addWidget(widget, i // 2, 2 * (i % 2) + 1)
         self.allow_custom_check = QCheckBox("Accept a VAE that is not Google's vae-oid.npz")
-        form.addRow("", self.allow_custom_check)
+        grid.addWidget(self.allow_custom_check, 3, 0, 1, 4)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
         box.setCollapsed(True)
         self.advanced_box = box
         return box
@@ -353,8 +367,8 @@ class ExportDialog(JobDialog):
         return with_copies(job, copies)
 
     def task_names(self) -> tuple[str, str]:
-        name = self.raster_picker.name()
-        return f"Training data from {name}", f"{name} training data"
+        name = export_name(self.raster_picker.name())
+        return name, name
 
     def probe_engine(self) -> tuple[str, str | None, str | None]:
         return "export", None, self.vae_widget.filePath().strip() or None
@@ -362,12 +376,15 @@ class ExportDialog(JobDialog):
     def band_question(self) -> tuple[QgsRasterLayer | None, list[str]]:
         """The chips' R,G,B (4 bands or more) and, for water-index labels, the NIR or SWIR band."""
         layer = self.raster_picker.layer()
-        if layer is None:
+        if layer is not None:
+            source, bands, descriptions = layer, layer.bandCount(), band_descriptions(layer)
+        else:
             path = self.raster_picker.path()
-            layer = QgsRasterLayer(path, Path(path).stem, "gdal") if path else None
-        if layer is None or not layer.isValid():
-            return None, []
-        args = (layer.bandCount(), band_descriptions(layer), self.bands_box.preset(), self.bands_box.bands())
+            facts = raster_facts(path) if path else None  # read without writing a .aux.xml beside it
+            if facts is None:
+                return None, []
+            source, bands, descriptions = path, facts.bands, list(facts.descriptions)
+        args = (bands, descriptions, self.bands_box.preset(), self.bands_box.bands())
         spins = {
             "green": self.green_spin.value(),
             "nir": self.nir_spin.value(),
@@ -376,10 +393,10 @@ class ExportDialog(JobDialog):
         roles = roles_needed("rgb", *args, spins)
         if self.labels_source() == WATER_INDEX_LABELS:
             roles += [r for r in roles_needed("water-index", *args, spins) if r not in roles]
-        return layer, roles
+        return source, roles
 
-    def apply_bands(self, roles: dict[str, int]) -> None:
-        self.bands_box.apply_roles(roles)
+    def apply_bands(self, roles: dict[str, int], preset: str | None = None) -> None:
+        self.bands_box.apply_roles(roles, preset)
 
     def open_setup(self) -> None:
         from .setup_check import SetupCheckDialog
@@ -391,6 +408,7 @@ class ExportDialog(JobDialog):
         s = QgsSettings()
         p = SETTINGS_PREFIX
         s.setValue(f"{p}/raster", self.raster_picker.path() or "")
+        s.setValue(f"{p}/raster_layer", self.raster_picker.layer_id())
         s.setValue(f"{p}/labels_source", self.labels_source())
         layer = self.polygon_combo.currentLayer()
         s.setValue(f"{p}/polygon_layer", layer.id() if layer is not None else "")
@@ -417,7 +435,9 @@ class ExportDialog(JobDialog):
     def load_settings(self) -> None:
         s = QgsSettings()
         p = SETTINGS_PREFIX
-        self.raster_picker.restore(s.value(f"{p}/raster", "", type=str))
+        self.raster_picker.restore(
+            s.value(f"{p}/raster", "", type=str), s.value(f"{p}/raster_layer", "", type=str)
+        )
         set_combo_value(self.labels_combo, s.value(f"{p}/labels_source", "layer", type=str))
         layer = QgsProject.instance().mapLayer(s.value(f"{p}/polygon_layer", "", type=str) or "")
         if isinstance(layer, QgsVectorLayer):
