@@ -345,7 +345,8 @@ class SegmentWaterAlgorithm(SegmentAlgorithm):
         water_uri = f"{output}|layername={WATER_LAYER}"
         report_unsure(output, 1, feedback)
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
-        load_segment_result(context, output, single_name(layer.name() if layer else Path(raster).stem))
+        name = single_name(layer.name() if layer else Path(raster).stem)
+        load_segment_result(context, output, name, region=False)
         return {
             self.OUTPUT: output,
             "WATER_LAYER": water_uri,

@@ -118,10 +118,10 @@ def item_text(item) -> str:
 
 
 def bar_texts(bar: QgsMessageBar | None, ours_only: bool = False) -> list[str]:
-    """Texts of the items on ``bar``, newest first (tests, diagnostics)."""
+    """Texts of the items on ``bar``, newest first (QgsMessageBar.items() is; tests, diagnostics)."""
     if bar is None:
         return []
-    return [item_text(i) for i in reversed(bar.items()) if not ours_only or i.property(OURS)]
+    return [item_text(i) for i in bar.items() if not ours_only or i.property(OURS)]
 
 
 def clear_messages(iface) -> int:

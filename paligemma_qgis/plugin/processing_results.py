@@ -10,15 +10,25 @@ from __future__ import annotations
 
 from qgis.core import QgsProcessingContext, QgsProcessingFeedback
 
-from .layers import RESULT_ORDER, gpkg_layer_names, shown, style_result_layer, unsure_scenes
+from .layers import (
+    CHIPS_LAYER,
+    RESULT_ORDER,
+    WATER_LAYER,
+    gpkg_layer_names,
+    shown,
+    style_result_layer,
+    unsure_scenes,
+)
 from .run_groups import load_as_group, new_run
 from .run_text import unsure_text
 
 
-def load_segment_result(context: QgsProcessingContext, output: str, group: str) -> None:
-    """Instead of the GeoPackage's first layer: each of its result layers, styled, in one new group."""
+def load_segment_result(context: QgsProcessingContext, output: str, group: str, region: bool = True) -> None:
+    """Instead of the GeoPackage's first layer: each of its result layers, styled, in one new group
+    (one raster's: water and chips, as the dialog loads it)."""
     names = set(gpkg_layer_names(output))
-    kinds = [kind for kind in RESULT_ORDER if kind in names]
+    wanted = RESULT_ORDER if region else (WATER_LAYER, CHIPS_LAYER)
+    kinds = [kind for kind in wanted if kind in names]
     layers = [(f"{output}|layername={kind}", kind, _styler(kind), shown(kind, set(kinds))) for kind in kinds]
     load_as_group(context, output, group, layers, new_run())
 
