@@ -148,6 +148,21 @@ class SetupCheckDialog(QDialog):
         commands_box.setCollapsed(True)
         self.commands_box = commands_box
         layout.addWidget(commands_box)
+        fix_row = self._fix_row()
+        self.copy_when_checked = False
+        self.preflight: Preflight | None = None
+        self.question: QMessageBox | None = None
+        layout.addLayout(fix_row)
+        self.task: SetupTask | None = None
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
+        )
+        buttons.accepted.connect(self.save)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+    def _fix_row(self) -> QHBoxLayout:
+        """The buttons that fix what a check finds (shown when it finds it), Create and Copy diagnostics."""
         fix_row = QHBoxLayout()
         self.venv_button = QPushButton("Create worker environment")
         self.venv_button.setToolTip(
@@ -187,17 +202,7 @@ class SetupCheckDialog(QDialog):
         fix_row.addStretch(1)
         fix_row.addWidget(self.venv_button)
         fix_row.addWidget(self.diagnostics_button)
-        self.copy_when_checked = False
-        self.preflight: Preflight | None = None
-        self.question: QMessageBox | None = None
-        layout.addLayout(fix_row)
-        self.task: SetupTask | None = None
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
-        )
-        buttons.accepted.connect(self.save)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
+        return fix_row
 
     def python(self) -> str:
         return self.python_widget.filePath().strip() or worker_python()[0]
