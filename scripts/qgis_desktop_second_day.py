@@ -1,6 +1,6 @@
 """The analyst's second day in the real QGIS desktop under Xvfb, with screenshots (issue 21).
 
-    .venv/bin/python scripts/qgis_desktop_second_day.py [--out DIR]
+    .venv/bin/python scripts/qgis_desktop_second_day.py [--out DIR] [--rasters ../shared/data/rasters]
 
 Builds the plugin zip into a throw-away profile whose worker Python is this venv's, slowed by a
 wrapper (half a second per chip batch, so that a cancel lands mid-run), starts QGIS (xvfb-run,
@@ -58,11 +58,17 @@ def launch(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="desktop_second_day")
+    parser.add_argument(
+        "--rasters",
+        default=os.environ.get("PALIGEMMA_QGIS_SHARED_DATA", str(NAIP.parent.parent)) + "/rasters",
+        help="the shared data's rasters folder (the NAIP tile and the Pucallpa Landsat pair)",
+    )
     parser.add_argument("--timeout", type=int, default=900, help="seconds QGIS may take in all")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    rasters = NAIP.parent
+    rasters = Path(args.rasters)
+    naip = rasters / NAIP.name
     with tempfile.TemporaryDirectory(prefix="qgis_desktop_") as tmp:
         work = Path(tmp)
         slow = work / "slow_worker.py"
@@ -71,16 +77,18 @@ def launch(argv: list[str] | None = None) -> int:
         python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{slow}" "$@"\n')
         python.chmod(0o755)
         plugin_profile(work, f"[paligemma_qgis]\nworker_python={python}\n")
-        tiles = sorted(_tiles(NAIP, work / "tiles").glob("*.tif"))
+        tiles = sorted(_tiles(naip, work / "tiles").glob("*.tif"))
         folder = work / "more_tiles"
         folder.mkdir()
         for tile in tiles[2:]:
             shutil.move(str(tile), folder / tile.name)
-        landsat = work / "landsat"
+        landsat = (
+            work / "pucallpa"
+        )  # named by year, as opengeos/data ships them: the dates come from the names
         landsat.mkdir()
         for year in ("1985", "2020"):
-            shutil.copy(rasters / f"opengeos_landsat_pucallpa_{year}.tif", landsat / f"pucallpa_{year}.tif")
-            (landsat / f"pucallpa_{year}.tif").chmod(0o644)
+            shutil.copy(rasters / f"opengeos_landsat_pucallpa_{year}.tif", landsat / f"{year}.tif")
+            (landsat / f"{year}.tif").chmod(0o644)
         env = {
             "DESKTOP_DAY2_OUT": str(out),
             "DESKTOP_DAY2_SECOND": str(tiles[1]),
@@ -94,7 +102,7 @@ def drive() -> None:  # noqa: C901 - one walk-through, one state machine
     """Inside QGIS: a timer walks through the second day as a user would."""
     from qgis.core import QgsApplication, QgsLayerTreeGroup, QgsProject, QgsRasterLayer
     from qgis.PyQt.QtCore import QObject, QTimer
-    from qgis.PyQt.QtWidgets import QApplication, QPushButton
+    from qgis.PyQt.QtWidgets import QApplication, QDockWidget, QPushButton
     from qgis.utils import iface, plugins
 
     out = Path(os.environ["DESKTOP_DAY2_OUT"])
@@ -129,6 +137,16 @@ def drive() -> None:  # noqa: C901 - one walk-through, one state machine
 
         return bar_texts(iface.messageBar())
 
+    def tidy() -> None:
+        """Legends folded and the top of the Layers panel in view, for the screenshots."""
+        for node in QgsProject.instance().layerTreeRoot().findLayers():
+            node.setExpanded(False)
+        iface.layerTreeView().scrollToTop()
+
+    def zoom_to(layer) -> None:
+        iface.setActiveLayer(layer)
+        iface.zoomToActiveLayer()
+
     def check(name: str, ok: bool, *detail) -> None:
         state["checks"][name] = bool(ok)
         log("CHECK", name, "ok" if ok else "FAILED", *detail)
@@ -155,8 +173,8 @@ def drive() -> None:  # noqa: C901 - one walk-through, one state machine
                 state["tile_a"] = rasters[0]
                 state["tile_b"] = iface.addRasterLayer(os.environ["DESKTOP_DAY2_SECOND"], "tile_b")
                 landsat = Path(os.environ["DESKTOP_DAY2_LANDSAT"])
-                state["y1985"] = iface.addRasterLayer(str(landsat / "pucallpa_1985.tif"), "pucallpa_1985")
-                state["y2020"] = iface.addRasterLayer(str(landsat / "pucallpa_2020.tif"), "pucallpa_2020")
+                state["y1985"] = iface.addRasterLayer(str(landsat / "1985.tif"), "pucallpa 1985")
+                state["y2020"] = iface.addRasterLayer(str(landsat / "2020.tif"), "pucallpa 2020")
                 # An earlier map's group, selected in the Layers panel: new layers would go into it.
                 root = project.layerTreeRoot()
                 group = root.insertGroup(0, "Earlier map")
@@ -165,6 +183,14 @@ def drive() -> None:  # noqa: C901 - one walk-through, one state machine
                 node.parent().removeChildNode(node)
                 view = iface.layerTreeView()
                 view.setCurrentIndex(view.layerTreeModel().node2index(group))
+                # The whole screen, and the Layers panel the room the Browser had: the groups show.
+                window = iface.mainWindow()
+                window.move(0, 0)
+                window.resize(1366, 768)
+                for dock in window.findChildren(QDockWidget):
+                    if dock.objectName() != "Layers":
+                        dock.hide()
+                tidy()
                 iface.mapCanvas().zoomToFullExtent()
                 log("tree:", tree())
                 later(2, "change")
@@ -184,16 +210,17 @@ def drive() -> None:  # noqa: C901 - one walk-through, one state machine
                 state["step"] = "change_dialog"
                 QTimer.singleShot(0, lambda: processing.execAlgorithmDialog("paligemma:water_change", params))
             elif step == "change_dialog":
-                dialog = modal("algorithmFinished")
-                if dialog is None:
+                found = [w for w in QApplication.topLevelWidgets()
+                         if w.isVisible() and w.windowTitle().startswith("Water change")]  # fmt: skip
+                if not found:
                     return
-                state["alg_dialog"] = dialog
-                dialog.algorithmFinished.connect(lambda ok, _result: state.update(change_ok=ok))
+                dialog = state["alg_dialog"] = found[0]
+                log("processing dialog:", type(dialog).__name__)
                 shot("01_change_dialog")
                 (run,) = [b for b in dialog.findChildren(QPushButton) if b.text().replace("&", "") == "Run"]
                 run.click()
                 state["step"] = "change_wait"
-            elif step == "change_wait" and "change_ok" in state:
+            elif step == "change_wait" and tree()[0][0].startswith("Water change"):
                 later(3, "change_done")
             elif step == "change_done" and due():
                 shot("02_change_log")
@@ -205,8 +232,8 @@ def drive() -> None:  # noqa: C901 - one walk-through, one state machine
                 expected = ["gained", "lost", "persistent", "unknown", "observed on both dates"]
                 check("change: one top-level group, every layer inside", layers[0] == ("Water change 1985 → 2020", expected), layers[0])  # fmt: skip
                 check("change: the earlier map's group untouched", ("Earlier map", ["tile_b"]) in layers)
-                iface.mapCanvas().setExtent(state["y2020"].extent())
-                iface.mapCanvas().refresh()
+                tidy()
+                zoom_to(state["y2020"])
                 later(4, "change_shot")
             elif step == "change_shot" and due():
                 shot("03_change_group")
@@ -244,6 +271,9 @@ def drive() -> None:  # noqa: C901 - one walk-through, one state machine
                 task.cancel()  # what the task bar's cancel does
                 state["step"] = "stopped"
             elif step == "stopped" and state["task"].finished_called:
+                tidy()
+                iface.mapCanvas().setExtent(state["tile_a"].extent())
+                iface.mapCanvas().zoomScale(iface.mapCanvas().scale() * 2.2)
                 later(2, "stopped_shot")
             elif step == "stopped_shot" and due():
                 shown = bar()
@@ -290,6 +320,8 @@ def drive() -> None:  # noqa: C901 - one walk-through, one state machine
                 task = state["dialog"].task
                 if task is None or not task.finished_called:
                     return
+                tidy()
+                iface.mapCanvas().zoomToFullExtent()
                 iface.mapCanvas().setExtent(state["tile_a"].extent())
                 iface.mapCanvas().zoomScale(iface.mapCanvas().scale() * 2.2)
                 later(4, "continued_shot")
@@ -311,9 +343,20 @@ def drive() -> None:  # noqa: C901 - one walk-through, one state machine
             log("DONE failed")
             state["step"] = "quit"
 
+    def accept_datum_question() -> None:
+        """The Landsat pair (EPSG:4326) over the NAD83 tiles: QGIS asks which datum transformation
+        (its default needs a grid it lacks); OK takes its first choice, as a user would."""
+        for widget in QApplication.topLevelWidgets():
+            if widget.isVisible() and widget.windowTitle().startswith("Select Transformation"):
+                log("datum question:", widget.windowTitle(), "-> OK")
+                widget.accept()
+
     timer = QTimer(iface.mainWindow())
     timer.timeout.connect(tick)
     timer.start(300)
+    datum = QTimer(iface.mainWindow())  # a timer of its own: the question blocks inside tick()
+    datum.timeout.connect(accept_datum_question)
+    datum.start(500)
     log("driving")
 
 

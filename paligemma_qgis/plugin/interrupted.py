@@ -227,6 +227,7 @@ class Guard(QObject):
     """
 
     decided = pyqtSignal(str, object, object)
+    asking = pyqtSignal()  # the question is about to open
 
     def __init__(self, parent: QWidget, python: str, job: dict) -> None:
         super().__init__(parent)
@@ -272,6 +273,7 @@ class Guard(QObject):
     def _ask(self, state: dict, remembered) -> None:
         box = question(self.parent_widget, self.output, state, remembered is not None)
         self.box = box
+        self.asking.emit()
 
         def answered(_result: int) -> None:
             self.box = None

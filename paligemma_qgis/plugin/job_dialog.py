@@ -337,6 +337,7 @@ class JobDialog(QDialog):
             self._start((chosen, built[1]), python, probe, engine, names)
 
         guard.decided.connect(decided)
+        guard.asking.connect(lambda: self._busy(None))  # the question says it now
         guard.start()
 
     # ---------------------------------------------------------------- starting

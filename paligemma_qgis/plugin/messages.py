@@ -5,11 +5,12 @@ off the bar (``clear_messages``): QGIS shows the previous item again when the ne
 times out, and an old red error coming back after a success made a good run look failed.
 Errors and successes stay until closed or until the next run.
 
-A message bar item shows rich text in a box two lines high (more scrolls behind small
-arrows): an item shows the first line of its text, cut at ``SHOWN_CHARS``, escaped (scene
-and file names are user data: ``<img src=…>`` in a name must not render), and a Details…
-button opens the whole text (and the worker's output, when there is one) in a box of its
-own. The dialogs' own bars use the same items (``push_item``).
+A message bar item shows rich text in a box one line high (more scrolls behind small
+arrows): an item shows the first line of its text, cut to what one line of the bar holds
+(``SHOWN_CHARS`` before the bar is shown), escaped (scene and file names are user data:
+``<img src=…>`` in a name must not render), and a Details… button opens the whole text (and
+the worker's output, when there is one) in a box of its own. The dialogs' own bars use the
+same items (``push_item``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from qgis.core import Qgis, QgsMessageLog
 from qgis.gui import QgsMessageBar
 from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QFont, QFontMetrics
 from qgis.PyQt.QtWidgets import QMessageBox, QPushButton, QWidget
 
 LOG_TAG = "PaliGemma Water"
@@ -64,6 +66,31 @@ def rich(text: str) -> str:
     return "<span>" + html.escape(text, quote=False) + "</span>"
 
 
+def _room(bar: QgsMessageBar, title: str, buttons: Buttons) -> int | None:
+    """Pixels the text of a new item has on one line of ``bar`` (None: the bar is not shown yet)."""
+    if not bar.isVisible() or bar.width() < 200:
+        return None
+    font = QFont(bar.font())
+    plain = QFontMetrics(font).horizontalAdvance
+    font.setBold(True)
+    label = QFontMetrics(font).horizontalAdvance(f"{title}: ") if title else 0
+    # icon, close button and margins; Details… and the other buttons
+    reserved = 110 + plain("Details…") + 40 + sum(plain(name) + 40 for name, _ in buttons)
+    return max(120, bar.width() - label - reserved)
+
+
+def fitting_text(bar: QgsMessageBar, title: str, text: str, buttons: Buttons = ()) -> tuple[str, bool]:
+    """(what one line of ``bar`` shows of ``text``, cut?): its first line, elided to the bar's width."""
+    shown, cut = shown_text(text)
+    room = _room(bar, title, buttons)
+    if room is None:
+        return shown, cut
+    metrics = QFontMetrics(bar.font())
+    first = text.strip().split("\n", 1)[0]
+    elided = metrics.elidedText(first, Qt.TextElideMode.ElideRight, room)
+    return elided, elided != text.strip()
+
+
 def push_item(
     bar: QgsMessageBar,
     title: str,
@@ -73,9 +100,10 @@ def push_item(
     details: str | None = None,
     buttons: Buttons = (),
 ):
-    """Push one of our items to ``bar``: the text's first line, escaped, a Details… button when
-    there is more to read (the rest of the text, ``details``), and ``buttons`` (label, action)."""
-    shown, cut = shown_text(text)
+    """Push one of our items to ``bar``: the text's first line, escaped, cut to one line of the bar,
+    a Details… button when there is more to read (the whole text, ``details``), and ``buttons``
+    (label, action)."""
+    shown, cut = fitting_text(bar, title, text, buttons)
     item = QgsMessageBar.createMessage(html.escape(title, quote=False), rich(shown), bar)
     item.setProperty(OURS, True)
     item.setProperty(PLAIN, text)
