@@ -139,8 +139,11 @@ def drive() -> None:  # noqa: C901 - one walk-through, one state machine
 
     def tidy() -> None:
         """Legends folded and the top of the Layers panel in view, for the screenshots."""
-        for node in QgsProject.instance().layerTreeRoot().findLayers():
+        root = QgsProject.instance().layerTreeRoot()
+        for node in root.findLayers():
             node.setExpanded(False)
+        for group in root.findGroups():
+            group.setExpanded(group.name().startswith("Water"))  # the runs' groups open
         iface.layerTreeView().scrollToTop()
 
     def zoom_to(layer) -> None:

@@ -67,8 +67,14 @@ def rich(text: str) -> str:
 
 
 def _room(bar: QgsMessageBar, title: str, buttons: Buttons) -> int | None:
-    """Pixels the text of a new item has on one line of ``bar`` (None: the bar is not shown yet)."""
-    if not bar.isVisible() or bar.width() < 200:
+    """Pixels the text of a new item has on one line of ``bar`` (None: not known, nothing shown yet).
+
+    An empty bar hides itself: then its parent's width (QGIS's map area) is what it will have."""
+    width = bar.width() if bar.isVisible() else 0
+    parent = bar.parentWidget()
+    if not width and parent is not None and parent.isVisible():
+        width = parent.width()
+    if width < 200:
         return None
     font = QFont(bar.font())
     plain = QFontMetrics(font).horizontalAdvance
@@ -76,7 +82,7 @@ def _room(bar: QgsMessageBar, title: str, buttons: Buttons) -> int | None:
     label = QFontMetrics(font).horizontalAdvance(f"{title}: ") if title else 0
     # icon, close button and margins; Details… and the other buttons
     reserved = 110 + plain("Details…") + 40 + sum(plain(name) + 40 for name, _ in buttons)
-    return max(120, bar.width() - label - reserved)
+    return max(120, width - label - reserved)
 
 
 def fitting_text(bar: QgsMessageBar, title: str, text: str, buttons: Buttons = ()) -> tuple[str, bool]:
