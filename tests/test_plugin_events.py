@@ -154,3 +154,24 @@ def test_qgis_task_notices_of_our_tasks_leave_the_bar(qgis_iface):
     assert "Water in lakes" not in texts and "Another plugin's task" in texts
     assert "Stopped: 2 of 3 scenes are kept." in texts
     bar.clearWidgets()
+
+
+@pytest.mark.parametrize("width", [700, 1000, 1366])
+def test_a_shown_bar_item_needs_no_scroll_arrows(width):
+    """Issue 21: message bars too small for their text showed scroll arrows. One line, elided to the
+    bar's width, the rest behind Details…"""
+    holder = QWidget()
+    holder.resize(width, 200)
+    bar = QgsMessageBar(holder)
+    bar.resize(width, 40)
+    holder.show()
+    text = "Water in 2 rasters and more_tiles: Continued: 1 scene was already done. 4 scenes, 713 water " \
+           "polygons, 5.934 km² of water, 24 chips, 12.7 s on cpu (2 threads)."  # fmt: skip
+    item = push_item(bar, "Water in 2 rasters and more_tiles", text, Qgis.MessageLevel.Success)
+    for _ in range(5):
+        QApplication.processEvents()
+    browser = item.findChild(QTextBrowser)
+    assert browser.verticalScrollBar().maximum() == 0, browser.toPlainText()
+    assert bar_texts(bar) == [text]
+    holder.close()
+    holder.deleteLater()

@@ -24,7 +24,7 @@ from qgis.core import Qgis, QgsMessageLog
 from qgis.gui import QgsMessageBar
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QFont, QFontMetrics
-from qgis.PyQt.QtWidgets import QMessageBox, QPushButton, QWidget
+from qgis.PyQt.QtWidgets import QMessageBox, QPushButton, QTextBrowser, QWidget
 
 LOG_TAG = "PaliGemma Water"
 OURS = "paligemma_qgis_message"  # the Qt property that marks our message bar items
@@ -66,8 +66,8 @@ def rich(text: str) -> str:
     return "<span>" + html.escape(text, quote=False) + "</span>"
 
 
-def _room(bar: QgsMessageBar, title: str, buttons: Buttons) -> int | None:
-    """Pixels the text of a new item has on one line of ``bar`` (None: not known, nothing shown yet).
+def _room(bar: QgsMessageBar, font: QFont, title: str, buttons: Buttons) -> int | None:
+    """Pixels the text of a new item has on one line of ``bar`` in ``font`` (None: not known yet).
 
     An empty bar hides itself: then its parent's width (QGIS's map area) is what it will have."""
     width = bar.width() if bar.isVisible() else 0
@@ -76,24 +76,26 @@ def _room(bar: QgsMessageBar, title: str, buttons: Buttons) -> int | None:
         width = parent.width()
     if width < 200:
         return None
-    font = QFont(bar.font())
     plain = QFontMetrics(font).horizontalAdvance
-    font.setBold(True)
-    label = QFontMetrics(font).horizontalAdvance(f"{title}: ") if title else 0
-    # icon, close button and margins; Details… and the other buttons
-    reserved = 110 + plain("Details…") + 40 + sum(plain(name) + 40 for name, _ in buttons)
+    bold = QFont(font)
+    bold.setBold(True)
+    label = QFontMetrics(bold).horizontalAdvance(f"{title}: ") if title else 0
+    # icon, scroll arrows, close button and margins; Details… and the other buttons
+    reserved = 190 + plain("Details…") + 40 + sum(plain(name) + 40 for name, _ in buttons)
     return max(120, width - label - reserved)
 
 
-def fitting_text(bar: QgsMessageBar, title: str, text: str, buttons: Buttons = ()) -> tuple[str, bool]:
-    """(what one line of ``bar`` shows of ``text``, cut?): its first line, elided to the bar's width."""
+def fitting_text(
+    bar: QgsMessageBar, title: str, text: str, buttons: Buttons = (), font: QFont | None = None
+) -> tuple[str, bool]:
+    """(what one line of ``bar`` shows of ``text`` in ``font``, cut?): its first line, elided to fit."""
     shown, cut = shown_text(text)
-    room = _room(bar, title, buttons)
+    font = font or bar.font()
+    room = _room(bar, font, title, buttons)
     if room is None:
         return shown, cut
-    metrics = QFontMetrics(bar.font())
     first = text.strip().split("\n", 1)[0]
-    elided = metrics.elidedText(first, Qt.TextElideMode.ElideRight, room)
+    elided = QFontMetrics(font).elidedText(first, Qt.TextElideMode.ElideRight, room)
     return elided, elided != text.strip()
 
 
@@ -109,8 +111,10 @@ def push_item(
     """Push one of our items to ``bar``: the text's first line, escaped, cut to one line of the bar,
     a Details… button when there is more to read (the whole text, ``details``), and ``buttons``
     (label, action)."""
-    shown, cut = fitting_text(bar, title, text, buttons)
-    item = QgsMessageBar.createMessage(html.escape(title, quote=False), rich(shown), bar)
+    item = QgsMessageBar.createMessage(html.escape(title, quote=False), "", bar)
+    browser = item.findChild(QTextBrowser)  # what shows the text, in its own font
+    shown, cut = fitting_text(bar, title, text, buttons, browser.font() if browser is not None else None)
+    item.setText(rich(shown))
     item.setProperty(OURS, True)
     item.setProperty(PLAIN, text)
     for label, action in buttons:
