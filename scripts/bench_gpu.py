@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                 fits.append(bs)
             except torch.cuda.OutOfMemoryError:
                 print(f"[{label}] batch {bs}: out of GPU memory, skipped")
-                seg._static_caches.clear()
+                seg.static_decoder.clear()
                 torch.cuda.empty_cache()
         _sync(loaded.device)
         print(f"[{label}] warm-up (compilation included) {time.perf_counter() - t:.1f} s")

@@ -26,6 +26,7 @@ from water_series import SceneTruth, pixel_box, write_run  # noqa: E402
 
 from paligemma_qgis.core.temporal.change import water_change  # noqa: E402
 from paligemma_qgis.core.temporal.occurrence import water_occurrence  # noqa: E402
+from paligemma_qgis.core.temporal.options import ChangeOptions, OccurrenceOptions  # noqa: E402
 
 T = Affine(10, 0, 500_000, 0, -10, 5_000_000)  # UTM 33N, 10 m
 
@@ -45,7 +46,7 @@ def bench_change(folder: Path, lakes: int) -> None:
     a = write_run(folder / "a.gpkg", "EPSG:32633", [SceneTruth("a", "2020-01-01", lake_map(0), frame)])
     b = write_run(folder / "b.gpkg", "EPSG:32633", [SceneTruth("b", "2021-01-01", lake_map(5), frame)])
     t = time.perf_counter()
-    summary = water_change({"before": str(a), "after": str(b), "output": str(folder / "c.gpkg")})
+    summary = water_change(ChangeOptions(before=str(a), after=str(b), output=str(folder / "c.gpkg")))
     seconds = time.perf_counter() - t
     print(
         f"change: {lakes} vs {lakes} lakes -> {summary.polygons['gained']} gained / "
@@ -71,7 +72,9 @@ def bench_occurrence(folder: Path, dates: int, size: int) -> None:
     run = write_run(folder / "run.gpkg", "EPSG:32633", scenes, transform=T, width=size, height=size)
     t = time.perf_counter()
     summary = water_occurrence(
-        {"inputs": [str(run)], "output": str(folder / "occ.tif"), "classes": str(folder / "classes.gpkg")}
+        OccurrenceOptions(
+            inputs=(str(run),), output=str(folder / "occ.tif"), classes=str(folder / "classes.gpkg")
+        )
     )
     seconds = time.perf_counter() - t
     print(

@@ -338,7 +338,7 @@ CASES = [
         "export-output-not-empty",
         (*EXP, "--labels", "{in}/good.gpkg"),
         names=("{out}/x",),
-        says=r"not empty \(use --overwrite",
+        says="not empty; use --overwrite to replace it",
         old="x/",
     ),
     Case(

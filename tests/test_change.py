@@ -17,6 +17,7 @@ from synthetic_rasters import equal_area_m2, make_scene
 from water_series import SceneTruth, as_single_scene_output, write_run
 
 from paligemma_qgis.cli import main
+from paligemma_qgis.cli.wording import cli_message
 from paligemma_qgis.core.errors import InputError, OutputExistsError
 from paligemma_qgis.core.geometry.vectorize import metric_area_perimeter
 from paligemma_qgis.core.run.driver import segment_raster
@@ -316,18 +317,20 @@ def test_bad_inputs_and_existing_output_are_refused_by_name(tmp_path):
     run = write_run(tmp_path / "run.gpkg", "EPSG:32633", [SceneTruth("a", "2019-05-02", [lake0], frame)])
     out = tmp_path / "out.gpkg"
     water_change(ChangeOptions(before=str(run), after=str(run), output=str(out)))
-    with pytest.raises(OutputExistsError, match="out.gpkg: output exists"):
+    with pytest.raises(OutputExistsError, match="out.gpkg: the output exists") as exists:
         water_change(ChangeOptions(before=str(run), after=str(run), output=str(out)))
+    assert (exists.value.code, exists.value.field) == ("output_exists", "output")
+    assert cli_message(exists.value).endswith("; use --overwrite to replace it")
     with pytest.raises(InputError, match="nope.gpkg: after file not found"):
         water_change(
             ChangeOptions(before=str(run), after=str(tmp_path / "nope.gpkg"), output=str(out), overwrite=True)
         )
-    with pytest.raises(InputError, match="needs BEFORE"):
-        water_change(ChangeOptions(after=str(run), output=str(out), overwrite=True))
-    with pytest.raises(InputError, match="not an ISO 8601 date"):
-        water_change(
-            ChangeOptions(before=str(run), after=str(run), output=str(out), overwrite=True, after_date="May")
-        )
+    with pytest.raises(InputError) as no_before:  # the options refuse it: no file is opened
+        ChangeOptions(after=str(run), output=str(out), overwrite=True)
+    assert cli_message(no_before.value) == "change needs BEFORE, or --reference (known water) in its place"
+    with pytest.raises(InputError, match="after date: 'May' is not an ISO 8601 date") as bad_date:
+        ChangeOptions(before=str(run), after=str(run), output=str(out), overwrite=True, after_date="May")
+    assert (bad_date.value.code, bad_date.value.field) == ("water_map_date", "after_date")
     with pytest.raises(InputError, match="would overwrite the before input"):
         water_change(ChangeOptions(before=str(run), after=str(run), output=str(run), overwrite=True))
     with pytest.raises(InputError, match="cannot write, folder .*nodir does not exist"):
@@ -362,9 +365,9 @@ def test_cli_prints_the_summary_and_refuses_an_existing_output(tmp_path, capsys)
         assert name in text
     assert main([*args, "--after-date", "2020-06-01"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == f"error: {out}: output exists (use --overwrite to replace it)"
+    assert err[-1] == f"error: {out}: the output exists; use --overwrite to replace it"
     assert main(["change", str(after.path), str(out)]) == 1
-    assert "BEFORE AFTER OUT.gpkg" in capsys.readouterr().err
+    assert "change needs BEFORE AFTER OUTPUT (or AFTER OUTPUT with --reference)" in capsys.readouterr().err
     assert main([*args, "--overwrite", "--json", "--min-area", "1e12"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["polygons"] == {"gained": 0, "lost": 0, "persistent": 0, "unknown": 0}
@@ -433,7 +436,7 @@ def test_pucallpa_gains_and_losses_are_the_polygon_differences(shared_data, tmp_
     assert from_maps.areas_m2["unknown"] == 0 and from_maps.notes == []
 
     # the 2020 map in UTM 18S (polygons and footprint reprojected): the same answer
-    from paligemma_qgis.core.temporal.water_maps import read_water_map
+    from paligemma_qgis.core.temporal.map_reader import read_water_map
 
     m = read_water_map(gpkg[2020]).to_crs("EPSG:32718")
     utm = write_run(

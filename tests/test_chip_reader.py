@@ -126,3 +126,31 @@ def test_mosaic_pages_are_dropped_by_the_bounding_box_of_adds(tmp_path) -> None:
         assert drops <= 2  # three chip rows (600 x 20000 x 2 = 24 MB + fault-around)
         _, cov = m.read_counts(Window(0, 0, width, 600))
         assert cov[:192, :100].min() == 1 and cov[200:224, :100].min() == 2 and cov.min() >= 1
+
+
+def test_aoi_clip_on_reading_threads_never_lets_a_georeference_warning_out(tmp_path) -> None:
+    """rasterio hides a NotGeoreferencedWarning of its in-memory rasters with catch_warnings(),
+    which is not thread-safe: reading threads clipping chips to an AOI at once let it escape
+    (one CLI run in four printed ``warning: NotGeoreferencedWarning``)."""
+    import sys
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+    from shapely.geometry import Point
+
+    scene = make_scene(tmp_path / "s.tif", width=1024, height=1024)
+    centre = scene.transform * (512, 512)
+    aoi = Point(centre).buffer(4000, quad_segs=64)  # a circle: its rim crosses ~150 chips of 32 px
+    grid = ChipGrid(1024, 1024, 32, 0, aoi=aoi, transform=scene.transform)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows every run
+    try:
+        with warnings.catch_warnings(record=True) as seen, open_raster(scene.path) as src:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                with chip_reader.ChipReader(src, grid, [1], 32, aoi, depth=8, workers=4) as reader:
+                    clipped = sum(not item.valid.all() for item in reader)
+                assert clipped > 50
+    finally:
+        sys.setswitchinterval(switch)
+    assert not [w for w in seen if issubclass(w.category, NotGeoreferencedWarning)]

@@ -15,11 +15,13 @@ from shapely.geometry import box
 from synthetic_rasters import make_scene
 
 from paligemma_qgis.cli import main
+from paligemma_qgis.cli.wording import cli_message
 from paligemma_qgis.core.errors import InputError
 from paligemma_qgis.core.model.codec import MaskCodec
 from paligemma_qgis.core.model.masks import decode_objects, encode_instances
 from paligemma_qgis.core.model.tokens import format_objects, parse_segmentation
 from paligemma_qgis.core.train.evaluate import Scores, evaluate, evaluate_geo, evaluate_pairs
+from paligemma_qgis.core.train.options import EvaluateOptions
 
 
 def test_scores_math():
@@ -64,7 +66,7 @@ def test_geo_vector_truth_known_scores(scene):
     gpd.GeoDataFrame(
         {"label": ["water", "water"]}, geometry=[sc.to_crs_geom(g) for g in pred_px], crs=sc.crs
     ).to_file(pred, layer="water")
-    r = evaluate_geo(pred, truth, raster=sc.path)
+    r = evaluate_geo(EvaluateOptions(pred=pred, truth=truth, reference_raster=sc.path))
     exp = _expected(pred_px, sc)
     # truth went through EPSG:4326 and back: edges move by far less than a pixel
     assert r.scores.iou == pytest.approx(exp.iou, abs=0.01)
@@ -72,8 +74,9 @@ def test_geo_vector_truth_known_scores(scene):
     assert r.scores.recall == pytest.approx(exp.recall, abs=0.01)
     assert r.pixels_evaluated == sc.valid_mask().sum()  # nodata collar left out
     assert r.n_outputs == 0 and r.invalid_share is None
-    with pytest.raises(InputError, match="--raster"):
-        evaluate_geo(pred, truth)
+    with pytest.raises(InputError, match="a vector truth needs a reference grid") as no_grid:
+        evaluate_geo(EvaluateOptions(pred=pred, truth=truth))
+    assert cli_message(no_grid.value).endswith("; pass one with --raster")
 
 
 def test_geo_mask_truth_and_chips_statuses(scene):
@@ -105,7 +108,7 @@ def test_geo_mask_truth_and_chips_statuses(scene):
     gpd.GeoDataFrame({"status": ["ok"] * 4, "text": texts}, geometry=half, crs=sc.crs).to_file(
         pred, layer="chips"
     )
-    r = evaluate(pred, truth)
+    r = evaluate(EvaluateOptions(pred=pred, truth=truth))
     assert r.scores.iou == pytest.approx(1.0)
     left = np.zeros((sc.height, sc.width), bool)
     left[:, : sc.width // 2] = True
@@ -139,7 +142,7 @@ def test_pairs_from_model_text(tmp_path, codec, vae_npz):
     lines.append({"image": "missing.jpg", "model_output": ""})
     pred = tmp_path / "out.jsonl"
     pred.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    r = evaluate_pairs(pred, masks, vae=str(vae_npz), allow_custom_vae=True)
+    r = evaluate_pairs(EvaluateOptions(pred=pred, truth=masks, vae=vae_npz, allow_custom_vae=True))
     assert r.n_items == 4 and r.n_outputs == 5
     assert r.n_invalid_outputs == 1 and r.n_empty_outputs == 1
     assert (r.scores.tp, r.scores.fp, r.scores.fn) == (expected.tp, expected.fp, expected.fn)
@@ -166,7 +169,9 @@ def test_real_malformed_outputs_counted(shared_data: Path, tmp_path):
     pred = shared_data / "paligemma_reference" / "model_outputs_finetuned.jsonl"
     masks = shared_data / "water_bodies_kaggle_subset" / "Masks"
     records = [json.loads(x) for x in pred.read_text().splitlines() if x.strip()]
-    r = evaluate_pairs(pred, masks, codec=object())  # no image of these is in the subset: counts only
+    r = evaluate_pairs(
+        EvaluateOptions(pred=pred, truth=masks), codec=object()
+    )  # no image of these is in the subset: counts only
     assert r.n_outputs == len(records) == 21
     assert r.n_items == 0
     assert r.n_empty_outputs == sum(1 for x in records if not x["model_output"].strip())
@@ -176,24 +181,24 @@ def test_real_malformed_outputs_counted(shared_data: Path, tmp_path):
 
 
 def test_statuses_without_text_and_water_index_chips():
-    from paligemma_qgis.core.train.evaluate import EvalResult, _count_outputs, _count_statuses
+    from paligemma_qgis.core.train.evaluate import EvalResult, count_outputs, count_statuses
 
     r = EvalResult(mode="raster", scores=Scores())
-    _count_statuses(
+    count_statuses(
         r, ["2 objects ok", "1 ok, 1 rejected: 17 seg tokens", "empty", "error: CUDA out of memory"]
     )
     assert (r.n_outputs, r.n_invalid_outputs, r.n_empty_outputs, r.n_rejected_objects) == (4, 2, 1, 1)
     r = EvalResult(mode="raster", scores=Scores())
-    _count_outputs(r, [None, None])  # water-index chips carry no model text
+    count_outputs(r, [None, None])  # water-index chips carry no model text
     assert r.n_outputs == 0 and r.invalid_share is None
 
 
 def test_skipped_chips_are_not_model_outputs():
     """Chips skipped for missing data never went to the model: they must not dilute the invalid share."""
-    from paligemma_qgis.core.train.evaluate import EvalResult, _count_statuses
+    from paligemma_qgis.core.train.evaluate import EvalResult, count_statuses
 
     r = EvalResult(mode="raster", scores=Scores())
-    _count_statuses(r, ["1 ok, 1 rejected: truncated", "skipped: 3.0% valid", "skipped: no valid pixels"])
+    count_statuses(r, ["1 ok, 1 rejected: truncated", "skipped: 3.0% valid", "skipped: no valid pixels"])
     assert (r.n_outputs, r.n_invalid_outputs) == (1, 1) and r.invalid_share == 1.0
 
 
@@ -246,9 +251,9 @@ def test_truth_and_prediction_nodata_are_left_out_and_counted(tmp_path):
         pred, layer="chips"
     )
 
-    scored_as_land = evaluate(pred, tmp_path / "truth.tif")
+    scored_as_land = evaluate(EvaluateOptions(pred=pred, truth=tmp_path / "truth.tif"))
     assert scored_as_land.scores.fp == 40 * 40  # the -1 half counted as land: a false positive
-    r = evaluate(pred, tmp_path / "truth.tif", truth_nodata=-1)
+    r = evaluate(EvaluateOptions(pred=pred, truth=tmp_path / "truth.tif", truth_nodata=-1))
     assert (r.scores.tp, r.scores.fp, r.scores.fn) == (40 * 40, 0, 0) and r.scores.iou == 1.0
     assert r.truth_nodata_pixels == 100 * 100
     assert r.pred_nodata_pixels == 20 * 100  # the skipped chip: no prediction there
@@ -261,5 +266,5 @@ def test_truth_and_prediction_nodata_are_left_out_and_counted(tmp_path):
     with rasterio.open(elsewhere, "w", **profile) as ds:
         ds.write(truth, 1)
     with pytest.raises(InputError, match="no chip of the prediction overlaps"):
-        evaluate(pred, elsewhere)
+        evaluate(EvaluateOptions(pred=pred, truth=elsewhere))
     assert main(["evaluate", str(pred), str(elsewhere)]) == 1

@@ -16,8 +16,10 @@ from PIL import Image
 from synthetic_rasters import make_scene
 
 from paligemma_qgis.cli import main
+from paligemma_qgis.cli.wording import cli_message
 from paligemma_qgis.core.errors import InputError, OutputExistsError
 from paligemma_qgis.core.model.tokens import parse_segmentation
+from paligemma_qgis.core.serial import from_data, to_data
 from paligemma_qgis.core.train.export import (
     ExportOptions,
     PairsOptions,
@@ -260,8 +262,10 @@ def test_min_object_pixels_respected(scene, vae_npz, tmp_path):
 def test_existing_out_dir_refused_without_overwrite(scene, vae_npz, tmp_path):
     out = tmp_path / "out"
     run_export(scene, vae_npz, out)
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="exists and is not empty") as refused:
         run_export(scene, vae_npz, out)
+    assert (refused.value.code, refused.value.field) == ("train_folder_not_empty", "out_dir")
+    assert cli_message(refused.value).endswith("; use --overwrite to replace it")
     run_export(scene, vae_npz, out, overwrite=True)
     assert (out / "train.jsonl").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp folders left
@@ -371,9 +375,22 @@ def test_water_index_labels(tmp_path, vae_npz):
 
 def test_options_round_trip_and_bad_input(scene, vae_npz, tmp_path):
     opts = ExportOptions(raster="a.tif", out_dir="o", labels="water-index", bands=[3, 2, 1])
-    assert ExportOptions.from_dict(json.loads(json.dumps(opts.to_dict()))) == opts
-    with pytest.raises(InputError, match="unknown"):
-        ExportOptions.from_dict({**opts.to_dict(), "colour": "blue"})
+    assert opts.bands == (3, 2, 1)
+    assert from_data(ExportOptions, json.loads(json.dumps(to_data(opts)))) == opts
+    with pytest.raises(InputError, match="unknown") as unknown:
+        from_data(ExportOptions, {**to_data(opts), "colour": "blue"})
+    assert unknown.value.code == "option_unknown"
+    for bad, field in (
+        ({"empty_policy": "some"}, "empty_policy"),
+        ({"valid_fraction": 1.0}, "valid_fraction"),
+        ({"block_size": 0}, "block_size"),
+        ({"overlap": 224}, "overlap"),
+        ({"bands": "3,2"}, "bands"),
+        ({"labels": ""}, "labels"),
+    ):
+        with pytest.raises(InputError) as refused:
+            from_data(ExportOptions, {**to_data(opts), **bad})
+        assert refused.value.field == field, bad
     with pytest.raises(InputError, match="label file not found"):
         run_export(scene, vae_npz, tmp_path / "x", labels=str(tmp_path / "nope.gpkg"))
     far = tmp_path / "far.geojson"

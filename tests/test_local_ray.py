@@ -48,7 +48,8 @@ def test_a_local_ray_listens_on_loopback_only_and_asks_a_token(tmp_path, address
                         listening[(p.name(), conn.laddr.ip, conn.laddr.port)] = None
                 if p.name() == "gcs_server" and not auth:
                     env = p.environ()
-                    auth = {k: env.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+                    if "PATH" in env:  # read after exec (a process being born reads empty)
+                        auth = {k: env.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
             except psutil.Error:  # a worker that just ended
                 continue
         time.sleep(0.1)

@@ -103,7 +103,7 @@ def test_check_says_when_a_pin_changed(tmp_path):
 
 def test_the_workers_own_fix_hints_install_from_the_locks():
     """`worker --check` of a Python the plugin does not manage says how to install, hashed too."""
-    from paligemma_qgis.cli.worker import _install_command
+    from paligemma_qgis.cli.worker_check import _install_command
 
     assert (
         _install_command("py", "geo")

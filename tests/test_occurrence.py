@@ -13,6 +13,7 @@ from affine import Affine
 from water_series import SceneTruth, pixel_box, write_run
 
 from paligemma_qgis.cli import main
+from paligemma_qgis.cli.wording import cli_message
 from paligemma_qgis.core.errors import InputError, OutputExistsError
 from paligemma_qgis.core.temporal.change import ChangeOptions, water_change
 from paligemma_qgis.core.temporal.occurrence import OccurrenceOptions, water_occurrence
@@ -189,22 +190,26 @@ def test_permanent_class_is_a_flood_reference(run_gpkg, tmp_path):
 def test_errors_name_the_problem(run_gpkg, tmp_path):
     out = tmp_path / "occ.tif"
     water_occurrence(OccurrenceOptions(inputs=[str(run_gpkg)], output=str(out)))
-    with pytest.raises(OutputExistsError, match="occ.tif: output exists"):
+    with pytest.raises(OutputExistsError, match="occ.tif: the output exists"):
         water_occurrence(OccurrenceOptions(inputs=[str(run_gpkg)], output=str(out)))
+    # Options that cannot be right fail where they are made, before any file is read.
     with pytest.raises(InputError, match="must be a GeoTIFF"):
-        water_occurrence(OccurrenceOptions(inputs=[str(run_gpkg)], output=str(tmp_path / "o.png")))
+        OccurrenceOptions(inputs=[str(run_gpkg)], output=str(tmp_path / "o.png"))
     with pytest.raises(InputError, match="0 < rare <= permanent <= 100"):
-        water_occurrence(OccurrenceOptions(inputs=[str(run_gpkg)], output=str(tmp_path / "b.tif"), rare=95))
+        OccurrenceOptions(inputs=[str(run_gpkg)], output=str(tmp_path / "b.tif"), rare=95)
     with pytest.raises(InputError, match="missing.gpkg: water map not found"):
         water_occurrence(
             OccurrenceOptions(inputs=[str(tmp_path / "missing.gpkg")], output=str(tmp_path / "c.tif"))
         )
     with pytest.raises(InputError, match="cannot write, folder .*nodir does not exist"):
         water_occurrence(OccurrenceOptions(inputs=[str(run_gpkg)], output=str(tmp_path / "nodir" / "o.tif")))
-    with pytest.raises(InputError, match="no observation left"):
+    with pytest.raises(InputError, match="no observation left") as none_left:
         water_occurrence(
             OccurrenceOptions(inputs=[str(run_gpkg)], output=str(tmp_path / "d.tif"), start="2030-01-01")
         )
+    assert (
+        cli_message(none_left.value) == "no observation left; check --start / --end against the scene dates"
+    )
     assert not list(tmp_path.glob(".*tmp*"))
 
 

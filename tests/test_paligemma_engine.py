@@ -578,7 +578,7 @@ def test_static_cache_loop_gives_the_same_tokens_as_generate(loaded, vae_npz, im
     # a second, different batch reuses the same cache: still identical to generate()
     other = images[8:16]
     assert torch.equal(static.generate_ids(other), dynamic.generate_ids(other))
-    assert len(static._static_caches) == 1
+    assert len(static.static_decoder.caches) == 1
     assert static.generate_text(chips) == dynamic.generate_text(chips)
     assert static.describe()["cache"] == "static"
 
@@ -621,7 +621,7 @@ def test_compiled_decode_step_gives_the_same_tokens(loaded, vae_npz, images):
     want = PaliGemmaSegmenter(loaded, codec, **opts).generate_ids(images[:4])
     seg = PaliGemmaSegmenter(loaded, codec, cache="static", compile=True, **opts)
     assert torch.equal(seg.generate_ids(images[:4]), want)
-    assert seg._step is not None and "compiled" in seg.describe()["cache"]
+    assert seg.static_decoder.step is not None and "compiled" in seg.describe()["cache"]
 
 
 def test_decoding_options_reach_the_engine_through_the_pipeline(tmp_path, tiny_paligemma, vae_npz):

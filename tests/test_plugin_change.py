@@ -129,8 +129,7 @@ def test_water_change_segments_raster_inputs_in_the_worker(provider, clean_proje
         {
             "BEFORE": str(before.path),
             "AFTER": str(after.path),
-            "ENGINE": 1,  # water index
-            "BANDS": "naip",
+            "BANDS": "naip",  # and no ENGINE: the default is the water index, as everywhere
             "OUTPUT": str(tmp_path / "change.gpkg"),
         },
     )

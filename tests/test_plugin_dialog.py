@@ -440,7 +440,8 @@ def test_export_refuses_bad_values(export_dlg, raster_layer, tmp_path, water_sce
 def test_export_polygon_layer_job_is_accepted_by_export_options(
     export_dlg, raster_layer, water_scene, clean_project, tmp_path, vae_npz
 ):
-    from paligemma_qgis.core.train.export import ExportOptions
+    from paligemma_qgis.core.serial import from_data
+    from paligemma_qgis.core.train.options import ExportOptions
 
     lakes = _memory_lakes(water_scene)
     clean_project.addMapLayer(lakes)
@@ -465,7 +466,7 @@ def test_export_polygon_layer_job_is_accepted_by_export_options(
     job = d.build_job(tmp_path)
     assert [copy.write() for copy in job["layer_copies"]] == [None]  # what the WorkerTask does first
     assert job["task"] == "export"
-    opts = ExportOptions.from_dict(job["options"])
+    opts = from_data(ExportOptions, job["options"])
     assert opts.raster == water_scene.path.as_posix() or Path(opts.raster) == water_scene.path
     assert (opts.size, opts.overlap, opts.min_object_pixels) == (448, 32, 40)
     assert (opts.preset, opts.valid_fraction, opts.block_size, opts.seed) == ("naip", 0.3, 2, 7)
@@ -484,7 +485,8 @@ def test_export_file_backed_layer_mask_and_water_index_jobs(
 ):
     from qgis.core import QgsCoordinateTransformContext, QgsVectorFileWriter
 
-    from paligemma_qgis.core.train.export import ExportOptions
+    from paligemma_qgis.core.serial import from_data
+    from paligemma_qgis.core.train.options import ExportOptions
 
     gpkg = tmp_path / "lakes.gpkg"
     options = QgsVectorFileWriter.SaveVectorOptions()
@@ -500,21 +502,21 @@ def test_export_file_backed_layer_mask_and_water_index_jobs(
     d.polygon_combo.setLayer(on_disk)
     d.output_widget.setFilePath(str(tmp_path / "training"))
     assert d.validate() == []
-    opts = ExportOptions.from_dict(d.build_job(tmp_path / "tmp")["options"])
+    opts = from_data(ExportOptions, d.build_job(tmp_path / "tmp")["options"])
     assert (Path(opts.labels), opts.label_layer) == (gpkg, "lakes")  # read in place, no copy
 
     _set_combo(d.labels_combo, "mask")
     d.mask_picker.set_file(str(water_scene.path))
     d.mask_threshold_spin.setValue(100)
     assert d.validate() == []
-    opts = ExportOptions.from_dict(d.build_job(tmp_path)["options"])
+    opts = from_data(ExportOptions, d.build_job(tmp_path)["options"])
     assert (opts.labels, opts.mask_threshold, opts.label_layer) == (str(water_scene.path), 100.0, None)
 
     _set_combo(d.labels_combo, "water-index")
     d.nir_spin.setValue(4)
     d.bands_edit.setText("1,2,3")
-    opts = ExportOptions.from_dict(d.build_job(tmp_path)["options"])
-    assert (opts.labels, opts.nir, opts.bands) == ("water-index", 4, [1, 2, 3])
+    opts = from_data(ExportOptions, d.build_job(tmp_path)["options"])
+    assert (opts.labels, opts.nir, opts.bands) == ("water-index", 4, (1, 2, 3))
     d.nir_spin.setValue(7)
     assert any("NIR band 7" in e for e in d.validate())
 

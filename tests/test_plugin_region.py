@@ -19,11 +19,13 @@ from synthetic_rasters import make_scene
 from waiting import wait_for_task, wait_until
 
 from paligemma_qgis.plugin import job_dialog, ray_trust
+from paligemma_qgis.plugin.algorithms import SegmentWaterAlgorithm
 from paligemma_qgis.plugin.dialog import SegmentDialog
-from paligemma_qgis.plugin.error_text import PROCESSING, PROCESSING_REGION, SEGMENT_DIALOG, translate
+from paligemma_qgis.plugin.error_text import SEGMENT_DIALOG, translate
 from paligemma_qgis.plugin.messages import plugin_messages
 from paligemma_qgis.plugin.more_rasters import MoreRastersDialog, describe
 from paligemma_qgis.plugin.options import segment_job
+from paligemma_qgis.plugin.region_algorithm import SegmentWaterRegionAlgorithm
 from paligemma_qgis.plugin.runner import run_worker
 from paligemma_qgis.plugin.setup_plan import SetupPlan
 from paligemma_qgis.plugin.setup_tasks import Step
@@ -525,7 +527,7 @@ def test_another_run_writing_the_output(region, tmp_path):
     assert dialog.startswith(f"GeoPackage: another run is writing {output} (process ")
     assert dialog.endswith("wait for it to finish, or choose another GeoPackage.")
     assert "Overwrite" not in dialog  # not an old file: ticking Overwrite would not help
-    processing = translate(outcome.message, outcome.error_info, job["options"], PROCESSING)
+    processing = translate(outcome.message, outcome.error_info, job["options"], SegmentWaterAlgorithm.FRONT)
     assert processing.startswith("OUTPUT: another run is writing") and "choose another OUTPUT" in processing
 
 
@@ -551,8 +553,10 @@ def test_every_scene_failed(region, tmp_path):
     info = _fail(job).error_info
     dialog = translate("", info, job["options"], SEGMENT_DIALOG)
     assert "The first, lakes_a: Green / NIR / SWIR band: the water index needs a NIR or SWIR band" in dialog
-    processing = translate("", info, job["options"], PROCESSING_REGION)
-    assert "set NIR (or SWIR) to its band number" in processing and "--" not in processing
+    processing = translate("", info, job["options"], SegmentWaterRegionAlgorithm.FRONT)
+    assert (
+        "or NIR (or SWIR) to its band number (Advanced parameters)" in processing and "--" not in processing
+    )
 
 
 def test_ray_missing_in_the_worker(region, tmp_path):
@@ -567,14 +571,16 @@ def test_ray_missing_in_the_worker(region, tmp_path):
     dialog = translate(outcome.message, outcome.error_info, job["options"], SEGMENT_DIALOG)
     assert dialog.startswith("Ray address (Worker setup): the worker Python lacks ray")
     assert "Run again and answer Yes" in dialog and "clear the Ray address" in dialog
-    processing = translate(outcome.message, outcome.error_info, job["options"], PROCESSING_REGION)
+    processing = translate(
+        outcome.message, outcome.error_info, job["options"], SegmentWaterRegionAlgorithm.FRONT
+    )
     assert processing.startswith("RAY_ADDRESS: the worker Python lacks ray") and "--" not in processing
 
 
 def test_a_ray_cluster_that_cannot_be_joined(monkeypatch):
     """ray.init's refusal (here: Ray Client's timeout) through the core's own join and the worker's
     error fields: the dialog names Worker setup's address."""
-    from paligemma_qgis.cli.worker import error_fields
+    from paligemma_qgis.cli.worker_errors import error_fields
     from paligemma_qgis.core.errors import PaliGemmaQgisError
     from paligemma_qgis.core.run import ray_cluster
     from paligemma_qgis.core.specs import segment_spec
@@ -600,7 +606,7 @@ def test_a_ray_cluster_that_cannot_be_joined(monkeypatch):
         "Ray address (Worker setup): cannot join the Ray cluster ray://gpu:10001: ray client connection timeout."
     )
     assert "Worker setup…" in dialog and "clear it to run here" in dialog
-    processing = translate(str(caught.value), info, job_options, PROCESSING)
+    processing = translate(str(caught.value), info, job_options, SegmentWaterAlgorithm.FRONT)
     assert processing.startswith("RAY_ADDRESS: cannot join the Ray cluster ray://gpu:10001")
 
 

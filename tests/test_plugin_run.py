@@ -91,7 +91,7 @@ def test_worker_error_reaches_message_bar_and_log(water_scene, clean_project, qg
     assert task.succeeded is False
     # In the dialog's words: its field, no command-line flag.
     assert (
-        task.error.startswith("Green / NIR / SWIR band: ") and "99" in task.error and "--" not in task.error
+        task.error.endswith("for Green / NIR / SWIR band") and "99" in task.error and "--" not in task.error
     )
     (shown,) = [m for m in plugin_messages(qgis_iface) if "99" in m]
     assert shown.startswith("Water in lakes failed.")
@@ -202,7 +202,10 @@ def test_qgis_process_runs_the_installed_plugin(qgis_process, installed_plugins_
     assert failed.returncode == 1
     said = [line for line in (failed.stdout + failed.stderr).splitlines() if "NIR" in line]
     assert len(said) == 1, failed.stdout + failed.stderr
-    assert said[0].startswith("ERROR:") and "set NIR (or SWIR) to its band number" in said[0]
+    assert (
+        said[0].startswith("ERROR:")
+        and "or NIR (or SWIR) to its band number (Advanced parameters)" in said[0]
+    )
     assert "--" not in said[0] and not output.exists()
 
     run = subprocess.run(

@@ -19,6 +19,8 @@ from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QCoreApplication
 from waiting import pid_gone, wait_for_task
 
+from paligemma_qgis.plugin.algorithms import SegmentWaterAlgorithm
+from paligemma_qgis.plugin.error_text import SEGMENT_DIALOG, translate
 from paligemma_qgis.plugin.messages import plugin_messages
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.runner import run_worker
@@ -66,8 +68,10 @@ def test_job_with_qgis_python_says_what_is_missing(water_scene, tmp_path):
     assert outcome.status == "error"
     assert "rasterio" in outcome.message
     assert sys.executable in outcome.message  # which Python lacks it (the wrapper exec's it)
-    assert "Worker setup" in outcome.message  # where to fix it
     assert "Traceback" not in outcome.message and "ModuleNotFoundError" not in outcome.message
+    for front in (SEGMENT_DIALOG, SegmentWaterAlgorithm.FRONT):  # where to fix it, in QGIS's words
+        text = translate(outcome.message, outcome.error_info, job["options"], front)
+        assert "lacks rasterio" in text and "Worker setup" in text, text
     assert not output.exists()
 
 

@@ -9,6 +9,7 @@ from affine import Affine
 from rasterio.windows import Window
 from synthetic_rasters import WATER, make_scene
 
+from paligemma_qgis.cli.wording import cli_message
 from paligemma_qgis.core.errors import InputError
 from paligemma_qgis.core.inputs.raster import open_raster, parse_bands, roles_from_descriptions
 
@@ -409,7 +410,9 @@ def test_read_failure_names_file_and_window_or_skips_only_the_bad_block(tmp_path
         src.read_chip(Window(0, 0, 224, 224))
     message = str(info.value)
     assert message.startswith(f"{path}: read failed in rows 0-224, cols 0-224 (")
-    assert "--on-read-error skip" in message and "\n" not in message
+    assert info.value.code == "raster_read_failed" and "\n" not in message
+    assert message.endswith("; on_read_error skip maps unreadable blocks as nodata")  # the option's own name
+    assert cli_message(info.value).endswith("; --on-read-error skip maps unreadable blocks as nodata")
 
     with open_raster(path, on_read_error="skip") as src:
         raw, rgb, valid = src.read_chip(Window(0, 0, 224, 224), raw_bands=[4])

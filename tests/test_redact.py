@@ -121,3 +121,24 @@ def test_secret_params_and_trees() -> None:
         "by_scene": {"https://h/y.tif?sig=REDACTED": 1},
         "n": None,
     }
+
+
+def test_log_records_and_warnings_are_redacted(capsys) -> None:
+    """The worker's stderr (shown under Details…, kept in QGIS's log) and the CLI's warning lines."""
+    import logging
+
+    from paligemma_qgis.cli.library_warnings import redacted_logging, warning_line
+
+    url = "/vsicurl/https://user:hunter2@example.org/a.tif?X-Amz-Signature=abcdef123"
+    assert "hunter2" not in warning_line(f"cannot read {url}") and "abcdef123" not in warning_line(url)
+    handler = redacted_logging()
+    try:
+        try:
+            raise OSError(f"failed to open {url}")
+        except OSError:
+            logging.getLogger("paligemma_qgis.test").exception("scene %s failed", url)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "scene" in err and "Traceback" in err
+    assert "hunter2" not in err and "abcdef123" not in err

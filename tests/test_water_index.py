@@ -8,6 +8,7 @@ import types
 import numpy as np
 import pytest
 
+from paligemma_qgis.cli.wording import cli_message
 from paligemma_qgis.core.errors import InputError
 from paligemma_qgis.core.model.factory import make_segmenter
 from paligemma_qgis.core.model.segmenter import ChipBatch, RasterBands
@@ -59,16 +60,21 @@ def test_bands_needed(kwargs, bands, expected, index) -> None:
 
 
 def test_refuses_rgb_only() -> None:
-    with pytest.raises(
-        InputError, match="has no NIR or SWIR band; use --nir/--swir, a preset, or the paligemma"
-    ):
+    with pytest.raises(InputError, match="has no NIR or SWIR band for the water index") as caught:
         WaterIndexSegmenter().bands_needed(RasterBands(3, (None,) * 3, (1, 2, 3)))
-    with pytest.raises(InputError, match="no SWIR band"):
+    assert (caught.value.code, caught.value.field) == ("band_unknown", "nir")
+    assert cli_message(caught.value).endswith(
+        "set --nir to its band number, choose the sensor with --preset, or set --engine to paligemma"
+    )
+    with pytest.raises(InputError, match="no SWIR band for MNDWI") as caught:
         WaterIndexSegmenter(nir=4, index="mndwi").bands_needed(RGBN)
-    with pytest.raises(InputError, match="does not exist"):
+    assert (caught.value.code, caught.value.field) == ("band_unknown", "swir")
+    with pytest.raises(InputError, match="nir band 9 does not exist") as caught:
         WaterIndexSegmenter(nir=9).bands_needed(RGBN)
-    with pytest.raises(InputError, match="same band"):
+    assert (caught.value.code, caught.value.field) == ("band_out_of_range", "nir")
+    with pytest.raises(InputError, match="same band") as caught:
         WaterIndexSegmenter(green=4, nir=4).bands_needed(RGBN)
+    assert (caught.value.code, caught.value.field) == ("same_band", "nir")
 
 
 def test_normalized_difference_edge_cases() -> None:
@@ -183,9 +189,9 @@ def test_factory_paligemma_is_lazy(monkeypatch) -> None:
 
 # ----------------------------------------------------------------------------- threshold methods
 def test_unknown_threshold_method_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="unknown threshold method 'magic'; choose auto, edge-otsu") as exc:
+    with pytest.raises(InputError, match="threshold_method 'magic' is not one of auto, edge-otsu") as exc:
         WaterIndexSegmenter(nir=4, threshold_method="magic")  # type: ignore[arg-type]
-    assert exc.value.field == "threshold_method"
+    assert (exc.value.code, exc.value.field) == ("option_choice", "threshold_method")
     spec = segment_spec(raster="a.tif", output="o.gpkg", threshold_method="multi-otsu")
     seg = make_segmenter(spec.engine, {"nir": 4})
     assert seg.threshold_method == "multi-otsu"

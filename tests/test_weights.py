@@ -14,6 +14,7 @@ from synthetic_vae import random_vae_arrays, write_vae_npz
 
 from paligemma_qgis.cli import main
 from paligemma_qgis.cli.weights import add_vae_arguments, codec_from_args
+from paligemma_qgis.cli.wording import cli_message
 from paligemma_qgis.core.errors import OutputExistsError, WeightsError
 from paligemma_qgis.core.model import weights as w
 
@@ -82,7 +83,9 @@ def test_find_order(cache, tmp_path, monkeypatch, vae_npz):
     with pytest.raises(WeightsError) as err:
         w.find_vae()
     msg = str(err.value)
-    assert str(cache) in msg and w.DOWNLOAD_COMMAND in msg and w.VAE_URLS[0] in msg and w.VAE_ENV in msg
+    assert (err.value.code, err.value.field) == ("vae_missing", "vae")
+    assert str(cache) in msg and w.VAE_URLS[0] in msg and w.VAE_ENV in msg and "--vae" not in msg
+    assert w.DOWNLOAD_COMMAND in cli_message(err.value) and "--vae FILE" in cli_message(err.value)
     cache.parent.mkdir(parents=True)
     cache.write_bytes(b"cached")
     assert w.find_vae() == cache
@@ -118,7 +121,8 @@ def test_checksum_refusal_and_custom(vae_npz):
     with pytest.raises(WeightsError) as err:
         w.load_vae_arrays(vae_npz)
     msg = str(err.value)
-    assert digest in msg and w.VAE_SHA256 in msg and "--allow-custom-vae" in msg and str(vae_npz) in msg
+    assert digest in msg and w.VAE_SHA256 in msg and "set allow_custom_vae" in msg and str(vae_npz) in msg
+    assert "--allow-custom-vae" in cli_message(err.value)
     arrays = w.load_vae_arrays(vae_npz, allow_custom_vae=True)
     assert set(arrays) == set(w.VAE_SHAPES) and all(a.dtype == np.float32 for a in arrays.values())
     assert w.check_checksum(vae_npz, allow_custom_vae=True) == digest
@@ -192,8 +196,9 @@ def test_existing_file_refused_unless_force(server, tmp_path):
     base, payload, digest = server
     dest = tmp_path / "vae-oid.npz"
     dest.write_bytes(b"old")
-    with pytest.raises(OutputExistsError, match="--force"):
+    with pytest.raises(OutputExistsError, match="exists with another checksum; set force") as err:
         w.download_vae(dest, url=f"{base}/vae-oid.npz", sha256=digest, progress=False)
+    assert cli_message(err.value).endswith("pass --force to replace it")
     assert dest.read_bytes() == b"old"
     w.download_vae(dest, url=f"{base}/vae-oid.npz", sha256=digest, progress=False, force=True)
     assert dest.read_bytes() == payload
@@ -244,7 +249,9 @@ def test_add_vae_arguments_and_codec_from_args(vae_npz, cache):
     assert args.vae == str(vae_npz) and args.allow_custom_vae
     codec = codec_from_args(args, device="cpu")
     assert codec.decode(np.zeros((1, 16), np.int64)).shape == (1, 64, 64)
-    with pytest.raises(WeightsError, match="allow-custom-vae"):
+    with pytest.raises(WeightsError) as err:
         codec_from_args(parser.parse_args(["--vae", str(vae_npz)]), device="cpu")
+    assert (err.value.code, err.value.field) == ("vae_checksum", "vae")
+    assert "--allow-custom-vae" in cli_message(err.value)
     assert parser.parse_args([]).vae is None
     os.environ.pop(w.VAE_ENV, None)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..core import rules
+from .args import options_from_args
 from .progress import cli_progress
 from .segment import add_band_arguments, spec_values
 from .weights import add_vae_arguments
@@ -57,8 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--min-area",
+        dest="min_area_m2",
         type=float,
-        default=0.0,
+        default=rules.CHANGE_MIN_AREA_M2,
         metavar="M2",
         help="drop result polygons smaller than this (the slivers two grids leave along unchanged shores)",
     )
@@ -96,7 +98,8 @@ def segment_options(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..core.errors import InputError
-    from ..core.temporal.change import ChangeOptions, water_change
+    from ..core.temporal.change import water_change
+    from ..core.temporal.options import ChangeOptions
 
     files = list(args.files)
     if len(files) == 3:
@@ -104,22 +107,11 @@ def run(args: argparse.Namespace) -> int:
     elif len(files) == 2 and args.reference:
         before, (after, output) = None, files
     elif len(files) == 2:
-        raise InputError("change needs BEFORE AFTER OUT.gpkg (or AFTER OUT.gpkg with --reference FILE)")
+        raise InputError("change_files_missing", field="before")
     else:
-        raise InputError(f"change takes 2 or 3 files, got {len(files)}: BEFORE AFTER OUT.gpkg")
-    options = ChangeOptions(
-        before=before,
-        after=after,
-        output=output,
-        reference=args.reference,
-        reference_layer=args.reference_layer,
-        before_date=args.before_date,
-        after_date=args.after_date,
-        aoi=args.aoi,
-        min_area_m2=args.min_area,
-        out_crs=args.out_crs,
-        segment=segment_options(args),
-        overwrite=args.overwrite,
+        raise InputError("change_file_count", field="before", count=len(files))
+    options = options_from_args(
+        ChangeOptions, args, before=before, after=after, output=output, segment=segment_options(args)
     )
     with cli_progress("change", "step") as progress:
         summary = water_change(options, progress)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..core.train.options import EvaluateOptions
+from .args import default, options_from_args
 from .weights import add_vae_arguments
 
 
@@ -24,8 +26,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="prediction: GeoPackage/vector file, mask raster (segment --mask-tif), or .jsonl of model outputs",
     )
     p.add_argument("truth", help="truth: vector file, mask raster, masks folder, or .jsonl with suffixes")
-    p.add_argument("--raster", metavar="REF", help="reference grid (and valid pixels) for vector truth")
-    p.add_argument("--pred-layer", default="water", help="layer of PRED holding water (default water)")
+    p.add_argument(
+        "--raster",
+        dest="reference_raster",
+        metavar="REF",
+        help="reference grid (and valid pixels) for vector truth",
+    )
+    pred_layer = default(EvaluateOptions, "pred_layer")
+    p.add_argument(
+        "--pred-layer", default=pred_layer, help=f"layer of PRED holding water (default {pred_layer})"
+    )
     p.add_argument("--truth-layer", help="layer of a multi-layer truth vector file")
     p.add_argument("--truth-where", help="attribute filter of the truth vectors, e.g. \"label = 'water'\"")
     p.add_argument(
@@ -54,20 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..core.train.evaluate import evaluate
 
-    result = evaluate(
-        args.pred,
-        args.truth,
-        raster=args.raster,
-        images=args.images,
-        vae=args.vae,
-        allow_custom_vae=args.allow_custom_vae,
-        pred_layer=args.pred_layer,
-        truth_layer=args.truth_layer,
-        truth_where=args.truth_where,
-        mask_threshold=args.mask_threshold,
-        truth_nodata=args.truth_nodata,
-        allow_large_images=args.allow_large_images,
-    )
+    result = evaluate(options_from_args(EvaluateOptions, args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from ..core.train.export import EMPTY_POLICIES, WATER_INDEX
+from ..core import rules
+from ..core.train.options import WATER_INDEX, ExportOptions, PairsOptions
+from .args import default, options_from_args
 from .progress import cli_progress
 from .weights import add_vae_arguments
 
+if TYPE_CHECKING:
+    from ..core.train.export import ExportSummary
 
-def _add_common(
-    p: argparse.ArgumentParser, *, valid_fraction: float, empty_policy: str, min_pixels: int
-) -> None:
+
+def _add_common(p: argparse.ArgumentParser, options: type[ExportOptions | PairsOptions]) -> None:
+    """The arguments both exports take, with the defaults of their options type."""
+    min_pixels = default(options, "min_object_pixels")
+    valid_fraction = default(options, "valid_fraction")
+    empty_policy = default(options, "empty_policy")
     p.add_argument(
         "--min-object-pixels",
         type=int,
@@ -23,7 +31,7 @@ def _add_common(
     p.add_argument(
         "--max-objects",
         type=int,
-        default=0,
+        default=default(options, "max_objects"),
         metavar="N",
         help="keep only the N largest components of a chip (0: all; each costs ~24 tokens)",
     )
@@ -34,10 +42,15 @@ def _add_common(
         default=valid_fraction,
         help=f"share of chips for validation (default {valid_fraction})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/valid split and empty-chip choice")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=default(options, "seed"),
+        help="seed of the train/valid split and empty-chip choice",
+    )
     p.add_argument(
         "--empty-policy",
-        choices=EMPTY_POLICIES,
+        choices=rules.EMPTY_POLICIES,
         default=empty_policy,
         help="chips without water: keep all, drop all, or cap them at --empty-cap of each split "
         f"(default {empty_policy})",
@@ -45,8 +58,8 @@ def _add_common(
     p.add_argument(
         "--empty-cap",
         type=float,
-        default=0.2,
-        help="with --empty-policy cap: largest share of empty chips per split (default 0.2)",
+        default=rules.EMPTY_CAP,
+        help=f"with --empty-policy cap: largest share of empty chips per split (default {rules.EMPTY_CAP})",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -77,36 +90,49 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="refuse invalid label polygons (self-intersections) instead of repairing them with make_valid",
     )
-    p.add_argument("--mask-threshold", type=float, default=0.0, help="mask raster: water where value > this")
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=default(ExportOptions, "mask_threshold"),
+        help="mask raster: water where value > this",
+    )
     p.add_argument("--bands", help="1-based RGB bands for the chips, e.g. 3,2,1")
-    p.add_argument("--preset", help="sensor band order (sentinel2, landsat89, naip)")
+    p.add_argument("--preset", choices=rules.PRESETS, help="sensor band order")
     p.add_argument("--resolution", type=float, help="resample to this ground resolution (metres)")
     p.add_argument("--green", type=int, metavar="N", help="green band (--labels water-index)")
     p.add_argument("--nir", type=int, metavar="N", help="near-infrared band (--labels water-index)")
     p.add_argument("--swir", type=int, metavar="N", help="short-wave infrared band (--labels water-index)")
-    p.add_argument("--size", type=int, default=224, help="chip size in pixels (default 224)")
-    p.add_argument("--overlap", type=int, default=0, help="chip overlap in pixels (default 0)")
+    p.add_argument(
+        "--size", type=int, default=rules.CHIP_SIZE, help=f"chip size in pixels (default {rules.CHIP_SIZE})"
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=rules.EXPORT_OVERLAP,
+        help=f"chip overlap in pixels (default {rules.EXPORT_OVERLAP})",
+    )
     p.add_argument(
         "--block-size",
         type=int,
-        default=4,
+        default=rules.EXPORT_BLOCK_SIZE,
         metavar="N",
-        help="spatial blocks of N x N chips go whole to train or valid (default 4)",
+        help=f"spatial blocks of N x N chips go whole to train or valid (default {rules.EXPORT_BLOCK_SIZE})",
     )
     p.add_argument(
         "--on-read-error",
-        choices=("fail", "skip"),
-        default="fail",
+        choices=rules.READ_ERROR_MODES,
+        default=default(ExportOptions, "on_read_error"),
         help="a raster block that cannot be read (truncated or corrupt file): fail (default), or map it "
         "as nodata and count it",
     )
     p.add_argument(
         "--max-nodata",
+        dest="max_nodata_fraction",
         type=float,
-        default=0.5,
-        help="skip chips with a larger nodata share (default 0.5)",
+        default=rules.EXPORT_MAX_NODATA_FRACTION,
+        help=f"skip chips with a larger nodata share (default {rules.EXPORT_MAX_NODATA_FRACTION})",
     )
-    _add_common(p, valid_fraction=0.2, empty_policy="cap", min_pixels=16)
+    _add_common(p, ExportOptions)
     p.set_defaults(func=run_export)
 
     q = subparsers.add_parser(
@@ -123,20 +149,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--mask-threshold",
         type=int,
-        default=150,
-        help="water where the mask's grey value > this (default 150, for JPEG masks)",
+        default=rules.PAIRS_MASK_THRESHOLD,
+        help=f"water where the mask's grey value > this (default {rules.PAIRS_MASK_THRESHOLD}, for JPEG masks)",
     )
-    q.add_argument("--size", type=int, default=224, help="written image size (default 224)")
+    q.add_argument(
+        "--size", type=int, default=rules.CHIP_SIZE, help=f"written image size (default {rules.CHIP_SIZE})"
+    )
     q.add_argument(
         "--allow-large-images",
         action="store_true",
         help="read images over the 89-megapixel decompression-bomb limit (only for files you trust)",
     )
-    _add_common(q, valid_fraction=0.1, empty_policy="keep", min_pixels=1)
+    _add_common(q, PairsOptions)
     q.set_defaults(func=run_export_pairs)
 
 
-def _print_summary(summary, as_json: bool) -> None:
+def _print_summary(summary: ExportSummary, as_json: bool) -> None:
     if as_json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -144,39 +172,9 @@ def _print_summary(summary, as_json: bool) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..core.inputs.raster import parse_bands
-    from ..core.train.export import ExportOptions, export_training_data
+    from ..core.train.export import export_training_data
 
-    bands = parse_bands(args.bands, path=args.raster)
-    opts = ExportOptions(
-        raster=args.raster,
-        out_dir=args.out_dir,
-        labels=args.labels,
-        label_layer=args.label_layer,
-        label_where=args.label_where,
-        bands=list(bands) if bands else None,
-        preset=args.preset,
-        resolution=args.resolution,
-        green=args.green,
-        nir=args.nir,
-        swir=args.swir,
-        size=args.size,
-        overlap=args.overlap,
-        min_object_pixels=args.min_object_pixels,
-        max_objects=args.max_objects,
-        mask_threshold=args.mask_threshold,
-        vae=args.vae,
-        allow_custom_vae=args.allow_custom_vae,
-        valid_fraction=args.valid_fraction,
-        block_size=args.block_size,
-        seed=args.seed,
-        empty_policy=args.empty_policy,
-        empty_cap=args.empty_cap,
-        max_nodata_fraction=args.max_nodata,
-        overwrite=args.overwrite,
-        strict_labels=args.strict_labels,
-        on_read_error=args.on_read_error,
-    )
+    opts = options_from_args(ExportOptions, args)
     with cli_progress("export", "chip") as progress:
         summary = export_training_data(opts, progress)
     _print_summary(summary, args.json)
@@ -184,26 +182,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_export_pairs(args: argparse.Namespace) -> int:
-    from ..core.train.export import PairsOptions, export_pairs
+    from ..core.train.export import export_pairs
 
-    opts = PairsOptions(
-        images=args.images,
-        masks=args.masks,
-        out_dir=args.out_dir,
-        names=args.names,
-        mask_threshold=args.mask_threshold,
-        min_object_pixels=args.min_object_pixels,
-        max_objects=args.max_objects,
-        vae=args.vae,
-        allow_custom_vae=args.allow_custom_vae,
-        valid_fraction=args.valid_fraction,
-        seed=args.seed,
-        empty_policy=args.empty_policy,
-        empty_cap=args.empty_cap,
-        size=args.size,
-        overwrite=args.overwrite,
-        allow_large_images=args.allow_large_images,
-    )
+    opts = options_from_args(PairsOptions, args)
     with cli_progress("export-pairs", "chip") as progress:
         summary = export_pairs(opts, progress)
     _print_summary(summary, args.json)

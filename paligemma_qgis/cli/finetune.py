@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..core.train.options import FinetuneOptions
+from .args import default, options_from_args
 from .progress import cli_progress
 
 
@@ -19,17 +21,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("data_dir", help="folder written by export / export-pairs")
     p.add_argument("out_dir", help="output model folder")
     p.add_argument("--model", required=True, help="base model: Hugging Face id or local folder")
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=default(FinetuneOptions, "epochs"))
     p.add_argument("--lr", type=float, help="learning rate (default 2e-5, or 2e-4 with --lora)")
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--grad-accum", type=int, default=8, help="batches per optimizer step (default 8)")
+    p.add_argument("--batch-size", type=int, default=default(FinetuneOptions, "batch_size"))
+    grad_accum = default(FinetuneOptions, "grad_accum")
+    p.add_argument(
+        "--grad-accum",
+        type=int,
+        default=grad_accum,
+        help=f"batches per optimizer step (default {grad_accum})",
+    )
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (merged before saving)")
-    p.add_argument("--lora-rank", type=int, default=16)
+    p.add_argument(
+        "--lora-rank",
+        type=int,
+        default=default(FinetuneOptions, "lora_rank"),
+        help="LoRA rank (alpha: twice it)",
+    )
     p.add_argument("--unfreeze-vision", action="store_true", help="train the vision tower and projector too")
     p.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", help="auto (default: bfloat16 on CUDA), bfloat16 or float32")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=default(FinetuneOptions, "seed"))
     p.add_argument(
         "--offline", action="store_true", default=None, help="use the local Hugging Face cache only"
     )
@@ -39,27 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.train.finetune import FinetuneOptions, finetune
+    from ..core.train.finetune import finetune
 
-    opts = FinetuneOptions(
-        data_dir=args.data_dir,
-        out_dir=args.out_dir,
-        model=args.model,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        lora=args.lora,
-        lora_rank=args.lora_rank,
-        lora_alpha=2 * args.lora_rank,
-        unfreeze_vision=args.unfreeze_vision,
-        max_steps=args.max_steps,
-        device=args.device,
-        dtype=args.dtype,
-        seed=args.seed,
-        offline=args.offline,
-        overwrite=args.overwrite,
-    )
+    opts = options_from_args(FinetuneOptions, args)
     with cli_progress("finetune", "step") as progress:
         summary = finetune(opts, progress)
     print(json.dumps(summary.to_dict(), indent=2) if args.json else "\n".join(summary.lines()))

@@ -16,13 +16,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..core.redact import redact
+
 _PLAIN = ("UserWarning", "RuntimeWarning", "Warning")  # the class name adds nothing to these
 MAX_CHARS = 300
 
 
 def warning_line(message: Any, category: type[Warning] | None = None) -> str:
-    """One line: 'warning: [Category: ]message', whitespace collapsed, long messages cut."""
-    text = " ".join(str(message).split())
+    """One line: 'warning: [Category: ]message', whitespace collapsed, long messages cut, secrets redacted."""
+    text = " ".join(redact(str(message)).split())
     if len(text) > MAX_CHARS:
         text = text[: MAX_CHARS - 3] + "..."
     name = category.__name__ if category is not None else ""
@@ -53,6 +55,23 @@ class _OnceHandler(logging.Handler):
         if line not in self.seen:
             self.seen.add(line)
             _emit(line)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Log records (tracebacks included) with URL credentials and signatures redacted."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def redacted_logging() -> logging.Handler:
+    """Warnings and errors of every logger to stderr, redacted (the worker, whose stderr the
+    plugin shows under Details… and keeps in its log)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 @contextmanager

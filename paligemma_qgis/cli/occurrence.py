@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from ..core import rules
+from .args import options_from_args
 from .progress import cli_progress
 
 
@@ -32,23 +34,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--permanent",
         type=float,
-        default=90.0,
+        default=rules.OCCURRENCE_PERMANENT,
         metavar="PCT",
-        help="permanent water from this occurrence (90)",
+        help=f"permanent water from this occurrence ({rules.OCCURRENCE_PERMANENT:g})",
     )
     p.add_argument(
         "--rare",
         type=float,
-        default=25.0,
+        default=rules.OCCURRENCE_RARE,
         metavar="PCT",
-        help="rare water below this occurrence, seasonal from it up to --permanent (25)",
+        help=f"rare water below this occurrence, seasonal from it up to --permanent ({rules.OCCURRENCE_RARE:g})",
     )
     p.add_argument(
         "--min-observations",
         type=int,
-        default=1,
+        default=rules.OCCURRENCE_MIN_OBSERVATIONS,
         metavar="N",
-        help="occurrence only where observed at least N times (default 1)",
+        help=f"occurrence only where observed at least N times (default {rules.OCCURRENCE_MIN_OBSERVATIONS})",
     )
     p.add_argument("--start", metavar="DATE", help="only observations on or after this date (YYYY-MM-DD)")
     p.add_argument("--end", metavar="DATE", help="only observations on or before this date")
@@ -65,21 +67,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..core.temporal.occurrence import OccurrenceOptions, water_occurrence
+    from ..core.temporal.occurrence import water_occurrence
+    from ..core.temporal.options import OccurrenceOptions
 
-    options = OccurrenceOptions(
-        inputs=list(args.inputs),
-        output=args.output,
-        classes=args.classes,
-        crs=args.crs,
-        resolution=args.resolution,
-        permanent=args.permanent,
-        rare=args.rare,
-        min_observations=args.min_observations,
-        start=args.start,
-        end=args.end,
-        overwrite=args.overwrite,
-    )
+    options = options_from_args(OccurrenceOptions, args)
     with cli_progress("occurrence", "block") as progress:
         summary = water_occurrence(options, progress)
     for note in summary.notes:

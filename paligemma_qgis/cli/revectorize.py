@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from .progress import cli_progress
+from .segment import EXIT_PARTIAL
+from .wording import failed_scenes
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,4 +60,6 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
     print(json.dumps(summary.to_dict()) if args.json else f"{summary.output}: {summary.one_line()}")
-    return 0
+    for scene, error in failed_scenes(summary.details).items():
+        print(f"warning: scene {scene} failed in the run: {error}", file=sys.stderr)
+    return EXIT_PARTIAL if summary.failed else 0

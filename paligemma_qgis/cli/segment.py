@@ -13,8 +13,10 @@ from ..core.serial import leaves
 from ..core.specs import SegmentSpec, segment_spec
 from .progress import cli_progress
 from .weights import add_vae_arguments
+from .wording import failed_scenes
 
 EXIT_PARTIAL = 3  # the output was written, but some scenes failed
+UNSURE_REMEDY = "try --preset, a fixed --threshold, an --aoi around the water, or --engine paligemma"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +43,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=rules.ENGINES, default=rules.DEFAULT_ENGINE)
     g = p.add_argument_group("bands")
     add_band_arguments(g)
+    _add_chip_arguments(p, g)
+    _add_output_arguments(p.add_argument_group("output"))
+    _add_region_arguments(p.add_argument_group("region runs"))
+    _add_model_arguments(p.add_argument_group("paligemma engine"))
+    p.set_defaults(func=run)
+
+
+def _add_chip_arguments(p: argparse.ArgumentParser, g: argparse._ArgumentGroup) -> None:
+    """STAC bands (group ``g``), then the chips: overlap, resolution, area, size limits, bad blocks."""
     g.add_argument(
         "--stac-bands",
         type=names,
@@ -84,7 +95,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="F",
         help=f"skip chips with less than this share of valid pixels (default {rules.DEFAULT_MIN_VALID_FRACTION})",
     )
-    o = p.add_argument_group("output")
+
+
+def _add_output_arguments(o: argparse._ArgumentGroup) -> None:
+    """What is written: polygon size, simplification, CRS, vote, dissolve, mask, overwrite."""
     o.add_argument(
         "--min-area",
         dest="min_area_m2",
@@ -117,7 +131,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     o.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     o.add_argument("--json", action="store_true", help="print the summary as JSON")
-    r = p.add_argument_group("region runs")
+
+
+def _add_region_arguments(r: argparse._ArgumentGroup) -> None:
+    """How a run goes: restart, failing scenes, the work folder and Ray."""
     r.add_argument("--restart", action="store_true", help="start over, ignoring an interrupted run's journal")
     r.add_argument(
         "--fail-fast", action="store_true", help="stop at the first scene that fails (default: go on)"
@@ -141,10 +158,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="G",
         help="GPUs per model actor (default 1 when there are GPUs)",
     )
-    m = p.add_argument_group("paligemma engine")
+
+
+def _add_model_arguments(m: argparse._ArgumentGroup) -> None:
+    """The PaliGemma engine: model, codec, device, batches, classes and decoding."""
     m.add_argument("--model", metavar="ID_OR_DIR", help="Hugging Face model id or local folder")
     add_vae_arguments(m)
-    m.add_argument("--device", choices=rules.DEVICES, default="auto")
+    m.add_argument("--device", choices=rules.DEVICES, default=rules.DEFAULT_DEVICE)
     m.add_argument(
         "--batch-size",
         type=int,
@@ -190,7 +210,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="with --cache static: torch.compile the decode step (CUDA graphs on CUDA); the first "
         "batch of each size pays the compilation",
     )
-    p.set_defaults(func=run)
 
 
 def add_band_arguments(g: argparse._ArgumentGroup) -> None:
@@ -243,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{summary.output}: {summary.one_line()}")
     for scene, count in summary.details.get("read_errors_by_scene", {}).items():
         print(f"warning: {scene}: {count} read(s) hit unreadable blocks, mapped as nodata", file=sys.stderr)
-    for scene, error in summary.details.get("failed_scenes", {}).items():
+    for scene, error in failed_scenes(summary.details).items():
         print(f"warning: scene {scene} failed: {error}", file=sys.stderr)
+    for scene, why in summary.details.get("unsure_scenes", {}).items():
+        print(f"warning: scene {scene}: the water map is unsure ({why}); {UNSURE_REMEDY}", file=sys.stderr)
     return EXIT_PARTIAL if summary.failed else 0

@@ -20,9 +20,39 @@ _NAMES = {
     "out_dir": "OUT_DIR",
     "stretch": "the stretch",
     "cache": "--cache",
+    # positional arguments of change, occurrence, evaluate and finetune
+    "before": "BEFORE",
+    "after": "AFTER",
+    "inputs": "RUN.gpkg|DIR",
+    "pred": "PRED",
+    "truth": "TRUTH",
+    "data_dir": "DATA_DIR",
 }
-# Remedies the command line words otherwise than core's neutral ones.
-_REMEDIES: dict[str, str] = {}
+# Remedies the command line words otherwise than core's neutral ones: exact commands, flags and all.
+_HF_ACCESS = (
+    "open https://huggingface.co/{model}, log in and accept the licence (Gemma terms of use); then run "
+    "`hf auth login` (or set the HF_TOKEN environment variable) on this machine and try again. Without "
+    "internet, download the model folder elsewhere (`hf download {model} --local-dir DIR`), copy it here "
+    "and pass that folder as {option}"
+)
+_REMEDIES: dict[str, str] = {
+    "model_gated": _HF_ACCESS,
+    "model_not_found": _HF_ACCESS,
+    "model_folder_missing": (
+        "give a folder holding config.json, *.safetensors and the tokenizer files (e.g. from "
+        "`hf download {example} --local-dir {path}`), or a Hugging Face model id"
+    ),
+    "vae_missing": (
+        "get it with `python -m paligemma_qgis weights download` (saves to {cache}), or download {url} "
+        "(or {url2}) and put it at {cache}, set {env}=/path/to/{file}, or pass {option} FILE"
+    ),
+    "vae_exists": "pass {opt_force} to replace it",
+    "model_not_cached": (
+        "download it once with internet (`hf download {model}`, without {opt_offline}; gated: accept the "
+        "licence on https://huggingface.co/{model} and `hf auth login` or HF_TOKEN first), or pass a local "
+        "model folder as {option}"
+    ),
+}
 
 
 def labels_of(parser: argparse.ArgumentParser) -> dict[str, str]:
@@ -49,6 +79,16 @@ def cli_wording() -> Wording:
     from . import build_parser
 
     return Wording("cli", {**labels_of(build_parser()), **_NAMES}, _REMEDIES)
+
+
+def failed_scenes(details: dict) -> dict[str, str]:
+    """A summary's failed scenes, each error in the command line's words (from its code)."""
+    infos = details.get("failed_scene_errors") or {}
+    texts = details.get("failed_scenes") or {}
+    return {
+        scene: cli_message(ErrorInfo.from_data(infos[scene])) if scene in infos else str(text)
+        for scene, text in texts.items()
+    }
 
 
 def cli_message(exc: PaliGemmaQgisError | ErrorInfo) -> str:

@@ -142,7 +142,7 @@ def placeholders(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
-def _redact(value: Any) -> Any:
+def _redact(value: object) -> Any:
     """Secrets in URLs never reach a message: every text parameter is redacted (core.redact)."""
     from .redact import redact_tree
 
@@ -257,4 +257,19 @@ MESSAGES: dict[str, Message] = {
     "all_scenes_failed": Message(
         "every scene failed ({count}), so nothing was written; the first, {first_scene}: {first_text}"
     ),
+    # the worker process (cli/worker*.py): its job, and what its Python lacks
+    "job_not_json": Message("worker job: stdin is not valid JSON ({detail})"),
+    "job_empty": Message("worker job: nothing on stdin (expected one JSON object)"),
+    "job_not_object": Message("worker job: stdin must hold one JSON object"),
+    "job_unknown_task": Message("worker job: unknown task {task} (expected one of {tasks})"),
+    "job_options_not_object": Message("worker job: 'options' must be a JSON object"),
+    "export_unavailable": Message("worker job: training-data export is not available in this version"),
+    "missing_packages": Message(
+        "the worker Python {python} has no {package}, needed by {needed}",
+        "set up the worker environment, or choose a Python that has it",
+    ),
+    "plugin_incomplete": Message(
+        "the worker cannot import {module}: the plugin's files are incomplete", "reinstall the plugin"
+    ),
+    "worker_memory": Message("the worker ran out of memory", "map a smaller area or at a coarser resolution"),
 }

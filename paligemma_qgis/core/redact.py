@@ -136,7 +136,7 @@ def redact(text: str) -> str:
     return _ENV.sub(lambda m: m["head"] + PLACEHOLDER, text)
 
 
-def redact_tree(value: Any, _redact: Callable[[str], str] = redact) -> Any:
+def redact_tree(value: object, _redact: Callable[[str], str] = redact) -> Any:
     """Every string in a JSON-like value (dict keys too) redacted; other values kept as they are."""
     if isinstance(value, str):
         return _redact(value)

@@ -39,6 +39,7 @@ DEFAULT_ENGINE: EngineName = "water-index"
 DEFAULT_INDEX: IndexName = "auto"
 DEFAULT_THRESHOLD_METHOD: ThresholdMethod = "auto"  # measured: docs/BENCHMARKS.md §8
 DEFAULT_VOTE: VoteRule = "majority"
+DEFAULT_DEVICE: DeviceName = "auto"  # a GPU when torch sees one, else the CPU
 DEFAULT_MODEL = "google/paligemma2-3b-mix-224"
 DEFAULT_CLASSES = ("water",)
 DEFAULT_MAX_OBJECTS = 8  # per chip; sets the token budget
@@ -75,3 +76,28 @@ def is_output_name(path: str) -> bool:
 def uses_model(engine: EngineName) -> bool:
     """Engines that load a model: a device, weights and the GPU matter."""
     return engine == "paligemma"
+
+
+# ----------------------------------------------------------------------------- training data, water over time
+# export / export-pairs, change and occurrence: the command line, the export dialog and the
+# Processing algorithms show these defaults and choices (core.train.options, core.temporal.options).
+EmptyPolicy = Literal["cap", "keep", "drop"]  # the dialogs list them in this order
+EMPTY_POLICIES: tuple[EmptyPolicy, ...] = get_args(EmptyPolicy)
+CHIP_SIZE = 224  # PaliGemma's smallest input
+CHIP_SIZES = (224, 448, 896)  # PaliGemma's input sizes
+EXPORT_OVERLAP = 0
+EXPORT_MIN_OBJECT_PIXELS = 16
+EXPORT_VALID_FRACTION = 0.2
+EXPORT_BLOCK_SIZE = 4  # chips per side of a spatial block (blocks go whole to train or valid)
+EXPORT_EMPTY_POLICY: EmptyPolicy = "cap"
+EMPTY_CAP = 0.2  # with "cap": largest share of chips without water per split
+EXPORT_MAX_NODATA_FRACTION = 0.5
+PAIRS_MIN_OBJECT_PIXELS = 1
+PAIRS_VALID_FRACTION = 0.1
+PAIRS_EMPTY_POLICY: EmptyPolicy = "keep"
+PAIRS_MASK_THRESHOLD = 150  # grey value of a JPEG mask above which a pixel is water
+WATER_INDEX_LABELS = "water-index"  # export's labels from the water index instead of a file
+CHANGE_MIN_AREA_M2 = 0.0
+OCCURRENCE_PERMANENT = 90.0  # % of observations: permanent water from here
+OCCURRENCE_RARE = 25.0  # % of observations: rare below, seasonal from here up to permanent
+OCCURRENCE_MIN_OBSERVATIONS = 1

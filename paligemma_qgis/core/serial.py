@@ -29,7 +29,7 @@ from .errors import InputError
 T = TypeVar("T")
 
 
-def is_spec(obj: Any) -> bool:
+def is_spec(obj: object) -> bool:
     return dataclasses.is_dataclass(obj)
 
 
@@ -47,7 +47,7 @@ def flat_name(f: dataclasses.Field) -> str:
 
 
 # ----------------------------------------------------------------------------- nested
-def to_data(obj: Any) -> Any:
+def to_data(obj: object) -> Any:
     """A spec (or any value inside one) as JSON values: dicts, lists, str, numbers, bools, None."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_data(getattr(obj, f.name)) for f in _fields(type(obj))}
@@ -58,16 +58,16 @@ def to_data(obj: Any) -> Any:
     return obj
 
 
-def from_data(cls: type[T], data: Any, *, where: str = "") -> T:
+def from_data(cls: type[T], data: object, *, where: str = "") -> T:
     """``cls`` built from ``to_data``'s form, every value checked against its type hint."""
     return _convert(cls, data, where or cls.__name__)
 
 
-def _bad(where: str, expected: str, value: Any) -> InputError:
+def _bad(where: str, expected: str, value: object) -> InputError:
     return InputError("option_type", field=where.rpartition(".")[2], expected=expected, value=repr(value))
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: C901 - one branch per kind of hint
+def _convert(tp: object, value: Any, where: str) -> Any:  # noqa: C901 - one branch per kind of hint
     origin = get_origin(tp)
     if tp is Any:
         return value
@@ -148,7 +148,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:  # noqa: C901 - one branch
     raise TypeError(f"serial: no conversion for {tp!r} at {where}")
 
 
-def _type_text(tp: Any) -> str:
+def _type_text(tp: object) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -177,7 +177,7 @@ def _leaves(cls: type) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def flatten(obj: Any) -> dict[str, Any]:
+def flatten(obj: object) -> dict[str, Any]:
     """Every leaf of a spec by its flat name, as JSON values."""
     out = {}
     for name, path in leaves(type(obj)).items():
@@ -216,14 +216,14 @@ def _resumable(cls: type, path: tuple[str, ...]) -> bool:
     return False
 
 
-def answer_values(obj: Any) -> dict[str, Any]:
+def answer_values(obj: object) -> dict[str, Any]:
     """The flat values that change the answer (leaves whose metadata says ``resumable`` left out)."""
     flat = flatten(obj)
     cls = type(obj)
     return {name: flat[name] for name, path in leaves(cls).items() if not _resumable(cls, path)}
 
 
-def fingerprint(obj: Any, extra: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+def fingerprint(obj: object, extra: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
     """(hash, the hashed values) of what in ``obj`` changes the answer, plus ``extra`` (the scenes)."""
     values = {**answer_values(obj), **to_data(dict(extra or {}))}
     text = json.dumps(values, sort_keys=True, default=str)

@@ -1,11 +1,10 @@
-"""Processing algorithms ``water_change`` and ``water_occurrence``: water over time, in the worker.
+"""Processing ``water_change``: water gained, lost, persistent and unknown between two dates.
 
-Like ``segment_water`` they only build a JSON job and follow the worker process
-(core.temporal.change / core.temporal.occurrence run there; QGIS imports neither rasterio nor torch). The
-results load as one group per run, styled (change classes, occurrence ramp).
-
-Both algorithms in one file (about 460 lines, most of it parameter declarations): they are
-registered together and share how a project layer is traced back to its file.
+Like ``segment_water`` it only builds a JSON job and follows the worker process
+(core.temporal.change runs there; QGIS imports neither rasterio nor torch). Raster inputs
+are segmented first with the engine parameters, whose defaults are core.rules' (the water
+index: Water change once defaulted to PaliGemma). The results load as one group, styled.
+Water occurrence is occurrence_algorithm's; it shares ``layer_file`` and the class styles.
 """
 
 from __future__ import annotations
@@ -24,13 +23,8 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterDefinition,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
-    QgsProcessingParameterFile,
     QgsProcessingParameterMapLayer,
-    QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
     QgsProcessingParameterVectorLayer,
@@ -38,19 +32,23 @@ from qgis.core import (
     QgsRasterLayer,
     QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QCoreApplication
 
-from .algorithms import WorkerAlgorithm, _failure, _run
-from .change_styles import style_class_layer, style_occurrence
-from .options import DEFAULT_MODEL, DEVICES, ENGINES, raster_file, segment_job
+from .algorithms import (
+    EngineAlgorithm,
+    band_parameters,
+    device_parameter,
+    engine_parameter,
+    min_area_parameter,
+    model_parameter,
+)
+from .change_styles import style_class_layer
+from .error_text import processing
+from .options import raster_file, segment_job
+from .processing_base import _tr, failure
 from .run_groups import load_as_group, new_run
-from .run_text import change_name, occurrence_name
+from .run_text import change_name
 
 CHANGE_LAYERS = ("gained", "lost", "persistent", "unknown")
-
-
-def _tr(text: str) -> str:
-    return QCoreApplication.translate("PaliGemmaProcessing", text)
 
 
 def layer_file(layer: QgsMapLayer | None) -> tuple[str | None, str | None]:
@@ -64,11 +62,12 @@ def layer_file(layer: QgsMapLayer | None) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _styler(name: str):
+def class_styler(name: str):
+    """The style of a change or occurrence class layer (gained, permanent ...)."""
     return lambda layer: style_class_layer(layer, name)
 
 
-class WaterChangeAlgorithm(WorkerAlgorithm):
+class WaterChangeAlgorithm(EngineAlgorithm):
     BEFORE = "BEFORE"
     AFTER = "AFTER"
     REFERENCE = "REFERENCE"
@@ -76,16 +75,30 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
     AFTER_DATE = "AFTER_DATE"
     MIN_AREA = "MIN_AREA"
     AOI = "AOI"
-    ENGINE = "ENGINE"
-    BANDS = "BANDS"
-    GREEN = "GREEN"
-    NIR = "NIR"
-    SWIR = "SWIR"
-    MODEL = "MODEL"
-    VAE = "VAE"
-    DEVICE = "DEVICE"
-    RESOLUTION = "RESOLUTION"
     OUTPUT = "OUTPUT"
+    OPTIONS = {
+        "before": BEFORE,
+        "after": AFTER,
+        "raster": f"{BEFORE} / {AFTER}",  # a raster input's errors, while it is segmented
+        "reference": REFERENCE,
+        "reference_layer": REFERENCE,
+        "before_date": BEFORE_DATE,
+        "after_date": AFTER_DATE,
+        "min_area_m2": MIN_AREA,
+        "aoi": AOI,
+        "engine": EngineAlgorithm.ENGINE,
+        "bands": EngineAlgorithm.BANDS,
+        "preset": EngineAlgorithm.BANDS,
+        "green": EngineAlgorithm.GREEN,
+        "nir": EngineAlgorithm.NIR,
+        "swir": EngineAlgorithm.SWIR,
+        "model": EngineAlgorithm.MODEL,
+        "vae": EngineAlgorithm.VAE,
+        "device": EngineAlgorithm.DEVICE,
+        "resolution": EngineAlgorithm.RESOLUTION,
+        "output": OUTPUT,
+    }
+    FRONT = processing(OPTIONS)
 
     def name(self) -> str:
         return "water_change"
@@ -114,6 +127,31 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
         return WaterChangeAlgorithm()
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802
+        self._add_maps()
+        self.addParameter(min_area_parameter(self.MIN_AREA))
+        self.addParameter(engine_parameter(self.ENGINE, _tr("Engine for raster inputs")))
+        self._add_shared_parameter(self.BANDS)
+        advanced = [
+            QgsProcessingParameterFeatureSource(
+                self.AOI,
+                _tr("Compare only inside (polygons)"),
+                [QgsProcessing.SourceType.TypeVectorPolygon],
+                optional=True,
+            ),
+            *band_parameters(self.GREEN, self.NIR, self.SWIR),
+            model_parameter(self.MODEL),
+            device_parameter(self.DEVICE),
+        ]
+        self._add_advanced(advanced)
+        self._add_shared_parameter(self.VAE)
+        self._add_shared_parameter(self.RESOLUTION)
+        for name in (self.VAE, self.RESOLUTION):
+            param = self.parameterDefinition(name)
+            param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+        self._add_outputs()
+
+    def _add_maps(self) -> None:
+        """Before, After, Known water and the two dates."""
         self.addParameter(
             QgsProcessingParameterMapLayer(self.BEFORE, _tr("Before: water map or raster"), optional=True)
         )
@@ -127,81 +165,13 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterString(
-                self.BEFORE_DATE,
-                _tr("Before date (YYYY-MM-DD)"),
-                optional=True,
-            )
+            QgsProcessingParameterString(self.BEFORE_DATE, _tr("Before date (YYYY-MM-DD)"), optional=True)
         )
         self.addParameter(
             QgsProcessingParameterString(self.AFTER_DATE, _tr("After date (YYYY-MM-DD)"), optional=True)
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.MIN_AREA,
-                _tr("Minimum polygon area (m²)"),
-                QgsProcessingParameterNumber.Type.Double,
-                0.0,
-                False,
-                0.0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                self.ENGINE,
-                _tr("Engine for raster inputs"),
-                options=[label for _, label in ENGINES],
-                defaultValue=0,
-            )
-        )
-        self._add_shared_parameter(self.BANDS)
-        advanced = [
-            QgsProcessingParameterFeatureSource(
-                self.AOI,
-                _tr("Compare only inside (polygons)"),
-                [QgsProcessing.SourceType.TypeVectorPolygon],
-                optional=True,
-            ),
-            QgsProcessingParameterNumber(
-                self.GREEN,
-                _tr("Green band (0 = automatic)"),
-                QgsProcessingParameterNumber.Type.Integer,
-                0,
-                True,
-                0,
-            ),
-            QgsProcessingParameterNumber(
-                self.NIR,
-                _tr("NIR band (0 = automatic)"),
-                QgsProcessingParameterNumber.Type.Integer,
-                0,
-                True,
-                0,
-            ),
-            QgsProcessingParameterNumber(
-                self.SWIR,
-                _tr("SWIR band (0 = automatic)"),
-                QgsProcessingParameterNumber.Type.Integer,
-                0,
-                True,
-                0,
-            ),
-            QgsProcessingParameterString(
-                self.MODEL,
-                _tr("Model (Hugging Face id or folder)"),
-                defaultValue=DEFAULT_MODEL,
-                optional=True,
-            ),
-            QgsProcessingParameterEnum(
-                self.DEVICE, _tr("Device"), options=[label for _, label in DEVICES], defaultValue=0
-            ),
-        ]
-        self._add_advanced(advanced)
-        self._add_shared_parameter(self.VAE)
-        self._add_shared_parameter(self.RESOLUTION)
-        for name in (self.VAE, self.RESOLUTION):
-            param = self.parameterDefinition(name)
-            param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+
+    def _add_outputs(self) -> None:
         self.addParameter(
             QgsProcessingParameterVectorDestination(
                 self.OUTPUT, _tr("Water change (GeoPackage)"), QgsProcessing.SourceType.TypeVectorPolygon
@@ -227,7 +197,7 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
         path, _ = layer_file(layer)
         if path is None:
             source = layer.source() if layer is not None else parameters.get(name)
-            raise _failure(
+            raise failure(
                 f"{source}: {name.lower()} must be a GeoPackage from Segment water or a raster file on disk"
             )
         return path
@@ -245,234 +215,62 @@ class WaterChangeAlgorithm(WorkerAlgorithm):
         )
         return copy.split("|")[0], None
 
-    def processAlgorithm(  # noqa: N802
+    def build_job(
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict:
+        """The change job; its ``workdir`` (temporary segment outputs) is processAlgorithm's to add."""
         before = self._input(parameters, self.BEFORE, context)
         after = self._input(parameters, self.AFTER, context)
         reference, reference_layer = self._reference(parameters, context, feedback)
         if before is None and reference is None:
-            raise _failure("give a Before water map or raster, or Known water in its place")
+            raise failure("give a Before water map or raster, or Known water in its place")
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if Path(output).suffix.lower() != ".gpkg":
-            raise _failure(f"{output}: the output must be a GeoPackage (.gpkg)")
+            raise failure(f"{output}: the output must be a GeoPackage (.gpkg)")
         aoi = None
         if parameters.get(self.AOI):
             aoi = self.parameterAsCompatibleSourceLayerPath(
                 parameters, self.AOI, context, ["gpkg", "shp", "geojson"], "gpkg", feedback
             )
-        preset, bands_text = self._bands_choice(parameters, context)
-        segment = segment_job(
-            "",
-            "",
-            engine=ENGINES[self.parameterAsEnum(parameters, self.ENGINE, context)][0],
-            bands=None if preset else (bands_text or None),
-            preset=preset,
-            green=self.parameterAsInt(parameters, self.GREEN, context),
-            nir=self.parameterAsInt(parameters, self.NIR, context),
-            swir=self.parameterAsInt(parameters, self.SWIR, context),
-            resolution=self.parameterAsDouble(parameters, self.RESOLUTION, context),
-            model=(self.parameterAsString(parameters, self.MODEL, context) or "").strip() or None,
-            vae=self._vae(parameters, context),
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)][0],
-        )["options"]
+        segment = segment_job("", "", **self._engine_options(parameters, context))["options"]
         for key in ("raster", "output", "overwrite"):
             segment.pop(key, None)
+        options = {
+            "before": before,
+            "after": after,
+            "output": output,
+            "reference": reference,
+            "reference_layer": reference_layer,
+            "before_date": self._text(parameters, self.BEFORE_DATE, context),
+            "after_date": self._text(parameters, self.AFTER_DATE, context),
+            "aoi": aoi,
+            "min_area_m2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
+            "segment": segment,
+            "overwrite": True,  # Processing's file chooser already asked about replacing the file
+        }
+        return {"task": "change", "options": options}
+
+    def processAlgorithm(  # noqa: N802
+        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict:
+        job = self.build_job(parameters, context, feedback)
+        output = job["options"]["output"]
         scratch = tempfile.mkdtemp(prefix="paligemma_qgis_change_")
         try:
-            options = {
-                "before": before,
-                "after": after,
-                "output": output,
-                "reference": reference,
-                "reference_layer": reference_layer,
-                "before_date": (self.parameterAsString(parameters, self.BEFORE_DATE, context) or "").strip()
-                or None,
-                "after_date": (self.parameterAsString(parameters, self.AFTER_DATE, context) or "").strip()
-                or None,
-                "aoi": aoi,
-                "min_area_m2": self.parameterAsDouble(parameters, self.MIN_AREA, context),
-                "segment": segment,
-                "workdir": scratch,
-                "overwrite": True,  # Processing's file chooser already asked about replacing the file
-            }
-            result = _run({"task": "change", "options": options}, feedback)
+            job["options"]["workdir"] = scratch
+            result = self._run(job, feedback)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         for note in result.get("notes") or []:
             feedback.pushWarning(note)
         group = change_name(result.get("before_date"), result.get("after_date"))
-        layers = [(f"{output}|layername={name}", name, _styler(name), True) for name in CHANGE_LAYERS]
-        layers.append((f"{output}|layername=observed", "observed on both dates", _styler("observed"), False))
+        layers = [(f"{output}|layername={name}", name, class_styler(name), True) for name in CHANGE_LAYERS]
+        layers.append(
+            (f"{output}|layername=observed", "observed on both dates", class_styler("observed"), False)
+        )
         load_as_group(context, output, group, layers, new_run())
         out = {self.OUTPUT: output, "SUMMARY": json.dumps(result)}
         for name in CHANGE_LAYERS:
             out[f"{name.upper()}_LAYER"] = f"{output}|layername={name}"
             out[f"{name.upper()}_KM2"] = (result.get("areas_m2") or {}).get(name, 0.0) / 1e6
         return out
-
-
-class WaterOccurrenceAlgorithm(WorkerAlgorithm):
-    INPUTS = "INPUTS"
-    FOLDER = "FOLDER"
-    RESOLUTION = "RESOLUTION"
-    PERMANENT = "PERMANENT"
-    RARE = "RARE"
-    MIN_OBSERVATIONS = "MIN_OBSERVATIONS"
-    START = "START"
-    END = "END"
-    OUTPUT = "OUTPUT"
-    CLASSES = "CLASSES"
-
-    def name(self) -> str:
-        return "water_occurrence"
-
-    def displayName(self) -> str:  # noqa: N802
-        return _tr("Water occurrence (how often water, over many dates)")
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return _tr(
-            "From water maps of the same area on many dates (GeoPackages from Segment water: a region run "
-            "with dated scenes, or one file per date), writes a raster of water occurrence: the % of the "
-            "valid observations of each pixel that were water (0–100, nodata where never observed), with "
-            "the number of observations (band 2) and of water observations (band 3). Scenes of one day "
-            "count once; clouds and nodata are not observations.\n\n"
-            "Classes (optional): permanent (≥ Permanent %), seasonal, rare water as polygons; the permanent "
-            "layer is the Known water of Water change for floods."
-        )
-
-    def createInstance(self) -> WaterOccurrenceAlgorithm:  # noqa: N802
-        return WaterOccurrenceAlgorithm()
-
-    def initAlgorithm(self, config=None) -> None:  # noqa: N802
-        self.addParameter(
-            QgsProcessingParameterMultipleLayers(
-                self.INPUTS,
-                _tr("Water maps (GeoPackages from Segment water)"),
-                QgsProcessing.SourceType.TypeVectorPolygon,
-                optional=True,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.FOLDER,
-                _tr("… or a folder of them"),
-                behavior=QgsProcessingParameterFile.Behavior.Folder,
-                optional=True,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.PERMANENT,
-                _tr("Permanent water from (%)"),
-                QgsProcessingParameterNumber.Type.Double,
-                90.0,
-                False,
-                0.0,
-                100.0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.RARE,
-                _tr("Rare water below (%)"),
-                QgsProcessingParameterNumber.Type.Double,
-                25.0,
-                False,
-                0.0,
-                100.0,
-            )
-        )
-        advanced = [
-            QgsProcessingParameterNumber(
-                self.RESOLUTION,
-                _tr("Pixel size in units of the maps' CRS (0 = the finest pixel of the inputs)"),
-                QgsProcessingParameterNumber.Type.Double,
-                0.0,
-                False,
-                0.0,
-            ),
-            QgsProcessingParameterNumber(
-                self.MIN_OBSERVATIONS,
-                _tr("Occurrence only where observed at least"),
-                QgsProcessingParameterNumber.Type.Integer,
-                1,
-                False,
-                1,
-            ),
-            QgsProcessingParameterString(self.START, _tr("Only dates from (YYYY-MM-DD)"), optional=True),
-            QgsProcessingParameterString(self.END, _tr("Only dates up to (YYYY-MM-DD)"), optional=True),
-        ]
-        self._add_advanced(advanced)
-        self.addParameter(
-            QgsProcessingParameterRasterDestination(self.OUTPUT, _tr("Water occurrence (GeoTIFF)"))
-        )
-        self.addParameter(
-            QgsProcessingParameterVectorDestination(
-                self.CLASSES,
-                _tr("Permanent / seasonal / rare water (GeoPackage)"),
-                QgsProcessing.SourceType.TypeVectorPolygon,
-                optional=True,
-                createByDefault=False,
-            )
-        )
-        self.addOutput(QgsProcessingOutputString("SUMMARY", _tr("Occurrence summary (JSON)")))
-        self.addOutput(QgsProcessingOutputNumber("OBSERVATIONS", _tr("Observations")))
-
-    def processAlgorithm(  # noqa: N802
-        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
-    ) -> dict:
-        inputs: list[str] = []
-        for layer in self.parameterAsLayerList(parameters, self.INPUTS, context) or []:
-            path, _ = layer_file(layer)
-            if path is None:
-                raise _failure(f"{layer.source()}: not a GeoPackage from Segment water on disk")
-            if path not in inputs:
-                inputs.append(path)
-        folder = (self.parameterAsFile(parameters, self.FOLDER, context) or "").strip()
-        if folder:
-            inputs.append(folder)
-        if not inputs:
-            raise _failure("give the water maps, or a folder of them")
-        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        if Path(output).suffix.lower() not in (".tif", ".tiff"):
-            raise _failure(f"{output}: the occurrence raster must be a GeoTIFF (.tif)")
-        classes = self.parameterAsOutputLayer(parameters, self.CLASSES, context) or None
-        if classes and Path(classes).suffix.lower() != ".gpkg":
-            raise _failure(f"{classes}: the classes must be a GeoPackage (.gpkg)")
-        options = {
-            "inputs": inputs,
-            "output": output,
-            "classes": classes,
-            "resolution": self.parameterAsDouble(parameters, self.RESOLUTION, context) or None,
-            "permanent": self.parameterAsDouble(parameters, self.PERMANENT, context),
-            "rare": self.parameterAsDouble(parameters, self.RARE, context),
-            "min_observations": self.parameterAsInt(parameters, self.MIN_OBSERVATIONS, context),
-            "start": (self.parameterAsString(parameters, self.START, context) or "").strip() or None,
-            "end": (self.parameterAsString(parameters, self.END, context) or "").strip() or None,
-            "overwrite": True,  # Processing's file chooser already asked
-        }
-        result = _run({"task": "occurrence", "options": options}, feedback)
-        for note in result.get("notes") or []:
-            feedback.pushWarning(note)
-        group, run = occurrence_name(result.get("observations"), result.get("dates")), new_run()
-        load_as_group(
-            context, output, group, [(output, "water occurrence", style_occurrence, True)], run, first_rank=10
-        )
-        if classes:
-            load_as_group(
-                context,
-                classes,
-                group,
-                [
-                    (f"{classes}|layername={name}", name, _styler(name), name != "observed")
-                    for name in ("permanent", "seasonal", "rare", "observed")
-                ],
-                run,
-            )
-        return {
-            self.OUTPUT: output,
-            self.CLASSES: classes,
-            "SUMMARY": json.dumps(result),
-            "OBSERVATIONS": result.get("observations"),
-        }

@@ -1,11 +1,11 @@
-"""The "Map water" dialog, built in code (no .ui file to keep in step with it).
+"""The "Map water" dialog: what its fields mean, checked, sent and remembered.
 
 It collects choices, checks them before anything starts (messages appear in the dialog's
 own message bar), remembers them in QgsSettings, and hands a plain JSON job to a
 WorkerTask. It never imports the core's heavy modules: the worker validates the rest.
-One file because widgets, checks, job and settings all name the same fields: split apart,
-each change to a field would touch four modules (what Run does around it is job_dialog's,
-the More rasters list is more_rasters').
+Checks, job and settings stay in one file because they name the same fields; the fields
+themselves are built in dialog_fields.py (what Run does around it is job_dialog's, the More
+rasters list is more_rasters'). Defaults are core.rules', as the command line's.
 """
 
 from __future__ import annotations
@@ -15,55 +15,24 @@ from pathlib import Path
 
 from qgis.core import (
     QgsApplication,  # noqa: F401 - tests reach the task manager through this module
-    QgsMapLayerProxyModel,
     QgsRasterLayer,
     QgsSettings,
     QgsVectorLayer,
 )
-from qgis.gui import QgsCollapsibleGroupBox, QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import QTimer
-from qgis.PyQt.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDialogButtonBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QGridLayout,
-    QGroupBox,
-    QLabel,
-    QSpinBox,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qgis.PyQt.QtWidgets import QDialogButtonBox, QVBoxLayout, QWidget
 
 from .band_roles import band_descriptions, roles_needed
+from .dialog_fields import SegmentFields
 from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
-from .more_rasters import MoreRastersField
-from .options import DEFAULT_ENGINE, DEFAULT_MODEL, DEVICES, ENGINES, KNOWN_MODELS, segment_job
+from .options import AUTO_OVERLAP, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_MODEL, segment_job
 from .raster_probe import raster_facts
 from .run_text import region_name, single_name
-from .widgets import (
-    ONE_BAND_INDEX,
-    BandsGroup,
-    RasterPicker,
-    VaeField,
-    check_vae,
-    combo_box,
-    row,
-    set_combo_value,
-    set_row_visible,
-)
+from .widgets import ONE_BAND_INDEX, check_vae, set_combo_value, set_row_visible
 from .worker_env import SETTINGS_GROUP, executor, ray_address
 
 SETTINGS_PREFIX = f"{SETTINGS_GROUP}/dialog"
-AREAS: list[tuple[str, str]] = [
-    ("raster", "Whole raster"),
-    ("canvas", "Current map canvas extent"),
-    ("layer", "Polygons of a layer"),
-]
 
 
 def _looks_like_path(model: str) -> bool:
@@ -76,7 +45,7 @@ def _looks_like_path(model: str) -> bool:
     )
 
 
-class SegmentDialog(JobDialog):
+class SegmentDialog(SegmentFields, JobDialog):
     """Choose a raster, engine, bands, area and output; Run starts a background WorkerTask.
 
     Fits a 1366x768 screen: options of the other engine are hidden, the rarely changed ones
@@ -110,175 +79,7 @@ class SegmentDialog(JobDialog):
         self.load_settings()
         self._update_enabled()
 
-    # ------------------------------------------------------------------ widgets
-    def _input_group(self) -> QGroupBox:
-        box = QGroupBox("Input")
-        form = QFormLayout(box)
-        self.raster_picker = RasterPicker("Raster", min_width=380, select_last=True)
-        self.raster_combo = self.raster_picker.combo
-        form.addRow("Raster", self.raster_picker)
-        # A region: more layers, files or folders in the same run (one GeoPackage, a scenes layer).
-        self.more_rasters = MoreRastersField()
-        self.more_rasters.changed.connect(self._update_enabled)
-        form.addRow("More rasters", self.more_rasters)
-        self.engine_combo = combo_box(ENGINES)
-        self.engine_combo.setToolTip(
-            "Water index: NDWI/MNDWI from the green and NIR or SWIR bands, no model, seconds. "
-            "PaliGemma: the vision-language model (torch; a GPU helps), from RGB."
-        )
-        self.engine_combo.currentIndexChanged.connect(self._update_enabled)
-        form.addRow("Engine", self.engine_combo)
-        self._area_rows(form)
-        return box
-
-    def _model_group(self) -> QGroupBox:
-        """What only the PaliGemma engine uses (hidden for the water index)."""
-        self.model_box = QGroupBox("PaliGemma")
-        form = QFormLayout(self.model_box)
-        self.model_combo = QComboBox()
-        self.model_combo.setEditable(True)
-        self.model_combo.addItems(KNOWN_MODELS)
-        self.model_combo.setToolTip("A Hugging Face model id (downloaded once) or a local model folder")
-        self.model_browse = QToolButton()
-        self.model_browse.setText("…")
-        self.model_browse.setToolTip("Choose a local model folder (e.g. a fine-tuned model)")
-        self.model_browse.clicked.connect(self._browse_model)
-        form.addRow("Model", row(self.model_combo, self.model_browse))
-        self.model_combo.setMinimumWidth(380)
-        self.vae_widget = VaeField()
-        form.addRow("VAE file", self.vae_widget)
-        self.device_combo = combo_box(DEVICES)
-        form.addRow("Device", self.device_combo)
-        return self.model_box
-
-    def _bands_group(self) -> QGroupBox:
-        self.bands_box = BandsGroup(
-            "Bands shown to the model",
-            "automatic, or R,G,B band numbers like 3,2,1 (one number: grey)",
-            "Green / NIR / SWIR band",
-            "Band number for the water index; auto = band descriptions, then the preset",
-        )
-        self.preset_combo, self.bands_edit, self.green_spin, self.nir_spin, self.swir_spin = (
-            self.bands_box.widgets()
-        )
-        return self.bands_box
-
-    def _area_rows(self, form: QFormLayout) -> None:
-        """Where to map: the whole raster, the canvas extent, or the polygons of a layer."""
-        self.area_form = form
-        self.area_combo = combo_box(AREAS)
-        self.area_combo.currentIndexChanged.connect(self._update_enabled)
-        self.area_form.addRow("Area", self.area_combo)
-        self.aoi_combo = QgsMapLayerComboBox()
-        self.aoi_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
-        self.selected_check = QCheckBox("Selected features only")
-        self.aoi_row = row(self.aoi_combo, self.selected_check)
-        self.area_form.addRow("Polygon layer", self.aoi_row)
-
-    def _output_group(self) -> QGroupBox:
-        box = QGroupBox("Output")
-        form = QFormLayout(box)
-        self.output_widget = QgsFileWidget()
-        self.output_widget.setStorageMode(QgsFileWidget.StorageMode.SaveFile)
-        self.output_widget.setFilter("GeoPackage (*.gpkg)")
-        self.output_widget.setConfirmOverwrite(False)  # the Overwrite box decides
-        self.overwrite_check = QCheckBox("Overwrite an existing file")
-        self.overwrite_check.setToolTip("Also replaces the old result's layers in the project")
-        # One row: the dialog fits a 768-pixel screen with every row shown.
-        output_row = row(self.output_widget, self.overwrite_check)
-        output_row.layout().setStretch(0, 1)
-        form.addRow("GeoPackage", output_row)
-        return box
-
-    def _advanced_group(self) -> QgsCollapsibleGroupBox:
-        """Rarely changed options, collapsed, two per line (their defaults are the command line's)."""
-        self.advanced_box = QgsCollapsibleGroupBox("Advanced")
-        self.advanced_box.setObjectName("paligemmaAdvanced")
-        self.advanced_box.setSaveCollapsedState(False)
-        grid = QGridLayout(self.advanced_box)
-        self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(0, 256)
-        self.batch_spin.setSpecialValueText("Auto")  # 0: what GPU memory holds (up to 64), 8 on CPU
-        self.batch_spin.setValue(0)
-        self.batch_spin.setToolTip(
-            "Chips per model call. Auto: as many as the GPU's free memory holds (up to 64), 8 on CPU; "
-            "halved automatically if the GPU runs out of memory."
-        )
-        self.overlap_spin = QSpinBox()
-        self.overlap_spin.setRange(-1, 200)
-        self.overlap_spin.setSpecialValueText("Auto")  # -1: the engine's default (32 PaliGemma, 0 index)
-        self.overlap_spin.setValue(-1)
-        self.overlap_spin.setSuffix(" px")
-        self.overlap_spin.setToolTip(
-            "Pixels neighbouring chips share. Auto: 32 for PaliGemma (a lake cut by a chip edge is seen "
-            "whole in the next chip), 0 for the water index (its answer for a pixel does not depend on "
-            "the chip around it, so overlap would only cost time)."
-        )
-        self.resolution_spin = QDoubleSpinBox()
-        self.resolution_spin.setRange(0.0, 10000.0)
-        self.resolution_spin.setDecimals(2)
-        self.resolution_spin.setSuffix(" m/px")
-        self.resolution_spin.setSpecialValueText("native")
-        self.resolution_spin.setToolTip(
-            "Resample so that a 224-pixel chip covers the ground size the model sees best"
-        )
-        self.min_area_spin = QDoubleSpinBox()
-        self.min_area_spin.setRange(0.0, 1e12)
-        self.min_area_spin.setDecimals(0)
-        self.min_area_spin.setSuffix(" m²")
-        self.advanced_labels: dict[str, QLabel] = {}
-        cells = [
-            ("Chip overlap", self.overlap_spin),
-            ("Min. water area", self.min_area_spin),
-            ("Resolution", self.resolution_spin),
-            ("Batch size", self.batch_spin),
-        ]
-        for i, (text, widget) in enumerate(cells):
-            label = QLabel(text)
-            label.setBuddy(widget)
-            self.advanced_labels[text] = label
-            grid.addWidget(label, i // 2, 2 * (i % 2))
-            grid.addWidget(widget, i // 2, 2 * (i % 2) + 1)
-        # The water index's threshold shares the Batch size cell: each engine shows its own.
-        self.threshold_spin = QDoubleSpinBox()
-        self.threshold_spin.setRange(-1.0, 1.0)
-        self.threshold_spin.setDecimals(2)
-        self.threshold_spin.setSingleStep(0.05)
-        self.threshold_spin.setSpecialValueText("Auto")  # -1: one per scene, chosen from its histogram
-        self.threshold_spin.setValue(-1.0)
-        self.threshold_spin.setToolTip(
-            "Water where the index is above this value. Auto: each scene's own, from its histogram; "
-            "a fixed value (e.g. 0.2) when the result warns that the water index is unsure."
-        )
-        label = QLabel("Threshold")
-        label.setBuddy(self.threshold_spin)
-        self.advanced_labels["Threshold"] = label
-        grid.addWidget(label, 1, 2)
-        grid.addWidget(self.threshold_spin, 1, 3)
-        # Runs over several rasters (More rasters) only.
-        self.dissolve_check = QCheckBox("Merge water across scenes")
-        self.dissolve_check.setToolTip(
-            "Also a 'water_dissolved' layer: water merged where scenes overlap (one polygon per lake)"
-        )
-        self.fail_fast_check = QCheckBox("Stop at the first failing scene")
-        self.fail_fast_check.setToolTip(
-            "By default a scene that fails is recorded in the 'scenes' layer and the run goes on"
-        )
-        grid.addWidget(self.dissolve_check, 2, 0, 1, 2)
-        grid.addWidget(self.fail_fast_check, 2, 2, 1, 2)
-        grid.setColumnStretch(1, 1)
-        grid.setColumnStretch(3, 1)
-        self.advanced_box.setCollapsed(True)
-        # Expanding shows every child again: hide the other engine's options once more.
-        self.advanced_box.collapsedStateChanged.connect(self._update_enabled)
-        return self.advanced_box
-
     # ------------------------------------------------------------------ helpers
-    def _browse_model(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Model folder")
-        if path:
-            self.model_combo.setEditText(path)
-
     def set_raster_file(self, path: str) -> None:
         """Offer a raster file that is not a project layer and select it."""
         self.raster_picker.set_file(path)
@@ -434,7 +235,7 @@ class SegmentDialog(JobDialog):
             green=self.green_spin.value() if water_index else None,
             nir=self.nir_spin.value() if water_index else None,
             swir=self.swir_spin.value() if water_index else None,
-            overlap=None if self.overlap_spin.value() < 0 else self.overlap_spin.value(),
+            overlap=None if self.overlap_spin.value() == AUTO_OVERLAP else self.overlap_spin.value(),
             resolution=self.resolution_spin.value(),
             aoi=self._aoi(temp_dir, copies),
             min_area_m2=self.min_area_spin.value(),
@@ -451,8 +252,8 @@ class SegmentDialog(JobDialog):
         return with_copies(job, copies)
 
     def task_names(self) -> tuple[str, str | None]:
-        """("Water in lakes", "lakes"); a region run: "Water in 5 scenes" (a folder's rasters are
-        counted by the worker: the group is named from the run's summary)."""
+        """("Water in lakes", "Water in lakes"); a region run: "Water in 5 rasters" (the group is named
+        from the run's summary: what a folder held, what failed)."""
         if not self.is_region():
             name = single_name(self.raster_name())
             return name, name
@@ -462,7 +263,6 @@ class SegmentDialog(JobDialog):
         if not expanding:
             return region_name(counted), None
         parts = ([f"{counted} raster{'s' if counted != 1 else ''}"] if counted else []) + expanding
-        # the group is named from the run's summary (what the folders held, what failed)
         return "Water in " + " and ".join(parts), None
 
     def probe_executor(self) -> str:
@@ -557,9 +357,9 @@ class SegmentDialog(JobDialog):
         set_combo_value(self.engine_combo, s.value(f"{p}/engine", DEFAULT_ENGINE, type=str))
         self.model_combo.setEditText(s.value(f"{p}/model", DEFAULT_MODEL, type=str) or DEFAULT_MODEL)
         self.vae_widget.setFilePath(s.value(f"{p}/vae", "", type=str))
-        set_combo_value(self.device_combo, s.value(f"{p}/device", "auto", type=str))
+        set_combo_value(self.device_combo, s.value(f"{p}/device", DEFAULT_DEVICE, type=str))
         self.batch_spin.setValue(s.value(f"{p}/batch_size", 0, type=int))
-        self.overlap_spin.setValue(s.value(f"{p}/overlap", -1, type=int))
+        self.overlap_spin.setValue(s.value(f"{p}/overlap", AUTO_OVERLAP, type=int))
         self.resolution_spin.setValue(s.value(f"{p}/resolution", 0.0, type=float))
         self.min_area_spin.setValue(s.value(f"{p}/min_area_m2", 0.0, type=float))
         self.output_widget.setFilePath(s.value(f"{p}/output", "", type=str))

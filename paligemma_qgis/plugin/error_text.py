@@ -1,304 +1,206 @@
 """A worker error in the words of the front end that shows it: the dialogs or Processing.
 
-The core's messages speak the command line (``use --nir/--swir``); its errors also carry
-the option at fault (``field``) and the kind of problem (``code``), which the worker passes
-on. Here they become "choose the NIR band under 'Green / NIR / SWIR band'" in a dialog and
-"set NIR to the band number" in Processing. What no rule knows keeps its wording, with any
-command-line flag replaced by the front end's name for it: no ``--flag`` reaches a user of
-QGIS. No QGIS import (pure text), so every rule is testable on its own.
+Errors arrive as a code, its facts and the option at fault (core.errors; the worker's error
+event carries ``code``, ``params``, ``field``, ``kind`` and the neutral ``message``). A front
+end here is a table: its name for each option it shows (a field label in a dialog, a
+parameter name in Processing), its own remedies where the core's neutral one names an option
+it lacks, and whole messages for the codes it words all of itself (error_whole).
+core.errors.render fills the templates; nothing rewrites the core's sentences. No QGIS
+import (text only), so every rendering is testable on its own.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from .options import DEFAULT_MODEL
+from ..core.errors import ErrorInfo, Wording, placeholders
+from .error_whole import DIALOG, PROCESSING, WHOLE, say
 
-VAE_SIZE = "8.5 MB"
+__all__ = [
+    "DIALOG",
+    "EXPORT_DIALOG",
+    "PLAIN_NAMES",
+    "PROCESSING",
+    "SEGMENT_DIALOG",
+    "FrontEnd",
+    "processing",
+    "say",
+    "translate",
+]
+
+
+class Labels(dict):
+    """A front end's names for options. One it has no name for reads "this option", never its raw
+    name (a test asks every front end to name what its messages use)."""
+
+    def __missing__(self, key: str) -> str:
+        return "this option"
+
+
+# Remedies in a front end's words, for codes whose core remedy names an option it may lack or an
+# action it offers otherwise: each front end takes, per code, the first one whose options it has.
+_GUI_REMEDIES: dict[str, tuple[str, ...]] = {
+    "scene_too_big": (
+        "map a part of it with {opt_aoi}, or at a coarser {opt_resolution}",
+        "map a part of it, or at a coarser resolution",
+    ),
+    "disk_full": ("free space there, or map less with {opt_aoi}", "free space there, or map a smaller area"),
+    "mosaic_no_space": (
+        "free space there, or map less with {opt_aoi}",
+        "free space there, or map a smaller area",
+    ),
+    "compile_needs_static": ("the static cache is an option of the command line only",),
+    "preset_rgb_missing": (
+        "choose the bands yourself ('{opt_bands}' and '{opt_green}') instead",
+        "choose the bands yourself instead",
+    ),
+    "ray_gpus": ("lower the GPUs per model actor, or send the run to a cluster with GPUs",),
+}
+_DIALOG_REMEDIES: dict[str, tuple[str, ...]] = {
+    **_GUI_REMEDIES,
+    "preset_mismatch": (
+        "choose the bands yourself ('{opt_bands}' and '{opt_green}') instead",
+        "choose the bands yourself instead",
+    ),
+}
+_PROCESSING_REMEDIES: dict[str, tuple[str, ...]] = {
+    **_GUI_REMEDIES,
+    "scene_too_big": (
+        "set {opt_aoi} to a part of it, or a coarser {opt_resolution}",
+        *_GUI_REMEDIES["scene_too_big"][1:],
+    ),
+    "preset_mismatch": (
+        "set {opt_bands} to band numbers and {opt_green}/{opt_nir}/{opt_swir} instead",
+        "set {opt_bands} to band numbers instead",
+        "choose the bands yourself instead",
+    ),
+}
+
+
+def _options_in(template: str) -> set[str]:
+    return {name[4:] for name in placeholders(template) if name.startswith("opt_")}
+
+
+def fitting_remedies(variants: Mapping[str, tuple[str, ...]], labels: Mapping[str, str]) -> dict[str, str]:
+    """Per code, the first remedy whose options the front end names (the last names none)."""
+    return {
+        code: next(text for text in candidates if _options_in(text) <= set(labels))
+        for code, candidates in variants.items()
+    }
 
 
 @dataclass(frozen=True)
 class FrontEnd:
-    """How one front end names the options (``labels``) and the command-line flags (``flags``)."""
+    """One front end: its style (DIALOG or PROCESSING), names for options and own remedies."""
 
     name: str
-    labels: dict[str, str]
-    flags: list[tuple[str, str]]  # (pattern, replacement), tried in order
+    labels: Mapping[str, str]
+    remedies: Mapping[str, str] = field(default_factory=dict)
+
+    def wording(self, options: Mapping[str, Any] | None = None) -> Wording:
+        """The core Wording of this front end for one job (its whole messages name the job's model,
+        output, Ray address...)."""
+        bound = dict(options or {})
+        whole = {code: functools.partial(fn, style=self.name, options=bound) for code, fn in WHOLE.items()}
+        return Wording(self.name, Labels(self.labels), self.remedies, whole)
 
 
-_DIALOG_FLAGS = [
-    (r"use --nir/--swir, a preset, or the paligemma engine",
-     "choose the NIR or SWIR band under 'Green / NIR / SWIR band', a band Preset, or the PaliGemma engine"),
-    (r"use --swir N or a preset", "choose the SWIR band under 'Green / NIR / SWIR band', or a band Preset"),
-    (r"use --bands and --green/--nir/--swir instead",
-     "choose the bands yourself ('Bands shown to the model' and 'Green / NIR / SWIR band') instead"),
-    (r"--bands needs", "the bands need"),
-    (r"\(looked at --vae, ", "(looked at the VAE file field, "),
-    (r"or pass --vae FILE", "or choose it in the VAE file field"),
-    (r"(?:use|or) --device cpu", "or set Device to CPU"),
-    (r"\(use --overwrite to replace it\)", "(tick the box that allows replacing it)"),
-    (r"pass allow_custom_vae=True \(command line: --allow-custom-vae\)",
-     "tick 'Accept a VAE that is not Google's vae-oid.npz'"),
-    (r"pass force=True \(command line: --force\) to replace it", "delete it first"),
-    (r"\(HF_HUB_OFFLINE or --offline\)", "(HF_HUB_OFFLINE)"),
-    (r"--max-objects", "the most objects per chip"),
-    (r"--ray-address", "the Ray address in Worker setup"),
-    (r"--fail-fast", "'Stop at the first failing scene'"),
-    (r"with --aoi", "with the Area choice"),
-    (r"--block-size", "Spatial block side"),
-    (r"--resolution", "Target resolution"),
-    (r"--batch-size", "Batch size"),
-    (r"--model", "Model"),
-    (r"--vae", "VAE file"),
-]  # fmt: skip
-_PROCESSING_FLAGS = [
-    (r"use --nir/--swir, a preset, or the paligemma engine",
-     "set NIR (or SWIR) to its band number, BANDS to the sensor preset (naip, sentinel2, landsat89), "
-     "or ENGINE to PaliGemma"),
-    (r"use --swir N or a preset", "set SWIR to its band number, or BANDS to the sensor preset"),
-    (r"use --bands and --green/--nir/--swir instead", "set BANDS to band numbers and GREEN/NIR/SWIR instead"),
-    (r"--bands needs", "BANDS needs"),
-    (r"\(looked at --vae, ", "(looked at the VAE parameter, "),
-    (r"or pass --vae FILE", "or set the VAE parameter to the file"),
-    (r"(?:use|or) --device cpu", "or set DEVICE to CPU"),
-    (r"\(use --overwrite to replace it\)", "(choose another output)"),
-    (r"pass allow_custom_vae=True \(command line: --allow-custom-vae\)", "set ALLOW_CUSTOM_VAE"),
-    (r"pass force=True \(command line: --force\) to replace it", "delete it first"),
-    (r"\(HF_HUB_OFFLINE or --offline\)", "(HF_HUB_OFFLINE)"),
-    (r"--max-objects", "the most objects per chip"),
-    (r"--ray-address", "RAY_ADDRESS"),
-    (r"--fail-fast", "FAIL_FAST"),
-    (r"with --aoi", "with AOI"),
-    (r"--block-size", "BLOCK_SIZE"),
-    (r"--resolution", "RESOLUTION"),
-    (r"--batch-size", "BATCH_SIZE"),
-    (r"--model", "MODEL"),
-    (r"--vae", "VAE"),
-]  # fmt: skip
+# Plain words for options that only other commands have (the command line's change, export-pairs,
+# occurrence ...): a message that reaches a GUI front end naming one still reads as English.
+PLAIN_NAMES = {
+    "before": "the before map",
+    "after": "the after map",
+    "reference": "the known water",
+    "start": "the first date",
+    "end": "the last date",
+    "names": "the list of image names",
+    "allow_large_images": "reading images over the size limit",
+    "strict_labels": "refusing invalid label polygons",
+    "on_read_error": "mapping unreadable blocks as nodata",
+    "allow_custom_vae": "accepting a VAE that is not Google's",
+    "force": "replacing the file",
+    "workdir": "the work folder",
+    "cache": "the static KV cache",
+    "max_pixels": "the pixel limit",
+    "max_new_tokens": "the token budget",
+    "max_objects": "the most objects per chip",
+}
 
-SEGMENT_DIALOG = FrontEnd(
-    "dialog",
+
+def dialog(labels: Mapping[str, str]) -> FrontEnd:
+    """A dialog's front end: ``labels`` option -> the field's label as the dialog shows it."""
+    return FrontEnd(DIALOG, {**PLAIN_NAMES, **labels}, fitting_remedies(_DIALOG_REMEDIES, labels))
+
+
+def processing(labels: Mapping[str, str]) -> FrontEnd:
+    """A Processing algorithm's front end: ``labels`` option -> its parameter's name."""
+    return FrontEnd(PROCESSING, {**PLAIN_NAMES, **labels}, fitting_remedies(_PROCESSING_REMEDIES, labels))
+
+
+_BAND_FIELD = "Green / NIR / SWIR band"
+SEGMENT_DIALOG = dialog(
     {
-        "raster": "Input raster",
+        "raster": "Raster",
+        "engine": "Engine",
         "bands": "Bands shown to the model",
         "preset": "Preset",
-        "green": "Green / NIR / SWIR band",
-        "nir": "Green / NIR / SWIR band",
-        "swir": "Green / NIR / SWIR band",
-        "vae": "VAE file",
-        "model": "Model",
-        "device": "Device",
-        "batch_size": "Batch size",
+        "green": _BAND_FIELD,
+        "nir": _BAND_FIELD,
+        "swir": _BAND_FIELD,
         "aoi": "Area",
+        "model": "Model",
+        "vae": "VAE file",
+        "device": "Device",
         "output": "GeoPackage",
-        "resolution": "Target resolution",
+        "overwrite": "Overwrite an existing file",
+        "overlap": "Chip overlap",
+        "min_area_m2": "Min. water area",
+        "resolution": "Resolution",
+        "batch_size": "Batch size",
+        "dissolve": "Merge water across scenes",
+        "fail_fast": "Stop at the first failing scene",
         "ray_address": "Ray address (Worker setup)",
-    },
-    _DIALOG_FLAGS,
+        "executor": "Ray address (Worker setup)",
+    }
 )
-EXPORT_DIALOG = FrontEnd(
-    "dialog",
+EXPORT_DIALOG = dialog(
     {
-        **SEGMENT_DIALOG.labels,
+        "raster": "Raster",
+        "labels": "Known water",
+        "label_layer": "Known water",
+        "mask_threshold": "Labels (water >)",
         "bands": "Chip bands (R,G,B)",
+        "preset": "Preset",
         "green": "Green / NIR / SWIR",
         "nir": "Green / NIR / SWIR",
         "swir": "Green / NIR / SWIR",
-        "labels": "Known water",
+        "size": "Chip size",
+        "vae": "VAE file",
+        "valid_fraction": "Validation share",
+        "empty_policy": "Chips without water",
+        "empty_cap": "Chips without water",
         "out_dir": "Folder",
         "output": "Folder",
-    },
-    _DIALOG_FLAGS,
-)
-PROCESSING = FrontEnd(
-    "processing",
-    {
-        "raster": "INPUT",
-        "bands": "BANDS",
-        "preset": "BANDS",
-        "green": "GREEN",
-        "nir": "NIR",
-        "swir": "SWIR",
-        "vae": "VAE",
-        "model": "MODEL",
-        "device": "DEVICE",
-        "batch_size": "BATCH_SIZE",
-        "aoi": "AOI",
-        "output": "OUTPUT",
-        "out_dir": "OUTPUT",
-        "labels": "LABELS_VECTOR / LABELS_MASK",
-        "resolution": "RESOLUTION",
-        "ray_address": "RAY_ADDRESS",
-    },
-    _PROCESSING_FLAGS,
-)
-# The region algorithm (segment_water_region): its inputs are two parameters.
-PROCESSING_REGION = FrontEnd(
-    "processing", {**PROCESSING.labels, "raster": "INPUTS / FOLDER"}, _PROCESSING_FLAGS
+        "overwrite": "Replace an earlier export",
+        "overlap": "Chip overlap",
+        "resolution": "Target resolution",
+        "min_object_pixels": "Smallest water object",
+        "block_size": "Spatial block side",
+        "seed": "Random seed",
+        "allow_custom_vae": "Accept a VAE that is not Google's vae-oid.npz",
+    }
 )
 
-_ANY_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
 
-
-def without_flags(text: str, front: FrontEnd) -> str:
-    """``text`` with the command line's flags replaced by the front end's words; none is left."""
-    for pattern, replacement in front.flags:
-        text = re.sub(pattern, replacement, text)
-    return _ANY_FLAG.sub(lambda m: m.group(1).replace("-", " "), text)
-
-
-def _strip_path(message: str, path: str | None) -> str:
-    """'/data/naip.tif: the raster has ...' -> 'the raster has ...' (the form names the file already)."""
-    if path and message.startswith(f"{path}: "):
-        return message[len(path) + 2 :]
-    return message
-
-
-def translate(message: str, info: dict, options: dict, front: FrontEnd) -> str:
-    """One line for ``front`` from a worker error: ``message``, its ``info`` (field, code, kind,
-    packages) and the job ``options`` (to name the model, the output ...)."""
-    code = info.get("code")
-    field = info.get("field")
-    if field is None and (
-        code in ("output_exists", "output_busy") or info.get("kind") == "OutputExistsError"
-    ):
-        field = "out_dir" if "out_dir" in options else "output"
-    label = front.labels.get(field or "", "")
-    dialog = front.name == "dialog"
-    raster = options.get("raster")
-    model = options.get("model") or DEFAULT_MODEL
-
-    if code == "missing_packages":
-        packages = ", ".join(info.get("packages") or []) or "a package"
-        needed = "the PaliGemma engine" if info.get("engine_only") else "every engine"
-        where = (
-            "Worker setup… (or Run again and answer Yes)"
-            if dialog
-            else "Raster ▸ PaliGemma Water ▸ Worker setup…"
-        )
-        return f"The worker Python lacks {packages} (needed by {needed}): set up the worker in {where}."
-    if code == "band_unknown":
-        role = "SWIR" if field == "swir" else "NIR or SWIR"
-        if dialog:
-            return (
-                f"{label}: the water index needs a {role} band, and this raster does not say which band "
-                "that is. Choose it there (NIR of a NAIP tile: 4), or the sensor's band Preset."
-            )
-        return (
-            f"{raster}: the water index needs a {role} band and the raster does not name its bands: set "
-            f"{'SWIR' if field == 'swir' else 'NIR (or SWIR)'} to its band number, or BANDS to the sensor "
-            "preset (naip, sentinel2, landsat89)."
-        )
-    if code == "vae_missing":
-        if dialog:
-            return (
-                "VAE file: vae-oid.npz (the mask codec) is not on this computer. Press Download… next to "
-                f"'VAE file' ({VAE_SIZE}, once), or choose the file."
-            )
-        return (
-            "VAE: vae-oid.npz (the mask codec) is not on this computer: set VAE to the file, or download it "
-            "once (Raster ▸ PaliGemma Water ▸ Worker setup… ▸ Download VAE weights)."
-        )
-    if code in ("model_gated", "model_not_found"):
-        access = (
-            f"accept its licence on https://huggingface.co/{model} while logged in, and give the worker your "
-            "Hugging Face token (HF_TOKEN, or 'hf auth login' in the worker Python)"
-        )
-        return f"{label}: {model} cannot be downloaded (gated, private or misspelt): {access}; or choose a model folder."
-    if code == "model_not_cached":
-        return (
-            f"{label}: {model} is not downloaded yet and the Hugging Face Hub cannot be reached: run once "
-            "with internet, or choose a model folder."
-        )
-    if code == "no_cuda":
-        fix = "choose Automatic or CPU" if dialog else "set DEVICE to Automatic or CPU"
-        return (
-            f"{label}: a CUDA GPU was asked for, but the worker's torch sees none: {fix}, or install the CUDA "
-            "build of torch (Worker setup…)."
-        )
-    if code == "gpu_memory":
-        fix = (
-            "lower the Batch size, choose a smaller model, or set Device to CPU"
-            if dialog
-            else "lower BATCH_SIZE, choose a smaller MODEL, or set DEVICE to CPU"
-        )
-        return f"The GPU ran out of memory: {fix}."
-    if code == "output_busy":
-        return _output_busy(message, options, label, dialog)
-    if code == "all_scenes_failed":
-        return _all_scenes_failed(info, options, front)
-    if code in ("ray_missing", "ray_unreachable"):
-        return _ray_problem(code, message, options, dialog)
-    if code == "output_exists" or info.get("kind") == "OutputExistsError":
-        target = options.get("out_dir") or options.get("output") or ""
-        if dialog:
-            box = "Replace an earlier export" if "out_dir" in options else "Overwrite an existing file"
-            return f"{label}: {target} exists. Tick '{box}' or choose another name."
-        return f"{label}: {target} exists; choose another output."
-    text = without_flags(_strip_path(message, raster), front)
-    if label and not text.startswith(label):
-        return f"{label}: {text}"
-    return text
-
-
-def _output_busy(message: str, options: dict, label: str, dialog: bool) -> str:
-    """Another run (a second QGIS, a terminal, a scheduled job) holds the output: not an old file."""
-    target = options.get("output") or ""
-    holder = re.search(r"another run is writing this output \((.*?)\);", message)
-    who = f" ({holder.group(1)})" if holder else ""
-    fix = (
-        "wait for it to finish, or choose another GeoPackage"
-        if dialog
-        else "wait for it, or choose another OUTPUT"
-    )
-    return f"{label}: another run is writing {target}{who}: {fix}."
-
-
-def _all_scenes_failed(info: dict, options: dict, front: FrontEnd) -> str:
-    """Every scene failed: how many, and the first one's error in the front end's words."""
-    from ..core.errors import ErrorInfo, render
-
-    params = info.get("params") or {}
-    count = params.get("count")
-    first = params.get("first") or {}
-    first_info = {"code": first.get("code"), "field": first.get("field"), "params": first.get("params") or {}}
-    if first_info["field"] == "raster":  # the message names the file: no field label in front
-        first_info["field"] = None
-    first_message = render(ErrorInfo.from_data(first))
-    inner = translate(first_message, first_info, {**options, "raster": None}, front)
-    scene = params.get("first_scene")
-    lead = f"The first, {scene}:" if scene and scene not in inner else "The first:"
-    where = "the log panel" if front.name == "dialog" else "the log"
-    return (
-        f"Every scene failed ({count}), so nothing was written. {lead} {inner}"
-        f"{'' if inner.endswith('.') else '.'} Each scene's error is in {where}."
-    )
-
-
-def _ray_problem(code: str, message: str, options: dict, dialog: bool) -> str:
-    """Ray missing in the worker Python, or a Ray cluster that cannot be joined."""
-    address = options.get("ray_address") or "local"
-    if code == "ray_missing":
-        if dialog:
-            return (
-                "Ray address (Worker setup): the worker Python lacks ray, needed to send the work to "
-                f"{address}: Run again and answer Yes to set it up, or clear the Ray address in Worker "
-                "setup… to run here."
-            )
-        return (
-            f"RAY_ADDRESS: the worker Python lacks ray, needed to send the work to {address}: set it up "
-            "(Raster ▸ PaliGemma Water ▸ Worker setup…), or leave RAY_ADDRESS empty to run on this computer."
-        )
-    reason = without_flags(message, SEGMENT_DIALOG if dialog else PROCESSING).rstrip(". ")
-    if "ray[client]" in reason:  # a Ray installed without its client cannot reach ray:// addresses
-        reason = f"cannot join the Ray cluster {address}: the worker's Ray lacks its client (ray[client])"
-    if dialog:
-        return (
-            f"Ray address (Worker setup): {reason}. Check the address in Worker setup… (the cluster must "
-            "run the worker's Ray and Python versions and see the rasters), or clear it to run here."
-        )
-    return (
-        f"RAY_ADDRESS: {reason}. Check the address (the cluster must run the worker's Ray and Python "
-        "versions and see the rasters), or leave RAY_ADDRESS empty to run on this computer."
-    )
+def translate(message: str, info: Mapping[str, Any], options: Mapping[str, Any], front: FrontEnd) -> str:
+    """One line for ``front`` from a worker error: its neutral ``message``, its ``info`` (the
+    event's code, params, field and kind) and the job's ``options`` (the model, the output ...)."""
+    if not info.get("code"):  # the plugin's own words (the worker did not start, a copy failed)
+        return message
+    error = ErrorInfo.from_data(info)
+    if error.code == "legacy" and info.get("kind") == "OutputExistsError":
+        error = ErrorInfo("output_exists", error.params, error.field)  # until its raise has a code
+    return say(error, front.wording(options))

@@ -34,10 +34,11 @@ from qgis.PyQt.QtWidgets import QDialog, QMessageBox, QPushButton, QVBoxLayout, 
 
 from . import hf_token, interrupted, ray_trust
 from .band_roles import BandRolesDialog
+from .error_text import SEGMENT_DIALOG, FrontEnd, translate
 from .first_run import Preflight, describe_python, keep, setup_question, setup_then_run
 from .fitting import MAX_HEIGHT, ScrollBody
 from .messages import clear_messages, push_item, push_message
-from .setup_plan import VAE_MB, plan_setup
+from .setup_plan import plan_setup
 from .task import WorkerTask
 from .worker_env import ENV_PYTHON, ray_address, worker_python
 
@@ -49,6 +50,7 @@ class JobDialog(QDialog):
     """The common part of both dialogs: checks in order, then a WorkerTask (see the module doc)."""
 
     ERROR_TITLE = "Cannot run"
+    FRONT: FrontEnd = SEGMENT_DIALOG  # its words for errors (error_text)
 
     def __init__(self, iface, parent: QWidget | None, title: str) -> None:
         super().__init__(
@@ -267,11 +269,8 @@ class JobDialog(QDialog):
         vae = probe.get("vae") or {}
         if engine in ("paligemma", "export") and vae.get("known") and not vae.get("found"):
             download = getattr(getattr(self, "vae_widget", None), "download", None)
-            self.show_errors(
-                [
-                    "VAE file: vae-oid.npz (the mask codec) is not on this computer. Download it "
-                    f"({VAE_MB:g} MB, once), or choose the file."
-                ],
+            self.show_errors(  # the fix is a button on the message: the VAE field's Download
+                [translate("", {"code": "vae_missing", "field": "vae"}, {}, self.FRONT)],
                 buttons=[("Download", download)] if download is not None else (),
             )
             return

@@ -1,42 +1,81 @@
 """Choices shared by the dialog and the Processing algorithms, and the job dicts they build.
 
-The plugin only builds plain JSON-ready dicts: the worker turns them into
-core.specs.segment_spec and validates them there, so QGIS never imports the core's
+The names, defaults and choices are core.rules' (standard library only, so QGIS imports it):
+here they only get their labels. The plugin builds plain JSON-ready dicts: the worker turns
+them into core.specs.segment_spec and validates them there, so QGIS never imports the core's
 heavy modules (rasterio, torch).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from qgis.core import QgsMapLayer, QgsProviderRegistry, QgsRasterLayer
 
+from ..core import rules
+
+# Labels over core.rules' names, in the order the choices were published: a Processing enum
+# is an index that scripts and models store (ENGINE 1 is the water index), so it keeps its order.
+ENGINE_LABELS: dict[rules.EngineName, str] = {
+    "paligemma": "PaliGemma (vision-language model)",
+    "water-index": "Water index (NDWI / MNDWI, no model)",
+}
+DEVICE_LABELS: dict[rules.DeviceName, str] = {
+    "auto": "Automatic (GPU when available)",
+    "cuda": "CUDA GPU",
+    "cpu": "CPU",
+    "mps": "Apple GPU (MPS)",
+}
+PRESET_LABELS: dict[rules.PresetName, str] = {
+    "naip": "NAIP / aerial RGBN (R,G,B,NIR)",
+    "sentinel2": "Sentinel-2 L1C/L2A (B1..B12)",
+    "landsat89": "Landsat 8/9 OLI (B1..B7)",
+}
+
+
+def labelled(names: tuple[str, ...], labels: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(value sent to the worker, label shown) for every name of a rule, in the labels' order.
+
+    A name of the rule without a label, or a label of no rule, fails at import: the plugin
+    cannot offer a choice the core does not know, nor miss one it added.
+    """
+    if set(labels) != set(names):
+        raise RuntimeError(f"labels {sorted(labels)} do not match the rule's names {sorted(names)}")
+    return list(labels.items())
+
+
 # (value sent to the worker, label shown to the user)
-ENGINES: list[tuple[str, str]] = [
-    ("paligemma", "PaliGemma (vision-language model)"),
-    ("water-index", "Water index (NDWI / MNDWI, no model)"),
-]
-DEFAULT_ENGINE = "water-index"  # the CLI's default too: runs without a model download
-DEVICES: list[tuple[str, str]] = [
-    ("auto", "Automatic (GPU when available)"),
-    ("cuda", "CUDA GPU"),
-    ("cpu", "CPU"),
-    ("mps", "Apple GPU (MPS)"),
-]
-# Band presets: same names as core.inputs.raster.PRESETS (a test keeps them in step).
+ENGINES: list[tuple[str, str]] = labelled(rules.ENGINES, ENGINE_LABELS)
+DEFAULT_ENGINE: rules.EngineName = rules.DEFAULT_ENGINE
+DEVICES: list[tuple[str, str]] = labelled(rules.DEVICES, DEVICE_LABELS)
+DEFAULT_DEVICE: rules.DeviceName = rules.DEFAULT_DEVICE
+# Band presets; "" lets the worker read band descriptions.
 PRESETS: list[tuple[str, str]] = [
     ("", "Automatic (band descriptions, else bands 1,2,3)"),
-    ("naip", "NAIP / aerial RGBN (R,G,B,NIR)"),
-    ("sentinel2", "Sentinel-2 L1C/L2A (B1..B12)"),
-    ("landsat89", "Landsat 8/9 OLI (B1..B7)"),
+    *labelled(rules.PRESETS, PRESET_LABELS),
 ]
-DEFAULT_MODEL = "google/paligemma2-3b-mix-224"
-KNOWN_MODELS = [
-    "google/paligemma2-3b-mix-224",
-    "google/paligemma2-3b-mix-448",
-    "google/paligemma2-10b-mix-224",
-    "google/paligemma-3b-mix-224",
-]
+DEFAULT_MODEL = rules.DEFAULT_MODEL
+KNOWN_MODELS = list(
+    dict.fromkeys(
+        [
+            rules.DEFAULT_MODEL,
+            "google/paligemma2-3b-mix-448",
+            "google/paligemma2-10b-mix-224",
+            "google/paligemma-3b-mix-224",
+        ]
+    )
+)
+AUTO_OVERLAP = -1  # the dialog's and Processing's "Auto": rules.default_overlap(engine), in the worker
+
+
+def engine_index(name: str) -> int:
+    """The position of an engine among the choices (a Processing enum's value)."""
+    return [value for value, _ in ENGINES].index(name)
+
+
+def device_index(name: str) -> int:
+    return [value for value, _ in DEVICES].index(name)
 
 
 def raster_file(layer: QgsMapLayer | None) -> str | None:
@@ -64,7 +103,7 @@ def segment_job(
     raster: str | list[str],
     output: str,
     *,
-    engine: str = "paligemma",
+    engine: str = rules.DEFAULT_ENGINE,
     bands: str | None = None,
     preset: str | None = None,
     green: int | None = None,
@@ -137,15 +176,16 @@ LABEL_SOURCES: list[tuple[str, str]] = [
     ("layer", "Polygon layer of the project"),
     ("vector", "Vector file (GeoPackage, Shapefile, GeoJSON…)"),
     ("mask", "Mask raster (water where value > threshold)"),
-    ("water-index", "Water index (NDWI / MNDWI; a quick start, not ground truth)"),
+    (rules.WATER_INDEX_LABELS, "Water index (NDWI / MNDWI; a quick start, not ground truth)"),
 ]
-EMPTY_POLICIES: list[tuple[str, str]] = [
-    ("cap", "Cap at a share of each split"),
-    ("keep", "Keep all"),
-    ("drop", "Drop all"),
-]
-CHIP_SIZES = (224, 448, 896)  # PaliGemma's input sizes
-WATER_INDEX_LABELS = "water-index"  # core.train.export.WATER_INDEX
+EMPTY_POLICY_LABELS: dict[rules.EmptyPolicy, str] = {
+    "cap": "Cap at a share of each split",
+    "keep": "Keep all",
+    "drop": "Drop all",
+}
+EMPTY_POLICIES: list[tuple[str, str]] = labelled(rules.EMPTY_POLICIES, EMPTY_POLICY_LABELS)
+CHIP_SIZES = rules.CHIP_SIZES
+WATER_INDEX_LABELS = rules.WATER_INDEX_LABELS
 
 
 def export_job(
@@ -160,16 +200,16 @@ def export_job(
     nir: int | None = None,
     swir: int | None = None,
     resolution: float | None = None,
-    size: int = 224,
+    size: int = rules.CHIP_SIZE,
     overlap: int = 0,
-    min_object_pixels: int = 16,
+    min_object_pixels: int = rules.EXPORT_MIN_OBJECT_PIXELS,
     mask_threshold: float | None = None,
     vae: str | None = None,
     allow_custom_vae: bool = False,
-    valid_fraction: float = 0.2,
+    valid_fraction: float = rules.EXPORT_VALID_FRACTION,
     block_size: int | None = None,
     seed: int = 0,
-    empty_policy: str = "cap",
+    empty_policy: str = rules.EXPORT_EMPTY_POLICY,
     empty_cap: float | None = None,
     overwrite: bool = False,
 ) -> dict:

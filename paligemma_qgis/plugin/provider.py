@@ -5,8 +5,10 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from .algorithms import ExportTrainingDataAlgorithm, SegmentWaterAlgorithm
-from .change_algorithms import WaterChangeAlgorithm, WaterOccurrenceAlgorithm
+from .algorithms import SegmentWaterAlgorithm
+from .change_algorithms import WaterChangeAlgorithm
+from .export_algorithm import ExportTrainingDataAlgorithm
+from .occurrence_algorithm import WaterOccurrenceAlgorithm
 from .region_algorithm import SegmentWaterRegionAlgorithm
 from .resources import icon_path
 

@@ -23,10 +23,11 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
 )
 
-from .algorithms import SegmentAlgorithm, _failure, _run, _tr
-from .error_text import PROCESSING_REGION, without_flags
+from .algorithms import SegmentAlgorithm
+from .error_text import processing
 from .layers import SCENES_LAYER, WATER_LAYER
 from .options import gdal_path
+from .processing_base import _tr, failure
 from .processing_results import load_segment_result, report_unsure
 from .run_text import region_name
 
@@ -36,6 +37,13 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
     FOLDER = "FOLDER"
     FAIL_FAST = "FAIL_FAST"
     DISSOLVE = "DISSOLVE"
+    OPTIONS = {
+        **SegmentAlgorithm.OPTIONS,
+        "raster": f"{INPUTS} / {FOLDER}",
+        "fail_fast": FAIL_FAST,
+        "dissolve": DISSOLVE,
+    }
+    FRONT = processing(OPTIONS)
 
     def name(self) -> str:
         return "segment_water_region"
@@ -102,34 +110,38 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
         for layer in self.parameterAsLayerList(parameters, self.INPUTS, context):
             path = gdal_path(layer)
             if path is None:
-                raise _failure(f"{layer.source()}: INPUTS must be raster files (GDAL), not a web service")
+                raise failure(f"{layer.source()}: INPUTS must be raster files (GDAL), not a web service")
             inputs.append(path)
         folder = (self.parameterAsFile(parameters, self.FOLDER, context) or "").strip()
         if folder:
             inputs.append(folder)
         if not inputs:
-            raise _failure("give the rasters to map: INPUTS, FOLDER, or both")
+            raise failure("give the rasters to map: INPUTS, FOLDER, or both")
         return list(dict.fromkeys(inputs))
 
-    def processAlgorithm(  # noqa: N802
+    def build_job(
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict:
-        inputs = self._inputs(parameters, context)
-        output = self._output(parameters, context)
-        job = self._segment_job(
-            inputs,
-            output,
+        return self._segment_job(
+            self._inputs(parameters, context),
+            self._output(parameters, context),
             parameters,
             context,
             feedback,
             fail_fast=self.parameterAsBool(parameters, self.FAIL_FAST, context),
             dissolve=self.parameterAsBool(parameters, self.DISSOLVE, context),
         )
-        result = _run(job, feedback, PROCESSING_REGION)
+
+    def processAlgorithm(  # noqa: N802
+        self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict:
+        job = self.build_job(parameters, context, feedback)
+        output = job["options"]["output"]
+        result = self._run(job, feedback)
         scenes = int(result.get("scenes") or 1)
         failed = int(result.get("failed") or 0)
         for scene, error in ((result.get("details") or {}).get("failed_scenes") or {}).items():
-            feedback.pushWarning(f"scene {scene} failed: {without_flags(str(error), PROCESSING_REGION)}")
+            feedback.pushWarning(f"scene {scene} failed: {error}")
         if failed:
             feedback.pushWarning(f"{failed} of {scenes} scenes failed: see the 'scenes' layer")
         report_unsure(output, scenes, feedback)

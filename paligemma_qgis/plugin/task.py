@@ -16,7 +16,7 @@ from pathlib import Path
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 from qgis.PyQt.QtCore import QTimer
 
-from .error_text import EXPORT_DIALOG, SEGMENT_DIALOG, translate, without_flags
+from .error_text import EXPORT_DIALOG, SEGMENT_DIALOG, translate
 from .layers import LAYER_COPIES, LayerSnapshot, add_export_layers, add_result_layers, unsure_scenes
 from .messages import LOG_TAG, drop_task_notices, push_message
 from .run_text import continued_text, region_name, single_name, stopped_text, unsure_text
@@ -247,10 +247,7 @@ def describe_summary(summary: dict) -> str:
 
 def describe_failures(failures: dict, failed: int, shown: int = 3) -> str:
     """'2 scenes failed, see the scenes layer: lakes_b — cannot open as a raster; …' (dialog words)."""
-    named = [
-        f"{scene} — {_first_clause(without_flags(str(error), SEGMENT_DIALOG))}"
-        for scene, error in list(failures.items())[:shown]
-    ]
+    named = [f"{scene} — {_first_clause(str(error))}" for scene, error in list(failures.items())[:shown]]
     more = failed - len(named)
     listed = "; ".join(named) + (f"; and {more} more" if more > 0 and named else "")
     what = f"{failed} scene{'s' if failed != 1 else ''} failed, see the scenes layer"

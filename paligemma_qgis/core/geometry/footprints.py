@@ -11,36 +11,36 @@ observed land.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputError
-from ..temporal.water_maps import (
-    CHIPS_LAYER,
-    SCENES_LAYER,
-    polygonal,
-    polygons_of,
-    read_layer,
-    reproject,
-    to_pyproj,
-    union,
-)
+from .shapes import polygonal, reproject, to_pyproj
+
+if TYPE_CHECKING:
+    import pyproj
+    from rasterio.windows import Window
+    from shapely.geometry.base import BaseGeometry
+
+    from ..inputs.raster import RasterSource
 
 
 def legacy_footprint(
-    path: Path, layers: list[str], run: dict[str, Any], raster: str, notes: list[str]
-) -> tuple[Any, dict[str, Any]]:
-    """Observed footprint of a single-scene output: valid pixels ∩ segmented chips ∩ AOI."""
-    chips = None
-    chips_crs = None
-    if CHIPS_LAYER in layers:
-        frame = read_layer(path, CHIPS_LAYER, "chip footprints")
-        chips_crs = frame.crs
-        if "status" in frame.columns:
-            frame = frame[~frame["status"].astype(str).str.startswith("skipped")]
-        chips = union(list(polygons_of(frame).geometry.values))
+    path: Path,
+    chips: tuple[BaseGeometry, Any] | None,
+    run: dict[str, Any],
+    raster: str,
+    notes: list[str],
+) -> tuple[BaseGeometry, dict[str, Any]]:
+    """Observed footprint of a single-scene output: valid pixels ∩ segmented chips ∩ AOI.
+
+    ``chips``: (the union of the chips the run segmented, their CRS), from the output's
+    ``chips`` layer (core.temporal.water_maps reads it), or None when it has none.
+    """
+    chips_geom, chips_crs = chips if chips is not None else (None, None)
     valid = None
     valid_crs = None
     if raster and Path(raster).is_file():
@@ -49,23 +49,20 @@ def legacy_footprint(
         except InputError as exc:
             notes.append(f"{path}: cannot read the valid pixels of {raster} again ({exc})")
     if valid is None:
-        if chips is None:
-            raise InputError(
-                f"{path}: no '{SCENES_LAYER}' or '{CHIPS_LAYER}' layer and no raster: "
-                "cannot tell where this map looked"
-            )
+        if chips_geom is None:
+            raise InputError("footprint_unknown", path=str(path))
         notes.append(
             f"{path}: footprint taken as the segmented chips"
             + (f" (raster {raster} not found)" if raster else "")
             + ": nodata inside them counts as observed land"
         )
-        footprint, crs = chips, chips_crs
+        footprint, crs = chips_geom, chips_crs
     else:
         footprint, crs = valid, valid_crs
-        if chips is not None:
+        if chips_geom is not None:
             if chips_crs is not None and to_pyproj(chips_crs) != to_pyproj(valid_crs):
-                chips = reproject(chips, chips_crs, valid_crs)
-            footprint = polygonal(footprint.intersection(chips))
+                chips_geom = reproject(chips_geom, chips_crs, valid_crs)
+            footprint = polygonal(footprint.intersection(chips_geom))
     aoi = run.get("option.aoi")
     if aoi not in (None, ""):
         from ..inputs.grid import load_aoi
@@ -80,12 +77,12 @@ def legacy_footprint(
 class _ValidPixels:
     """A raster's valid-pixel mask as a mosaic-like source for core.geometry.vectorize.vectorize_mosaic."""
 
-    def __init__(self, src: Any, bands: list[int]) -> None:
+    def __init__(self, src: RasterSource, bands: list[int]) -> None:
         self.src, self.bands = src, bands
         self.width, self.height = src.width, src.height
         self.transform, self.crs = src.transform, src.crs
 
-    def iter_blocks(self, block: int):
+    def iter_blocks(self, block: int) -> Iterator[tuple[Window, np.ndarray]]:
         from rasterio.windows import Window
 
         for r in range(0, self.height, block):
@@ -95,7 +92,7 @@ class _ValidPixels:
                 yield win, valid.view(np.uint8)
 
 
-def valid_footprint(raster: str, run: dict[str, Any] | None = None) -> tuple[Any, Any]:
+def valid_footprint(raster: str, run: dict[str, Any] | None = None) -> tuple[BaseGeometry, pyproj.CRS]:
     """(polygons of the valid pixels, CRS) of ``raster`` read as the ``run`` table says segment read it.
 
     Same bands (RGB + the engine's), same resolution, same nodata rule (declared nodata,

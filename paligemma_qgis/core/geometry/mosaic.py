@@ -42,14 +42,19 @@ import os
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
 
 from ..errors import PaliGemmaQgisError
 from ..progress import Progress, check_cancelled
-from ..run.atomic import atomic_output, work_folder
+from ..run.atomic import WorkFolder, atomic_output, work_folder
+from .pixel_area import PixelArea
+from .shapes import CrsLike, to_rasterio
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
 
 WATER = 1
 LAND = 0
@@ -58,113 +63,9 @@ MAX_COVERAGE = 255
 VOTE_RULES = ("majority", "any", "all")
 _FAULT_AROUND = 64 << 10  # Linux maps up to this much around a faulting page
 _READ_STRIP = 256  # rows copied per step when reading counts
-_AREA_CELL = 16  # pixels per side of the cells on which pixel areas are evaluated
 
 
-def _to_pyproj(crs: Any):
-    """pyproj.CRS from a rasterio CRS, an EPSG code, a WKT/PROJ string or a pyproj CRS."""
-    import pyproj
-
-    if crs is None:
-        return None
-    if isinstance(crs, pyproj.CRS):
-        return crs
-    if hasattr(crs, "to_wkt"):
-        return pyproj.CRS.from_wkt(crs.to_wkt())
-    return pyproj.CRS.from_user_input(crs)
-
-
-def _to_rasterio(crs: Any):
-    """rasterio CRS from anything CRS-like (None stays None: an ungeoreferenced raster)."""
-    if crs is None:
-        return None
-    from rasterio.crs import CRS
-
-    return crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
-
-
-class _PixelArea:
-    """Ground area (m2) of pixels of a raster grid, for any CRS and affine transform.
-
-    North-up geographic grids: exact per-row areas of the ellipsoidal quadrangle
-    (Δλ a²(1-e²)/2 [F(φ1) - F(φ2)], F the authalic-latitude integral), so a whole-globe
-    grid works. Everything else (projected, rotated): the pixel corner grid is sampled every
-    16 px, projected to a Lambert azimuthal equal-area CRS centred on the raster on its own
-    datum, and each 16x16 cell's area (shoelace) is spread over its pixels. Equal-area makes
-    this exact up to the straightness of a 16-px edge, i.e. far below 0.01%.
-    """
-
-    def __init__(self, transform: Affine, crs: Any, width: int, height: int):
-        self.transform = transform
-        self.kind: str | None = None
-        pcrs = _to_pyproj(crs)
-        if pcrs is None:
-            return
-        import pyproj
-
-        if pcrs.is_geographic and transform.b == 0 and transform.d == 0:
-            self.kind = "rows"
-            ell = pcrs.ellipsoid
-            self.a = ell.semi_major_metre
-            self.e2 = 1.0 - (ell.semi_minor_metre / ell.semi_major_metre) ** 2
-            self.unit = pcrs.axis_info[0].unit_conversion_factor  # radians per CRS unit
-            return
-        from pyproj.crs import ProjectedCRS
-        from pyproj.crs.coordinate_operation import LambertAzimuthalEqualAreaConversion
-
-        geod = pcrs.geodetic_crs
-        cx, cy = transform * (width / 2.0, height / 2.0)
-        to_ll = pyproj.Transformer.from_crs(pcrs, geod, always_xy=True)
-        lon, lat = to_ll.transform(cx, cy)
-        if not (math.isfinite(lon) and math.isfinite(lat)):
-            raise PaliGemmaQgisError(f"raster centre ({cx}, {cy}) cannot be located on the Earth")
-        laea = ProjectedCRS(LambertAzimuthalEqualAreaConversion(lat, lon), geodetic_crs=geod)
-        self.kind = "laea"
-        self.to_laea = pyproj.Transformer.from_crs(pcrs, laea, always_xy=True)
-
-    def _authalic(self, phi: np.ndarray) -> np.ndarray:
-        s = np.sin(phi)
-        if self.e2 == 0:
-            return 2.0 * s
-        e = math.sqrt(self.e2)
-        return s / (1 - self.e2 * s * s) + np.log((1 + e * s) / (1 - e * s)) / (2 * e)
-
-    def area(self, row_off: int, col_off: int, mask: np.ndarray) -> float:
-        """Summed ground area of the True pixels of ``mask`` placed at (row_off, col_off)."""
-        if self.kind is None:
-            return float("nan")
-        h, w = mask.shape
-        if h == 0 or w == 0:
-            return 0.0
-        t = self.transform
-        if self.kind == "rows":
-            rows = np.arange(row_off, row_off + h + 1, dtype=np.float64)
-            phi = np.clip((t.f + t.e * rows) * self.unit, -math.pi / 2, math.pi / 2)
-            dlon = abs(t.a) * self.unit
-            band = dlon * self.a**2 * (1 - self.e2) / 2 * np.abs(np.diff(self._authalic(phi)))
-            return float(mask.sum(axis=1, dtype=np.int64) @ band)
-        s = _AREA_CELL
-        r_edges = np.unique(np.r_[np.arange(0, h, s), h])
-        c_edges = np.unique(np.r_[np.arange(0, w, s), w])
-        cc, rr = np.meshgrid(c_edges + col_off, r_edges + row_off)
-        x, y = t * (cc.astype(np.float64), rr.astype(np.float64))
-        X, Y = self.to_laea.transform(x, y)
-        X = np.asarray(X)
-        Y = np.asarray(Y)
-        # shoelace over each cell's corners (tl, tr, br, bl)
-        x0, x1, x2, x3 = X[:-1, :-1], X[:-1, 1:], X[1:, 1:], X[1:, :-1]
-        y0, y1, y2, y3 = Y[:-1, :-1], Y[:-1, 1:], Y[1:, 1:], Y[1:, :-1]
-        cell = 0.5 * np.abs(
-            (x0 * y1 - x1 * y0) + (x1 * y2 - x2 * y1) + (x2 * y3 - x3 * y2) + (x3 * y0 - x0 * y3)
-        )
-        npx = np.outer(np.diff(r_edges), np.diff(c_edges))
-        counts = np.add.reduceat(
-            np.add.reduceat(mask, r_edges[:-1], axis=0, dtype=np.int32), c_edges[:-1], axis=1
-        )
-        return float(np.sum(counts * (cell / npx)))
-
-
-def _reserve(f: Any, nbytes: int) -> None:
+def _reserve(f: IO[bytes], nbytes: int) -> None:
     """Give the file its size with real disk blocks where the OS can (no SIGBUS later)."""
     if hasattr(os, "posix_fallocate"):
         try:
@@ -176,7 +77,7 @@ def _reserve(f: Any, nbytes: int) -> None:
     f.truncate(nbytes)  # Windows/macOS or a file system without fallocate: sparse file
 
 
-def _window_ints(window: Any) -> tuple[int, int, int, int]:
+def _window_ints(window: Window) -> tuple[int, int, int, int]:
     vals = (window.row_off, window.col_off, window.height, window.width)
     ints = tuple(int(round(v)) for v in vals)
     if any(abs(v - i) > 1e-6 for v, i in zip(vals, ints, strict=True)):
@@ -209,7 +110,7 @@ class _Counts:
         for mm in self._maps:
             mm.madvise(mmap.MADV_DONTNEED, start, length)
 
-    def read_counts(self, window: Any) -> tuple[np.ndarray, np.ndarray]:
+    def read_counts(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """(votes, coverage) uint8 copies for ``window``."""
         self._check_open()
         r0, c0, h, w = _window_ints(window)
@@ -224,7 +125,7 @@ class _Counts:
             self._drop_rows(r0 + s0, s1 - s0)
         return votes, cov
 
-    def read_mask(self, window: Any) -> np.ndarray:
+    def read_mask(self, window: Window) -> np.ndarray:
         """Final uint8 mask for ``window``: 1 water (by the vote rule), 0 land, 255 nodata."""
         votes, cov = self.read_counts(window)
         if self.vote == "majority":
@@ -236,7 +137,7 @@ class _Counts:
         out[cov == 0] = NODATA
         return out
 
-    def iter_blocks(self, block: int = 2048) -> Iterator[tuple[Any, np.ndarray]]:
+    def iter_blocks(self, block: int = 2048) -> Iterator[tuple[Window, np.ndarray]]:
         """Yield (Window, uint8 mask) blocks in row-major order, each at most ``block`` px square."""
         from rasterio.windows import Window
 
@@ -271,7 +172,7 @@ class Mosaic(_Counts):
         width: int,
         height: int,
         transform: Affine,
-        crs: Any,
+        crs: CrsLike | None,
         workdir: str | os.PathLike | None = None,
         vote: str = "majority",
     ):
@@ -283,11 +184,11 @@ class Mosaic(_Counts):
         self.width = int(width)
         self.height = int(height)
         self.transform = Affine(*tuple(transform)[:6])
-        self.crs = _to_rasterio(crs)
+        self.crs = to_rasterio(crs)
         self._work = work_folder(workdir)  # also reclaims the folders of killed runs there
         self._dir = self._work.path
         self._paths = [self._dir / "votes.u8", self._dir / "coverage.u8"]
-        self._files: list[Any] = []
+        self._files: list[IO[bytes]] = []
         self._maps: list[mmap.mmap] = []
         self._span: list[int] | None = None  # rows/cols added to since the last trim
         self._finalizer = weakref.finalize(self, Mosaic._release, self._maps, self._files, self._work)
@@ -301,13 +202,16 @@ class Mosaic(_Counts):
         except OSError as exc:
             self.close()
             raise PaliGemmaQgisError(
-                f"{self._dir}: cannot reserve {2 * nbytes / 1e9:.2f} GB for the mosaic: {exc.strerror or exc}"
+                "mosaic_no_space",
+                folder=str(self._dir),
+                gb=f"{2 * nbytes / 1e9:.2f}",
+                reason=exc.strerror or str(exc),
             ) from exc
-        self._area: _PixelArea | None = None
+        self._area: PixelArea | None = None
 
     # -- life cycle ---------------------------------------------------------------------
     @staticmethod
-    def _release(maps: list[mmap.mmap], files: list[Any], work: Any) -> None:
+    def _release(maps: list[mmap.mmap], files: list[IO[bytes]], work: WorkFolder) -> None:
         for mm in maps:
             with contextlib.suppress(BufferError, OSError, ValueError):
                 mm.close()
@@ -372,7 +276,9 @@ class Mosaic(_Counts):
             self._span = None
 
     # -- writing ------------------------------------------------------------------------
-    def add(self, window: Any, water: np.ndarray, valid: np.ndarray, *, check_coverage: bool = True) -> None:
+    def add(
+        self, window: Window, water: np.ndarray, valid: np.ndarray, *, check_coverage: bool = True
+    ) -> None:
         """Count one chip: coverage += valid, votes += water & valid, over ``window``.
 
         ``check_coverage=False``: the caller knows no pixel gets more than MAX_COVERAGE chips
@@ -457,19 +363,19 @@ class Mosaic(_Counts):
                         if progress is not None:
                             progress.report(i + 1, total, "writing water mask")
             except (RasterioError, OSError) as exc:
-                raise PaliGemmaQgisError(f"{path}: cannot write mask GeoTIFF: {exc}") from exc
+                raise PaliGemmaQgisError("mask_write_failed", path=str(path), detail=str(exc)) from exc
         return path
 
     def stats(self, *, block: int = 2048) -> dict[str, float | int]:
         """Pixel counts and ground areas (m2) of water and of valid (covered) pixels.
 
-        Areas sum each pixel's true ground area (see _PixelArea), so they are right for
+        Areas sum each pixel's true ground area (see pixel_area.PixelArea), so they are right for
         EPSG:4326 and Web Mercator too, where |det(transform)| is not square metres. NaN
         areas when the mosaic has no CRS.
         """
         self._check_open()
         if self._area is None:
-            self._area = _PixelArea(self.transform, self.crs, self.width, self.height)
+            self._area = PixelArea(self.transform, self.crs, self.width, self.height)
         water_px = valid_px = 0
         water_m2 = valid_m2 = 0.0
         for win, arr in self.iter_blocks(block):

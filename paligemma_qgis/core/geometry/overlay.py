@@ -14,12 +14,15 @@ cut from maps of the same pixels meet exactly instead of leaving zero-area slive
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
-def parts(geom: Any) -> np.ndarray:
+
+def parts(geom: BaseGeometry | np.ndarray) -> np.ndarray:
     """The polygons of a geometry (or of an array of geometries) as an object array."""
     import shapely
 

@@ -15,12 +15,19 @@ mosaic are final; ``trace_background`` traces those rows in the background with 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..progress import Progress, check_cancelled
+from .mask_source import MaskBlocks
 from .mosaic import NODATA, WATER
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
+    from shapely import Polygon
+
+    from ..inputs.grid import Chip, ChipGrid
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -29,7 +36,7 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def polygon_pieces(mask: np.ndarray, row_off: int, col_off: int) -> list[Any]:
+def polygon_pieces(mask: np.ndarray, row_off: int, col_off: int) -> list[Polygon]:
     """Polygons (with holes) of the True pixels of one block, in global pixel coordinates.
 
     GDAL's polygonizer costs the same for every pixel, set or not. A row (then, within a
@@ -88,7 +95,7 @@ def union_groups(pieces: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
     return shapely.simplify(merged, 0.0)
 
 
-def merge_touching(pieces: list[Any]) -> np.ndarray:
+def merge_touching(pieces: list[Polygon]) -> np.ndarray:
     """Polygons of the union of ``pieces``: each group of pieces that touch is unioned on its own.
 
     Only pieces that intersect (share an edge or a corner) can change each other in a
@@ -105,12 +112,12 @@ class Tracer:
 
     def __init__(self, width: int, height: int, observed: bool = True):
         self.width, self.height, self.observed = int(width), int(height), observed
-        self.inner: list[Any] = []  # water pieces inside their block: final as traced
-        self.seam: list[Any] = []  # water pieces touching an inner block edge, not merged yet
+        self.inner: list[Polygon] = []  # water pieces inside their block: final as traced
+        self.seam: list[Polygon] = []  # water pieces touching an inner block edge, not merged yet
         self.merged: list[np.ndarray] = []  # seam groups merged by ``settle``
-        self.seen: list[Any] = []  # observed pieces (boxes for fully observed blocks)
+        self.seen: list[Polygon] = []  # observed pieces (boxes for fully observed blocks)
 
-    def add(self, win: Any, arr: np.ndarray) -> None:
+    def add(self, win: Window, arr: np.ndarray) -> None:
         """One block of the final mask (uint8: WATER, land, NODATA) at window ``win``."""
         import shapely
 
@@ -174,7 +181,7 @@ class Tracer:
 
 
 def trace_blocks(
-    source: Any, block: int, progress: Progress | None = None, observed: bool = True
+    source: MaskBlocks, block: int, progress: Progress | None = None, observed: bool = True
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Trace a finished mosaic-like ``source`` (width, height, iter_blocks) in ``block`` px blocks."""
     import math
@@ -203,7 +210,7 @@ class ChipRows:
     grid row with chips still to come can no longer change.
     """
 
-    def __init__(self, grid: Any):
+    def __init__(self, grid: ChipGrid) -> None:
         counts = grid.row_counts()  # (row offset, kept chips) per grid row, top to bottom
         ext = grid.extent
         top = int(ext.row_off) if ext is not None else 0
@@ -224,7 +231,7 @@ class ChipRows:
         """Mosaic rows [0, final) are final."""
         return self.starts[self.next] if self.next < len(self.starts) else self.height
 
-    def done(self, chip: Any) -> bool:
+    def done(self, chip: Chip) -> bool:
         """Count one chip as added (or skipped); True when more rows became final."""
         i = int(chip.id) // self.n_cols - self.first_row
         self.left[i] -= 1

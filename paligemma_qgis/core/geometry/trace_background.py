@@ -16,19 +16,35 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..progress import Progress, check_cancelled
+from .mask_source import MaskWindows
 from .trace import ChipRows, Tracer
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from ..inputs.grid import Chip, ChipGrid
+    from .mosaic import Mosaic
 
 STRIPE_ROWS = 512  # rows traced at a time
 BLOCK = 2048  # columns of one traced block
 PROCESS_PIXELS = 50_000_000  # mosaics this big are traced in a child process (ProcessTracer)
 
 
-def _trace_stripe(tracer: Tracer, source: Any, k: int, stripe: int, block: int, stop: Any = None) -> bool:
+def _trace_stripe(
+    tracer: Tracer,
+    source: MaskWindows,
+    k: int,
+    stripe: int,
+    block: int,
+    stop: Callable[[], bool] | None = None,
+) -> bool:
     """Trace stripe ``k`` of ``source`` (its rows must be final) block by block; False if stopped."""
     from rasterio.windows import Window
 
@@ -46,7 +62,9 @@ def _trace_stripe(tracer: Tracer, source: Any, k: int, stripe: int, block: int, 
 class _StripeFeed:
     """What both background tracers share: chips in, final rows out, stripes of fixed rows."""
 
-    def __init__(self, mosaic: Any, grid: Any, observed: bool, stripe: int | None, block: int | None):
+    def __init__(
+        self, mosaic: Mosaic, grid: ChipGrid | None, observed: bool, stripe: int | None, block: int | None
+    ) -> None:
         self.mosaic, self.observed = mosaic, observed
         self.stripe, self.block = int(stripe or STRIPE_ROWS), int(block or BLOCK)
         self.rows = ChipRows(grid) if grid is not None else None
@@ -60,7 +78,7 @@ class _StripeFeed:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def chip_done(self, chip: Any) -> None:
+    def chip_done(self, chip: Chip) -> None:
         """A chip of the grid is in the mosaic (or skipped); its rows may now be final."""
         if self.rows is not None and self.rows.done(chip):
             self.rows_final(self.rows.final)
@@ -85,8 +103,8 @@ class ThreadTracer(_StripeFeed):
 
     def __init__(
         self,
-        mosaic: Any,
-        grid: Any = None,
+        mosaic: Mosaic,
+        grid: ChipGrid | None = None,
         observed: bool = True,
         stripe: int | None = None,
         block: int | None = None,
@@ -163,7 +181,7 @@ class ThreadTracer(_StripeFeed):
         return result
 
 
-def _trace_in_child(conn: Any, spec: dict[str, Any], stripe: int, block: int, observed: bool) -> None:
+def _trace_in_child(conn: Connection, spec: dict[str, Any], stripe: int, block: int, observed: bool) -> None:
     """The child of a ``ProcessTracer``: trace stripes as rows become final, send all at "finish"."""
     import rasterio
     import shapely
@@ -211,16 +229,16 @@ class ProcessTracer(_StripeFeed):
 
     def __init__(
         self,
-        mosaic: Any,
-        grid: Any = None,
+        mosaic: Mosaic,
+        grid: ChipGrid | None = None,
         observed: bool = True,
         stripe: int | None = None,
         block: int | None = None,
     ):
         super().__init__(mosaic, grid, observed, stripe, block)
         self._sent = 0  # rows final, as last told to the child
-        self._conn: Any = None
-        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._proc: BaseProcess | None = None
 
     def start(self) -> None:
         import multiprocessing
@@ -240,9 +258,15 @@ class ProcessTracer(_StripeFeed):
                 signal.signal(signal.SIGINT, previous)
         child.close()
 
-    def _send(self, msg: Any) -> None:
+    def _started(self) -> tuple[Connection, BaseProcess]:
+        if self._conn is None or self._proc is None:
+            raise RuntimeError("the process tracer is not running")
+        return self._conn, self._proc
+
+    def _send(self, msg: int | str) -> None:
+        conn, _ = self._started()
         with contextlib.suppress(BrokenPipeError, OSError):  # a dead child is found by finish()
-            self._conn.send(msg)
+            conn.send(msg)
 
     def rows_final(self, rows: int) -> None:
         # only when a stripe is complete: the child needs no more, and the pipe never fills
@@ -253,13 +277,14 @@ class ProcessTracer(_StripeFeed):
     def close(self) -> None:
         if self._proc is None:
             return
-        if self._proc.is_alive():
+        conn, proc = self._started()
+        if proc.is_alive():
             self._send("stop")
-            self._proc.join(timeout=10)
-            if self._proc.is_alive():
-                self._proc.terminate()
-                self._proc.join()
-        self._conn.close()
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+        conn.close()
         self._proc = None
 
     def finish(self, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray | None]:
@@ -267,23 +292,22 @@ class ProcessTracer(_StripeFeed):
 
         from ..errors import PaliGemmaQgisError
 
+        conn, proc = self._started()
         self._send("finish")
         if progress is not None:
             progress.report(0, 1, "vectorising water")
-        while not self._conn.poll(0.25):
+        while not conn.poll(0.25):
             if progress is not None and progress.cancelled():
                 self.close()
                 check_cancelled(progress)
-            if not self._proc.is_alive() and not self._conn.poll():
-                raise PaliGemmaQgisError(f"the vectorising process stopped (exit code {self._proc.exitcode})")
+            if not proc.is_alive() and not conn.poll():
+                raise PaliGemmaQgisError("vectorise_stopped", exitcode=proc.exitcode)
         try:
-            status, polys, seen = self._conn.recv()
+            status, polys, seen = conn.recv()
         except EOFError:
-            raise PaliGemmaQgisError(
-                f"the vectorising process stopped (exit code {self._proc.exitcode})"
-            ) from None
+            raise PaliGemmaQgisError("vectorise_stopped", exitcode=proc.exitcode) from None
         if status == "error":
-            raise PaliGemmaQgisError(f"vectorising failed: {polys}")
+            raise PaliGemmaQgisError("vectorise_failed", detail=polys)
         self.close()
         check_cancelled(progress)
         if progress is not None:
@@ -293,8 +317,8 @@ class ProcessTracer(_StripeFeed):
 
 
 def stripe_tracer(
-    mosaic: Any,
-    grid: Any = None,
+    mosaic: Mosaic,
+    grid: ChipGrid | None = None,
     *,
     process: bool | None = None,
     observed: bool = True,

@@ -19,16 +19,25 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import PaliGemmaQgisError
 from ..progress import Progress
 from ..run.atomic import atomic_output
-from .mosaic import _to_pyproj
+from .mask_source import GeoMaskBlocks
+from .shapes import CrsLike, to_pyproj
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyproj
+    from affine import Affine
+    from geopandas import GeoDataFrame, GeoSeries
+    from shapely.geometry.base import BaseGeometry
 
 _GROUP_DEG = 2.0  # size of the lon/lat cells that share one equal-area centre
 _DENSIFY_DEG = 0.01
@@ -38,7 +47,7 @@ _CELL_DEG = 10.0  # ... on cells this size (one equal-area centre cannot hold a 
 
 
 @lru_cache(maxsize=64)
-def _laea_transformer(crs_wkt: str, lon0: float, lat0: float):
+def _laea_transformer(crs_wkt: str, lon0: float, lat0: float) -> pyproj.Transformer:
     import pyproj
     from pyproj.crs import ProjectedCRS
     from pyproj.crs.coordinate_operation import LambertAzimuthalEqualAreaConversion
@@ -48,7 +57,7 @@ def _laea_transformer(crs_wkt: str, lon0: float, lat0: float):
     return pyproj.Transformer.from_crs(src, laea, always_xy=True)
 
 
-def _apply_transformer(geoms: np.ndarray, transformer: Any) -> np.ndarray:
+def _apply_transformer(geoms: np.ndarray, transformer: pyproj.Transformer) -> np.ndarray:
     import shapely
 
     def fn(xy: np.ndarray) -> np.ndarray:
@@ -58,7 +67,7 @@ def _apply_transformer(geoms: np.ndarray, transformer: Any) -> np.ndarray:
     return shapely.transform(geoms, fn)
 
 
-def metric_area_perimeter(geoms: Any) -> tuple[np.ndarray, np.ndarray]:
+def metric_area_perimeter(geoms: GeoSeries) -> tuple[np.ndarray, np.ndarray]:
     """Ground area (m2) and perimeter (m) of each geometry of a GeoSeries, in any CRS.
 
     Missing or empty geometries give 0. See the module docstring for the method and accuracy.
@@ -73,7 +82,7 @@ def metric_area_perimeter(geoms: Any) -> tuple[np.ndarray, np.ndarray]:
         return area, perim
     if geoms.crs is None:
         raise ValueError("geometries have no CRS: cannot measure them in metres")
-    pcrs = _to_pyproj(geoms.crs)
+    pcrs = to_pyproj(geoms.crs)
     arr = np.asarray(geoms.to_numpy(), dtype=object)
     ok = ~(shapely.is_missing(arr) | shapely.is_empty(arr))
     if not ok.any():
@@ -120,7 +129,7 @@ def metric_area_perimeter(geoms: Any) -> tuple[np.ndarray, np.ndarray]:
     return area, perim
 
 
-def _large_geographic(geom: Any, pcrs: Any, wkt: str, deg: float) -> tuple[float, float]:
+def _large_geographic(geom: BaseGeometry, pcrs: pyproj.CRS, wkt: str, deg: float) -> tuple[float, float]:
     """Area and perimeter of a continent-sized polygon in a geographic CRS (``deg`` degrees per unit).
 
     Area: the polygon is cut on a grid of _CELL_DEG cells and each piece is measured in an
@@ -148,12 +157,13 @@ def _large_geographic(geom: Any, pcrs: Any, wkt: str, deg: float) -> tuple[float
         )
         area += float(shapely.area(projected)[0])
     geod = pcrs.get_geod()
+    assert geod is not None  # a geographic CRS has its ellipsoid
     rings = shapely.get_rings(shapely.get_parts(shapely.segmentize(geom, step)))
-    perimeter = sum(geod.line_length(*(np.asarray(r.xy) * deg)) for r in rings)
+    perimeter = sum((geod.line_length(*(np.asarray(r.xy) * deg)) for r in rings), 0.0)
     return area, float(perimeter)
 
 
-def _empty_water_frame(crs: Any):
+def _empty_water_frame(crs: pyproj.CRS | None) -> GeoDataFrame:
     import geopandas as gpd
     import pandas as pd
 
@@ -169,7 +179,7 @@ def _empty_water_frame(crs: Any):
     return gdf
 
 
-def _to_map(polys: np.ndarray, t: Any) -> np.ndarray:
+def _to_map(polys: np.ndarray, t: Affine) -> np.ndarray:
     """Pixel -> map coordinates (rotation included), canonical ring order and start vertex."""
     import shapely
 
@@ -181,7 +191,7 @@ def _to_map(polys: np.ndarray, t: Any) -> np.ndarray:
 
 
 def vectorize_scene(
-    mosaic: Any,
+    mosaic: GeoMaskBlocks,
     *,
     simplify: float = 0.0,
     min_area_m2: float = 0.0,
@@ -189,7 +199,7 @@ def vectorize_scene(
     progress: Progress | None = None,
     block: int = 2048,
     traced: tuple[np.ndarray, np.ndarray | None] | None = None,
-) -> tuple[Any, Any]:
+) -> tuple[GeoDataFrame, BaseGeometry]:
     """(water polygons as ``vectorize_mosaic`` makes them, observed footprint as one geometry).
 
     Both in the mosaic's CRS. The footprint is where the run decided water or land: the
@@ -212,15 +222,15 @@ def vectorize_scene(
 
 
 def vectorize_mosaic(
-    mosaic: Any,
+    mosaic: GeoMaskBlocks,
     *,
     simplify: float = 0.0,
     min_area_m2: float = 0.0,
-    out_crs: Any = None,
+    out_crs: CrsLike | None = None,
     label: str = "water",
     progress: Progress | None = None,
     block: int = 2048,
-):
+) -> GeoDataFrame:
     """Water polygons of a mosaic as a GeoDataFrame (label, area_m2, perimeter_m, geometry).
 
     ``mosaic`` needs width, height, transform, crs and iter_blocks(block) (a core Mosaic).
@@ -236,11 +246,13 @@ def vectorize_mosaic(
     return reproject_frame(gdf, out_crs)
 
 
-def _water_frame(mosaic: Any, polys: np.ndarray, *, simplify: float, min_area_m2: float, label: str):
+def _water_frame(
+    mosaic: GeoMaskBlocks, polys: np.ndarray, *, simplify: float, min_area_m2: float, label: str
+) -> GeoDataFrame:
     import geopandas as gpd
     import shapely
 
-    src_crs = _to_pyproj(mosaic.crs)
+    src_crs = to_pyproj(mosaic.crs)
     if polys.size == 0:
         return _empty_water_frame(src_crs)
     b = shapely.bounds(polys)
@@ -274,14 +286,14 @@ def _water_frame(mosaic: Any, polys: np.ndarray, *, simplify: float, min_area_m2
     return gdf
 
 
-def reproject_frame(gdf: Any, out_crs: Any):
+def reproject_frame(gdf: GeoDataFrame, out_crs: CrsLike | None) -> GeoDataFrame:
     """``gdf`` in ``out_crs`` (None: unchanged); refuses a CRS that cannot hold the polygons."""
     import shapely
 
     if out_crs is None:
         return gdf
-    src_crs = _to_pyproj(gdf.crs)
-    dst = _to_pyproj(out_crs)
+    src_crs = to_pyproj(gdf.crs)
+    dst = to_pyproj(out_crs)
     if src_crs is not None and src_crs == dst:
         return gdf
     if len(gdf) and src_crs is not None:
@@ -289,15 +301,15 @@ def reproject_frame(gdf: Any, out_crs: Any):
     geometry_type = gdf.attrs.get("geometry_type")
     gdf = gdf.to_crs(dst)
     if not np.isfinite(shapely.get_coordinates(gdf.geometry.values)).all():
-        raise PaliGemmaQgisError(
-            f"output CRS {out_crs} cannot hold the water polygons; choose another or keep the raster's"
-        )
+        raise PaliGemmaQgisError("out_crs_cannot_hold", field="out_crs", crs=str(out_crs))
     if geometry_type:
         gdf.attrs["geometry_type"] = geometry_type
     return gdf
 
 
-def _check_area_of_use(bounds: Any, src: Any, dst: Any, name: Any, margin: float = 1.0) -> None:
+def _check_area_of_use(
+    bounds: Sequence[float], src: pyproj.CRS, dst: pyproj.CRS, name: CrsLike, margin: float = 1.0
+) -> None:
     """Refuse an output CRS whose area of use the polygons miss or overrun in latitude.
 
     PROJ returns finite but meaningless numbers there (the pole in Web Mercator, a UTM
@@ -317,13 +329,15 @@ def _check_area_of_use(bounds: Any, src: Any, dst: Any, name: Any, margin: float
         outside |= east < aou.west - 10 * margin or west > aou.east + 10 * margin
     if outside:
         raise PaliGemmaQgisError(
-            f"output CRS {name} is meant for {aou.west:.1f}..{aou.east:.1f} E, {aou.south:.1f}..{aou.north:.1f} N "
-            f"but the water polygons lie at {west:.1f}..{east:.1f} E, {south:.1f}..{north:.1f} N; "
-            "choose another output CRS or keep the raster's"
+            "out_crs_elsewhere",
+            field="out_crs",
+            crs=str(name),
+            aou=f"{aou.west:.1f}..{aou.east:.1f} E, {aou.south:.1f}..{aou.north:.1f} N",
+            extent=f"{west:.1f}..{east:.1f} E, {south:.1f}..{north:.1f} N",
         )
 
 
-def chips_frame(records: list[dict], transform: Any, crs: Any):
+def chips_frame(records: list[dict[str, Any]], transform: Affine, crs: CrsLike | None) -> GeoDataFrame:
     """The ``chips`` audit layer: one footprint polygon per chip window (rotation-aware).
 
     Records need chip_id, window (rasterio Window), status, text (str or None), n_objects;
@@ -354,12 +368,12 @@ def chips_frame(records: list[dict], transform: Any, crs: Any):
     data["status"] = pd.Series(status, dtype=object)
     data["text"] = pd.Series(text, dtype=object)
     data["n_objects"] = pd.Series(nobj, dtype="int64")
-    gdf = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=_to_pyproj(crs)))
+    gdf = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=to_pyproj(crs)))
     gdf.attrs["geometry_type"] = "Polygon"
     return gdf
 
 
-def _geometry_type(gdf: Any) -> tuple[str, bool]:
+def _geometry_type(gdf: GeoDataFrame) -> tuple[str, bool]:
     """GeoPackage geometry type for a layer (and whether to promote to multi)."""
     hint = gdf.attrs.get("geometry_type")
     geoms = gdf.geometry
@@ -377,7 +391,9 @@ def _geometry_type(gdf: Any) -> tuple[str, bool]:
     return "Unknown", False
 
 
-def write_geopackage(path: str | os.PathLike, layers: dict[str, Any], *, overwrite: bool = False) -> None:
+def write_geopackage(
+    path: str | os.PathLike, layers: Mapping[str, GeoDataFrame | pd.DataFrame], *, overwrite: bool = False
+) -> None:
     """Write GeoDataFrames as the layers of one GeoPackage, atomically (a plain DataFrame: a table).
 
     Written with pyogrio to a temp file in the destination folder, then moved into place;
@@ -399,7 +415,9 @@ def write_geopackage(path: str | os.PathLike, layers: dict[str, Any], *, overwri
                 try:
                     pyogrio.write_dataframe(gdf, tmp, layer=name, driver="GPKG")
                 except (DataSourceError, DataLayerError, FieldError, OSError) as exc:
-                    raise PaliGemmaQgisError(f"{path}: cannot write table {name!r}: {exc}") from exc
+                    raise PaliGemmaQgisError(
+                        "layer_write_failed", path=str(path), kind="table", layer=name, detail=str(exc)
+                    ) from exc
                 continue
             gtype, promote = _geometry_type(gdf)
             try:
@@ -414,4 +432,6 @@ def write_geopackage(path: str | os.PathLike, layers: dict[str, Any], *, overwri
                     dataset_options={"VERSION": "1.2"},
                 )
             except (DataSourceError, DataLayerError, FieldError, GeometryError, OSError) as exc:
-                raise PaliGemmaQgisError(f"{path}: cannot write layer {name!r}: {exc}") from exc
+                raise PaliGemmaQgisError(
+                    "layer_write_failed", path=str(path), kind="layer", layer=name, detail=str(exc)
+                ) from exc

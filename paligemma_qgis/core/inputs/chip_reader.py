@@ -8,6 +8,9 @@ the same tile rows and the block cache holds what one reader would; row bands fo
 stored in full-width strips. Chips then arrive out of id order; everything downstream is
 order-free (mosaic counts, records sorted by id). The queue is bounded, so memory stays
 flat while the model runs (prefetch).
+
+The AOI clip rasterizes on the reading threads; see ``quiet_in_memory_rasters`` for the one
+warning that needs a process-wide filter because of that.
 """
 
 from __future__ import annotations
@@ -16,11 +19,18 @@ import bisect
 import os
 import queue
 import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
+    from .grid import Chip
+    from .raster import RasterSource
 
 _END = object()
 GDAL_CACHE_MB = 256  # GDAL block cache during a run (unless GDAL_CACHEMAX is set) ...
@@ -31,7 +41,7 @@ GDAL_CACHE_MAX_MB = 1024  # ... raised up to this for very wide rasters (see blo
 class ChipData:
     """One chip as read: raw band values, 8-bit rendering, validity, and the raster's valid share."""
 
-    chip: Any
+    chip: Chip
     raw: np.ndarray
     rgb: np.ndarray
     valid: np.ndarray
@@ -39,8 +49,8 @@ class ChipData:
 
 
 def chip_groups(
-    chips: Iterable[Any], width: int, height: int, block: tuple[int, int], parts: int
-) -> list[Iterator[Any]]:
+    chips: Iterable[Chip], width: int, height: int, block: tuple[int, int], parts: int
+) -> list[Iterator[Chip]]:
     """``parts`` lazy shares of ``chips`` (a re-iterable grid), cut along storage-block edges.
 
     Tiled files are cut into column bands at tile edges; files stored in full-width strips
@@ -55,7 +65,7 @@ def chip_groups(
     unit = max(1, unit)
     cuts = sorted({round(dim * k / parts / unit) * unit for k in range(1, parts)} - {0, dim})
 
-    def share(k: int) -> Iterator[Any]:
+    def share(k: int) -> Iterator[Chip]:
         for chip in chips:
             w = chip.window
             centre = (w.col_off + w.width / 2) if by_cols else (w.row_off + w.height / 2)
@@ -65,7 +75,19 @@ def chip_groups(
     return [share(k) for k in range(len(cuts) + 1)]
 
 
-def block_cache_bytes(src: Any, size: int) -> int:
+class Blocks(Protocol):
+    """What the block cache size depends on: a raster's size, bands and storage blocks."""
+
+    width: int
+    height: int
+    count: int
+    dtype: str
+
+    @property
+    def block_shape(self) -> tuple[int, int]: ...
+
+
+def block_cache_bytes(src: Blocks, size: int) -> int:
     """GDAL block cache that holds every storage-block row a chip row needs, plus one.
 
     A chip row straddles up to ceil(size / block rows) + 1 block rows, and the next chip row
@@ -87,7 +109,35 @@ def reader_threads() -> int:
     return max(1, min(2, cores))
 
 
-def aoi_mask(src: Any, chip: Any, aoi: Any, shape: tuple[int, int]) -> np.ndarray | None:
+# What rasterio warns about every in-memory raster it rasterizes into (it has no transform yet).
+_IN_MEMORY_WARNING = r"Dataset has no geotransform, gcps, or rpcs"
+
+
+def quiet_in_memory_rasters() -> None:
+    """Ignore, process-wide, the NotGeoreferencedWarning of rasterio's own in-memory rasters.
+
+    ``geometry_mask`` rasterizes into an in-memory raster that rasterio opens before giving it
+    a transform, and hides the warning that causes with ``warnings.catch_warnings()``, which
+    swaps the process-wide filter list: two threads inside it restore each other's list, and
+    the warning escapes (about one run in four with an AOI printed it). A filter installed
+    before the reading threads start is in every list they save and restore, so no
+    interleaving loses it. Installed once; real rasters without a CRS are refused by
+    ``RasterSource`` with their own error, so the warning never says anything new.
+    """
+    from rasterio.errors import NotGeoreferencedWarning
+
+    if not any(
+        action == "ignore"
+        and category is NotGeoreferencedWarning
+        and getattr(message, "pattern", None) == _IN_MEMORY_WARNING
+        for action, message, category, *_ in warnings.filters
+    ):
+        warnings.filterwarnings("ignore", message=_IN_MEMORY_WARNING, category=NotGeoreferencedWarning)
+
+
+def aoi_mask(
+    src: RasterSource, chip: Chip, aoi: BaseGeometry | None, shape: tuple[int, int]
+) -> np.ndarray | None:
     """Pixels of the chip (at ``shape``) inside the AOI; None when all of them are."""
     if aoi is None:
         return None
@@ -111,7 +161,14 @@ def aoi_mask(src: Any, chip: Any, aoi: Any, shape: tuple[int, int]) -> np.ndarra
     return geometry_mask([aoi], out_shape=shape, transform=t, invert=True)
 
 
-def read_chip(src: Any, chip: Any, raw_bands: list[int], size: int, aoi: Any, rgb: bool = True) -> ChipData:
+def read_chip(
+    src: RasterSource,
+    chip: Chip,
+    raw_bands: list[int],
+    size: int,
+    aoi: BaseGeometry | None,
+    rgb: bool = True,
+) -> ChipData:
     """One chip at model size (a raster smaller than a chip is read resampled), clipped to the AOI.
 
     ``rgb=False``: no 8-bit rendering (an engine that does not look at it).
@@ -119,7 +176,8 @@ def read_chip(src: Any, chip: Any, raw_bands: list[int], size: int, aoi: Any, rg
     out_shape = None if chip.full_size else (size, size)
     raw, rendered, valid = src.read_chip(chip.window, raw_bands, out_shape=out_shape, rgb=rgb)
     fraction = float(valid.mean())  # raster validity, before the AOI clip
-    inside = aoi_mask(src, chip, aoi, valid.shape)
+    rows, cols = valid.shape
+    inside = aoi_mask(src, chip, aoi, (rows, cols))
     if inside is not None:
         valid = valid & inside
         raw[:, ~valid] = np.nan
@@ -132,20 +190,20 @@ class ChipReader:
 
     def __init__(
         self,
-        src: Any,
-        chips: Iterable[Any],
+        src: RasterSource,
+        chips: Iterable[Chip],
         raw_bands: list[int],
         size: int,
-        aoi: Any,
+        aoi: BaseGeometry | None,
         depth: int,
         workers: int = 1,
         rgb: bool = True,
     ):
         self.src, self.raw_bands, self.size, self.aoi, self.rgb = src, raw_bands, size, aoi, rgb
-        self.queue: queue.Queue = queue.Queue(maxsize=max(2, depth))
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=max(2, depth))
         self.stop = threading.Event()
         groups = chip_groups(chips, src.width, src.height, src.block_shape, workers)
-        self.sources: list[Any] = [src]
+        self.sources: list[RasterSource] = [src]
         try:
             for _ in groups[1:]:
                 self.sources.append(src.clone())
@@ -157,7 +215,8 @@ class ChipReader:
             for i, (s, g) in enumerate(zip(self.sources, groups, strict=True))
         ]
 
-    def _put(self, item: Any) -> bool:
+    def _put(self, item: object) -> bool:
+        """Queue ``item`` (a ChipData, an exception or the end mark) unless the reader stops."""
         while not self.stop.is_set():
             try:
                 self.queue.put(item, timeout=0.1)
@@ -166,7 +225,7 @@ class ChipReader:
                 continue
         return False
 
-    def _run(self, src: Any, chips: Iterator[Any]) -> None:
+    def _run(self, src: RasterSource, chips: Iterator[Chip]) -> None:
         try:
             for chip in chips:
                 if self.stop.is_set():
@@ -179,6 +238,8 @@ class ChipReader:
             self._put(_END)
 
     def __enter__(self) -> ChipReader:
+        if self.aoi is not None:
+            quiet_in_memory_rasters()  # before any thread rasterizes
         for t in self.threads:
             t.start()
         return self
@@ -192,7 +253,7 @@ class ChipReader:
                 continue
             if isinstance(item, BaseException):
                 raise item
-            yield item
+            yield cast(ChipData, item)
 
     def _close_clones(self) -> None:
         for s in self.sources[1:]:

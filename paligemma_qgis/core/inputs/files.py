@@ -9,7 +9,10 @@ knows the exception types; the openers below are thin uses of it.
 
 Images: PIL refuses images over twice ``Image.MAX_IMAGE_PIXELS`` (a decompression-bomb
 guard) and only warns between one and two times that. Here anything over the limit is
-refused with the size and the way out (``allow_large``, the commands' ``--allow-large-images``).
+refused with the size and the way out (``allow_large``, the option ``allow_large_images``).
+
+Every error carries a code from ``messages.py`` with the file (``path``), what it is to the
+user (``what``) and the library's reason (``detail``); front ends word it.
 """
 
 from __future__ import annotations
@@ -24,13 +27,20 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError, PaliGemmaQgisError
 
-LARGE_IMAGES_HINT = "pass --allow-large-images if you trust the file"
+if TYPE_CHECKING:
+    from geopandas import GeoDataFrame
+    from PIL.Image import Image
+    from pyproj import CRS
+    from rasterio.io import DatasetReader
+    from rasterio.windows import Window
+    from shapely.geometry.base import BaseGeometry
+
 _PIL_LOCK = threading.Lock()  # Image.MAX_IMAGE_PIXELS is process-wide
 
 
@@ -69,8 +79,6 @@ _SEE_PREVIOUS = "See previous exception"
 
 def library_detail(exc: BaseException, path: str | Path | None = None) -> str:
     """The useful part of a library's message, on one line, without the file's own name."""
-    from ..errors import PaliGemmaQgisError
-
     if isinstance(exc, PaliGemmaQgisError):
         return str(exc)
     cause = exc.__cause__ or exc.__context__
@@ -98,7 +106,7 @@ def library_detail(exc: BaseException, path: str | Path | None = None) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def window_text(window: Any) -> str:
+def window_text(window: Window | None) -> str:
     """A window as users read it: 'rows 0-224, cols 448-672'."""
     if window is None:
         return "the whole raster"
@@ -108,46 +116,60 @@ def window_text(window: Any) -> str:
 
 @contextmanager
 def reading(
-    path: str | Path, what: str, *, window: Any = None, during: str = "", hint: str = ""
+    path: str | Path,
+    what: str,
+    *,
+    window: Window | None = None,
+    during: str = "",
+    field: str | None = None,
 ) -> Iterator[None]:
     """Turn a library exception raised inside into an InputError naming ``path`` (and window).
 
     ``what``: what the file is to the user ("truth mask", "label vectors"); ``during``: what was
-    being done when it failed ("reading scene statistics"); ``hint``: what to do about it.
+    being done when it failed ("reading scene statistics"); ``field``: the option it came from.
     """
     try:
         yield
     except library_errors() as exc:
-        raise input_error(path, what, exc, window=window, during=during, hint=hint) from None
+        raise input_error(path, what, exc, window=window, during=during, field=field) from None
 
 
 def input_error(
-    path: str | Path, what: str, exc: BaseException, *, window: Any = None, during: str = "", hint: str = ""
+    path: str | Path,
+    what: str,
+    exc: BaseException,
+    *,
+    window: Window | None = None,
+    during: str = "",
+    field: str | None = None,
 ) -> InputError:
-    """The one-line InputError for ``exc`` raised while reading ``path``."""
+    """The one-line InputError for ``exc`` raised while reading ``path``.
+
+    A failed read of a window, or during a named step, is ``read_failed*`` (the file is
+    truncated or corrupt); otherwise the kind of OS error, or ``file_unreadable``.
+    """
     from PIL.Image import DecompressionBombError, DecompressionBombWarning
 
-    detail = library_detail(exc, path)
+    facts = {"path": str(path), "what": what}
     if isinstance(exc, (DecompressionBombError, DecompressionBombWarning)):
         m = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(m.group(1)) / 1e6:.0f} megapixels" if m else "too large"
-        return InputError(
-            f"{path}: {what} is {size}, over the {_pil_limit() / 1e6:.0f}-megapixel safety limit for "
-            f"images (a decompression bomb guard); {LARGE_IMAGES_HINT}"
-        )
+        limit = f"{_pil_limit() / 1e6:.0f}"
+        return InputError("image_too_large", field=field, size=size, limit=limit, **facts)
+    detail = library_detail(exc, path)
     if window is not None or during:
-        where = f" in {window_text(window)}" if window is not None else ""
-        when = f" while {during}" if during else ""
-        text = f"{path}: read failed{where}{when} ({detail}); the {what} is truncated or corrupt"
-    elif isinstance(exc, FileNotFoundError):
-        text = f"{path}: {what} not found"
-    elif isinstance(exc, IsADirectoryError):
-        text = f"{path}: {what} is a folder, not a file"
-    elif isinstance(exc, PermissionError):
-        text = f"{path}: cannot read {what} (permission denied)"
-    else:
-        text = f"{path}: cannot read {what} ({detail})"
-    return InputError(f"{text}; {hint}" if hint else text)
+        code = "read_failed_while" if window is None else "read_failed_in_while" if during else "read_failed"
+        place = {"window": window_text(window)} if window is not None else {}
+        if during:
+            place["during"] = during
+        return InputError(code, field=field, detail=detail, **place, **facts)
+    if isinstance(exc, FileNotFoundError):
+        return InputError("file_not_found", field=field, **facts)
+    if isinstance(exc, IsADirectoryError):
+        return InputError("file_is_folder", field=field, **facts)
+    if isinstance(exc, PermissionError):
+        return InputError("file_permission", field=field, **facts)
+    return InputError("file_unreadable", field=field, detail=detail, **facts)
 
 
 def _pil_limit() -> int:
@@ -165,14 +187,14 @@ def require_exists(path: str | Path, what: str) -> Path:
     text = str(path)
     p = Path(path)
     if "://" not in text and not text.startswith(("/vsi", "<VRTDataset")) and not p.exists():
-        raise InputError(f"{path}: {what} not found")
+        raise InputError("file_not_found", path=text, what=what)
     return p
 
 
 # --------------------------------------------------------------------------- rasters
 
 
-def open_raster_dataset(path: str | Path, what: str = "raster", label: str | None = None) -> Any:
+def open_raster_dataset(path: str | Path, what: str = "raster", label: str | None = None) -> DatasetReader:
     """``rasterio.open(path)`` with errors naming the file (or ``label``: a STAC item's VRT is XML text).
 
     rasterio's NotGeoreferencedWarning is silenced: every caller checks the CRS itself and
@@ -181,19 +203,20 @@ def open_raster_dataset(path: str | Path, what: str = "raster", label: str | Non
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    name = label or path
+    name = str(label or path)
     try:
         require_exists(path, what)
     except InputError:
-        raise InputError(f"{name}: {what} not found") from None
+        raise InputError("file_not_found", path=name, what=what) from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             return rasterio.open(path)
         except library_errors() as exc:
             if not str(path).startswith("<") and Path(path).is_dir():
-                raise InputError(f"{name}: {what} is a folder, not a raster GDAL can read") from None
-            raise InputError(f"{name}: cannot open as a {what} ({library_detail(exc, path)})") from None
+                raise InputError("raster_is_folder", path=name, what=what) from None
+            detail = library_detail(exc, path)
+            raise InputError("raster_unopenable", path=name, what=what, detail=detail) from None
 
 
 def probe_raster(path: str | Path) -> bool:
@@ -228,7 +251,7 @@ def read_vectors(
     layer: str | None = None,
     where: str | None = None,
     require_crs: bool = True,
-) -> Any:
+) -> GeoDataFrame:
     """A GeoDataFrame read with pyogrio; a layer without a CRS is refused (when it has features)."""
     import pyogrio
 
@@ -236,13 +259,16 @@ def read_vectors(
     try:
         gdf = pyogrio.read_dataframe(path, layer=layer, where=where)
     except library_errors() as exc:
-        raise InputError(f"{path}: cannot read {what} as vectors ({library_detail(exc, path)})") from None
+        detail = library_detail(exc, path)
+        raise InputError("vectors_unreadable", path=str(path), what=what, detail=detail) from None
     if require_crs and gdf.crs is None and len(gdf):
-        raise InputError(f"{path}: {what} have no CRS (coordinate reference system); assign one first")
+        raise InputError("vectors_no_crs", path=str(path), what=what)
     return gdf
 
 
-def check_finite_geometries(geoms: Any, path: str | Path, what: str, crs: Any) -> None:
+def check_finite_geometries(
+    geoms: Sequence[BaseGeometry] | np.ndarray, path: str | Path, what: str, crs: CRS | str
+) -> None:
     """Refuse geometries whose coordinates became infinite or NaN on reprojection.
 
     That happens when a file's coordinates are not in the CRS it claims, e.g. metres in a
@@ -255,16 +281,13 @@ def check_finite_geometries(geoms: Any, path: str | Path, what: str, crs: Any) -
         return
     coords = shapely.get_coordinates(geoms)
     if len(coords) and not np.isfinite(coords).all():
-        raise InputError(
-            f"{path}: the coordinates of the {what} do not fit its CRS {crs} (out of range after "
-            "reprojection); are they really in that CRS? GeoJSON is always longitude/latitude"
-        )
+        raise InputError("coordinates_outside_crs", path=str(path), what=what, crs=str(crs))
 
 
 # --------------------------------------------------------------------------- images
 
 
-def open_image(path: str | Path, what: str = "image", *, allow_large: bool = False) -> Any:
+def open_image(path: str | Path, what: str = "image", *, allow_large: bool = False) -> Image:
     """A fully decoded PIL image (truncated and corrupt files fail here, not later).
 
     Over PIL's MAX_IMAGE_PIXELS the image is refused unless ``allow_large``.
@@ -318,7 +341,7 @@ def read_text(path: str | Path, what: str = "text file") -> str:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(
-            f"{path}: {what} is not UTF-8 text (byte {exc.start}: {exc.reason}); is it the right file?"
+            "text_not_utf8", path=str(path), what=what, byte=exc.start, reason=exc.reason
         ) from None
     except OSError as exc:
         raise input_error(path, what, exc) from None
@@ -333,7 +356,7 @@ def read_jsonl(path: str | Path, required: Sequence[str], what: str = "JSONL fil
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
+        raise InputError("jsonl_unreadable", path=str(path), detail=str(exc)) from None
     out = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
@@ -341,9 +364,9 @@ def read_jsonl(path: str | Path, required: Sequence[str], what: str = "JSONL fil
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {n} is not JSON ({exc.msg})") from None
+            raise InputError("jsonl_not_json", path=str(path), line=n, detail=exc.msg) from None
         if not isinstance(rec, dict) or not set(required) <= set(rec):
-            raise InputError(f"{path}: line {n} needs the key(s) {', '.join(required)}")
+            raise InputError("jsonl_missing_keys", path=str(path), line=n, keys=", ".join(required))
         out.append((n, rec))
     return out
 
@@ -358,16 +381,15 @@ def load_npz(
 ) -> dict[str, np.ndarray]:
     """The arrays ``names`` of an .npz file that it has (all when None); pickles are refused.
 
-    ``error``: the exception class to raise (weights use WeightsError); ``hint``: what to do;
-    ``field``: the option the file came from (the QGIS dialog names its own field).
+    ``error``: the exception class to raise (weights use WeightsError); ``hint``: what to do, in
+    the caller's words; ``field``: the option the file came from (the dialog names its own field).
     """
-    tail = f". {hint}" if hint else ""
     try:
         with np.load(path, allow_pickle=False) as npz:
             wanted = npz.files if names is None else [k for k in names if k in set(npz.files)]
             return {k: npz[k] for k in wanted}
     except library_errors() as exc:
-        message = (
-            f"{path}: not a readable .npz file (truncated or corrupt download?): {library_detail(exc)}{tail}"
-        )
-        raise error("legacy", legacy_message=message, field=field) from None
+        facts = {"path": str(path), "detail": library_detail(exc)}
+        if hint:
+            raise error("npz_unreadable_hint", field=field, hint=hint, **facts) from None
+        raise error("npz_unreadable", field=field, **facts) from None

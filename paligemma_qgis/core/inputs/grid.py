@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 from affine import Affine
@@ -33,6 +33,18 @@ from rasterio.windows import Window
 
 from ..errors import InputError
 from .files import check_finite_geometries, read_vectors
+
+if TYPE_CHECKING:
+    import pyproj
+    import rasterio.crs
+    from shapely.geometry import Polygon
+    from shapely.geometry.base import BaseGeometry
+
+    # What names a CRS: "EPSG:4326", 4326, WKT, a pyproj or rasterio CRS.
+    CrsLike: TypeAlias = str | int | pyproj.CRS | rasterio.crs.CRS
+    # An area of interest as given: a vector file, WKT or "xmin,ymin,xmax,ymax[,CRS]", an
+    # extent, or a geometry.
+    AoiLike: TypeAlias = str | os.PathLike[str] | Sequence[float] | BaseGeometry
 
 
 @dataclass(frozen=True)
@@ -91,7 +103,7 @@ class ChipGrid:
         size: int = 224,
         overlap: int = 0,
         *,
-        aoi: Any = None,
+        aoi: BaseGeometry | None = None,
         transform: Affine | None = None,
         cell: int = 16,
     ) -> None:
@@ -109,7 +121,7 @@ class ChipGrid:
                 raise ValueError("an AOI needs the raster's transform")
             self._select(aoi, transform, cell)
 
-    def _select(self, aoi: Any, transform: Affine, cell: int) -> None:
+    def _select(self, aoi: BaseGeometry, transform: Affine, cell: int) -> None:
         import shapely
         from rasterio.features import rasterize
 
@@ -221,8 +233,11 @@ def _parse_extent(text: str) -> tuple[tuple[float, float, float, float], str | N
 _WKT = re.compile(r"\s*(MULTI)?POLYGON\s*(Z\s*)?\(", re.IGNORECASE)
 
 
-def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
+def read_aoi(aoi: AoiLike, aoi_crs: CrsLike | None = None) -> tuple[BaseGeometry, Any]:
     """(geometry, its CRS or None) of an area of interest, as given: a file is read here, once.
+
+    The CRS is what was given (a ``CrsLike``), or a file's pyproj CRS (typed Any because a
+    caller reads ``.to_wkt()`` of a file's CRS without a check).
 
     ``aoi``: a vector file path (all features, unioned), a shapely geometry, a polygon as WKT
     text (what ``revectorize`` keeps of an AOI file that is gone), an extent
@@ -230,8 +245,9 @@ def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
     ``aoi_crs``: the CRS of a geometry or extent; a file's own CRS always wins.
     """
     from shapely.geometry import box
+    from shapely.geometry.base import BaseGeometry
 
-    geom = None
+    geom: BaseGeometry
     src_crs = aoi_crs
     if isinstance(aoi, (str, os.PathLike)):
         extent = _parse_extent(str(aoi)) if isinstance(aoi, str) else None
@@ -244,35 +260,35 @@ def read_aoi(aoi: Any, aoi_crs: Any = None) -> tuple[Any, Any]:
             geom = shapely.from_wkt(aoi)
         else:
             if not os.path.exists(aoi):
-                raise InputError(f"{aoi}: area of interest file not found", field="aoi")
+                raise InputError("file_not_found", field="aoi", path=str(aoi), what="area of interest file")
             stat = os.stat(aoi)
             geom, src_crs = _read_aoi_file(os.fspath(aoi), stat.st_mtime_ns, stat.st_size)
     elif isinstance(aoi, Sequence) and len(aoi) == 4:
         geom = box(*[float(v) for v in aoi])
-    elif hasattr(aoi, "geom_type"):
+    elif isinstance(aoi, BaseGeometry):
         geom = aoi
     else:
-        raise InputError(f"unsupported area of interest: {aoi!r}", field="aoi")
+        raise InputError("aoi_unsupported", field="aoi", value=repr(aoi))
     if geom.is_empty:
-        raise InputError(f"{aoi}: area of interest is empty", field="aoi")
+        raise InputError("aoi_empty", field="aoi", aoi=str(aoi))
     return geom, src_crs
 
 
 @functools.lru_cache(maxsize=8)
-def _read_aoi_file(path: str, mtime_ns: int, size: int) -> tuple[Any, Any]:
+def _read_aoi_file(path: str, mtime_ns: int, size: int) -> tuple[BaseGeometry, pyproj.CRS]:
     """An AOI file's features unioned, read once per process and version of the file (a region
     run plans and maps every scene in the same AOI)."""
     import shapely
 
     gdf = read_vectors(path, "area of interest", require_crs=False)
     if gdf.empty:
-        raise InputError(f"{path}: area of interest has no features", field="aoi")
+        raise InputError("aoi_no_features", field="aoi", path=path)
     if gdf.crs is None:
-        raise InputError(f"{path}: area of interest has no CRS", field="aoi")
+        raise InputError("aoi_no_crs", field="aoi", path=path)
     return shapely.union_all(gdf.geometry.values), gdf.crs
 
 
-def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
+def load_aoi(aoi: AoiLike, target_crs: CrsLike, aoi_crs: CrsLike | None = None) -> BaseGeometry:
     """An area of interest (see ``read_aoi``) as one shapely geometry in ``target_crs``.
 
     ``aoi_crs``: the CRS of a geometry or extent (default: ``target_crs``); a file's own CRS
@@ -305,7 +321,7 @@ def load_aoi(aoi: Any, target_crs: Any, aoi_crs: Any = None) -> Any:
     return geom
 
 
-def window_footprint(window: Window, transform: Affine) -> Any:
+def window_footprint(window: Window, transform: Affine) -> Polygon:
     """The chip's footprint polygon in raster CRS (exact for rotated transforms too)."""
     from shapely.geometry import Polygon
 

@@ -25,7 +25,6 @@ import glob
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..errors import InputError
 from ..redact import redact, scene_stem
@@ -96,7 +95,7 @@ def date_from_name(name: str) -> str | None:
     return None
 
 
-def normalise_date(value: Any) -> str | None:
+def normalise_date(value: object) -> str | None:
     """'2020:08:31 10:00:00', '2020-08-31T10:00:00.123Z', '20200831' -> ISO 8601, or None."""
     if value is None:
         return None
@@ -142,28 +141,31 @@ def _expand(
     if not path.exists() and _GLOB.search(text):
         matches = sorted(glob.glob(str(path)))
         if not matches:
-            raise InputError(f"{text}: no file matches this pattern")
+            raise InputError("glob_no_match", field="raster", pattern=text)
         return [s for m in matches for s in _expand(m, None, seen_lists, stac)]
     if not path.exists():
-        raise InputError(f"{text}: input not found")
+        raise InputError("input_not_found", field="raster", path=text)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and _is_raster_name(p.name))
         if not files:
-            raise InputError(f"{path}: folder holds no raster ({', '.join(RASTER_SUFFIXES[:4])}, ...)")
+            suffixes = ", ".join(RASTER_SUFFIXES[:4])
+            raise InputError("folder_no_raster", field="raster", path=str(path), suffixes=suffixes)
         return [Scene(p.stem, str(p), str(p), date_from_name(p.name)) for p in files]
     suffix = path.suffix.lower()
     if suffix in LIST_SUFFIXES:
         resolved = path.resolve()
         if resolved in seen_lists:
-            raise InputError(f"{path}: the list of inputs includes itself")
+            raise InputError("input_list_loop", field="raster", path=str(path))
         seen_lists.add(resolved)
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: cannot read the list of inputs ({exc})") from None
+            raise InputError(
+                "input_list_unreadable", field="raster", path=str(path), detail=str(exc)
+            ) from None
         entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
         if not entries:
-            raise InputError(f"{path}: the list of inputs is empty")
+            raise InputError("input_list_empty", field="raster", path=str(path))
         return [s for e in entries for s in _expand(e, path.parent, seen_lists, stac)]
     if suffix in STAC_SUFFIXES:
         from .stac import stac_scenes
@@ -177,7 +179,7 @@ def resolve_inputs(
 ) -> list[Scene]:
     """Every scene the inputs name, in order, without duplicates, with unique ids."""
     if not inputs:
-        raise InputError("no input raster given")
+        raise InputError("input_missing", field="raster")
     scenes: list[Scene] = []
     seen_lists: set[Path] = set()
     for text in inputs:

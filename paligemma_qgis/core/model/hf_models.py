@@ -82,27 +82,18 @@ def select_device(device: str | None = None) -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError as exc:
-        raise WeightsError(
-            f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)", field="device"
-        ) from exc
+        raise WeightsError("device_unknown", field="device", value=repr(device)) from exc
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise WeightsError(
-                f"device {device!r} asked for, but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
-                "install a CUDA build of torch or use --device cpu",
-                field="device",
-                code="no_cuda",
-            )
+            raise WeightsError("no_cuda", field="device", value=repr(device), torch=torch.__version__)
         index = dev.index if dev.index is not None else torch.cuda.current_device()
         if index >= torch.cuda.device_count():
             raise WeightsError(
-                f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) present", field="device"
+                "cuda_index", field="device", value=repr(device), count=torch.cuda.device_count()
             )
         return torch.device("cuda", index)
     if dev.type == "mps" and not _mps_available():
-        raise WeightsError(
-            f"device {device!r} asked for, but the Apple MPS backend is not available", field="device"
-        )
+        raise WeightsError("no_mps", field="device", value=repr(device))
     return dev
 
 
@@ -137,7 +128,7 @@ def select_dtype(device: torch.device, dtype: str | torch.dtype | None = None) -
         name = names.get(str(dtype).lower(), str(dtype).lower())
         value = getattr(torch, name, None)
         if not isinstance(value, torch.dtype) or name not in {"bfloat16", "float16", "float32"}:
-            raise WeightsError(f"unknown dtype {dtype!r} (use auto, bfloat16, float16 or float32)")
+            raise WeightsError("dtype_unknown", field="dtype", value=repr(dtype))
         return value
     if device.type == "cuda":
         try:
@@ -194,14 +185,6 @@ def _scrub(text: str, token: str | None) -> str:
     return text
 
 
-_ACCESS_HELP = (
-    "To use a Google PaliGemma model: open https://huggingface.co/{model}, log in and accept the licence "
-    "(Gemma terms of use); then run `hf auth login` (or set the HF_TOKEN environment variable) on this "
-    "machine and try again. Without internet, download the model folder elsewhere "
-    "(`hf download {model} --local-dir DIR`), copy it here and pass that folder as the model."
-)
-
-
 def resolve_model_folder(
     model: str | os.PathLike[str] = DEFAULT_MODEL,
     *,
@@ -213,25 +196,13 @@ def resolve_model_folder(
     """A local folder holding the model files: the folder itself, or the Hub snapshot (downloaded once)."""
     text = os.fspath(model).strip()
     if not text:
-        raise WeightsError(
-            "no model given (a Hugging Face id such as google/paligemma2-3b-mix-224, or a folder)",
-            field="model",
-        )
+        raise WeightsError("model_missing", field="model", example=DEFAULT_MODEL)
     if _looks_like_path(text):
         folder = Path(text).expanduser()
         if not folder.exists():
-            raise WeightsError(
-                f"model folder {folder} does not exist. Give a folder holding config.json, *.safetensors and the "
-                f"tokenizer files (e.g. from `hf download {DEFAULT_MODEL} --local-dir {folder}`), "
-                "or a Hugging Face model id.",
-                field="model",
-            )
+            raise WeightsError("model_folder_missing", field="model", path=str(folder), example=DEFAULT_MODEL)
         if not folder.is_dir() or not (folder / "config.json").is_file():
-            raise WeightsError(
-                f"{folder} is not a PaliGemma model folder: config.json is missing "
-                "(expected config.json, *.safetensors, tokenizer.json and processor/preprocessor config)",
-                field="model",
-            )
+            raise WeightsError("model_folder_bad", field="model", path=str(folder))
         return folder
 
     from huggingface_hub import errors as hub_errors
@@ -248,41 +219,25 @@ def resolve_model_folder(
             allow_patterns=_ALLOW_PATTERNS,
         )
     except hub_errors.GatedRepoError:
-        raise WeightsError(
-            f"{text} is a gated model and this account has no access yet. " + _ACCESS_HELP.format(model=text),
-            field="model",
-            code="model_gated",
-        ) from None
+        raise WeightsError("model_gated", field="model", model=text) from None
     except hub_errors.RepositoryNotFoundError:
-        raise WeightsError(
-            f"model {text!r} was not found on the Hugging Face Hub (a typo, or a private/gated repo and you are "
-            "not logged in). " + _ACCESS_HELP.format(model=text),
-            field="model",
-            code="model_not_found",
-        ) from None
+        raise WeightsError("model_not_found", field="model", model=text) from None
     except hub_errors.RevisionNotFoundError:
-        raise WeightsError(f"model {text!r} has no revision {revision!r}", field="model") from None
+        raise WeightsError(
+            "model_revision", field="model", model=repr(text), revision=repr(revision)
+        ) from None
     except (hub_errors.LocalEntryNotFoundError, FileNotFoundError):
         why = (
-            "offline mode is on (HF_HUB_OFFLINE or --offline)"
+            "offline mode is on (HF_HUB_OFFLINE)"
             if is_offline
             else "the Hugging Face Hub could not be reached"
         )
-        raise WeightsError(
-            f"model {text!r} is not in the local Hugging Face cache and {why}. Download it once with internet "
-            f"(`hf download {text}`; gated: accept the licence on https://huggingface.co/{text} and "
-            "`hf auth login` or HF_TOKEN first), or pass a local model folder.",
-            field="model",
-            code="model_not_cached",
-        ) from None
+        raise WeightsError("model_not_cached", field="model", model=text, reason=why) from None
     except hub_errors.HFValidationError:
-        raise WeightsError(
-            f"{text!r} is neither an existing folder nor a valid Hugging Face model id (like {DEFAULT_MODEL})",
-            field="model",
-        ) from None
+        raise WeightsError("model_id_bad", field="model", model=repr(text), example=DEFAULT_MODEL) from None
     except (OSError, hub_errors.HfHubHTTPError) as exc:  # network trouble, disk full, ...
         raise WeightsError(
-            f"could not fetch model {text!r}: {_scrub(str(exc), token)}", field="model"
+            "model_fetch_failed", field="model", model=repr(text), detail=_scrub(str(exc), token)
         ) from None
     return Path(path)
 
@@ -318,11 +273,12 @@ def load_paligemma(
         config = PaliGemmaConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise WeightsError(
-            f"{folder}: config.json is not a PaliGemma config ({_scrub(str(exc), token)})",
-            field="model",
+            "model_config_bad", field="model", path=str(folder), detail=_scrub(str(exc), token)
         ) from None
     if getattr(config, "model_type", None) != "paligemma":
-        raise WeightsError(f"{folder}: model_type is {config.model_type!r}, not 'paligemma'", field="model")
+        raise WeightsError(
+            "model_type_bad", field="model", path=str(folder), model_type=repr(config.model_type)
+        )
 
     kwargs: dict[str, Any] = {"dtype": dt, "local_files_only": True, "trust_remote_code": False}
     if attn_implementation:
@@ -332,17 +288,17 @@ def load_paligemma(
         net = PaliGemmaForConditionalGeneration.from_pretrained(folder, config=config, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise WeightsError(
-            f"could not load the PaliGemma model from {folder}: {_scrub(str(exc), token)[:500]}",
-            field="model",
+            "model_load_failed", field="model", path=str(folder), detail=_scrub(str(exc), token)[:500]
         ) from None
     try:
         net.to(dev)  # type: ignore[arg-type]
     except RuntimeError as exc:  # typically CUDA out of memory
         raise WeightsError(
-            f"could not move the model to {describe_device(dev, dt)}: {str(exc)[:300]}. "
-            "Free GPU memory or use --device cpu.",
+            "gpu_memory",
             field="device",
-            code="gpu_memory",
+            when="moving the model",
+            device=describe_device(dev, dt),
+            detail=str(exc)[:300],
         ) from None
     net.eval()
     image_size = int(config.vision_config.image_size)  # type: ignore[union-attr]

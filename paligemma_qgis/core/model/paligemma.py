@@ -22,11 +22,13 @@ import numpy as np
 from .. import rules
 from ..errors import InputError
 from .segmenter import ChipBatch, ChipResult, EngineInfo, RasterBands
+from .static_decode import StaticCacheDecoder
 from .text_decoder import ChipTextDecoder
 from .tokens import parse_classes
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PretrainedConfig
 
     from .codec import MaskCodec
     from .hf_models import LoadedModel
@@ -52,7 +54,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-def chip_memory_bytes(config: Any, prompt_tokens: int, new_tokens: int, itemsize: int) -> int:
+def chip_memory_bytes(config: PretrainedConfig, prompt_tokens: int, new_tokens: int, itemsize: int) -> int:
     """Rough GPU bytes one chip needs during generation, on top of the weights.
 
     KV cache (every layer, key and value) for the whole sequence, plus the largest prefill
@@ -126,21 +128,22 @@ class PaliGemmaSegmenter:
         self.max_objects = int(max_objects or DEFAULT_MAX_OBJECTS)
         self.min_objects = int(min_objects)  # benchmarks only: a known output length
         if batch_size is not None and int(batch_size) < 1:
-            raise InputError(f"batch size must be at least 1, got {batch_size}", field="batch_size")
+            raise InputError("option_range", field="batch_size", value=str(batch_size), bound="at least 1")
         self.grammar = SegmentationGrammar(self.tokenizer, self.classes)
         if max_new_tokens is not None and int(max_new_tokens) < 1:
-            raise InputError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+            raise InputError(
+                "option_range", field="max_new_tokens", value=str(max_new_tokens), bound="at least 1"
+            )
         self.max_new_tokens = int(max_new_tokens or self.grammar.max_new_tokens(self.max_objects))
         self._prompt_ids = self._tokenize_prompt()
         self.batch_size = int(batch_size or self._default_batch_size())
         # "dynamic": transformers' generate() with its default cache. "static": our own greedy
-        # loop over a pre-allocated StaticCache (see _generate_static for why not generate()),
+        # loop over a pre-allocated StaticCache (see static_decode for why not generate()),
         # which fixes every decode-step shape, so the step can be compiled (CUDA graphs on GPU).
         check_decode_options(cache, compile, max_objects)
         self.cache = cache
         self.compile = bool(compile)
-        self._static_caches: dict[tuple[int, int], Any] = {}
-        self._step: Any = None
+        self.static_decoder = StaticCacheDecoder(self.model, self.tokenizer, loaded.device, self.compile)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -220,8 +223,7 @@ class PaliGemmaSegmenter:
 
         self.model = None
         self.loaded.model = None
-        self._static_caches.clear()
-        self._step = None
+        self.static_decoder.close()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -284,17 +286,18 @@ class PaliGemmaSegmenter:
         """Out of GPU memory: halve the batch for this and later calls; at 1 chip, give up."""
         import torch
 
-        self._static_caches.clear()
+        self.static_decoder.clear()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         elif self.loaded.device.type == "mps":
             torch.mps.empty_cache()
         if tried <= 1:
             raise InputError(
-                f"out of GPU memory with one chip on {self.device}: use a smaller model, "
-                "free the GPU (other programs), or --device cpu",
+                "gpu_memory",
                 field="device",
-                code="gpu_memory",
+                when="with one chip per batch",
+                device=self.device,
+                detail=str(exc)[:300],
             ) from exc
         self.batch_size = max(1, tried // 2)
         log.warning("out of GPU memory with %d chips per batch; retrying with %d", tried, self.batch_size)
@@ -379,7 +382,7 @@ class PaliGemmaSegmenter:
             )
         with torch.inference_mode():
             if self.cache == "static":
-                return self._generate_static(inputs, processors)
+                return self.static_decoder.generate(inputs, processors, self.max_new_tokens)
             out = self.model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,
@@ -390,100 +393,6 @@ class PaliGemmaSegmenter:
                 logits_processor=processors,
             )
         return out[:, prompt_len:]
-
-    def _generate_static(self, inputs: dict[str, torch.Tensor], processors: Any) -> torch.Tensor:
-        """generate()'s greedy loop over a pre-allocated StaticCache, token for token the same.
-
-        Why not ``generate(cache_implementation="static")``: in transformers 5.24, for a
-        compileable cache, GenerationMixin.prepare_inputs_for_generation turns the 2D mask
-        into the {"full_attention", "sliding_attention"} dict of PaliGemma 2, and
-        PaliGemmaModel.forward then hands that dict to create_causal_mask, which wants a
-        tensor (AttributeError: 'dict' object has no attribute 'ndim'). Called directly
-        with a 2D mask, the model builds the masks itself from the cache, which is the path
-        generate() takes with a dynamic cache. The mask covers the whole cache (future
-        slots are hidden by causality), so every decode step has the same shapes.
-        """
-        import torch
-
-        ids, attn = inputs["input_ids"], inputs["attention_mask"]
-        n, length = ids.shape
-        total = length + self.max_new_tokens
-        cache = self._static_cache(n, total)
-        mask = torch.ones((n, total), dtype=attn.dtype, device=ids.device)
-        mask[:, :length] = attn
-        # generate(): positions from the mask (left padding), PaliGemma counts from 1
-        positions = (attn.long().cumsum(-1) - 1).masked_fill(attn == 0, 0) + 1
-        out = self.model(
-            input_ids=ids,
-            pixel_values=inputs["pixel_values"],
-            token_type_ids=inputs["token_type_ids"],
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
-        del out
-        seq = torch.empty((n, total), dtype=ids.dtype, device=ids.device)
-        seq[:, :length] = ids
-        eos, pad = int(self.tokenizer.eos_token_id), int(self.tokenizer.pad_token_id)
-        unfinished = torch.ones(n, dtype=torch.bool, device=ids.device)
-        pos = positions[:, -1:]
-        step = self._decode_step()
-        for t in range(self.max_new_tokens):
-            scores = processors(seq[:, : length + t], logits)
-            tokens = torch.where(unfinished, scores.argmax(-1), pad)
-            seq[:, length + t] = tokens
-            unfinished &= tokens != eos
-            if t + 1 == self.max_new_tokens or not bool(unfinished.any()):
-                return seq[:, length : length + t + 1]
-            pos = pos + 1
-            logits = step(tokens[:, None], mask, pos, cache).to(copy=True, dtype=torch.float32)
-        return seq[:, length:length]  # max_new_tokens >= 1: not reached
-
-    def _static_cache(self, batch: int, length: int) -> Any:
-        """One StaticCache per (batch, length), reused: fixed addresses for CUDA graphs."""
-        from transformers import StaticCache
-
-        key = (batch, length)
-        cache = self._static_caches.get(key)
-        if cache is None:
-            cache = StaticCache(config=self.model.config, max_cache_len=length)
-            self._static_caches[key] = cache
-        else:
-            cache.reset()
-        return cache
-
-    def _forward_step(self, tokens: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> Any:
-        """One decode step: last-position logits for one new token per row."""
-        out = self.model(
-            input_ids=tokens,
-            attention_mask=mask,
-            position_ids=pos,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        return out.logits[:, -1]
-
-    def _decode_step(self) -> Any:
-        """The decode step, compiled once when asked (CUDA: CUDA graphs via reduce-overhead)."""
-        if not self.compile:
-            return self._forward_step
-        if self._step is None:
-            import torch
-
-            mode = "reduce-overhead" if self.loaded.device.type == "cuda" else "default"
-            compiled = torch.compile(self._forward_step, mode=mode, fullgraph=False)
-
-            def step(*args: Any) -> Any:
-                if self.loaded.device.type == "cuda":
-                    torch.compiler.cudagraph_mark_step_begin()
-                return compiled(*args)
-
-            self._step = step
-        return self._step
 
     def check_objects(self, text: str) -> list[SegObject]:
         """Parse one chip's text; objects with a label that was not asked for are rejected."""

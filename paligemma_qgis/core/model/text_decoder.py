@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,7 +32,11 @@ class ChipTextDecoder:
 
     @classmethod
     def from_options(
-        cls, vae: str | None = None, classes: Any = None, allow_custom_vae: bool = False, device: str = "cpu"
+        cls,
+        vae: str | None = None,
+        classes: str | Sequence[str] | None = None,
+        allow_custom_vae: bool = False,
+        device: str = "cpu",
     ) -> ChipTextDecoder:
         """The decoder a run with these options used (the VAE checksum is checked the same way)."""
         from .codec import MaskCodec

@@ -77,12 +77,13 @@ class WaterIndexSegmenter:
         chip_size: int = 224,
     ) -> None:
         if index not in ("auto", "mndwi", "ndwi"):
-            raise InputError(f"unknown water index {index!r}; choose auto, mndwi or ndwi")
+            raise InputError("option_choice", field="index", value=repr(index), choices="auto, mndwi, ndwi")
         if threshold_method not in THRESHOLD_METHODS:
             raise InputError(
-                f"unknown threshold method {threshold_method!r}; choose {', '.join(THRESHOLD_METHODS)}",
+                "option_choice",
                 field="threshold_method",
-                code="unknown_choice",
+                value=repr(threshold_method),
+                choices=", ".join(THRESHOLD_METHODS),
             )
         self.green, self.nir, self.swir = green, nir, swir
         self.fixed_threshold = threshold
@@ -109,30 +110,14 @@ class WaterIndexSegmenter:
         other = self.swir if index == "mndwi" else self.nir
         if other is None:
             if index == "mndwi" and self.index != "auto":
-                raise InputError(
-                    "the raster has no SWIR band for MNDWI; use --swir N or a preset",
-                    field="swir",
-                    code="band_unknown",
-                )
-            raise InputError(
-                "the raster has no NIR or SWIR band; use --nir/--swir, a preset, or the paligemma engine",
-                field="nir",
-                code="band_unknown",
-            )
+                raise InputError("band_unknown", field="swir", role="SWIR", index="MNDWI")
+            raise InputError("band_unknown", field="nir", role="NIR or SWIR", index="the water index")
         other_role = "swir" if index == "mndwi" else "nir"
         for b, role in ((green, "green"), (other, other_role)):
             if not 1 <= b <= bands.count:
-                raise InputError(
-                    f"band {b} does not exist (the raster has {bands.count} bands)",
-                    field=role,
-                    code="band_out_of_range",
-                )
+                raise InputError("band_out_of_range", field=role, role=role, band=b, count=bands.count)
         if green == other:
-            raise InputError(
-                f"green and {index == 'mndwi' and 'SWIR' or 'NIR'} are the same band ({green})",
-                field=other_role,
-                code="same_band",
-            )
+            raise InputError("same_band", field=other_role, role=other_role.upper(), band=green)
         self.index_name = index
         read = [green, other]
         self._check_bands = {other_role: 1}

@@ -31,8 +31,7 @@ VAE_URLS = (
     "https://huggingface.co/spaces/big-vision/paligemma-hf/resolve/main/vae-oid.npz",
     "https://huggingface.co/spaces/google/paligemma-hf/resolve/main/vae-oid.npz",
 )
-DOWNLOAD_COMMAND = "python -m paligemma_qgis weights download"
-CUSTOM_HINT = "pass allow_custom_vae=True (command line: --allow-custom-vae)"
+DOWNLOAD_COMMAND = "python -m paligemma_qgis weights download"  # the command line's remedy names it
 
 
 def _resblock(prefix: str) -> dict[str, tuple[int, ...]]:
@@ -88,11 +87,18 @@ def default_vae_path() -> Path:
     return Path(user_cache_dir("paligemma_qgis")) / VAE_FILENAME
 
 
-def _where_to_get(dest: Path) -> str:
-    return (
-        f"Get it with `{DOWNLOAD_COMMAND}` (saves to {dest}), or download {VAE_URLS[0]} "
-        f"(or {VAE_URLS[1]}) and put it at {dest}, set {VAE_ENV}=/path/to/{VAE_FILENAME}, "
-        "or pass --vae FILE"
+def _vae_missing(path: Path, source: str) -> WeightsError:
+    """vae_missing, with where to get the file (the URLs, the cache, the environment variable)."""
+    return WeightsError(
+        "vae_missing",
+        field="vae",
+        path=str(path),
+        source=source,
+        file=VAE_FILENAME,
+        url=VAE_URLS[0],
+        url2=VAE_URLS[1],
+        cache=str(default_vae_path()),
+        env=VAE_ENV,
     )
 
 
@@ -105,30 +111,17 @@ def find_vae(explicit: str | Path | None = None) -> Path:
     if explicit is not None and str(explicit) != "":
         path = Path(explicit).expanduser()
         if not path.is_file():
-            raise WeightsError(
-                f"VAE weights not found: {path} (given explicitly). {_where_to_get(cache)}",
-                field="vae",
-                code="vae_missing",
-            )
+            raise _vae_missing(path, "given explicitly")
         return path
     env = os.environ.get(VAE_ENV, "").strip()
     if env:
         path = Path(env).expanduser()
         if not path.is_file():
-            raise WeightsError(
-                f"VAE weights not found: {path} (from ${VAE_ENV}). {_where_to_get(cache)}",
-                field="vae",
-                code="vae_missing",
-            )
+            raise _vae_missing(path, f"from ${VAE_ENV}")
         return path
     if cache.is_file():
         return cache
-    raise WeightsError(
-        f"VAE weights {VAE_FILENAME} not found (looked at --vae, ${VAE_ENV}, and {cache}). "
-        + _where_to_get(cache),
-        field="vae",
-        code="vae_missing",
-    )
+    raise _vae_missing(cache, f"the default place: no file given, and ${VAE_ENV} is not set")
 
 
 def check_checksum(path: str | Path, *, allow_custom_vae: bool = False) -> str:
@@ -137,9 +130,7 @@ def check_checksum(path: str | Path, *, allow_custom_vae: bool = False) -> str:
     digest = sha256_file(path)
     if digest != VAE_SHA256 and not allow_custom_vae:
         raise WeightsError(
-            f"{path}: sha256 {digest} is not the checksum of Google's {VAE_FILENAME} ({VAE_SHA256}). "
-            f"The file may be a partial download or a different VAE; to use it anyway, {CUSTOM_HINT}.",
-            field="vae",
+            "vae_checksum", field="vae", path=str(path), digest=digest, file=VAE_FILENAME, expected=VAE_SHA256
         )
     return digest
 
@@ -151,33 +142,39 @@ def load_vae_arrays(path: str | Path, *, allow_custom_vae: bool = False) -> dict
     """
     path = Path(path)
     if not path.exists():
-        raise WeightsError(f"VAE weights not found: {path}. {_where_to_get(default_vae_path())}", field="vae")
+        raise _vae_missing(path, "given explicitly")
     if not path.is_file():
-        raise WeightsError(f"VAE weights path is not a file: {path}", field="vae")
+        raise WeightsError("vae_not_file", field="vae", path=str(path))
     arrays = load_npz(
         path,
         list(VAE_SHAPES),
         error=WeightsError,
-        hint=f"Download it again with `{DOWNLOAD_COMMAND} --force`",
+        hint="Download it again",
         field="vae",
     )
     missing = [k for k in VAE_SHAPES if k not in arrays]
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise WeightsError(
-            f"{path}: not a vae-oid.npz codec file, missing array {', '.join(missing[:3])}{more}",
-            field="vae",
+            "vae_arrays_missing", field="vae", path=str(path), names=", ".join(missing[:3]) + more
         )
     for name, shape in VAE_SHAPES.items():
         arr = arrays[name]
         if tuple(arr.shape) != shape:
             raise WeightsError(
-                f"{path}: array {name} has shape {tuple(arr.shape)}, expected {shape}", field="vae"
+                "vae_array_shape",
+                field="vae",
+                path=str(path),
+                name=name,
+                shape=str(tuple(arr.shape)),
+                expected=str(shape),
             )
         if not np.issubdtype(arr.dtype, np.floating):
-            raise WeightsError(f"{path}: array {name} has dtype {arr.dtype}, expected float32", field="vae")
+            raise WeightsError(
+                "vae_array_dtype", field="vae", path=str(path), name=name, dtype=str(arr.dtype)
+            )
         if not np.all(np.isfinite(arr)):
-            raise WeightsError(f"{path}: array {name} holds NaN or infinite values", field="vae")
+            raise WeightsError("vae_array_nonfinite", field="vae", path=str(path), name=name)
         arrays[name] = np.ascontiguousarray(arr, dtype=np.float32)
     check_checksum(path, allow_custom_vae=allow_custom_vae)
     return arrays
@@ -211,10 +208,10 @@ def _fetch(url: str, dest: Path, *, sha256: str | None, progress: bool, timeout:
                 received += len(block)
                 bar.update(len(block))
         if expected and received != expected:  # urllib returns b"" when the server hangs up early
-            raise WeightsError(f"{url}: connection closed after {received} of {expected} bytes")
+            raise WeightsError("download_truncated", url=url, received=received, expected=expected)
         digest = h.hexdigest()
         if sha256 is not None and digest != sha256:
-            raise WeightsError(f"{url}: downloaded file has sha256 {digest}, expected {sha256}")
+            raise WeightsError("download_checksum", url=url, digest=digest, expected=sha256)
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a shared cache must stay readable
         os.replace(tmp, dest)
     finally:
@@ -248,7 +245,7 @@ def download_vae(
         if sha256 is not None and sha256_file(dest) == sha256:
             return dest
         what = "exists" if sha256 is None else "exists with another checksum"
-        raise OutputExistsError(f"{dest} {what}; pass force=True (command line: --force) to replace it")
+        raise OutputExistsError("vae_exists", field="dest", path=str(dest), state=what)
     urls = [url] if url else list(VAE_URLS)
     failures: list[str] = []
     for u in urls:
@@ -264,6 +261,10 @@ def download_vae(
                 reason = str(getattr(exc, "reason", None) or exc) or type(exc).__name__
             failures.append(f"{u}: {reason}")
     raise WeightsError(
-        f"could not download {VAE_FILENAME} ({'; '.join(failures)}). If this machine is offline, "
-        f"download {VAE_URLS[0]} on another machine and copy it to {dest}, or set {VAE_ENV}."
+        "download_failed",
+        file=VAE_FILENAME,
+        failures="; ".join(failures),
+        url=VAE_URLS[0],
+        path=str(dest),
+        env=VAE_ENV,
     )

@@ -74,10 +74,7 @@ def open_private(path: Path, what: str) -> tuple[int, bool]:
     import errno
 
     def refuse(problem: str) -> PaliGemmaQgisError:
-        return PaliGemmaQgisError(
-            f"{path}: the {what} {problem}; refusing to use it (remove it, or choose another output)",
-            code="unsafe_file",
-        )
+        return PaliGemmaQgisError("unsafe_file", field="output", path=str(path), what=what, problem=problem)
 
     if not _NOFOLLOW and os.path.islink(path):  # pragma: no cover - Windows: best effort
         raise refuse("is a symbolic link")
@@ -92,7 +89,9 @@ def open_private(path: Path, what: str) -> tuple[int, bool]:
             raise refuse("is a symbolic link") from None
         if exc.errno == errno.EISDIR:
             raise refuse("is not a plain file") from None
-        raise PaliGemmaQgisError(f"{path}: cannot open the {what}: {exc.strerror or exc}") from exc
+        raise PaliGemmaQgisError(
+            "file_unopenable", path=str(path), what=what, reason=exc.strerror or str(exc)
+        ) from exc
     try:
         st = os.fstat(fd)
         problem = private_problem(st)
@@ -113,13 +112,12 @@ def check_private_path(path: Path, what: str) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise PaliGemmaQgisError(f"{path}: cannot check the {what}: {exc.strerror or exc}") from exc
+        raise PaliGemmaQgisError(
+            "file_unopenable", path=str(path), what=what, reason=exc.strerror or str(exc)
+        ) from exc
     problem = private_problem(st)
     if problem:
-        raise PaliGemmaQgisError(
-            f"{path}: the {what} {problem}; refusing to use it (remove it, or choose another output)",
-            code="unsafe_file",
-        )
+        raise PaliGemmaQgisError("unsafe_file", field="output", path=str(path), what=what, problem=problem)
 
 
 # ------------------------------------------------------------------ OS file locks
@@ -187,14 +185,16 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, suffix: s
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: output exists (ask to overwrite it to replace it)")
+        raise OutputExistsError("output_exists", path=str(path))
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise PaliGemmaQgisError(f"{path}: cannot write, folder {folder} does not exist")
+        raise PaliGemmaQgisError("folder_missing", path=str(path), folder=str(folder))
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=temp_name_prefix(path), suffix=f".tmp{suffix}", dir=folder)
     except OSError as exc:
-        raise PaliGemmaQgisError(f"{path}: cannot write in {folder}: {exc.strerror or exc}") from exc
+        raise PaliGemmaQgisError(
+            "output_not_writable", path=str(path), folder=str(folder), reason=exc.strerror or str(exc)
+        ) from exc
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # GDAL drivers want to create the file themselves
@@ -202,11 +202,13 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False, suffix: s
     try:
         yield tmp
         if not tmp.exists():
-            raise PaliGemmaQgisError(f"{path}: writer produced no file")
+            raise PaliGemmaQgisError("writer_no_file", path=str(path))
         try:
             os.replace(tmp, path)
         except OSError as exc:
-            raise PaliGemmaQgisError(f"{path}: cannot replace output: {exc.strerror or exc}") from exc
+            raise PaliGemmaQgisError(
+                "output_unreplaceable", path=str(path), reason=exc.strerror or str(exc)
+            ) from exc
     finally:
         _remove([tmp, *side])
 
@@ -276,17 +278,14 @@ def claim_output(path: str | os.PathLike) -> OutputClaim:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PaliGemmaQgisError(
-            f"{path}: cannot create the lock file {lock_path}: {exc.strerror or exc}"
+            "file_unopenable", path=str(lock_path), what="lock file", reason=exc.strerror or str(exc)
         ) from exc
     handle, existed = _open_lock(lock_path)
     while True:
         if not _try_lock(handle):
             holder = _holder_text(handle)
             handle.close()
-            raise OutputExistsError(
-                f"{path}: another run is writing this output ({holder}); wait for it, or choose another output",
-                code="output_busy",
-            )
+            raise OutputExistsError("output_busy", path=str(path), holder=holder)
         try:  # the holder may have removed the file between our open and our lock: retry
             if os.fstat(handle.fileno()).st_ino == os.stat(lock_path, follow_symlinks=False).st_ino:
                 break
@@ -385,7 +384,7 @@ def work_folder(base: str | os.PathLike | None = None, *, sweep: bool = True) ->
     reclaimed by the next run instead of piling up.
     """
     if base is not None and not Path(base).is_dir():
-        raise PaliGemmaQgisError(f"{base}: work folder does not exist")
+        raise PaliGemmaQgisError("workdir_missing", field="workdir", folder=str(base))
     if sweep:
         sweep_work_folders(base)
     try:
@@ -396,6 +395,9 @@ def work_folder(base: str | os.PathLike | None = None, *, sweep: bool = True) ->
         os.replace(pending, path / LOCK_SUFFIX)  # appears locked: see sweep_work_folders
     except OSError as exc:
         raise PaliGemmaQgisError(
-            f"{base or tempfile.gettempdir()}: cannot create a work folder: {exc.strerror or exc}"
+            "workdir_unwritable",
+            field="workdir",
+            folder=str(base or tempfile.gettempdir()),
+            reason=exc.strerror or str(exc),
         ) from exc
     return WorkFolder(path, handle)

@@ -36,13 +36,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import AllScenesFailedError, InputError, PaliGemmaQgisError
+from ..errors import AllScenesFailedError, InputError, PaliGemmaQgisError, error_info
 from ..inputs.scenes import Scene
 from ..model.segmenter import EngineInfo, SegmenterFactory
 from ..progress import Cancelled, Progress, SilentProgress
 from ..specs import SegmentSpec
 from .chips import Known, TextRecord
-from .executor import Executor, PlannedScene, RunProgress, SceneFailure, make_executor
+from .executor import Executor, LocalExecutor, PlannedScene, RunProgress, SceneFailure
 from .journal import Journal
 from .preflight import check_disk, check_outputs, run_facts
 from .results import SceneResult, failed_result
@@ -79,10 +79,12 @@ class _Record:
         self.spec, self.journal, self.region = spec, journal, region
         self.failures: list[tuple[SceneResult, Exception]] = []
         self.chip_seconds = 0.0  # this run's chip loops (scenes from the journal cost nothing now)
+        self.redone = 0  # chips this run segmented (not rebuilt from the journal)
 
     def done(self, result: SceneResult) -> None:
         self.journal.scene_done(result.scene.id, result.to_bytes(), result.status)
         self.chip_seconds += result.chip_seconds
+        self.redone += result.chips - result.from_journal
 
     def fail(self, failure: SceneFailure) -> None:
         """Record a failed scene and go on; ``fail_fast`` makes it the run's end."""
@@ -136,8 +138,13 @@ def _run(
     answers: _Answers,
     record: _Record,
     tracker: RunProgress,
+    failed: dict[str, str],
 ) -> None:
     finished = {sid for sid, status in answers.journal.finished().items() if status == "done"}
+    for scene in scenes:
+        if scene.id in failed and scene.id not in finished:
+            record.fail(SceneFailure(scene, InputError("scene_failed_in_run", error=failed[scene.id])))
+            finished.add(scene.id)
     pending: list[PlannedScene] = []
     for planned in plan_all(scenes, spec, executor, finished, tracker):
         if isinstance(planned, SceneFailure):
@@ -151,6 +158,15 @@ def _run(
             record.fail(outcome)
         else:
             record.done(outcome)
+
+
+def make_executor(spec: SegmentSpec, given: SegmenterFactory | None = None) -> Executor:
+    """The executor ``spec.run`` names (the driver knows no more of it than the protocol)."""
+    if spec.run.executor == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(spec, given)
+    return LocalExecutor(spec, given)
 
 
 @contextmanager
@@ -177,6 +193,7 @@ def segment_raster(
     scenes: list[Scene] | None = None,
     given_texts: Callable[[Scene], dict[int, str]] | None = None,
     facts: dict[str, Any] | None = None,
+    failed: dict[str, str] | None = None,
 ) -> SegmentSummary:
     """Map water in ``spec.raster`` (one input or several) and write ``spec.output``.
 
@@ -184,7 +201,8 @@ def segment_raster(
     each scene from its band roles, instead of the spec's engine (tests, a model kept loaded
     across runs; ``model.segmenter.fixed``). ``scenes``: the scenes to map, instead of
     expanding the inputs; ``given_texts``: chip answers known in advance per scene, ``facts``:
-    extra rows for the run table (both used by ``revectorize``). Raises core.errors for bad
+    extra rows for the run table, ``failed``: scenes known to have failed, with their error
+    (all three used by ``revectorize``: its scenes failed where the run failed). Raises core.errors for bad
     input, progress.Cancelled when cancelled (no output; the journal keeps finished work for
     the same command).
     """
@@ -218,8 +236,16 @@ def segment_raster(
             out, mask = check_outputs(spec, scenes, journal.resumed)
             from_journal = sum(1 for s in journal.finished().values() if s == "done")
             with _executor(spec, segmenter) as executor:
-                _run(spec, scenes, executor, _Answers(journal, given_texts, scenes), record, tracker)
-                info: EngineInfo | None = executor.info
+                _run(
+                    spec,
+                    scenes,
+                    executor,
+                    _Answers(journal, given_texts, scenes),
+                    record,
+                    tracker,
+                    failed or {},
+                )
+                info: EngineInfo | None = executor.info or _journaled_info(journal, scenes)
             done = [s for s in scenes if journal.finished().get(s.id) == "done"]
             if not done:  # every scene failed: the first error is the run's, nothing is written
                 _raise_all_failed(record)
@@ -246,7 +272,8 @@ def segment_raster(
         with atomic_output(out, overwrite=True, suffix=".gpkg") as tmp:
             totals = write_run_output(tmp, results, spec, dst, run_rows)
         journal.remove()
-    tracker.stage("done")
+    # The output is in place: a signal now changes nothing (no cancel check, no "cancelled").
+    progress.report(1, 1, "done")
     return summarise(
         spec,
         totals,
@@ -257,10 +284,24 @@ def segment_raster(
         resumed=journal.resumed,
         from_journal=from_journal,
         chip_seconds=record.chip_seconds,
+        redone=record.redone,
         failures={r.scene.id: r.error for r, _ in record.failures},
+        failure_infos={r.scene.id: error_info(e).to_data() for r, e in record.failures},
         mask=mask,
         dst=dst,
     )
+
+
+def _journaled_info(journal: Journal, scenes: list[Scene]) -> EngineInfo | None:
+    """The engine of an earlier run, as its first finished scene recorded it (a run resumed
+    entirely from its journal builds no engine, and its run table must say the same)."""
+    from ..serial import from_data
+
+    for _, blob in journal.results(s.id for s in scenes):
+        data = SceneResult.from_bytes(blob).engine_info
+        if data:
+            return from_data(EngineInfo, data)
+    return None
 
 
 def _names(names: tuple[str, ...] | None) -> list[str] | None:

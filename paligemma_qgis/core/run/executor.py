@@ -177,12 +177,3 @@ class LocalExecutor:
 
     def close(self) -> None:
         pass
-
-
-def make_executor(spec: SegmentSpec, given: SegmenterFactory | None = None) -> Executor:
-    """The executor ``spec.run`` names."""
-    if spec.run.executor == "ray":
-        from .ray_executor import RayExecutor
-
-        return RayExecutor(spec, given)
-    return LocalExecutor(spec, given)

@@ -128,9 +128,11 @@ class Journal:
             if restart_if_changed:
                 return cls.open(output, fingerprint, restart=True)
             raise InputError(
-                f"{output}: an interrupted run with other options left {path.name} (changed: "
-                f"{_differences(opened, redact_tree(fingerprint[1]))}); run the same command to continue "
-                "it, or add --restart to start over"
+                "journal_other_options",
+                field="restart",
+                path=str(output),
+                journal=path.name,
+                changed=_differences(opened, redact_tree(fingerprint[1])),
             )
         log.warning("%s: the journal of an earlier run is not used (%s); the run starts over", path, opened)
         return cls.open(output, fingerprint, restart=True)
@@ -170,10 +172,10 @@ class Journal:
             if created:  # ours, and empty: leave nothing behind
                 with contextlib.suppress(PaliGemmaQgisError):
                     remove_journal(path)
-                raise PaliGemmaQgisError(f"{path}: cannot write the run journal ({exc})") from None
+                raise PaliGemmaQgisError("journal_unwritable", path=str(path), detail=str(exc)) from None
             if code in _ACCESS_CODES:
                 raise InputError(
-                    f"{path}: the journal of an earlier run cannot be read ({exc}); add --restart to start over"
+                    "journal_unreadable", field="restart", path=str(path), detail=str(exc)
                 ) from None
             return f"it is damaged: {exc}"
         except BaseException:
@@ -297,11 +299,7 @@ class Journal:
         if not self._seal.check(mac, "scene", scene, status, blob):
             with contextlib.suppress(PaliGemmaQgisError), self._write():
                 self._db.execute("DELETE FROM scenes WHERE scene = ?", (scene,))
-            raise PaliGemmaQgisError(
-                f"{self.path}: the journal's record of scene {redact(scene)} changed during the run and fails its "
-                "check; run the same command again to map that scene again",
-                code="journal_damaged",
-            )
+            raise PaliGemmaQgisError("journal_record_changed", path=str(self.path), scene=scene)
         return bytes(blob)
 
     def results(self, scenes: Iterable[str]) -> Iterator[tuple[str, bytes]]:
@@ -318,8 +316,7 @@ class Journal:
             yield
         except sqlite3.Error as exc:
             raise PaliGemmaQgisError(
-                f"{self.path}: cannot read the run journal ({exc}); add --restart to start over",
-                code="journal_damaged",
+                "journal_unreadable", field="restart", path=str(self.path), detail=str(exc)
             ) from None
 
     @contextlib.contextmanager
@@ -331,7 +328,7 @@ class Journal:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-            raise PaliGemmaQgisError(f"{self.path}: cannot write the run journal ({exc})") from None
+            raise PaliGemmaQgisError("journal_unwritable", path=str(self.path), detail=str(exc)) from None
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
@@ -431,10 +428,7 @@ def _same_file(fd: int, path: Path) -> None:
     except OSError:
         now = None
     if now is None or (ours.st_dev, ours.st_ino) != (now.st_dev, now.st_ino):
-        raise PaliGemmaQgisError(
-            f"{path}: the run journal was replaced while it was opened; refusing to use it",
-            code="unsafe_file",
-        )
+        raise PaliGemmaQgisError("journal_replaced", path=str(path))
 
 
 def remove_journal(path: Path) -> None:
@@ -446,7 +440,5 @@ def remove_journal(path: Path) -> None:
             pass
         except OSError as exc:
             raise PaliGemmaQgisError(
-                f"{p}: cannot delete the journal of an earlier run ({exc.strerror or exc}); delete it yourself, "
-                "or choose another output",
-                code="journal_undeletable",
+                "journal_undeletable", field="output", path=str(p), reason=exc.strerror or str(exc)
             ) from None

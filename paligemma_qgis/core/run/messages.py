@@ -39,10 +39,11 @@ MESSAGES: dict[str, Message] = {
     "output_exists": Message("{path}: the output exists", "use {opt_overwrite} to replace it"),
     "output_not_writable": Message("{path}: cannot write to {folder} ({reason})"),
     "disk_full": Message(
-        "{folder}: the mosaic of {scene} needs {needed} GB of temporary space but {free} GB is free there",
+        "{folder}: the mosaic of {scene} needs {needed} of temporary space but {free} is free there",
         "free space, map less with {opt_aoi}, or choose another work folder with {opt_workdir}",
     ),
     "no_scene_mapped": Message("no scene was mapped"),
+    "scene_failed_in_run": Message("{error}"),  # revectorize: the run's own error for the scene
     "crs_unknown": Message("{value}: unknown {option}", "use e.g. EPSG:4326"),
     # revectorize
     "not_a_run": Message("{path}: not the output of a segment run (no {layer!r} layer: {detail})"),
@@ -53,7 +54,51 @@ MESSAGES: dict[str, Message] = {
     ),
     "revectorize_onto_run": Message("{path}: write the new polygons to another file than the run {run}"),
     "run_scenes_gone": Message("{path}: its scenes {scenes} are not among its inputs any more"),
+    # the journal, lock and output files (run/journal, run/atomic, run/results)
+    "journal_other_options": Message(
+        "{path}: an interrupted run with other options left {journal} (changed: {changed})",
+        "run the same command to continue it, or use {option} to start over",
+    ),
+    "journal_unwritable": Message("{path}: cannot write the run journal ({detail})"),
+    "journal_unreadable": Message(
+        "{path}: the journal of an earlier run cannot be read ({detail})", "use {option} to start over"
+    ),
+    "journal_record_changed": Message(
+        "{path}: the journal's record of scene {scene} changed during the run and fails its check",
+        "run the same command again to map that scene again",
+    ),
+    "journal_replaced": Message(
+        "{path}: the run journal was replaced while it was opened; refusing to use it"
+    ),
+    "journal_undeletable": Message(
+        "{path}: cannot delete the journal of an earlier run ({reason})",
+        "delete it yourself, or choose another output",
+    ),
+    "record_undecodable": Message("a journal record does not decode ({detail})"),
+    "record_foreign": Message("a journal record is not a scene record of this version"),
+    "record_short": Message("a journal record is cut short"),
+    "record_trailing": Message("a journal record has bytes left over"),
+    "unsafe_file": Message(
+        "{path}: the {what} {problem}; refusing to use it", "remove it, or choose another output"
+    ),
+    "file_unopenable": Message("{path}: cannot open the {what}: {reason}"),
+    "folder_missing": Message("{path}: cannot write, folder {folder} does not exist"),
+    "writer_no_file": Message("{path}: the writer produced no file"),
+    "output_unreplaceable": Message("{path}: cannot replace the output: {reason}"),
+    "output_busy": Message(
+        "{path}: another run is writing this output ({holder})", "wait for it, or choose another output"
+    ),
+    "workdir_missing": Message("{folder}: the work folder does not exist"),
+    "workdir_unwritable": Message("{folder}: cannot create a work folder: {reason}"),
+    "layer_unwritable": Message("{path}: cannot write layer {layer!r}: {detail}"),
     # Ray
+    "ray_missing": Message(
+        "running on Ray needs Ray in the Python that runs the job",
+        "install it there (pip install 'ray[client]'), or run without {opt_executor} ray",
+    ),
+    "ray_unreachable": Message(
+        "cannot join the Ray cluster {address}: {reason}", "check the address and that the cluster is running"
+    ),
     "ray_gpus": Message(
         "{option} is {per} but the Ray cluster has {gpus} GPUs",
         "lower {option}, or send the run to a cluster with GPUs",

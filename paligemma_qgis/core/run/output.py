@@ -23,15 +23,21 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..redact import redact
 from ..specs import SegmentSpec
 from .results import SceneResult
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import pandas as pd
+    import pyproj
+    from affine import Affine
 
 FLUSH_ROWS = 5000
 
@@ -55,7 +61,7 @@ class _Layers:
         self.rows: dict[str, int] = {}
         self.written: set[str] = set()
 
-    def add(self, name: str, frame: Any) -> None:
+    def add(self, name: str, frame: pd.DataFrame) -> None:
         self.buffers.setdefault(name, []).append(frame)
         self.rows[name] = self.rows.get(name, 0) + len(frame)
         if self.rows[name] >= FLUSH_ROWS:
@@ -84,7 +90,7 @@ class _Layers:
             self.flush(name)
 
 
-def _write(path: Path, name: str, frame: Any, *, append: bool) -> None:
+def _write(path: Path, name: str, frame: pd.DataFrame, *, append: bool) -> None:
     import geopandas as gpd
     import pyogrio
     from pyogrio.errors import DataLayerError, DataSourceError, FieldError, GeometryError
@@ -102,10 +108,10 @@ def _write(path: Path, name: str, frame: Any, *, append: bool) -> None:
     try:
         pyogrio.write_dataframe(frame, path, **kwargs)
     except (DataSourceError, DataLayerError, FieldError, GeometryError, OSError) as exc:
-        raise PaliGemmaQgisError(f"{path}: cannot write layer {name!r}: {exc}") from exc
+        raise PaliGemmaQgisError("layer_unwritable", path=str(path), layer=name, detail=str(exc)) from exc
 
 
-def _scene_columns(frame: Any, scene: str, date: str | None) -> Any:
+def _scene_columns(frame: gpd.GeoDataFrame, scene: str, date: str | None) -> gpd.GeoDataFrame:
     frame = frame.copy()
     frame.insert(0, "date", date)
     frame.insert(0, "scene", scene)
@@ -113,11 +119,11 @@ def _scene_columns(frame: Any, scene: str, date: str | None) -> Any:
     return frame
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _number(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
 
 
-def _scene_row(result: SceneResult, dst: Any) -> dict[str, Any]:
+def _scene_row(result: SceneResult, dst: pyproj.CRS) -> dict[str, Any]:
     import geopandas as gpd
     import shapely
 
@@ -164,7 +170,7 @@ def run_table(options: Mapping[str, Any], facts: dict[str, Any], command: str = 
     rows += list(facts.items())
     rows += [(f"option.{k}", v) for k, v in options.items() if v is not None]
 
-    def text(value: Any) -> str:
+    def text(value: object) -> str:
         if isinstance(value, float):
             return f"{value:.6g}"
         return redact(value if isinstance(value, str) else json.dumps(value, default=str))
@@ -173,7 +179,7 @@ def run_table(options: Mapping[str, Any], facts: dict[str, Any], command: str = 
 
 
 def write_run_output(
-    path: Path, results: Iterable[SceneResult], spec: SegmentSpec, dst: Any, facts: dict[str, Any]
+    path: Path, results: Iterable[SceneResult], spec: SegmentSpec, dst: pyproj.CRS, facts: dict[str, Any]
 ) -> dict[str, Any]:
     """Write every layer to ``path`` (a temp file the caller moves into place); totals."""
     import geopandas as gpd
@@ -196,6 +202,7 @@ def write_run_output(
     totals["chip_seconds"] = 0.0
     unreadable: dict[str, int] = {}  # scene -> reads that hit unreadable blocks (mapped as nodata)
     first_engine: dict[str, Any] = {}
+    unsure: dict[str, str] = {}  # scene -> why its water map is unsure (the water index's self-check)
     layers.add("water", _scene_columns(_empty_water_frame(dst), "", None))
     for result in results:
         scene_rows.append(_scene_row(result, dst))
@@ -217,6 +224,8 @@ def write_run_output(
             totals[key] += getattr(result, key)
         if result.read_errors:
             unreadable[redact(result.scene.source)] = result.read_errors
+        if result.engine.get("unsure_reason"):  # the engine doubts its own map of this scene
+            unsure[result.scene.id] = str(result.engine["unsure_reason"])
     if "chips" not in layers.written and not layers.buffers.get("chips"):
         empty = chips_frame([], _affine(None), dst)
         empty.attrs["geometry_type"] = "Polygon"
@@ -248,10 +257,11 @@ def write_run_output(
     _write(path, "run", run_table(spec.flat(), facts), append=True)
     totals["engine"] = first_engine
     totals["read_errors_by_scene"] = unreadable
+    totals["unsure_scenes"] = unsure
     return totals
 
 
-def _affine(transform: Any):
+def _affine(transform: Sequence[float] | None) -> Affine:
     from affine import Affine
 
     return Affine(*transform) if transform else Affine.identity()

@@ -90,6 +90,12 @@ def max_chips_per_pixel(width: int, height: int, size: int, overlap: int) -> int
     return most
 
 
+def _all_nodata(src: RasterSource) -> bool:
+    """A decimated read of the first band says whether any pixel holds data."""
+    _, _, valid = src.read_sample([1], window=None, rgb=False)
+    return not bool(valid.any())
+
+
 def plan_scene(
     src: RasterSource, segmenter: Segmenter, grid: GridSpec, output: OutputSpec, scene: Scene
 ) -> ScenePlan:
@@ -103,6 +109,8 @@ def plan_scene(
     try:
         raw_bands = [int(b) for b in segmenter.bands_needed(src.raster_bands)]
     except InputError as exc:
+        if exc.code == "band_unknown" and _all_nodata(src):  # the deeper problem: nothing to map
+            raise InputError("no_valid_pixels", path=src.path) from None
         raise exc.at(src.path) from None
     for b in raw_bands:
         if not 1 <= b <= src.count:

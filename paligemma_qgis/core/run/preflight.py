@@ -84,9 +84,18 @@ def check_disk(pending: Sequence[PlannedScene], workdir: str | None) -> None:
             field="workdir",
             folder=str(folder),
             scene=biggest.scene.label,
-            needed=f"{biggest.mosaic_bytes / 1e9:.2f}",
-            free=f"{free / 1e9:.2f}",
+            needed=size_text(biggest.mosaic_bytes),
+            free=size_text(free),
         )
+
+
+def size_text(n: int) -> str:
+    """Bytes as people read them: '1.42 GB', '310 MB', '12 kB' (never '0.00 GB')."""
+    if n >= 1e9:
+        return f"{n / 1e9:.2f} GB"
+    if n >= 1e6:
+        return f"{n / 1e6:.0f} MB"
+    return f"{max(n, 0) / 1e3:.0f} kB"
 
 
 def aoi_facts(grid: GridSpec) -> dict[str, str]:

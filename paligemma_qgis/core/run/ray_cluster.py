@@ -23,7 +23,11 @@ import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..specs import RunSpec
 
 from ..errors import InputError, PaliGemmaQgisError
 
@@ -36,16 +40,11 @@ def import_ray() -> Any:
     try:
         import ray
     except ModuleNotFoundError:
-        raise InputError(
-            "--executor ray needs Ray in the Python that runs the job: pip install ray "
-            "(or run without --executor ray)",
-            field="ray_address",
-            code="ray_missing",
-        ) from None
+        raise InputError("ray_missing", field="ray_address") from None
     return ray
 
 
-def connect(ray: Any, options: Any) -> bool:
+def connect(ray: ModuleType, options: RunSpec) -> bool:
     """Join or start Ray; True when this run started it (and must shut it down)."""
     if ray.is_initialized():
         return False
@@ -66,9 +65,7 @@ def connect(ray: Any, options: Any) -> bool:
             ray.init(**({**kwargs, "_node_ip_address": LOOPBACK} if local else kwargs))
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise PaliGemmaQgisError(
-            f"cannot join the Ray cluster {address or '(local)'}: {exc}",
-            field="ray_address",
-            code="ray_unreachable",
+            "ray_unreachable", field="ray_address", address=address or "(local)", reason=str(exc)
         ) from None
     return True
 
@@ -148,7 +145,5 @@ def probe(address: str, timeout: float = PROBE_SECONDS) -> None:
         else:
             what = f"nothing answers at {host}:{port} ({exc.strerror or exc})"
         raise PaliGemmaQgisError(
-            f"cannot join the Ray cluster {address}: {what}; check the address and that the cluster is running",
-            field="ray_address",
-            code="ray_unreachable",
+            "ray_unreachable", field="ray_address", address=address, reason=what
         ) from None

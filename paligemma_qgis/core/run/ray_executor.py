@@ -26,6 +26,7 @@ import dataclasses
 import functools
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from types import ModuleType
 from typing import Any
 
 from ..errors import InputError
@@ -259,7 +260,7 @@ class _TextRun:
 
     def __init__(
         self,
-        ray: Any,
+        ray: ModuleType,
         spec: SegmentSpec,
         actors: list[Any],
         actor_info: tuple[EngineInfo, dict[str, Any]],
@@ -350,7 +351,7 @@ class _TextRun:
         state.ids = (c.id for c in plan.grid if c.id not in texts)
         return True
 
-    def _answered(self, ref: Any) -> None:
+    def _answered(self, ref: object) -> None:
         state, n, actor, valid_ref = self.calls.pop(ref)
         self.load[id(actor)] -= 1
         state.outstanding -= 1
@@ -378,7 +379,7 @@ class _TextRun:
         ref = self.finish.remote(state.plan_ref, self.spec, state.known, self.info, self.described)
         self.finishing[ref] = state
 
-    def _finished(self, ref: Any) -> None:
+    def _finished(self, ref: object) -> None:
         state = self.finishing.pop(ref)
         try:
             self.outcomes.append(self.ray.get(ref))

@@ -20,6 +20,8 @@ from ..inputs.scenes import Scene
 from ..redact import redact
 
 if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
     from .plan import ScenePlan
 
 MAGIC = b"PGQ-scene-1\n"
@@ -55,6 +57,9 @@ class SceneResult:
     water_area_m2: float = 0.0
     observed_area_m2: float = 0.0
     engine: dict[str, Any] = field(default_factory=dict)
+    # The engine that answered (model.segmenter.EngineInfo as JSON), so a run resumed from the
+    # journal alone writes the same facts as one that ran the model.
+    engine_info: dict[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
         """The journal's record: a JSON header of plain values, then WKB (see the module docstring)."""
@@ -62,7 +67,7 @@ class SceneResult:
 
         blobs: list[bytes] = []
 
-        def wkb(geom: Any) -> int | None:
+        def wkb(geom: BaseGeometry | None) -> int | None:
             if geom is None:
                 return None
             blobs.append(shapely.to_wkb(geom))
@@ -81,6 +86,7 @@ class SceneResult:
             "crs_wkt": self.crs_wkt,
             "transform": None if self.transform is None else [float(v) for v in self.transform],
             "engine": json.loads(json.dumps(self.engine, default=str)),
+            "engine_info": self.engine_info,
             "records": [_record_values(r) for r in self.records],
             **{k: int(getattr(self, k)) for k in _COUNTS},
             **{k: float(getattr(self, k)) for k in _FLOATS},
@@ -104,7 +110,7 @@ class SceneResult:
         except RecordError:
             raise
         except Exception as exc:  # any malformed value: the record is not one of ours
-            raise RecordError(f"a journal record does not decode ({type(exc).__name__}: {exc})") from None
+            raise RecordError("record_undecodable", detail=f"{type(exc).__name__}: {exc}") from None
 
     @classmethod
     def _decode(cls, blob: bytes) -> SceneResult:
@@ -113,16 +119,16 @@ class SceneResult:
         from rasterio.windows import Window
 
         if not blob.startswith(MAGIC):
-            raise RecordError("a journal record is not a scene record of this version")
+            raise RecordError("record_foreign")
         start = len(MAGIC) + _LENGTH.size
         (size,) = _LENGTH.unpack_from(blob, len(MAGIC))
         d = json.loads(blob[start : start + size].decode("utf-8"))
         offset = start + size
 
-        def take(length: Any) -> bytes:
+        def take(length: object) -> bytes:
             nonlocal offset
             if not isinstance(length, int) or length < 0 or offset + length > len(blob):
-                raise RecordError("a journal record is cut short")
+                raise RecordError("record_short")
             offset += length
             return blob[offset - length : offset]
 
@@ -135,14 +141,14 @@ class SceneResult:
             d["water"] = gpd.GeoDataFrame(w["columns"], geometry=gpd.GeoSeries(geoms, crs=d["crs_wkt"]))
             d["water"].attrs["geometry_type"] = "Polygon"
         if offset != len(blob):
-            raise RecordError("a journal record has bytes left over")
+            raise RecordError("record_trailing")
         if d["transform"] is not None:
             d["transform"] = tuple(d["transform"])
         d["records"] = [{**r, "window": Window(*r["window"])} for r in d["records"]]
         return cls(**d)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> Any:
     """numpy scalars as Python numbers; anything else is not a record value."""
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
         return value.item()

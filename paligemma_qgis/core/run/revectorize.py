@@ -105,18 +105,26 @@ def revectorize(
     spec = segment_spec(flat)
     if Path(output).resolve() == run.resolve():
         raise InputError("revectorize_onto_run", field="output", path=str(output), run=run.name)
-    scenes_layer = _read_layer(run, "scenes", ["scene", "status"]) if _has_layer(run, "scenes") else None
+    scenes_layer = (
+        _read_layer(run, "scenes", ["scene", "status", "error"]) if _has_layer(run, "scenes") else None
+    )
     stac = list(spec.read.stac_bands) if spec.read.stac_bands else None
     scenes = resolve_inputs(list(spec.raster), stac_bands=stac, engine=spec.engine.name)
+    failed: dict[str, str] = {}
     if scenes_layer is not None:
-        done = set(scenes_layer.loc[scenes_layer["status"] == "done", "scene"])
+        status = dict(zip(scenes_layer["scene"], scenes_layer["status"], strict=True))
+        done = {sid for sid, s in status.items() if s == "done"}
         missing = done - {s.id for s in scenes}
         if missing:
             raise InputError("run_scenes_gone", path=str(run), scenes=", ".join(sorted(missing)[:3]))
-        scenes = [s for s in scenes if s.id in done]
+        errors = dict(zip(scenes_layer["scene"], scenes_layer["error"], strict=True))
+        failed = {
+            sid: str(errors.get(sid) or "failed in the run") for sid, s in status.items() if s != "done"
+        }
+        scenes = [s for s in scenes if s.id in status]
     facts = {"revectorized_from": str(run)}
     if spec.engine.name != "paligemma":
-        return segment_raster(spec, progress, scenes=scenes, facts=facts)
+        return segment_raster(spec, progress, scenes=scenes, facts=facts, failed=failed)
     chips = _read_layer(run, "chips")
     if "scene" not in chips.columns:  # a single-scene output from before region runs
         chips["scene"] = scenes[0].id if scenes else ""
@@ -136,6 +144,7 @@ def revectorize(
         scenes=scenes,
         given_texts=lambda s: texts.get(s.id, {}),
         facts=facts,
+        failed=failed,
     )
 
 

@@ -13,19 +13,33 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..inputs.scenes import Scene
-from ..model.segmenter import ChipBatch, ChipResult, EngineInfo, RasterBands, SegmenterFactory, TextDecoder
+from ..model.segmenter import (
+    ChipBatch,
+    ChipResult,
+    EngineInfo,
+    RasterBands,
+    Segmenter,
+    SegmenterFactory,
+    TextDecoder,
+)
 from ..progress import Progress, check_cancelled
+from ..serial import to_data
 from ..specs import OutputSpec, SegmentSpec
 from .chips import ChipTally, Known, TextRecord, segment_chips
 from .plan import ScenePlan, gdal_env, open_scene, plan_scene, scene_mosaic, scene_statistics
 from .results import SceneResult
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def describe(segmenter: Any) -> dict[str, Any]:
+    from ..geometry.mosaic import Mosaic
+
+
+def describe(segmenter: Segmenter) -> dict[str, Any]:
     """The segmenter's own account of what ran; a summary must never fail a finished run."""
     try:
         return dict(segmenter.describe())
@@ -88,14 +102,14 @@ class TextReplay:
 
 
 def finish_scene(
-    mosaic: Any,
+    mosaic: Mosaic,
     plan: ScenePlan,
     output: OutputSpec,
     tally: ChipTally,
-    described: dict[str, Any],
+    segmenter: Segmenter,
     seconds: float,
     progress: Progress | None = None,
-    traced: Any = None,
+    traced: tuple[np.ndarray, np.ndarray | None] | None = None,
 ) -> SceneResult:
     """Vectorise a scene's mosaic (water and observed footprint) into its result.
 
@@ -131,7 +145,8 @@ def finish_scene(
         chip_seconds=tally.seconds,
         water_area_m2=float(water["area_m2"].sum()) if len(water) else 0.0,
         observed_area_m2=observed_m2,
-        engine=described,
+        engine=describe(segmenter),
+        engine_info=to_data(segmenter.info),
     )
 
 
@@ -186,9 +201,7 @@ def run_scene(
                 )
                 traced = tracer.finish(progress)
                 elapsed = time.perf_counter() - t0
-                result = finish_scene(
-                    mosaic, plan, spec.output, tally, describe(segmenter), elapsed, progress, traced
-                )
+                result = finish_scene(mosaic, plan, spec.output, tally, segmenter, elapsed, progress, traced)
                 result.read_errors = src.read_errors
                 if spec.output.mask_tif:
                     mosaic.write_mask_tif(spec.output.mask_tif, overwrite=True, progress=progress)

@@ -29,72 +29,48 @@ gained/lost slivers, which ``min_area_m2`` drops.
 BEFORE and AFTER may be rasters: each is segmented first (core.run.driver.segment_raster with
 the ``segment`` options) into a temporary GeoPackage that is removed afterwards.
 
-One file of about 450 lines: the options, the overlay (``compare``) and the layers it writes
-are one command's contract; reading the maps lives in core.temporal.water_maps.
+The command in stages: ``check_paths`` (what needs a file: inputs there, output free),
+``read_maps`` (BEFORE, AFTER and the reference as water maps), ``common_crs`` (where to
+overlay), then core.temporal.change_layers (``compare``, the class layers, the summary
+table) and ``write_change``. The options are core.temporal.options.ChangeOptions; reading
+the maps lives in core.temporal.water_maps.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import InputError, OutputExistsError
+from ..geometry.shapes import polygonal
 from ..progress import CallbackProgress, Progress, SilentProgress, check_cancelled
 from ..run.output import run_table
-from .water_maps import (
-    WaterMap,
-    check_output_folder,
-    normalise_date,
-    polygonal,
-    read_reference,
-    read_water_map,
+from ..serial import flatten, to_data
+from .change_layers import (
+    CLASSES,
+    OBSERVED_LAYER,
+    class_layers,
+    compare,
+    observed_layer,
+    summary_table,
 )
+from .map_reader import read_reference, read_water_map
+from .options import ChangeOptions
+from .water_maps import WaterMap, as_crs, check_output_folder
 
-CLASSES = ("gained", "lost", "persistent", "unknown")
-OBSERVED_LAYER = "observed"
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import pandas as pd
+    import pyproj
+
+__all__ = ["CLASSES", "ChangeOptions", "ChangeSummary", "compare", "water_change"]
+
 SUMMARY_TABLE = "summary"
 _PLAIN_VECTOR = {".geojson", ".shp", ".fgb", ".kml", ".gml", ".csv"}  # never segment outputs, never rasters
-
-
-@dataclass
-class ChangeOptions:
-    """What ``change`` needs; JSON-serialisable (the QGIS worker receives it as JSON)."""
-
-    after: str
-    output: str
-    before: str | None = None  # a segment GeoPackage or a raster; may be None with a reference
-    reference: str | None = None  # known water that counts as water before
-    reference_layer: str | None = None
-    before_date: str | None = None  # selects scenes of a dated run, or dates an undated map
-    after_date: str | None = None
-    aoi: str | list[float] | None = None  # compare only inside (file or "xmin,ymin,xmax,ymax[,EPSG:x]")
-    aoi_crs: str | None = None
-    min_area_m2: float = 0.0  # drop result polygons smaller than this (slivers of two grids)
-    out_crs: str | None = None  # default: the CRS of BEFORE's water layer (else AFTER's)
-    segment: dict[str, Any] | None = None  # segment options by flat name (specs.segment_spec) for rasters
-    workdir: str | None = None  # temporary segment outputs (default: system temp)
-    overwrite: bool = False
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ChangeOptions:
-        """Options from a JSON object; unknown keys are an error (a typo must not pass silently)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"unknown change option(s): {', '.join(unknown)}")
-        missing = [k for k in ("after", "output") if not data.get(k)]
-        if missing:
-            raise InputError(f"change options need {' and '.join(missing)}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+_STEPS = 5
 
 
 @dataclass
@@ -114,8 +90,8 @@ class ChangeSummary:
     notes: list[str] = field(default_factory=list)
     reference: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, object]:
+        return to_data(self)
 
     def table(self) -> str:
         """The summary as the CLI prints it."""
@@ -138,12 +114,9 @@ def _is_map(path: Path) -> bool:
     return path.suffix.lower() == ".gpkg"
 
 
-def _check(options: ChangeOptions) -> Path:
+def check_paths(options: ChangeOptions) -> Path:
+    """What the options cannot check alone: the inputs exist, the output may be written, the CRS is known."""
     out = Path(options.output)
-    if out.suffix.lower() != ".gpkg":
-        raise InputError(f"{out}: output must be a GeoPackage (.gpkg)")
-    if options.before is None and options.reference is None:
-        raise InputError("change needs BEFORE, or --reference (known water) in its place")
     for what, value in (
         ("before", options.before),
         ("after", options.after),
@@ -153,27 +126,23 @@ def _check(options: ChangeOptions) -> Path:
             continue
         p = Path(value)
         if not p.exists() and (_is_map(p) or what == "reference"):  # segment names its own inputs
-            raise InputError(f"{p}: {what} file not found")
+            raise InputError("change_input_not_found", field=what, path=str(p), what=what)
         if what != "reference" and p.suffix.lower() in _PLAIN_VECTOR:
-            raise InputError(f"{p}: {what} must be a GeoPackage written by segment, or a raster")
+            raise InputError("change_input_plain_vector", field=what, path=str(p), what=what)
         if p.exists() and p.resolve() == out.resolve():
-            raise InputError(f"{out}: output would overwrite the {what} input")
+            raise InputError("change_output_is_input", field="output", path=str(out), what=what)
     if out.exists() and not options.overwrite:
-        raise OutputExistsError(f"{out}: output exists (use --overwrite to replace it)")
+        raise OutputExistsError("output_exists", field="output", path=str(out))
     if out.is_dir():
-        raise InputError(f"{out}: output is a folder")
+        raise InputError("output_is_folder", field="output", path=str(out))
     check_output_folder(out)
-    if options.min_area_m2 < 0:
-        raise InputError(f"min area must be 0 or more, got {options.min_area_m2}")
-    normalise_date(options.before_date, "before date")
-    normalise_date(options.after_date, "after date")
     if options.out_crs:
         import pyproj
 
         try:
             pyproj.CRS.from_user_input(options.out_crs)
         except pyproj.exceptions.CRSError:
-            raise InputError(f"{options.out_crs}: unknown output CRS (use e.g. EPSG:4326)") from None
+            raise InputError("crs_unknown", field="out_crs", value=options.out_crs) from None
     return out
 
 
@@ -184,7 +153,7 @@ def _prefixed(progress: Progress, prefix: str) -> Progress:
     )
 
 
-def _load(
+def load_map(
     path: str, what: str, date: str | None, options: ChangeOptions, scratch: Path, progress: Progress
 ) -> WaterMap:
     """A water map from a GeoPackage, or from a raster segmented first into ``scratch``."""
@@ -192,7 +161,7 @@ def _load(
     if _is_map(p):
         water_map = read_water_map(p, date=date)
         if not water_map.scenes:
-            raise InputError(f"{p}: no scene with a footprint to compare (all failed or empty)")
+            raise InputError("change_map_empty", field=what, path=str(p))
         return water_map
     from ..run.driver import segment_raster
     from ..specs import segment_spec
@@ -209,137 +178,17 @@ def _load(
     return water_map
 
 
-def precision(crs: Any) -> float:
-    """The grid overlays snap to, in CRS units: 0.1 mm, or 1e-9 degree (about 0.1 mm) in a geographic CRS.
-
-    Maps derived from the same pixels (a segment output and an occurrence class drawn on its
-    grid) can place one pixel corner a few ulps apart; without a common precision their
-    difference is a scatter of zero-area slivers.
-    """
-    import math
-
-    unit = crs.axis_info[0].unit_conversion_factor  # radians or metres per CRS unit
-    return math.radians(1e-9) / unit if crs.is_geographic else 1e-4 / unit
-
-
-def _overlay(op: str, a: Any, b: Any, grid: float) -> Any:
-    """``a op b`` as polygons, with coordinates on a precision grid of ``grid`` CRS units."""
-    import shapely
-
-    return polygonal(getattr(shapely, op)(a, b, grid_size=grid))
-
-
-def compare(before: WaterMap, after: WaterMap, aoi: Any = None) -> dict[str, Any]:
-    """The classes of two water maps in one CRS (see the module docstring), piece by piece.
-
-    Returns arrays of polygons gained, lost, persistent, unknown_before (water before,
-    after not observed) and unknown_after, and the geometry observed (both dates looked).
-    """
-    from ..geometry import overlay
-
-    if before.crs != after.crs:
-        raise ValueError("compare() needs two maps in one CRS")
-    grid = precision(before.crs)
-    wb, wa = overlay.parts(before.water), overlay.parts(after.water)
-    ob, oa = before.observed, after.observed
-    if ob is None and oa is None:
-        both = None
-    elif ob is None:
-        both = oa
-    elif oa is None:
-        both = ob
-    else:
-        both = _overlay("intersection", ob, oa, grid)
-    if aoi is not None:
-        both = aoi if both is None else _overlay("intersection", both, aoi, grid)
-    if both is None:  # two complete maps (reference vs reference): everything is known
-        both = _overlay("union", before.water, after.water, grid)
-        known_b, known_a = wb, wa
-    else:
-        known_b = overlay.intersection(wb, overlay.parts(both), grid)
-        known_a = overlay.intersection(wa, overlay.parts(both), grid)
-    empty = np.empty(0, dtype=object)
-    unknown_b = overlay.difference(wb, overlay.parts(oa), grid) if oa is not None else empty
-    unknown_a = overlay.difference(wa, overlay.parts(ob), grid) if ob is not None else empty
-    if aoi is not None:
-        unknown_b = overlay.intersection(unknown_b, overlay.parts(aoi), grid)
-        unknown_a = overlay.intersection(unknown_a, overlay.parts(aoi), grid)
-    return {
-        "gained": overlay.difference(known_a, known_b, grid),
-        "lost": overlay.difference(known_b, known_a, grid),
-        "persistent": overlay.intersection(known_a, known_b, grid),
-        "unknown_before": unknown_b,
-        "unknown_after": unknown_a,
-        "observed": both,
-    }
-
-
-def _frame(geom: Any, crs: Any, columns: dict[str, Any], min_area_m2: float) -> Any:
-    """One row per polygon of ``geom`` (a geometry or an array of polygons), top to bottom, with
-    area_m2 and perimeter_m (ground values); polygons smaller than ``min_area_m2`` are dropped."""
-    import geopandas as gpd
-    import pandas as pd
-    import shapely
-
-    from ..geometry.overlay import parts as polygons
-    from ..geometry.vectorize import metric_area_perimeter
-
-    parts = polygons(geom)
-    if len(parts):
-        b = shapely.bounds(parts)
-        parts = parts[np.lexsort((b[:, 0], -b[:, 3]))]
-    geo = gpd.GeoSeries(parts, crs=crs)
-    area, perim = metric_area_perimeter(geo)
-    keep = area >= min_area_m2 if min_area_m2 > 0 else np.ones(len(geo), bool)
-    n = int(keep.sum())
-    data: dict[str, Any] = {name: pd.Series([value] * n, dtype=object) for name, value in columns.items()}
-    data["area_m2"] = pd.Series(area[keep], dtype="float64")
-    data["perimeter_m"] = pd.Series(perim[keep], dtype="float64")
-    gdf = gpd.GeoDataFrame(data, geometry=geo[keep].reset_index(drop=True), crs=crs)
-    gdf.attrs["geometry_type"] = "Polygon"
-    return gdf
-
-
-def _observed_frame(geom: Any, crs: Any, dates: dict[str, Any]) -> Any:
-    import geopandas as gpd
-    import shapely
-
-    from ..geometry.vectorize import metric_area_perimeter
-
-    if geom.is_empty:
-        geoms: list = []
-    else:
-        geoms = [shapely.MultiPolygon(list(shapely.get_parts(geom)))]
-    geo = gpd.GeoSeries(geoms, crs=crs)
-    area, _ = metric_area_perimeter(geo)
-    gdf = gpd.GeoDataFrame({**{k: [v] * len(geoms) for k, v in dates.items()}, "area_m2": area}, geometry=geo)
-    gdf.attrs["geometry_type"] = "MultiPolygon"
-    return gdf
-
-
-def water_change(options: ChangeOptions | dict, progress: Progress | None = None) -> ChangeSummary:
-    """Compare BEFORE (or a reference) with AFTER and write the change GeoPackage; see the module docstring."""
-    import pandas as pd
-
-    from ..geometry.vectorize import write_geopackage
-    from ..inputs.grid import load_aoi
-    from .water_maps import to_pyproj
-
-    t0 = time.perf_counter()
-    progress = progress or SilentProgress()
-    if isinstance(options, dict):
-        options = ChangeOptions.from_dict(options)
-    out = _check(options)
-    steps = 5
+def read_maps(options: ChangeOptions, progress: Progress) -> tuple[WaterMap, WaterMap, list[str]]:
+    """(before, after, notes): BEFORE joined by the reference's water, or the reference alone."""
     with tempfile.TemporaryDirectory(prefix="paligemma_change_", dir=options.workdir) as tmp:
         scratch = Path(tmp)
-        progress.report(0, steps, "reading before")
+        progress.report(0, _STEPS, "reading before")
         before = None
         if options.before is not None:
-            before = _load(options.before, "before", options.before_date, options, scratch, progress)
+            before = load_map(options.before, "before", options.before_date, options, scratch, progress)
         check_cancelled(progress)
-        progress.report(1, steps, "reading after")
-        after = _load(options.after, "after", options.after_date, options, scratch, progress)
+        progress.report(1, _STEPS, "reading after")
+        after = load_map(options.after, "after", options.after_date, options, scratch, progress)
         check_cancelled(progress)
     notes = list(after.notes)
     if before is not None:
@@ -353,66 +202,62 @@ def water_change(options: ChangeOptions | dict, progress: Progress | None = None
             before = WaterMap(
                 before.source, before.crs, before.scenes + reference.to_crs(before.crs).scenes, before.notes
             )
-    assert before is not None
-    out_crs = to_pyproj(options.out_crs) if options.out_crs else before.crs
-    work_crs = before.crs if before.crs == after.crs else out_crs
+    if before is None:  # ChangeOptions asks for BEFORE or a reference
+        raise InputError("change_needs_before", field="before")
+    return before, after, notes
+
+
+def common_crs(before: WaterMap, after: WaterMap, out_crs: str | None) -> tuple[pyproj.CRS, pyproj.CRS]:
+    """(the CRS to overlay in, the output's): BEFORE's, unless the maps differ and an output CRS is asked."""
+    out = as_crs(out_crs) if out_crs else before.crs
+    work = before.crs if before.crs == after.crs else out
+    return work, out
+
+
+def write_change(
+    out: Path,
+    layers: dict[str, gpd.GeoDataFrame | pd.DataFrame],
+    options: ChangeOptions,
+    facts: dict[str, object],
+) -> None:
+    """The change GeoPackage: ``layers`` (classes, observed area, summary) and the run table."""
+    from ..geometry.vectorize import write_geopackage
+
+    run = run_table(flatten(options), facts, command="change")
+    write_geopackage(out, {**layers, "run": run}, overwrite=options.overwrite)
+
+
+def water_change(options: ChangeOptions, progress: Progress | None = None) -> ChangeSummary:
+    """Compare BEFORE (or a reference) with AFTER and write the change GeoPackage; see the module docstring."""
+    from ..inputs.grid import load_aoi
+
+    t0 = time.perf_counter()
+    progress = progress or SilentProgress()
+    out = check_paths(options)
+    before, after, notes = read_maps(options, progress)
+    work_crs, out_crs = common_crs(before, after, options.out_crs)
     before, after = before.to_crs(work_crs), after.to_crs(work_crs)
     aoi = None
     if options.aoi not in (None, ""):
         aoi = polygonal(load_aoi(options.aoi, work_crs, options.aoi_crs))
 
-    progress.report(2, steps, "comparing")
-    geoms = compare(before, after, aoi)
+    progress.report(2, _STEPS, "comparing")
+    pieces = compare(before, after, aoi).to_crs(work_crs, out_crs)
     check_cancelled(progress)
-    if work_crs != out_crs:
-        from .water_maps import reproject, reproject_parts
 
-        geoms = {
-            k: reproject(g, work_crs, out_crs) if k == "observed" else reproject_parts(g, work_crs, out_crs)
-            for k, g in geoms.items()
-        }
-
-    progress.report(3, steps, "measuring")
+    progress.report(3, _STEPS, "measuring")
     bdate, adate = before.date, after.date
     dates = {"before_date": bdate, "after_date": adate}
-    layers: dict[str, Any] = {}
-    for name in ("gained", "lost", "persistent"):
-        layers[name] = _frame(geoms[name], out_crs, {"class": name, **dates}, options.min_area_m2)
-    unknown = [
-        _frame(
-            geoms["unknown_before"],
-            out_crs,
-            {"class": "unknown", **dates, "water_on": "before"},
-            options.min_area_m2,
-        ),
-        _frame(
-            geoms["unknown_after"],
-            out_crs,
-            {"class": "unknown", **dates, "water_on": "after"},
-            options.min_area_m2,
-        ),
-    ]
-    merged = pd.concat(unknown, ignore_index=True)
-    merged.attrs["geometry_type"] = "Polygon"
-    layers["unknown"] = merged
-    observed = _observed_frame(geoms["observed"], out_crs, dates)
+    layers = class_layers(pieces, out_crs, dates, options.min_area_m2)
+    observed = observed_layer(pieces.observed, out_crs, dates)
     check_cancelled(progress)
-
     areas = {name: float(layers[name]["area_m2"].sum()) for name in CLASSES}
     counts = {name: int(len(layers[name])) for name in CLASSES}
     observed_m2 = float(observed["area_m2"].sum())
-    summary_table = pd.DataFrame(
-        {
-            "class": [*CLASSES, OBSERVED_LAYER],
-            "area_m2": [*(areas[c] for c in CLASSES), observed_m2],
-            "area_km2": [*(areas[c] / 1e6 for c in CLASSES), observed_m2 / 1e6],
-            "polygons": [*(counts[c] for c in CLASSES), len(observed)],
-            "before_date": [bdate] * (len(CLASSES) + 1),
-            "after_date": [adate] * (len(CLASSES) + 1),
-        }
-    )
-    progress.report(4, steps, "writing GeoPackage")
-    facts = {
+    table = summary_table(layers, observed, dates)
+
+    progress.report(4, _STEPS, "writing GeoPackage")
+    facts: dict[str, object] = {
         "before": before.source,
         "after": after.source,
         "reference": options.reference or "",
@@ -424,17 +269,8 @@ def water_change(options: ChangeOptions | dict, progress: Progress | None = None
         "out_crs": out_crs.to_string(),
         "notes": notes,
     }
-    write_geopackage(
-        out,
-        {
-            **layers,
-            OBSERVED_LAYER: observed,
-            SUMMARY_TABLE: summary_table,
-            "run": run_table(options.to_dict(), facts, command="change"),
-        },
-        overwrite=options.overwrite,
-    )
-    progress.report(steps, steps, "done")
+    write_change(out, {**layers, OBSERVED_LAYER: observed, SUMMARY_TABLE: table}, options, facts)
+    progress.report(_STEPS, _STEPS, "done")
     return ChangeSummary(
         output=str(out),
         before=before.source,

@@ -27,66 +27,50 @@ occurrence is defined). ``change --reference CLASSES.gpkg`` reads its ``permanen
 
 from __future__ import annotations
 
-import dataclasses
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError, OutputExistsError
 from ..progress import Progress, SilentProgress, check_cancelled
+from ..serial import to_data
+from .map_reader import read_water_map
 from .occurrence_grid import Grid, make_grid, pixel_grid, windows
+from .options import OccurrenceOptions
 from .water_maps import (
     Scene,
     WaterMap,
+    as_crs,
     check_output_folder,
     day,
-    normalise_date,
-    read_water_map,
-    to_pyproj,
     union,
 )
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import pyproj
+    import shapely
+    from affine import Affine
+    from rasterio.io import DatasetReader
+    from rasterio.windows import Window
+    from shapely.geometry.base import BaseGeometry
+
+__all__ = [
+    "OccurrenceOptions",
+    "OccurrenceSummary",
+    "classify",
+    "count_block",
+    "observations",
+    "water_occurrence",
+]
 
 NODATA = -1.0
 BANDS = ("occurrence", "observations", "water")
 CLASS_NAMES = ("permanent", "seasonal", "rare")
-
-
-@dataclass
-class OccurrenceOptions:
-    """What ``occurrence`` needs; JSON-serialisable (the QGIS worker receives it as JSON)."""
-
-    inputs: list[str]  # segment GeoPackages and/or folders of them
-    output: str  # GeoTIFF
-    classes: str | None = None  # GeoPackage of permanent / seasonal / rare polygons
-    crs: str | None = None
-    resolution: float | None = None  # pixel size in units of ``crs``
-    permanent: float = 90.0
-    rare: float = 25.0
-    min_observations: int = 1
-    start: str | None = None  # keep observations dated on or after (ISO date)
-    end: str | None = None  # ... and on or before
-    overwrite: bool = False
-    block: int = 1024
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OccurrenceOptions:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"unknown occurrence option(s): {', '.join(unknown)}")
-        missing = [k for k in ("inputs", "output") if not data.get(k)]
-        if missing:
-            raise InputError(f"occurrence options need {' and '.join(missing)}")
-        values = dict(data)
-        if isinstance(values["inputs"], str):
-            values["inputs"] = [values["inputs"]]
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -105,8 +89,8 @@ class OccurrenceSummary:
     seconds: float
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> dict[str, object]:
+        return to_data(self)
 
     def table(self) -> str:
         dated = sorted(d for d in self.dates if d)
@@ -126,7 +110,7 @@ class OccurrenceSummary:
 # --------------------------------------------------------------------------- observations
 
 
-def input_files(inputs: list[str]) -> list[Path]:
+def input_files(inputs: Sequence[str]) -> list[Path]:
     """The GeoPackages named, folders expanded to the ``*.gpkg`` files in them (sorted)."""
     files: list[Path] = []
     for item in inputs:
@@ -134,19 +118,19 @@ def input_files(inputs: list[str]) -> list[Path]:
         if p.is_dir():
             found = sorted(p.glob("*.gpkg"))
             if not found:
-                raise InputError(f"{p}: folder holds no GeoPackage (*.gpkg)")
+                raise InputError("occurrence_folder_empty", field="inputs", path=str(p))
             files += found
         elif p.exists():
             files.append(p)
         else:
-            raise InputError(f"{p}: water map not found")
+            raise InputError("water_map_not_found", field="inputs", path=str(p))
     return files
 
 
 def _within(date: str, start: str | None, end: str | None) -> bool:
     """Whether ``date`` overlaps [start, end], each compared at the coarser of the two
-    precisions: a scene dated ``1985`` is within ``--start 1985-06-01``, ``--end 2020`` keeps
-    every day of 2020."""
+    precisions: a scene dated ``1985`` is within a start of ``1985-06-01``, an end of
+    ``2020`` keeps every day of 2020."""
     if start:
         n = min(len(date), len(start[:10]))
         if date[:n] < start[:n]:
@@ -158,14 +142,14 @@ def _within(date: str, start: str | None, end: str | None) -> bool:
     return True
 
 
-def observations(maps: list[WaterMap], start: str | None = None, end: str | None = None) -> list[Scene]:
+def observations(maps: Sequence[WaterMap], start: str | None = None, end: str | None = None) -> list[Scene]:
     """One Scene per acquisition day (scenes of a day merged), undated maps one each, by date."""
     by_day: dict[str, list[Scene]] = {}
     undated: list[Scene] = []
     for m in maps:
         for s in m.scenes:
             if s.observed is None:
-                raise InputError(f"{m.source}: scene {s.scene} has no footprint")
+                raise InputError("occurrence_no_footprint", path=m.source, scene=s.scene)
             d = day(s.date)
             if d is None:
                 if start is None and end is None:
@@ -194,7 +178,7 @@ def observations(maps: list[WaterMap], start: str | None = None, end: str | None
 # --------------------------------------------------------------------------- counting
 
 
-class _Rasteriser:
+class Rasteriser:
     """An observation's water and footprint parts, indexed for block-wise rasterising."""
 
     def __init__(self, scene: Scene) -> None:
@@ -206,7 +190,9 @@ class _Rasteriser:
         self.observed_tree = shapely.STRtree(self.observed)
 
     @staticmethod
-    def _burn(parts: np.ndarray, tree: Any, box: Any, shape: tuple[int, int], transform: Any) -> np.ndarray:
+    def _burn(
+        parts: np.ndarray, tree: shapely.STRtree, box: BaseGeometry, shape: tuple[int, int], transform: Affine
+    ) -> np.ndarray:
         from rasterio.features import rasterize
 
         hits = tree.query(box)
@@ -216,12 +202,35 @@ class _Rasteriser:
             [(g, 1) for g in parts[hits]], out_shape=shape, transform=transform, dtype="uint8"
         ).astype(bool)
 
-    def masks(self, box: Any, shape: tuple[int, int], transform: Any) -> tuple[np.ndarray, np.ndarray]:
+    def masks(
+        self, box: BaseGeometry, shape: tuple[int, int], transform: Affine
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(observed, water) on the block: water where observed or water (water is seen)."""
         observed = self._burn(self.observed, self.observed_tree, box, shape, transform)
         if not observed.any():
             return observed, observed
         water = self._burn(self.water, self.water_tree, box, shape, transform)
         return observed | water, water
+
+
+def count_block(
+    masks: Iterable[tuple[np.ndarray, np.ndarray]], shape: tuple[int, int], min_observations: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(occurrence, observations, water) of one block from each observation's (observed, water) masks
+    (an iterable: one observation's masks in memory at a time).
+
+    Occurrence is 100 x water / observations (float32), NODATA where observed fewer than
+    ``min_observations`` times.
+    """
+    count = np.zeros(shape, np.uint32)
+    water = np.zeros(shape, np.uint32)
+    for seen, wet in masks:
+        count += seen
+        water += wet & seen
+    defined = count >= min_observations
+    occ = np.full(shape, NODATA, np.float32)
+    occ[defined] = (100.0 * water[defined] / count[defined]).astype(np.float32)
+    return occ, count, water
 
 
 def classify(water: np.ndarray, count: np.ndarray, permanent: float, rare: float, min_obs: int) -> np.ndarray:
@@ -239,11 +248,11 @@ def classify(water: np.ndarray, count: np.ndarray, permanent: float, rare: float
 class _ClassBlocks:
     """One class (or "observed") of the written raster as a mosaic-like source for vectorize_mosaic."""
 
-    def __init__(self, ds: Any, grid: Grid, value: int | None, options: OccurrenceOptions) -> None:
+    def __init__(self, ds: DatasetReader, grid: Grid, value: int | None, options: OccurrenceOptions) -> None:
         self.ds, self.value, self.options = ds, value, options
         self.width, self.height, self.transform, self.crs = grid.width, grid.height, grid.transform, grid.crs
 
-    def iter_blocks(self, block: int):
+    def iter_blocks(self, block: int) -> Iterator[tuple[Window, np.ndarray]]:
         o = self.options
         for win in windows(Grid(self.crs, self.transform, self.width, self.height), block):
             count, water = self.ds.read([2, 3], window=win)
@@ -254,67 +263,49 @@ class _ClassBlocks:
             yield win, arr.view(np.uint8) if arr.dtype == bool else arr
 
 
-def _check(options: OccurrenceOptions) -> tuple[Path, Path | None]:
+# --------------------------------------------------------------------------- stages
+
+
+def check_outputs(options: OccurrenceOptions) -> tuple[Path, Path | None]:
+    """The outputs may be written: not there (unless overwrite), in a folder that exists."""
     out = Path(options.output)
-    if out.suffix.lower() not in (".tif", ".tiff"):
-        raise InputError(f"{out}: output must be a GeoTIFF (.tif)")
     classes = Path(options.classes) if options.classes else None
-    if classes is not None and classes.suffix.lower() != ".gpkg":
-        raise InputError(f"{classes}: the classes output must be a GeoPackage (.gpkg)")
-    for p in (out, classes):
-        if p is not None and p.exists() and not options.overwrite:
-            raise OutputExistsError(f"{p}: output exists (use --overwrite to replace it)")
-        if p is not None:
-            check_output_folder(p)
-    if not 0 < options.rare <= options.permanent <= 100:
-        raise InputError(
-            f"class thresholds must satisfy 0 < rare <= permanent <= 100, got rare {options.rare}, "
-            f"permanent {options.permanent}"
-        )
-    if options.min_observations < 1:
-        raise InputError(f"min observations must be at least 1, got {options.min_observations}")
-    normalise_date(options.start, "start date")
-    normalise_date(options.end, "end date")
+    for p, name in ((out, "output"), (classes, "classes")):
+        if p is None:
+            continue
+        if p.exists() and not options.overwrite:
+            raise OutputExistsError("output_exists", field=name, path=str(p))
+        check_output_folder(p, name)
     return out, classes
 
 
-def water_occurrence(
-    options: OccurrenceOptions | dict, progress: Progress | None = None
-) -> OccurrenceSummary:
-    """Count water over the inputs' observations and write the GeoTIFF (and the classes); see the module docstring."""
-    import rasterio
-
-    from ..geometry.mosaic import _PixelArea
-    from ..run.atomic import atomic_output
-
-    t0 = time.perf_counter()
-    progress = progress or SilentProgress()
-    if isinstance(options, dict):
-        options = OccurrenceOptions.from_dict(options)
-    out, classes_path = _check(options)
-    files = input_files(list(options.inputs))
-    if classes_path is not None and any(classes_path.resolve() == f.resolve() for f in files):
-        raise InputError(f"{classes_path}: the classes output would overwrite an input")
+def read_maps(files: Sequence[Path], progress: Progress) -> list[WaterMap]:
     maps: list[WaterMap] = []
     for i, path in enumerate(files):
         progress.report(i, len(files), "reading water maps")
         maps.append(read_water_map(path))
         check_cancelled(progress)
-    crs = to_pyproj(options.crs) if options.crs else maps[0].crs
+    return maps
+
+
+def plan_grid(
+    maps: Sequence[WaterMap], options: OccurrenceOptions
+) -> tuple[list[Scene], Grid, pyproj.CRS, list[str]]:
+    """(observations, the grid, its CRS, notes): the maps in one CRS, counted per day, on one grid."""
+    crs = as_crs(options.crs) if options.crs else maps[0].crs
     grids = [g for g in (pixel_grid(Path(m.source), crs) for m in maps) if g is not None]
-    maps = [m.to_crs(crs) for m in maps]
-    obs = observations(maps, options.start, options.end)
+    in_crs = [m.to_crs(crs) for m in maps]
+    obs = observations(in_crs, options.start, options.end)
     if not obs:
-        raise InputError("no observation left (check --start / --end against the scene dates)")
+        raise InputError("occurrence_no_observation")
     grid = make_grid(obs, crs, options.resolution, grids)
-    notes = [n for m in maps for n in m.notes]
+    return obs, grid, crs, [n for m in in_crs for n in m.notes]
 
-    from rasterio.windows import bounds as window_bounds
-    from rasterio.windows import transform as window_transform
-    from shapely.geometry import box
 
-    rasterisers = [_Rasteriser(s) for s in obs]
-    profile = dict(
+def _profile(grid: Grid, crs: pyproj.CRS) -> dict[str, object]:
+    import rasterio
+
+    return dict(
         driver="GTiff",
         width=grid.width,
         height=grid.height,
@@ -330,33 +321,62 @@ def water_occurrence(
         predictor=3,
         BIGTIFF="IF_SAFER",
     )
+
+
+def write_counts(
+    tif: Path,
+    obs: Sequence[Scene],
+    grid: Grid,
+    crs: pyproj.CRS,
+    options: OccurrenceOptions,
+    progress: Progress,
+) -> tuple[float, float]:
+    """Count every block into the GeoTIFF ``tif``; (observed m2, water-at-least-once m2)."""
+    import rasterio
+    from rasterio.windows import bounds as window_bounds
+    from rasterio.windows import transform as window_transform
+    from shapely.geometry import box
+
+    from ..geometry.pixel_area import PixelArea
+
+    rasterisers = [Rasteriser(s) for s in obs]
     blocks = list(windows(grid, options.block))
-    pixel_area = _PixelArea(grid.transform, crs, grid.width, grid.height)
+    pixel_area = PixelArea(grid.transform, crs, grid.width, grid.height)
     observed_m2 = water_m2 = 0.0
+    with rasterio.open(tif, "w", **_profile(grid, crs)) as dst:
+        for i, band in enumerate(BANDS, start=1):
+            dst.set_band_description(i, band)
+        for k, win in enumerate(blocks):
+            check_cancelled(progress)
+            progress.report(k, len(blocks), "counting observations")
+            shape = (int(win.height), int(win.width))
+            t = window_transform(win, grid.transform)
+            b = box(*window_bounds(win, grid.transform))
+            masks = (r.masks(b, shape, t) for r in rasterisers)
+            occ, count, water = count_block(masks, shape, options.min_observations)
+            dst.write(np.stack([occ, count.astype(np.float32), water.astype(np.float32)]), window=win)
+            defined = count >= options.min_observations
+            r0, c0 = int(win.row_off), int(win.col_off)
+            observed_m2 += pixel_area.area(r0, c0, defined)
+            water_m2 += pixel_area.area(r0, c0, (water > 0) & defined)
+    progress.report(len(blocks), len(blocks), "counting observations")
+    return observed_m2, water_m2
+
+
+def water_occurrence(options: OccurrenceOptions, progress: Progress | None = None) -> OccurrenceSummary:
+    """Count water over the inputs' observations and write the GeoTIFF (and the classes); see the module docstring."""
+    from ..run.atomic import atomic_output
+
+    t0 = time.perf_counter()
+    progress = progress or SilentProgress()
+    out, classes_path = check_outputs(options)
+    files = input_files(options.inputs)
+    if classes_path is not None and any(classes_path.resolve() == f.resolve() for f in files):
+        raise InputError("occurrence_classes_is_input", field="classes", path=str(classes_path))
+    maps = read_maps(files, progress)
+    obs, grid, crs, notes = plan_grid(maps, options)
     with atomic_output(out, overwrite=options.overwrite, suffix=".tif") as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            for i, band in enumerate(BANDS, start=1):
-                dst.set_band_description(i, band)
-            for k, win in enumerate(blocks):
-                check_cancelled(progress)
-                progress.report(k, len(blocks), "counting observations")
-                shape = (int(win.height), int(win.width))
-                t = window_transform(win, grid.transform)
-                b = box(*window_bounds(win, grid.transform))
-                count = np.zeros(shape, np.uint32)
-                water = np.zeros(shape, np.uint32)
-                for r in rasterisers:
-                    seen, wet = r.masks(b, shape, t)
-                    count += seen
-                    water += wet & seen
-                defined = count >= options.min_observations
-                occ = np.full(shape, NODATA, np.float32)
-                occ[defined] = (100.0 * water[defined] / count[defined]).astype(np.float32)
-                dst.write(np.stack([occ, count.astype(np.float32), water.astype(np.float32)]), window=win)
-                r0, c0 = int(win.row_off), int(win.col_off)
-                observed_m2 += pixel_area.area(r0, c0, defined)
-                water_m2 += pixel_area.area(r0, c0, (water > 0) & defined)
-        progress.report(len(blocks), len(blocks), "counting observations")
+        observed_m2, water_m2 = write_counts(tmp, obs, grid, crs, options, progress)
         class_km2: dict[str, float] = {}
         if classes_path is not None:
             class_km2 = _write_classes(tmp, grid, options, classes_path, obs, progress)
@@ -378,7 +398,7 @@ def water_occurrence(
 
 
 def _write_classes(
-    tif: Path, grid: Grid, options: OccurrenceOptions, path: Path, obs: list[Scene], progress: Progress
+    tif: Path, grid: Grid, options: OccurrenceOptions, path: Path, obs: Sequence[Scene], progress: Progress
 ) -> dict[str, float]:
     """Polygons of each class and of the observed area, read back from the written counts."""
     import pandas as pd
@@ -386,7 +406,7 @@ def _write_classes(
 
     from ..geometry.vectorize import vectorize_mosaic, write_geopackage
 
-    layers: dict[str, Any] = {}
+    layers: dict[str, gpd.GeoDataFrame] = {}
     km2: dict[str, float] = {}
     dates = [s.date for s in obs if s.date]
     with rasterio.open(tif) as ds:

@@ -10,27 +10,39 @@ the pixel-centre rule. The extent covers every observed footprint.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
-from .water_maps import Scene, to_pyproj
+from ..geometry.shapes import to_pyproj
+from .water_maps import Scene
+
+if TYPE_CHECKING:
+    import pyproj
+    from affine import Affine
+    from rasterio.windows import Window
+
+# (pixel width, pixel height, origin x, origin y) of an input's pixels; no origin when approximate
+PixelGrid = tuple[float, float, float | None, float | None]
 
 MAX_PIXELS = 4_000_000_000  # a grid bigger than this is almost surely a wrong resolution
 
 
 @dataclass
 class Grid:
-    crs: Any
-    transform: Any  # affine.Affine, north up
+    """The occurrence raster's grid: north up, ``width`` x ``height`` pixels."""
+
+    crs: pyproj.CRS
+    transform: Affine
     width: int
     height: int
 
 
-def pixel_grid(path: Path, crs: Any) -> tuple[float, float, float | None, float | None] | None:
+def pixel_grid(path: Path, crs: pyproj.CRS) -> PixelGrid | None:
     """(pixel width, pixel height, origin x, origin y) of a segment output in ``crs``, from its chips.
 
     Exact (with an origin on a pixel corner) when the chips are north-up rectangles in ``crs``;
@@ -64,26 +76,28 @@ def pixel_grid(path: Path, crs: Any) -> tuple[float, float, float | None, float 
     return (x1 - x0) / float(row["width"]), (y1 - y0) / float(row["height"]), x0, y1
 
 
-def make_grid(obs: list[Scene], crs: Any, resolution: float | None, grids: list[tuple]) -> Grid:
+def make_grid(
+    obs: Sequence[Scene], crs: pyproj.CRS, resolution: float | None, grids: Sequence[PixelGrid]
+) -> Grid:
     """The output grid: covers every footprint; pixel size and alignment as the module docstring says."""
     from affine import Affine
 
-    bounds = np.array([s.observed.bounds for s in obs if not s.observed.is_empty])
+    bounds = np.array([s.observed.bounds for s in obs if s.observed is not None and not s.observed.is_empty])
     if not len(bounds):
-        raise InputError("no observation has an observed footprint: nothing to count")
+        raise InputError("occurrence_nothing_observed")
     minx, miny = bounds[:, 0].min(), bounds[:, 1].min()
     maxx, maxy = bounds[:, 2].max(), bounds[:, 3].max()
     ox = oy = None
     if resolution is not None:
-        if resolution <= 0:
-            raise InputError(f"resolution must be above 0, got {resolution}")
+        if resolution <= 0:  # OccurrenceOptions checks it too
+            raise InputError("option_range", field="resolution", value=f"{resolution:g}", bound="more than 0")
         rx = ry = float(resolution)
         exact = [g for g in grids if g[2] is not None and math.isclose(g[0], rx) and math.isclose(g[1], ry)]
         if exact:
             ox, oy = exact[0][2], exact[0][3]
     else:
         if not grids:
-            raise InputError("cannot tell the pixel size of the inputs (no chips layer): pass a resolution")
+            raise InputError("occurrence_no_pixel_size", field="resolution")
         rx, ry, ox, oy = min(grids, key=lambda g: g[0] * g[1])
     if ox is None:
         ox, oy = 0.0, 0.0
@@ -95,14 +109,18 @@ def make_grid(obs: list[Scene], crs: Any, resolution: float | None, grids: list[
     width, height = max(1, col1 - col0), max(1, row1 - row0)
     if width * height > MAX_PIXELS:
         raise InputError(
-            f"the occurrence grid would be {width} x {height} pixels of {rx:g} x {ry:g}: "
-            "pass a larger resolution (in units of the output CRS)"
+            "occurrence_grid_too_big",
+            field="resolution",
+            width=width,
+            height=height,
+            rx=f"{rx:g}",
+            ry=f"{ry:g}",
         )
     transform = Affine(rx, 0.0, ox + col0 * rx, 0.0, -ry, oy - row0 * ry)
     return Grid(crs, transform, width, height)
 
 
-def windows(grid: Grid, block: int):
+def windows(grid: Grid, block: int) -> Iterator[Window]:
     from rasterio.windows import Window
 
     for r in range(0, grid.height, block):

@@ -18,6 +18,11 @@ The recipe of the Hugging Face PaliGemma fine-tuning guides, kept small and expl
   LoRA is the low-memory choice. The saved model is in the 16-bit dtype again.
   Gradient accumulation gives large effective batches on small GPUs.
 - A validation loss after each epoch (when valid.jsonl has lines).
+
+In stages: ``check_data`` (the inputs and the output folder, before torch loads),
+``load_trainable`` (the model, frozen or with adapters), ``train_epochs`` (one optimizer
+step per ``grad_accum`` batches, ``optimizer_step``) and ``save_model`` (the folder, moved
+into place).
 """
 
 from __future__ import annotations
@@ -28,55 +33,26 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from ..errors import InputError, OutputExistsError
 from ..progress import Progress, check_cancelled
+from ..serial import to_data
+from .options import FinetuneOptions
+
+if TYPE_CHECKING:
+    import torch
+    from peft import PeftModel
+    from transformers import BatchFeature, PaliGemmaProcessor, PreTrainedModel
+
+__all__ = ["FinetuneOptions", "FinetuneSummary", "collate", "configure_trainable", "finetune", "read_split"]
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 VISION_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
 _FROZEN_BY_DEFAULT = ("vision_tower", "multi_modal_projector")
-
-
-@dataclass
-class FinetuneOptions:
-    """Options of ``finetune`` (JSON-serialisable). ``max_steps`` counts optimizer steps."""
-
-    data_dir: str
-    out_dir: str
-    model: str
-    epochs: int = 1
-    lr: float | None = None  # default: 2e-5 full fine-tuning, 2e-4 LoRA
-    batch_size: int = 2
-    grad_accum: int = 8
-    lora: bool = False
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    unfreeze_vision: bool = False
-    max_steps: int | None = None
-    device: str | None = None
-    dtype: str | None = None
-    weight_decay: float = 0.0
-    seed: int = 0
-    offline: bool | None = None
-    overwrite: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FinetuneOptions:
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise InputError(f"unknown finetune option(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (2e-4 if self.lora else 2e-5)
 
 
 @dataclass
@@ -90,8 +66,8 @@ class FinetuneSummary:
     total_parameters: int = 0
     device: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, object]:
+        return to_data(self)
 
     def lines(self) -> list[str]:
         out = [
@@ -106,10 +82,19 @@ class FinetuneSummary:
         return out
 
 
+@dataclass(frozen=True)
+class Example:
+    """One training example: the image file, the prompt and the answer to learn."""
+
+    image: Path
+    prefix: str
+    suffix: str
+
+
 # --------------------------------------------------------------------------- data
 
 
-def read_split(data_dir: Path, split: str) -> list[dict]:
+def read_split(data_dir: Path, split: str) -> list[Example]:
     """Lines of DATA_DIR/<split>.jsonl with the image path resolved (images/ then the folder)."""
     path = data_dir / f"{split}.jsonl"
     if not path.is_file():
@@ -122,34 +107,56 @@ def read_split(data_dir: Path, split: str) -> list[dict]:
             (p for p in (data_dir / "images" / rec["image"], data_dir / rec["image"]) if p.is_file()), None
         )
         if image is None:
-            raise InputError(f"{path}: line {n}: image {rec['image']} not found in {data_dir / 'images'}")
+            raise InputError(
+                "finetune_image_missing",
+                field="data_dir",
+                path=str(path),
+                line=n,
+                image=str(rec["image"]),
+                folder=str(data_dir / "images"),
+            )
         image_size(image, "training image")  # a corrupt image fails now, not hours into training
-        out.append({"image": image, "prefix": str(rec["prefix"]), "suffix": str(rec["suffix"])})
+        out.append(Example(image=image, prefix=str(rec["prefix"]), suffix=str(rec["suffix"])))
     return out
 
 
-def collate(processor: Any, examples: list[dict]) -> Any:
+def collate(processor: PaliGemmaProcessor, examples: Sequence[Example]) -> BatchFeature:
     """A training batch: pixel values, ids, attention, token types and labels (suffix only)."""
     from ..inputs.files import open_image
 
     images = []
     for ex in examples:
-        with open_image(ex["image"], "training image") as im:
+        with open_image(ex.image, "training image") as im:
             images.append(im.convert("RGB"))
-    image_token = getattr(processor, "image_token", "<image>")
+    image_token = getattr(processor, "image_token", "<image>")  # older processors lack the attribute
     return processor(
-        text=[image_token + ex["prefix"] for ex in examples],
+        text=[image_token + ex.prefix for ex in examples],
         images=images,
-        suffix=[ex["suffix"] for ex in examples],
+        suffix=[ex.suffix for ex in examples],
         return_tensors="pt",
         padding="longest",
     )
 
 
+def check_data(opts: FinetuneOptions) -> tuple[list[Example], list[Example]]:
+    """(train, valid) examples, every image checked; the output folder checked too, before any training."""
+    data_dir, out_dir = Path(opts.data_dir), Path(opts.out_dir)
+    if not data_dir.is_dir():
+        raise InputError("finetune_data_not_found", field="data_dir", path=str(data_dir))
+    train = read_split(data_dir, "train")
+    if not train:
+        raise InputError("finetune_no_examples", field="data_dir", path=str(data_dir / "train.jsonl"))
+    valid = read_split(data_dir, "valid")
+    _check_out(out_dir, opts.overwrite)  # before hours of training, not after
+    return train, valid
+
+
 # --------------------------------------------------------------------------- model setup
 
 
-def configure_trainable(model: Any, *, lora: bool, unfreeze_vision: bool, rank: int, alpha: int) -> Any:
+def configure_trainable(
+    model: PreTrainedModel, *, lora: bool, unfreeze_vision: bool, rank: int, alpha: int
+) -> torch.nn.Module:
     """Freeze what should not train; wrap with LoRA adapters if asked. Returns the model to train."""
     if lora:
         from peft import LoraConfig, get_peft_model
@@ -159,15 +166,51 @@ def configure_trainable(model: Any, *, lora: bool, unfreeze_vision: bool, rank: 
         if unfreeze_vision:
             pattern = rf"({pattern})|(.*vision_tower.*\.({'|'.join(VISION_LORA_TARGETS)}))"
         config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=pattern, bias="none")
-        model = get_peft_model(model, config)
-        return model
+        return get_peft_model(model, config)
     for name, param in model.named_parameters():
         frozen = not unfreeze_vision and any(part in name for part in _FROZEN_BY_DEFAULT)
         param.requires_grad_(not frozen)
     return model
 
 
-def _autocast(device: Any, dtype: Any, enabled: bool) -> Any:
+@dataclass
+class Trainee:
+    """The model being trained and what its batches need: processor, device, dtype, precision."""
+
+    model: torch.nn.Module
+    processor: PaliGemmaProcessor
+    device: torch.device
+    dtype: torch.dtype
+    mixed: bool  # float32 master weights of a 16-bit model, forward pass under autocast
+    params: list[torch.nn.Parameter]
+
+
+def load_trainable(opts: FinetuneOptions) -> Trainee:
+    """The base model, frozen or wrapped as asked; float32 master weights for full 16-bit training."""
+    import torch
+
+    from ..model.hf_models import load_paligemma
+
+    torch.manual_seed(opts.seed)
+    loaded = load_paligemma(opts.model, device=opts.device, dtype=opts.dtype, offline=opts.offline)
+    model = configure_trainable(
+        loaded.model,
+        lora=opts.lora,
+        unfreeze_vision=opts.unfreeze_vision,
+        rank=opts.lora_rank,
+        alpha=cast(int, opts.lora_alpha),
+    )
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    # Full fine-tuning of a 16-bit model: float32 master weights + autocast (see module doc).
+    mixed = not opts.lora and loaded.dtype in (torch.bfloat16, torch.float16)
+    if mixed:
+        for p in params:
+            p.data = p.data.float()
+    return Trainee(model, loaded.processor, loaded.device, loaded.dtype, mixed, params)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype, enabled: bool) -> contextlib.AbstractContextManager:
     """Mixed precision for float32 master weights over a 16-bit model; a no-op otherwise."""
     import torch
 
@@ -176,10 +219,12 @@ def _autocast(device: Any, dtype: Any, enabled: bool) -> Any:
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _batch_to(batch: Any, device: Any, dtype: Any) -> dict:
-    out = {}
+def _batch_to(batch: BatchFeature, device: torch.device, dtype: torch.dtype) -> dict[str, object]:
+    import torch
+
+    out: dict[str, object] = {}
     for k, v in batch.items():
-        if hasattr(v, "to"):
+        if isinstance(v, torch.Tensor):
             v = v.to(device)
             if k == "pixel_values":
                 v = v.to(dtype)
@@ -187,29 +232,107 @@ def _batch_to(batch: Any, device: Any, dtype: Any) -> dict:
     return out
 
 
-def _evaluate_loss(
-    model: Any,
-    processor: Any,
-    examples: list[dict],
-    batch_size: int,
-    device: Any,
-    dtype: Any,
-    mixed: bool = False,
-) -> float:
+def _label_tokens(batch: dict[str, object]) -> int:
+    """Tokens that count in the loss (the suffix and EOS; -100 elsewhere)."""
+    labels = cast("torch.Tensor", batch["labels"])
+    return int((labels[:, 1:] != -100).sum())
+
+
+def _evaluate_loss(t: Trainee, examples: Sequence[Example], batch_size: int) -> float:
     import torch
 
-    model.eval()
+    t.model.eval()
     total, count = 0.0, 0
-    with torch.no_grad(), _autocast(device, dtype, mixed):
+    with torch.no_grad(), _autocast(t.device, t.dtype, t.mixed):
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
-            batch = _batch_to(collate(processor, chunk), device, dtype)
-            n_tokens = int((batch["labels"][:, 1:] != -100).sum())
-            loss = model(**batch).loss
+            batch = _batch_to(collate(t.processor, chunk), t.device, t.dtype)
+            n_tokens = _label_tokens(batch)
+            loss = t.model(**batch).loss
             total += float(loss) * n_tokens
             count += n_tokens
-    model.train()
+    t.model.train()
     return total / count if count else float("nan")
+
+
+# --------------------------------------------------------------------------- training
+
+
+def optimizer_step(
+    t: Trainee,
+    optimizer: torch.optim.Optimizer,
+    group: Sequence[Sequence[Example]],
+    summary: FinetuneSummary,
+    progress: Progress | None,
+) -> float:
+    """One optimizer step over the batches of ``group``: the token-weighted mean loss (not a mean of means)."""
+    import torch
+
+    encoded = []
+    for examples in group:
+        check_cancelled(progress)
+        encoded.append(_batch_to(collate(t.processor, examples), t.device, t.dtype))
+    n_tokens = [_label_tokens(batch) for batch in encoded]
+    total_tokens = max(sum(n_tokens), 1)
+    step_loss = 0.0
+    for batch, n in zip(encoded, n_tokens, strict=True):
+        with _autocast(t.device, t.dtype, t.mixed):
+            loss = t.model(**batch).loss * (n / total_tokens)
+        loss.backward()
+        step_loss += float(loss.detach())
+        summary.examples_seen += int(cast("torch.Tensor", batch["input_ids"]).shape[0])
+    if not math.isfinite(step_loss):
+        raise InputError("finetune_diverged", field="lr", step=summary.steps + 1, loss=step_loss)
+    torch.nn.utils.clip_grad_norm_(t.params, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return step_loss
+
+
+def _total_steps(opts: FinetuneOptions, n_train: int) -> int:
+    batches_per_epoch = math.ceil(n_train / opts.batch_size)
+    total = math.ceil(batches_per_epoch / opts.grad_accum) * opts.epochs
+    if opts.max_steps is not None and opts.max_steps > 0:
+        total = min(total, opts.max_steps)
+    return total
+
+
+def train_epochs(
+    t: Trainee,
+    train: Sequence[Example],
+    valid: Sequence[Example],
+    opts: FinetuneOptions,
+    summary: FinetuneSummary,
+    progress: Progress | None,
+) -> None:
+    """Epochs of shuffled batches until the steps are done; a validation loss after each epoch."""
+    import torch
+
+    optimizer = torch.optim.AdamW(t.params, lr=opts.learning_rate, weight_decay=opts.weight_decay)
+    total_steps = _total_steps(opts, len(train))
+    generator = torch.Generator().manual_seed(opts.seed)
+    done = False
+    for _epoch in range(opts.epochs):
+        order = torch.randperm(len(train), generator=generator).tolist()
+        batches = [
+            [train[i] for i in order[k : k + opts.batch_size]] for k in range(0, len(order), opts.batch_size)
+        ]
+        optimizer.zero_grad(set_to_none=True)
+        for first in range(0, len(batches), opts.grad_accum):
+            step_loss = optimizer_step(
+                t, optimizer, batches[first : first + opts.grad_accum], summary, progress
+            )
+            summary.steps += 1
+            summary.train_losses.append(step_loss)
+            if progress is not None:
+                progress.report(summary.steps, total_steps, f"loss {step_loss:.4f}")
+            if summary.steps >= total_steps:
+                done = True
+                break
+        if valid:
+            summary.valid_losses.append(_evaluate_loss(t, valid, opts.batch_size))
+        if done:
+            break
 
 
 # --------------------------------------------------------------------------- output folder
@@ -219,11 +342,11 @@ def _check_out(out_dir: Path, overwrite: bool) -> None:
     """Refuse an output that may not be replaced: checked before training and again before saving."""
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         if not overwrite:
-            raise OutputExistsError(f"{out_dir} exists and is not empty (use --overwrite to replace it)")
+            raise OutputExistsError("train_folder_not_empty", field="out_dir", path=str(out_dir))
         if not out_dir.is_dir():
-            raise OutputExistsError(f"{out_dir} is a file, not a model folder; refusing to replace it")
+            raise OutputExistsError("finetune_out_is_file", field="out_dir", path=str(out_dir))
         if not (out_dir / "config.json").is_file():
-            raise OutputExistsError(f"{out_dir} is not a model folder; refusing to replace it")
+            raise OutputExistsError("finetune_not_a_model", field="out_dir", path=str(out_dir))
 
 
 def _prepare_out(out_dir: Path, overwrite: bool) -> Path:
@@ -232,121 +355,19 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
 
 
-# --------------------------------------------------------------------------- training
-
-
-def finetune(options: FinetuneOptions, progress: Progress | None = None) -> FinetuneSummary:
-    """Train on DATA_DIR/train.jsonl, validate on valid.jsonl, save a loadable model folder."""
-    opts = options
-    data_dir, out_dir = Path(opts.data_dir), Path(opts.out_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"{data_dir}: training data folder not found")
-    for name, value in (
-        ("epochs", opts.epochs),
-        ("batch size", opts.batch_size),
-        ("grad accum", opts.grad_accum),
-    ):
-        if value < 1:
-            raise InputError(f"{name} must be at least 1, not {value}")
-    train = read_split(data_dir, "train")
-    if not train:
-        raise InputError(f"{data_dir / 'train.jsonl'}: no training examples")
-    valid = read_split(data_dir, "valid")
-    _check_out(out_dir, opts.overwrite)  # before hours of training, not after
-
-    import torch  # after the cheap checks of the inputs
-
-    from ..model.hf_models import describe_device, load_paligemma
-
-    torch.manual_seed(opts.seed)
-    loaded = load_paligemma(opts.model, device=opts.device, dtype=opts.dtype, offline=opts.offline)
-    processor, device, dtype = loaded.processor, loaded.device, loaded.dtype
-    model = configure_trainable(
-        loaded.model,
-        lora=opts.lora,
-        unfreeze_vision=opts.unfreeze_vision,
-        rank=opts.lora_rank,
-        alpha=opts.lora_alpha,
-    )
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    # Full fine-tuning of a 16-bit model: float32 master weights + autocast (see module doc).
-    mixed = not opts.lora and dtype in (torch.bfloat16, torch.float16)
-    if mixed:
-        for p in params:
-            p.data = p.data.float()
-    summary = FinetuneSummary(
-        out_dir=str(out_dir),
-        trainable_parameters=sum(p.numel() for p in params),
-        total_parameters=sum(p.numel() for p in model.parameters()),
-        device=describe_device(device, dtype),
-    )
-    optimizer = torch.optim.AdamW(params, lr=opts.learning_rate, weight_decay=opts.weight_decay)
-    batches_per_epoch = math.ceil(len(train) / opts.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / opts.grad_accum)
-    total_steps = steps_per_epoch * opts.epochs
-    if opts.max_steps is not None:
-        total_steps = min(total_steps, opts.max_steps) if opts.max_steps > 0 else total_steps
-    generator = torch.Generator().manual_seed(opts.seed)
-
-    step = 0
-    done = False
-    for _epoch in range(opts.epochs):
-        order = torch.randperm(len(train), generator=generator).tolist()
-        batches = [order[i : i + opts.batch_size] for i in range(0, len(order), opts.batch_size)]
-        optimizer.zero_grad(set_to_none=True)
-        for first in range(0, len(batches), opts.grad_accum):
-            group = batches[first : first + opts.grad_accum]
-            n_tokens = []
-            encoded = []
-            for idx in group:
-                check_cancelled(progress)
-                batch = _batch_to(collate(processor, [train[i] for i in idx]), device, dtype)
-                encoded.append(batch)
-                n_tokens.append(int((batch["labels"][:, 1:] != -100).sum()))
-            total_tokens = max(sum(n_tokens), 1)
-            step_loss = 0.0
-            for batch, n in zip(encoded, n_tokens, strict=True):
-                # Token-weighted mean over the accumulated batches (not a mean of means).
-                with _autocast(device, dtype, mixed):
-                    loss = model(**batch).loss * (n / total_tokens)
-                loss.backward()
-                step_loss += float(loss.detach())
-                summary.examples_seen += int(batch["input_ids"].shape[0])
-            if not math.isfinite(step_loss):
-                raise InputError(
-                    f"training diverged at step {step + 1} (loss {step_loss}); lower the learning rate"
-                )
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            summary.train_losses.append(step_loss)
-            if progress is not None:
-                progress.report(step, total_steps, f"loss {step_loss:.4f}")
-            if step >= total_steps:
-                done = True
-                break
-        if valid:
-            summary.valid_losses.append(
-                _evaluate_loss(model, processor, valid, opts.batch_size, device, dtype, mixed)
-            )
-        if done:
-            break
-    summary.steps = step
-
-    check_cancelled(progress)
+def save_model(t: Trainee, opts: FinetuneOptions, summary: FinetuneSummary) -> None:
+    """A plain PaliGemma folder (LoRA merged, the model's dtype) with finetune.json, moved into place."""
+    out_dir = Path(opts.out_dir)
     tmp = _prepare_out(out_dir, opts.overwrite)
     try:
-        if opts.lora:
-            model = model.merge_and_unload()
-        if mixed:
-            model.to(dtype)  # master weights back to the model's dtype
+        model = cast("PeftModel", t.model).merge_and_unload() if opts.lora else t.model
+        if t.mixed:
+            model.to(t.dtype)  # master weights back to the model's dtype
         model.eval()
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        cast("PreTrainedModel", model).save_pretrained(tmp)
+        t.processor.save_pretrained(tmp)
         (tmp / "finetune.json").write_text(
-            json.dumps({"options": opts.to_dict(), "summary": summary.to_dict()}, indent=2), encoding="utf-8"
+            json.dumps({"options": to_data(opts), "summary": summary.to_dict()}, indent=2), encoding="utf-8"
         )
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -354,4 +375,21 @@ def finetune(options: FinetuneOptions, progress: Progress | None = None) -> Fine
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def finetune(options: FinetuneOptions, progress: Progress | None = None) -> FinetuneSummary:
+    """Train on DATA_DIR/train.jsonl, validate on valid.jsonl, save a loadable model folder."""
+    train, valid = check_data(options)
+    from ..model.hf_models import describe_device  # after the cheap checks of the inputs: torch
+
+    trainee = load_trainable(options)
+    summary = FinetuneSummary(
+        out_dir=str(Path(options.out_dir)),
+        trainable_parameters=sum(p.numel() for p in trainee.params),
+        total_parameters=sum(p.numel() for p in trainee.model.parameters()),
+        device=describe_device(trainee.device, trainee.dtype),
+    )
+    train_epochs(trainee, train, valid, options, summary, progress)
+    check_cancelled(progress)
+    save_model(trainee, options, summary)
     return summary

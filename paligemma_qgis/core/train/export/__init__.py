@@ -24,12 +24,10 @@ small ones; objects whose box collapses on the 1024 grid (y2 <= y1 or x2 <= x1) 
 dropped, since big_vision rejects them. Boxes of the objects both keep are identical.
 """
 
+from ..options import LABEL, PREFIX, WATER_INDEX, ExportOptions, PairsOptions
 from .georef import export_training_data
-from .options import WATER_INDEX, ExportOptions, ExportSummary
-from .pairs import PairsOptions, binarise_mask_image, export_pairs
+from .pairs import binarise_mask_image, export_pairs
 from .recipe import (
-    LABEL,
-    PREFIX,
     Component,
     EncodedChip,
     connected_components,
@@ -40,6 +38,7 @@ from .recipe import (
     water_components,
 )
 from .split import EMPTY_POLICIES, apply_empty_policy, exclude_overlaps, spatial_blocks, split_blocks
+from .summary import ExportSummary
 
 __all__ = [
     "EMPTY_POLICIES",

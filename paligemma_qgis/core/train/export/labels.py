@@ -3,19 +3,32 @@
 Invalid polygons (self-intersections, bow-ties, rings that touch) rasterise unpredictably:
 they are repaired with shapely's make_valid (structure method, polygons only) and counted,
 or refused with the first one's reason under ``strict``.
+
+Every source answers the same question, ``label(window, transform, raw, rgb, valid)``: the
+known water of one chip, from the chip's pixels (``raw`` holds the ``raw_bands`` the source
+asked for; only the water index looks at them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ...errors import InputError
 from ...inputs.files import check_finite_geometries, open_raster_dataset, probe_raster, read_vectors, reading
-from .options import WATER_INDEX, ExportOptions
+from ..options import WATER_INDEX, ExportOptions
+
+if TYPE_CHECKING:
+    from affine import Affine
+    from rasterio.windows import Window
+
+    from ...inputs.raster import RasterSource
+
+Bounds = tuple[float, float, float, float]
 
 
 @dataclass
@@ -26,31 +39,48 @@ class ChipLabel:
     labelled: np.ndarray  # bool (h, w): the label source says something here
 
 
+class LabelSource(Protocol):
+    """Known water for an export, chip by chip (a vector file, a mask raster or the water index)."""
+
+    kind: str  # "vector", "mask" or "water-index"
+    path: str
+    label_bounds: Bounds  # the labels' extent in the raster's CRS
+    raw_bands: Sequence[int]  # raw bands to read with each chip for ``label``
+    n_skipped: int  # label features that are not polygons, ignored
+    n_repaired: int  # invalid label polygons repaired with make_valid
+
+    def label(
+        self, window: Window, transform: Affine, raw: np.ndarray, rgb: np.ndarray, valid: np.ndarray
+    ) -> ChipLabel: ...
+
+    def close(self) -> None: ...
+
+
 class _VectorLabels:
     """Water polygons in any CRS, reprojected once to the raster CRS, rasterised per chip."""
 
     kind = "vector"
+    raw_bands: Sequence[int] = ()
 
     def __init__(
-        self, path: str, layer: str | None, where: str | None, src: Any, strict: bool = False
+        self, path: str, layer: str | None, where: str | None, src: RasterSource, strict: bool = False
     ) -> None:
         import shapely
 
         gdf = read_vectors(path, "water labels", layer=layer, where=where)
         if gdf.crs is None:
-            raise InputError(f"{path}: water labels have no CRS")
+            raise InputError("labels_no_crs", field="labels", path=path)
         gdf = gdf[gdf.geometry.notna()]
         polys = gdf[gdf.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
         if polys.empty:
             kinds = ", ".join(sorted(set(gdf.geometry.geom_type))) or "no features"
-            raise InputError(f"{path}: label layer holds no polygons ({kinds}); water labels must be areas")
+            raise InputError("labels_not_polygons", field="labels", path=path, kinds=kinds)
         original = np.asarray(polys.geometry.values, dtype=object)
         invalid = ~shapely.is_valid(original)
         if strict and invalid.any():
             reason = shapely.is_valid_reason(original[np.flatnonzero(invalid)[0]])
             raise InputError(
-                f"{path}: {int(invalid.sum())} invalid label polygon(s), the first: {reason}; fix them "
-                "(QGIS: Fix geometries) or leave out --strict-labels to repair them with make_valid"
+                "labels_invalid", field="labels", path=path, count=int(invalid.sum()), reason=str(reason)
             )
         geoms = np.asarray(polys.to_crs(src.crs).geometry.values, dtype=object)
         check_finite_geometries(geoms, path, "water labels", polys.crs)
@@ -65,10 +95,13 @@ class _VectorLabels:
         self.n_features = len(polys)
         self.n_skipped = len(gdf) - len(polys)
 
-    def chip(self, window: Any, transform: Any, shape: tuple[int, int]) -> ChipLabel:
+    def label(
+        self, window: Window, transform: Affine, raw: np.ndarray, rgb: np.ndarray, valid: np.ndarray
+    ) -> ChipLabel:
         from rasterio import features
         from shapely.geometry import Polygon
 
+        shape = valid.shape
         h, w = shape
         # All four corners: on a rotated grid two opposite corners do not span the chip.
         hits = self.tree.query(Polygon([transform * xy for xy in ((0, 0), (w, 0), (w, h), (0, h))]))
@@ -89,16 +122,18 @@ class _MaskLabels:
     """A mask raster warped (mode resampling) onto the raster grid; read window by window."""
 
     kind = "mask"
+    raw_bands: Sequence[int] = ()
+    n_skipped = n_repaired = 0
 
-    def __init__(self, path: str, threshold: float, src: Any) -> None:
+    def __init__(self, path: str, threshold: float, src: RasterSource) -> None:
         from rasterio.enums import Resampling
         from rasterio.vrt import WarpedVRT
 
         self._ds = open_raster_dataset(path, "label mask")
         if self._ds.crs is None:
             self._ds.close()
-            raise InputError(f"{path}: label mask has no CRS")
-        kwargs: dict[str, Any] = dict(
+            raise InputError("labels_mask_no_crs", field="labels", path=path)
+        kwargs: dict[str, object] = dict(
             crs=src.crs,
             transform=src.transform,
             width=src.width,
@@ -126,7 +161,9 @@ class _MaskLabels:
         with reading(path, "label mask"):
             self.label_bounds = tuple(transform_bounds(self._ds.crs, src.crs, *ordered_bounds(self._ds)))
 
-    def chip(self, window: Any, transform: Any, shape: tuple[int, int]) -> ChipLabel:
+    def label(
+        self, window: Window, transform: Affine, raw: np.ndarray, rgb: np.ndarray, valid: np.ndarray
+    ) -> ChipLabel:
         with reading(self.path, "label mask", window=window):
             if self._alpha:
                 data = self._vrt.read([1, self._vrt.count], window=window)
@@ -147,22 +184,25 @@ class _IndexLabels:
     """The water-index segmenter's mask as the label (a quick start, not ground truth)."""
 
     kind = "water-index"
+    n_skipped = n_repaired = 0
 
-    def __init__(self, src: Any) -> None:
+    def __init__(self, src: RasterSource) -> None:
         from ...model.segmenter import ChipBatch
         from ...model.water_index import WaterIndexSegmenter
 
         roles = src.band_roles
         self.seg = WaterIndexSegmenter(green=roles.get("green"), nir=roles.get("nir"), swir=roles.get("swir"))
-        self.bands = list(self.seg.bands_needed(src.raster_bands))
+        self.raw_bands: Sequence[int] = list(self.seg.bands_needed(src.raster_bands))
         # One scene-wide threshold (the default method on a decimated read), as the segment command does.
-        raw, valid = src.read_overview(self.bands)
+        raw, valid = src.read_overview(self.raw_bands)
         rgb = np.zeros((*valid.shape, 3), np.uint8)
         self.seg.prepare(ChipBatch(raw=raw[None], rgb=rgb[None], valid=valid[None], ids=[-1]))
         self.label_bounds = tuple(src.bounds)
         self.path = WATER_INDEX
 
-    def segment(self, raw: np.ndarray, rgb: np.ndarray, valid: np.ndarray) -> ChipLabel:
+    def label(
+        self, window: Window, transform: Affine, raw: np.ndarray, rgb: np.ndarray, valid: np.ndarray
+    ) -> ChipLabel:
         from ...model.segmenter import ChipBatch
 
         res = self.seg.segment(ChipBatch(raw=raw[None], rgb=rgb[None], valid=valid[None], ids=[0]))[0]
@@ -172,14 +212,13 @@ class _IndexLabels:
         pass
 
 
-def _open_labels(opts: ExportOptions, src: Any) -> Any:
+def open_labels(opts: ExportOptions, src: RasterSource) -> LabelSource:
+    """The label source ``opts.labels`` names: the water index, a mask raster or a vector file."""
     if opts.labels == WATER_INDEX:
         return _IndexLabels(src)
     path = Path(opts.labels)
     if not path.exists() and "://" not in opts.labels and not opts.labels.startswith("/vsi"):
-        raise InputError(
-            f"{opts.labels}: label file not found (give a vector file, a mask raster or 'water-index')"
-        )
+        raise InputError("labels_not_found", field="labels", path=opts.labels, water_index=WATER_INDEX)
     vector_exts = {".gpkg", ".geojson", ".json", ".shp", ".fgb", ".kml", ".gml", ".sqlite"}
     if path.suffix.lower() not in vector_exts and probe_raster(path):
         return _MaskLabels(str(path), opts.mask_threshold, src)

@@ -10,7 +10,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,7 +28,9 @@ def writing(out_dir: Path, what: str) -> Iterator[None]:
         reason = exc.strerror or str(exc)
         if exc.errno in _FULL:
             reason += "; is the disk full?"
-        raise OutputError(f"{out_dir}: cannot write {what} ({reason})") from None
+        raise OutputError(
+            "export_write_failed", field="out_dir", path=str(out_dir), what=what, reason=reason
+        ) from None
 
 
 def check_writable(out_dir: Path) -> None:
@@ -39,7 +41,7 @@ def check_writable(out_dir: Path) -> None:
         tempfile.TemporaryDirectory(dir=parent).cleanup()
 
 
-# What an output folder of ours holds; --overwrite only ever deletes a folder that has one.
+# What an output folder of ours holds; overwrite only ever deletes a folder that has one.
 _EXPORT_MARKERS = ("train.jsonl", "valid.jsonl", "images", "chips.gpkg", "export.json")
 
 
@@ -48,18 +50,12 @@ def check_output_dir(out_dir: Path, overwrite: bool) -> None:
     out_dir = Path(out_dir)
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise OutputExistsError(f"{out_dir} exists and is not a folder", field="out_dir")
+            raise OutputExistsError("export_dir_is_file", field="out_dir", path=str(out_dir))
         contents = list(out_dir.iterdir())
         if contents and not overwrite:
-            raise OutputExistsError(
-                f"{out_dir} exists and is not empty (use --overwrite to replace it)", field="out_dir"
-            )
+            raise OutputExistsError("train_folder_not_empty", field="out_dir", path=str(out_dir))
         if contents and not any((out_dir / m).exists() for m in _EXPORT_MARKERS):
-            raise OutputExistsError(
-                f"{out_dir} is not empty and does not look like an export folder; refusing to replace it",
-                field="out_dir",
-                code="not_an_export",
-            )
+            raise OutputExistsError("not_an_export", field="out_dir", path=str(out_dir))
     check_writable(out_dir)
 
 
@@ -97,7 +93,7 @@ def finish_output_dir(tmp: Path, out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_jsonl(path: Path, records: Iterable[dict]) -> int:
+def write_jsonl(path: Path, records: Iterable[Mapping[str, str]]) -> int:
     import json
 
     n = 0
@@ -108,7 +104,7 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> int:
     return n
 
 
-def write_export_json(path: Path, options: dict, summary: dict) -> None:
+def write_export_json(path: Path, options: Mapping[str, object], summary: Mapping[str, object]) -> None:
     """``export.json``: the options and summary of an export, redacted (an input URL's
     credentials must not travel with a shared training set)."""
     import json

@@ -9,15 +9,18 @@ overwritten and no two JSONL lines point at one image with different labels.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import InputError
 from ...inputs.files import image_size, open_image, read_text
 from ...progress import Progress, check_cancelled
-from .options import ExportSummary, _Serialisable
+from ...serial import to_data
+from ..options import PairsOptions
 from .outputs import (
     check_output_dir,
     finish_output_dir,
@@ -26,32 +29,16 @@ from .outputs import (
     write_jsonl,
     writing,
 )
-from .recipe import LABEL, PREFIX, encode_chip, load_codec
+from .recipe import encode_chip, load_codec
 from .split import apply_empty_policy
+from .summary import ExportSummary
 
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
-@dataclass
-class PairsOptions(_Serialisable):
-    """Options of ``export_pairs`` (non-georeferenced image/mask folders)."""
+    from ...model.codec import MaskCodec
 
-    images: str
-    masks: str
-    out_dir: str
-    names: str | None = None
-    mask_threshold: int = 150
-    min_object_pixels: int = 1
-    max_objects: int = 0
-    vae: str | None = None
-    allow_custom_vae: bool = False
-    valid_fraction: float = 0.1
-    seed: int = 0
-    empty_policy: str = "keep"
-    empty_cap: float = 0.2
-    size: int = 224
-    prefix: str = PREFIX
-    label: str = LABEL
-    overwrite: bool = False
-    allow_large_images: bool = False  # over PIL's decompression-bomb limit (89 megapixels)
+__all__ = ["PairsOptions", "binarise_mask_image", "chip_name", "export_pairs", "split_pairs"]
 
 
 def binarise_mask_image(path: Path, threshold: int, *, allow_large: bool = False) -> np.ndarray:
@@ -65,13 +52,13 @@ def binarise_mask_image(path: Path, threshold: int, *, allow_large: bool = False
 
 def _pair_names(opts: PairsOptions) -> list[str]:
     images, masks = Path(opts.images), Path(opts.masks)
-    for p, what in ((images, "--images"), (masks, "--masks")):
+    for p, name in ((images, "images"), (masks, "masks")):
         if not p.is_dir():
-            raise InputError(f"{p}: {what} folder not found")
+            raise InputError("pairs_folder_not_found", field=name, path=str(p))
     if opts.names:
         names_file = Path(opts.names)
         if not names_file.is_file():
-            raise InputError(f"{names_file}: names file not found")
+            raise InputError("pairs_names_not_found", field="names", path=str(names_file))
         names = [ln.strip() for ln in read_text(names_file, "names file").splitlines() if ln.strip()]
     else:
         exts = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
@@ -79,11 +66,10 @@ def _pair_names(opts: PairsOptions) -> list[str]:
     missing = [n for n in names if not (images / n).is_file() or not (masks / n).is_file()]
     if missing:
         raise InputError(
-            f"{len(missing)} listed image(s) lack an image in {images} or a mask in {masks} "
-            f"with the same name, e.g. {missing[0]}"
+            "pairs_unmatched", count=len(missing), images=str(images), masks=str(masks), example=missing[0]
         )
     if not names:
-        raise InputError(f"{images}: no images found")
+        raise InputError("pairs_no_images", field="images", path=str(images))
     _check_collisions(names, opts)
     return names
 
@@ -96,8 +82,16 @@ def _check_headers(names: list[str], opts: PairsOptions) -> None:
         mask_size = image_size(mask, "mask image", allow_large=opts.allow_large_images)
         if size != mask_size:
             raise InputError(
-                f"{image}: image is {size[0]}x{size[1]} but its mask {mask} is {mask_size[0]}x{mask_size[1]}"
+                "pairs_sizes_differ",
+                path=str(image),
+                size=_wxh(size),
+                mask=str(mask),
+                mask_size=_wxh(mask_size),
             )
+
+
+def _wxh(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 def chip_name(name: str) -> str:
@@ -111,14 +105,92 @@ def _check_collisions(names: list[str], opts: PairsOptions) -> None:
     listed: set[str] = set()
     for name in names:
         if name in listed:
-            raise InputError(f"{opts.names}: {name} is listed more than once")
+            raise InputError("pairs_name_repeated", field="names", path=str(opts.names), name=name)
         listed.add(name)
         other = seen.setdefault(chip_name(name).casefold(), name)
         if other != name:
+            images = Path(opts.images)
             raise InputError(
-                f"{Path(opts.images) / other} and {Path(opts.images) / name} would both be written as "
-                f"images/{chip_name(other)}; rename one of them or leave one out (--names)"
+                "pairs_same_chip",
+                field="images",
+                first=str(images / other),
+                second=str(images / name),
+                chip=chip_name(other),
             )
+
+
+def split_pairs(n: int, valid_fraction: float, seed: int) -> list[str]:
+    """The split of each of ``n`` pairs: a seeded random ``valid_fraction`` of them "valid", the rest "train"."""
+    rng = np.random.default_rng(seed)
+    n_valid = int(round(valid_fraction * n))
+    valid_idx = set(rng.permutation(n)[:n_valid].tolist())
+    return ["valid" if i in valid_idx else "train" for i in range(n)]
+
+
+@dataclass
+class _Pair:
+    """One pair, encoded and written: its JSONL record and what the summary counts."""
+
+    record: dict[str, str]
+    n_objects: int
+    dropped: int
+    codec_iou: float | None
+
+
+def _read_pair(opts: PairsOptions, name: str) -> tuple[Image, np.ndarray]:
+    """(the RGB image, its water mask), checked to be the same size."""
+    water = binarise_mask_image(
+        Path(opts.masks) / name, opts.mask_threshold, allow_large=opts.allow_large_images
+    )
+    image_path = Path(opts.images) / name
+    with open_image(image_path, "image", allow_large=opts.allow_large_images) as im:
+        rgb = im.convert("RGB")
+    if rgb.size[::-1] != water.shape:
+        raise InputError(
+            "pairs_sizes_differ_read",
+            path=str(image_path),
+            size=_wxh(rgb.size),
+            mask_size=_wxh((water.shape[1], water.shape[0])),
+        )
+    return rgb, water
+
+
+def _encode_pair(
+    opts: PairsOptions, name: str, codec: MaskCodec, water: np.ndarray, rgb: Image, tmp: Path
+) -> _Pair:
+    from PIL import Image as PILImage
+
+    enc = encode_chip(
+        codec, water, label=opts.label, min_pixels=opts.min_object_pixels, max_objects=opts.max_objects
+    )
+    out_name = chip_name(name)
+    with writing(Path(opts.out_dir), f"images/{out_name}"):
+        rgb.resize((opts.size, opts.size), PILImage.BICUBIC).save(tmp / "images" / out_name)
+    record = {"image": out_name, "prefix": opts.prefix, "suffix": enc.suffix}
+    return _Pair(record, len(enc.objects), enc.dropped, enc.codec_iou)
+
+
+def _keep_pairs(
+    pairs: Sequence[_Pair], splits: Sequence[str], opts: PairsOptions, images: Path, summary: ExportSummary
+) -> dict[str, list[dict[str, str]]]:
+    """The JSONL records of each split after the empty-chip policy; dropped pairs' images deleted."""
+    empty = [p.n_objects == 0 for p in pairs]
+    keep = apply_empty_policy(empty, splits, opts.empty_policy, opts.empty_cap, opts.seed)
+    per_split: dict[str, list[dict[str, str]]] = {"train": [], "valid": []}
+    for pair, k, s, e in zip(pairs, keep, splits, empty, strict=False):
+        if not k:
+            (images / pair.record["image"]).unlink()
+            summary.not_written["empty"] = summary.not_written.get("empty", 0) + 1
+            continue
+        summary.n_objects += pair.n_objects
+        summary.max_objects_per_chip = max(summary.max_objects_per_chip, pair.n_objects)
+        summary.n_empty_written += int(e)
+        per_split[s].append(pair.record)
+    ious = [p.codec_iou for p in pairs if p.codec_iou is not None]
+    if ious:
+        summary.mean_codec_iou = float(np.mean(ious))
+        summary.min_codec_iou = float(np.min(ious))
+    return per_split
 
 
 def export_pairs(opts: PairsOptions, progress: Progress | None = None) -> ExportSummary:
@@ -127,84 +199,31 @@ def export_pairs(opts: PairsOptions, progress: Progress | None = None) -> Export
     Objects are found at the mask's own resolution (as convert.py does), so boxes do not
     depend on the resize; image ``name.jpg`` is written as ``images/name.png``.
     """
-    from PIL import Image
-
     names = _pair_names(opts)
-    if not 0 <= opts.valid_fraction < 1:
-        raise InputError(f"valid fraction must be in [0, 1), not {opts.valid_fraction}")
     out_dir = Path(opts.out_dir)
     check_output_dir(out_dir, opts.overwrite)
     _check_headers(names, opts)
     codec = None  # loaded with the first pair that reads (a bad image fails before torch loads)
     tmp = prepare_output_dir(out_dir, opts.overwrite)
     try:
-        rng = np.random.default_rng(opts.seed)
-        n_valid = int(round(opts.valid_fraction * len(names)))
-        valid_idx = set(rng.permutation(len(names))[:n_valid].tolist())
-        splits = ["valid" if i in valid_idx else "train" for i in range(len(names))]
-        records: list[dict] = []
-        empty: list[bool] = []
-        ious: list[float] = []
-        n_dropped = 0
+        splits = split_pairs(len(names), opts.valid_fraction, opts.seed)
+        pairs: list[_Pair] = []
         for i, name in enumerate(names):
             check_cancelled(progress)
-            water = binarise_mask_image(
-                Path(opts.masks) / name, opts.mask_threshold, allow_large=opts.allow_large_images
-            )
-            image_path = Path(opts.images) / name
-            with open_image(image_path, "image", allow_large=opts.allow_large_images) as im:
-                rgb = im.convert("RGB")
-            if rgb.size[::-1] != water.shape:
-                raise InputError(
-                    f"{image_path}: image is {rgb.size[0]}x{rgb.size[1]} but its mask "
-                    f"is {water.shape[1]}x{water.shape[0]}"
-                )
+            rgb, water = _read_pair(opts, name)
             if codec is None:
                 codec = load_codec(opts.vae, opts.allow_custom_vae)
-            enc = encode_chip(
-                codec,
-                water,
-                label=opts.label,
-                min_pixels=opts.min_object_pixels,
-                max_objects=opts.max_objects,
-            )
-            n_dropped += enc.dropped
-            if enc.codec_iou is not None:
-                ious.append(enc.codec_iou)
-            out_name = chip_name(name)
-            with writing(out_dir, f"images/{out_name}"):
-                rgb.resize((opts.size, opts.size), Image.BICUBIC).save(tmp / "images" / out_name)
-            records.append(
-                {
-                    "image": out_name,
-                    "prefix": opts.prefix,
-                    "suffix": enc.suffix,
-                    "_n": len(enc.objects),
-                }
-            )
-            empty.append(not enc.objects)
+            pairs.append(_encode_pair(opts, name, codec, water, rgb, tmp))
             if progress is not None:
                 progress.report(i + 1, len(names), name)
-        keep = apply_empty_policy(empty, splits, opts.empty_policy, opts.empty_cap, opts.seed)
-        summary = ExportSummary(out_dir=str(out_dir), n_candidates=len(names), n_objects_dropped=n_dropped)
-        per_split: dict[str, list[dict]] = {"train": [], "valid": []}
-        for rec, k, s, e in zip(records, keep, splits, empty, strict=False):
-            if not k:
-                (tmp / "images" / rec["image"]).unlink()
-                summary.not_written["empty"] = summary.not_written.get("empty", 0) + 1
-                continue
-            n_obj = rec.pop("_n")
-            summary.n_objects += n_obj
-            summary.max_objects_per_chip = max(summary.max_objects_per_chip, n_obj)
-            summary.n_empty_written += int(e)
-            per_split[s].append(rec)
-        if ious:
-            summary.mean_codec_iou = float(np.mean(ious))
-            summary.min_codec_iou = float(np.min(ious))
+        summary = ExportSummary(
+            out_dir=str(out_dir), n_candidates=len(names), n_objects_dropped=sum(p.dropped for p in pairs)
+        )
+        per_split = _keep_pairs(pairs, splits, opts, tmp / "images", summary)
         with writing(out_dir, "train.jsonl, valid.jsonl and export.json"):
             summary.n_train = write_jsonl(tmp / "train.jsonl", per_split["train"])
             summary.n_valid = write_jsonl(tmp / "valid.jsonl", per_split["valid"])
-            write_export_json(tmp / "export.json", opts.to_dict(), summary.to_dict())
+            write_export_json(tmp / "export.json", to_data(opts), summary.to_dict())
         finish_output_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

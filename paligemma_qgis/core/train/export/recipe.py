@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-PREFIX = "segment water"
-LABEL = "water"
+from ..options import LABEL, PREFIX
+
+if TYPE_CHECKING:
+    from ...model.codec import MaskCodec
+    from ...model.tokens import SegObject
+
+__all__ = ["LABEL", "PREFIX", "Component", "EncodedChip", "encode_chip", "load_codec", "water_components"]
 
 
 @dataclass
@@ -101,7 +106,7 @@ class EncodedChip:
     """Objects of one chip: the suffix text, its objects and what decoding them gives back."""
 
     suffix: str
-    objects: list  # tokens.SegObject
+    objects: list[SegObject]
     kept_mask: np.ndarray  # bool (H, W): union of the exported components
     decoded: np.ndarray | None  # bool (H, W): the tokens decoded back (None without objects)
     dropped: int
@@ -121,7 +126,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def encode_chip(
-    codec: Any, water: np.ndarray, *, label: str = LABEL, min_pixels: int = 1, max_objects: int = 0
+    codec: MaskCodec, water: np.ndarray, *, label: str = LABEL, min_pixels: int = 1, max_objects: int = 0
 ) -> EncodedChip:
     """Water mask (H, W) -> PaliGemma suffix with one object per component, plus decode-back."""
     from ...model.masks import instance_to_object, paste_masks
@@ -150,7 +155,7 @@ def encode_chip(
     )
 
 
-def load_codec(vae: str | None, allow_custom_vae: bool) -> Any:
+def load_codec(vae: str | None, allow_custom_vae: bool) -> MaskCodec:
     """The mask codec; the weights file is checked (numpy only) before torch is imported."""
     from ...model.weights import find_vae, load_vae_arrays
 

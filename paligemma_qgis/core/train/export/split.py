@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ... import rules
 from ...errors import InputError
 
-EMPTY_POLICIES = ("keep", "drop", "cap")
+EMPTY_POLICIES = rules.EMPTY_POLICIES
 
 
 def spatial_blocks(windows: Sequence[tuple[int, int, int, int]], block_px: int) -> list[tuple[int, int]]:
@@ -71,7 +72,9 @@ def apply_empty_policy(
     "no water" without that answer dominating.
     """
     if policy not in EMPTY_POLICIES:
-        raise InputError(f"empty policy must be one of {', '.join(EMPTY_POLICIES)}, not {policy!r}")
+        raise InputError(
+            "option_choice", field="empty_policy", value=repr(policy), choices=", ".join(EMPTY_POLICIES)
+        )
     keep = [True] * len(empty)
     if policy == "keep":
         return keep
