@@ -19,7 +19,7 @@ from waiting import wait_for_task, wait_until
 
 from paligemma_qgis.plugin import interrupted
 from paligemma_qgis.plugin.dialog import SegmentDialog
-from paligemma_qgis.plugin.messages import plugin_messages
+from paligemma_qgis.plugin.messages import bar_texts, plugin_messages
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.task import WorkerTask
 from paligemma_qgis.plugin.worker_env import ENV_PYTHON, SETTINGS_GROUP, set_configured_python
@@ -150,7 +150,7 @@ def test_the_dialog_asks_before_a_run_of_other_rasters_discards_an_interrupted_o
     box.buttons_by_answer[interrupted.CANCEL].click()
     wait_until(lambda: second.journal_check is None, what="the answer")
     assert queued == [] and second.isVisible() and Path(f"{output}.journal").exists()
-    assert "the interrupted run is kept" in " ".join(i.text() for i in second.message_bar.items())
+    assert "the interrupted run is kept" in " ".join(bar_texts(second.message_bar))
 
     # Continue it: the interrupted run's own job, under its own name.
     box = ask(second)

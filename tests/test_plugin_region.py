@@ -22,7 +22,7 @@ from paligemma_qgis.plugin import job_dialog, ray_trust
 from paligemma_qgis.plugin.algorithms import SegmentWaterAlgorithm
 from paligemma_qgis.plugin.dialog import SegmentDialog
 from paligemma_qgis.plugin.error_text import SEGMENT_DIALOG, translate
-from paligemma_qgis.plugin.messages import plugin_messages
+from paligemma_qgis.plugin.messages import bar_texts, plugin_messages
 from paligemma_qgis.plugin.more_rasters import MoreRastersDialog, describe
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.region_algorithm import SegmentWaterRegionAlgorithm
@@ -77,7 +77,7 @@ def _layer(scene, project) -> QgsRasterLayer:
 
 
 def _dialog_messages(d) -> str:
-    return " | ".join(item.text() for item in d.message_bar.items())
+    return " | ".join(bar_texts(d.message_bar))  # each message whole (a bar item may show it cut)
 
 
 def _editor_with(d: SegmentDialog) -> MoreRastersDialog:

@@ -16,6 +16,7 @@ from waiting import wait_until
 from paligemma_qgis.plugin import hf_token, ray_trust
 from paligemma_qgis.plugin.first_run import setup_question
 from paligemma_qgis.plugin.job_dialog import make_task
+from paligemma_qgis.plugin.messages import bar_texts
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.setup_fixes import INSTALL, MODEL, VAE, fixes, model_steps
 from paligemma_qgis.plugin.setup_plan import model_download_text, plan_setup
@@ -165,7 +166,7 @@ def test_a_ray_cluster_is_trusted_once_per_address(dlg, clean_project, tmp_path,
     box.button(QMessageBox.StandardButton.No).click()
     QApplication.processEvents()
     assert ray_trust.trusted(address) is False and queued_tasks == [] and dlg.preflight is None
-    assert "not trusted" in " ".join(i.text() for i in dlg.message_bar.items())
+    assert "not trusted" in " ".join(bar_texts(dlg.message_bar))
     dlg.run()  # remembered: not asked again
     assert dlg.question_box is None and dlg.preflight is None
     # Processing cannot ask: it refuses an address not confirmed in Worker setup.

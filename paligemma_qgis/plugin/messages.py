@@ -6,11 +6,11 @@ times out, and an old red error coming back after a success made a good run look
 Errors and successes stay until closed or until the next run.
 
 A message bar item shows rich text in a box one line high (more scrolls behind small
-arrows): an item shows the first line of its text, cut to what one line of the bar holds
-(``SHOWN_CHARS`` before the bar is shown), escaped (scene and file names are user data:
-``<img src=…>`` in a name must not render), and a Details… button opens the whole text (and
-the worker's output, when there is one) in a box of its own. The dialogs' own bars use the
-same items (``push_item``).
+arrows): an item here shows the first paragraph of its text in as many lines as it takes, up
+to ``SHOWN_LINES`` (cut with an ellipsis beyond; ``SHOWN_CHARS`` before the bar is shown),
+escaped (scene and file names are user data: ``<img src=…>`` in a name must not render), and
+a Details… button opens the whole text (and the worker's output, when there is one) in a box
+of its own. The dialogs' own bars use the same items (``push_item``).
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ from collections.abc import Callable, Sequence
 from qgis.core import Qgis, QgsMessageLog
 from qgis.gui import QgsMessageBar
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtGui import QFont, QFontMetrics
+from qgis.PyQt.QtGui import QFont, QFontMetrics, QTextDocument
 from qgis.PyQt.QtWidgets import QMessageBox, QPushButton, QTextBrowser, QWidget
 
 LOG_TAG = "PaliGemma Water"
 OURS = "paligemma_qgis_message"  # the Qt property that marks our message bar items
 PLAIN = "paligemma_qgis_text"  # the Qt property holding an item's whole text, unescaped
 INFO_SECONDS = 10
-SHOWN_CHARS = 150  # what a bar item shows of its text (two lines of a dialog's bar)
+SHOWN_CHARS = 150  # what a bar item shows of its text before the bar is shown (its width unknown)
+SHOWN_LINES = 3  # lines a bar item shows; the rest of a longer text is behind Details…
 # What QGIS itself pushes when a long task ends (QGIS < 3.26 has no QgsTask.Silent flag).
 QGIS_TASK_NOTICES = ("Task complete", "Task failed")
 # Open Details boxes, kept referenced while they are shown (non-modal).
@@ -66,8 +67,8 @@ def rich(text: str) -> str:
     return "<span>" + html.escape(text, quote=False) + "</span>"
 
 
-def _room(bar: QgsMessageBar, font: QFont, title: str, buttons: Buttons) -> int | None:
-    """Pixels the text of a new item has on one line of ``bar`` in ``font`` (None: not known yet).
+def _room(bar: QgsMessageBar, font: QFont, buttons: Buttons) -> int | None:
+    """Pixels the text box of a new item has on ``bar`` (None: not known, nothing shown yet).
 
     An empty bar hides itself: then its parent's width (QGIS's map area) is what it will have."""
     width = bar.width() if bar.isVisible() else 0
@@ -77,26 +78,39 @@ def _room(bar: QgsMessageBar, font: QFont, title: str, buttons: Buttons) -> int 
     if width < 200:
         return None
     plain = QFontMetrics(font).horizontalAdvance
-    bold = QFont(font)
-    bold.setBold(True)
-    label = QFontMetrics(bold).horizontalAdvance(f"{title}: ") if title else 0
-    # icon, scroll arrows, close button and margins; Details… and the other buttons
-    reserved = 190 + plain("Details…") + 40 + sum(plain(name) + 40 for name, _ in buttons)
-    return max(120, width - label - reserved)
+    # icon, close button and margins; Details… and the other buttons
+    reserved = 150 + plain("Details…") + 40 + sum(plain(name) + 40 for name, _ in buttons)
+    return max(160, width - reserved)
 
 
-def fitting_text(
-    bar: QgsMessageBar, title: str, text: str, buttons: Buttons = (), font: QFont | None = None
-) -> tuple[str, bool]:
-    """(what one line of ``bar`` shows of ``text`` in ``font``, cut?): its first line, elided to fit."""
-    shown, cut = shown_text(text)
-    font = font or bar.font()
-    room = _room(bar, font, title, buttons)
-    if room is None:
-        return shown, cut
+def _height(font: QFont, width: int, margin: float, title: str, text: str) -> float:
+    """The height ``text`` (after the bold title, as QgsMessageBarItem shows it) takes at ``width``."""
+    document = QTextDocument()
+    document.setDefaultFont(font)
+    document.setDocumentMargin(margin)
+    document.setTextWidth(width)
+    document.setHtml((f"<b>{html.escape(title, quote=False)}: </b>" if title else "") + rich(text))
+    return document.size().height()
+
+
+def fit_lines(
+    font: QFont, width: int, margin: float, title: str, text: str, lines: int = SHOWN_LINES
+) -> tuple[str, bool, float]:
+    """(what ``lines`` lines of ``width`` show of ``text``'s first line, cut?, its height)."""
     first = text.strip().split("\n", 1)[0]
-    elided = QFontMetrics(font).elidedText(first, Qt.TextElideMode.ElideRight, room)
-    return elided, elided != text.strip()
+    limit = lines * QFontMetrics(font).lineSpacing() + 2 * margin + 1
+    if _height(font, width, margin, title, first) > limit:
+        words = first.split(" ")
+        low, high = 0, len(words)
+        while low < high:  # the most words that fit, and an ellipsis
+            middle = (low + high + 1) // 2
+            candidate = " ".join(words[:middle]).rstrip(" ,;:") + "…"
+            if _height(font, width, margin, title, candidate) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        first = " ".join(words[:low]).rstrip(" ,;:") + "…"
+    return first, first != text.strip(), _height(font, width, margin, title, first)
 
 
 def push_item(
@@ -113,7 +127,13 @@ def push_item(
     (label, action)."""
     item = QgsMessageBar.createMessage(html.escape(title, quote=False), "", bar)
     browser = item.findChild(QTextBrowser)  # what shows the text, in its own font
-    shown, cut = fitting_text(bar, title, text, buttons, browser.font() if browser is not None else None)
+    room = _room(bar, browser.font(), buttons) if browser is not None else None
+    height = None
+    if room is None:  # not shown yet: a line's worth of characters
+        shown, cut = shown_text(text)
+    else:
+        margin = browser.document().documentMargin()
+        shown, cut, height = fit_lines(browser.font(), room, margin, title, text)
     item.setText(rich(shown))
     item.setProperty(OURS, True)
     item.setProperty(PLAIN, text)
@@ -127,6 +147,8 @@ def push_item(
         button.clicked.connect(lambda: show_details(bar.window(), title, text, details or ""))
         item.layout().addWidget(button)
     bar.pushWidget(item, level, duration)
+    if height is not None:  # up to SHOWN_LINES lines, as many as the text takes: no scroll arrows
+        browser.setFixedHeight(int(height) + 2 * browser.frameWidth() + 2)
     return item
 
 
