@@ -79,6 +79,7 @@ def test_cancel_says_what_is_kept_and_the_same_run_says_it_continued(
     three, slow_python, tmp_path, qgis_iface, clean_project
 ):
     output = tmp_path / "water.gpkg"
+    qgis_iface.messageBar().clearWidgets()  # earlier tests' messages
     job = segment_job([str(p) for p in three], str(output), engine="water-index", preset="naip", batch_size=1)
     task = WorkerTask("Water in 3 rasters", job, python=slow_python, iface=qgis_iface)
     QgsApplication.taskManager().addTask(task)

@@ -22,7 +22,7 @@ from paligemma_qgis.plugin import job_dialog, ray_trust
 from paligemma_qgis.plugin.algorithms import SegmentWaterAlgorithm
 from paligemma_qgis.plugin.dialog import SegmentDialog
 from paligemma_qgis.plugin.error_text import SEGMENT_DIALOG, translate
-from paligemma_qgis.plugin.messages import bar_texts, plugin_messages
+from paligemma_qgis.plugin.messages import bar_texts, item_text, plugin_messages
 from paligemma_qgis.plugin.more_rasters import MoreRastersDialog, describe
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.region_algorithm import SegmentWaterRegionAlgorithm
@@ -664,7 +664,7 @@ def test_a_failed_region_run_shows_every_scene_in_details(region, clean_project,
     QgsApplication.taskManager().addTask(task)
     wait_for_task(task)
     assert task.succeeded is False and task.error.startswith("Every scene failed (2)")
-    (item,) = [i for i in qgis_iface.messageBar().items() if "Every scene failed" in i.text()]
+    (item,) = [i for i in qgis_iface.messageBar().items() if "Every scene failed" in item_text(i)]
     item.findChild(QPushButton, "paligemmaDetails").click()
     QApplication.processEvents()
     (box,) = [
