@@ -146,9 +146,13 @@ def push_item(
         button.setObjectName("paligemmaDetails")
         button.clicked.connect(lambda: show_details(bar.window(), title, text, details or ""))
         item.layout().addWidget(button)
-    bar.pushWidget(item, level, duration)
     if height is not None:  # up to SHOWN_LINES lines, as many as the text takes: no scroll arrows
-        browser.setFixedHeight(int(height) + 2 * browser.frameWidth() + 2)
+        # QgsMessageBarItem holds its text box to one line with a style sheet (max-height: 1.75em);
+        # a later rule of the same sheet wins. Its margin-top (0.25em) comes on top.
+        pixels = int(height + 0.3 * QFontMetrics(browser.font()).height()) + 2 * browser.frameWidth() + 2
+        rule = f"QTextEdit {{ max-height: {pixels}px; min-height: {pixels}px; }}"
+        browser.setStyleSheet(f"{browser.styleSheet()} {rule}")
+    bar.pushWidget(item, level, duration)
     return item
 
 
