@@ -92,3 +92,17 @@ def test_segment_on_the_command_line_leaves_the_input_folder_as_it_was(tmp_path)
                               capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
     assert _listing(folder) == before
+
+
+def test_processing_with_files_leaves_the_input_folder_as_it_was(provider, clean_project, tmp_path):
+    """Processing opens a raster given as a file while it checks the parameters (and keeps it for
+    the run): that check runs with GDAL's side files off too."""
+    import processing
+
+    folder = _inputs(tmp_path)
+    before = _listing(folder)
+    processing.run("paligemma:segment_water", {"INPUT": str(folder / "lakes.tif"), "ENGINE": 1, "BANDS": "naip",
+                                               "OUTPUT": str(tmp_path / "one.gpkg")})  # fmt: skip
+    processing.run("paligemma:water_change", {"BEFORE": str(folder / "lakes.tif"), "AFTER": str(folder / "more.tif"),
+                                              "BANDS": "naip", "OUTPUT": str(tmp_path / "change.gpkg")})  # fmt: skip
+    assert _listing(folder) == before

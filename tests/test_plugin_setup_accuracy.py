@@ -200,3 +200,26 @@ def test_use_the_water_index_instead_of_setting_up_paligemma(dlg, clean_project,
     dlg.setup_box.water_index_button.click()
     wait_until(lambda: queued_tasks, timeout=120, what="the water-index run")
     assert dlg.engine() == "water-index" and queued_tasks[0].job["options"]["engine"] == "water-index"
+
+
+def test_a_failed_vae_download_is_said_in_the_dialog_once(dlg, qgis_iface, tmp_path):
+    """Issue 21: the VAE download's failure landed behind the dialog (QGIS's bar) and repeated
+    itself. Pressed in the open dialog, its own bar says it, once, however often it is pressed."""
+    from bare_python import python_without
+    from waiting import wait_for_task
+
+    from paligemma_qgis.plugin.messages import bar_texts, plugin_messages
+
+    qgis_iface.messageBar().clearWidgets()
+    set_configured_python(python_without(tmp_path, ("platformdirs",)))
+    dlg.engine_combo.setCurrentIndex(dlg.engine_combo.findData("paligemma"))
+    dlg.show()
+    for _ in range(2):
+        task = dlg.vae_widget.download()
+        wait_for_task(task)
+        QApplication.processEvents()
+        assert task.succeeded is False
+    shown = bar_texts(dlg.message_bar)
+    assert len(shown) == 1 and shown[0].startswith("Download the VAE weights (vae-oid.npz) failed")
+    assert plugin_messages(qgis_iface) == []  # nothing behind the dialog
+    assert dlg.vae_widget.download_button.isEnabled()

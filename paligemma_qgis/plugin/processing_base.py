@@ -29,6 +29,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from .error_text import FrontEnd, processing, translate
 from .interrupted import interrupted_problem
 from .options import PRESETS, raster_file
+from .raster_probe import no_side_files
 from .run_text import stopped_text
 from .runner import run_worker
 from .worker_env import worker_command, worker_env
@@ -54,6 +55,12 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
 
     def groupId(self) -> str:  # noqa: N802
         return ""
+
+    def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802 - QGIS API
+        """QGIS's own check, which opens a raster given as a file (it is kept for the run): with
+        GDAL's side files off, so that no .aux.xml of its statistics lands beside the user's file."""
+        with no_side_files():
+            return super().checkParameterValues(parameters, context)
 
     def build_job(
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
@@ -96,7 +103,8 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
 
     def _raster_input(self, parameters: dict, context: QgsProcessingContext, hint: str = "") -> str:
         """The input raster's file; QgsProcessingException when it is not a GDAL file on disk."""
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        with no_side_files():  # a file QGIS opens for this run writes no .aux.xml beside it
+            layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         raster = raster_file(layer)
         if raster is None:
             source = layer.source() if layer is not None else parameters.get(self.INPUT)

@@ -331,7 +331,7 @@ class VaeField(QWidget):
                     dialog.show_errors([])
                     push_item(dialog.message_bar, "", "vae-oid.npz is downloaded.", Qgis.MessageLevel.Success)
                 else:
-                    dialog.show_errors([f"VAE download: {task.error or 'it did not finish'}"])
+                    dialog.show_errors([task.error or "The VAE download did not finish."])
 
         task.taskCompleted.connect(ended)
         task.taskTerminated.connect(ended)
