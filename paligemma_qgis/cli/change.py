@@ -9,7 +9,7 @@ import sys
 from ..core import rules
 from .args import options_from_args
 from .progress import cli_progress
-from .segment import add_band_arguments, spec_values
+from .segment import add_band_arguments, add_cloud_arguments, spec_values
 from .weights import add_vae_arguments
 
 USAGE = (
@@ -70,6 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("raster inputs (segmented first, as `segment` would)")
     g.add_argument("--engine", choices=rules.ENGINES, default=rules.DEFAULT_ENGINE)
     add_band_arguments(g)
+    add_cloud_arguments(g)
     g.add_argument("--resolution", type=float, metavar="M", help="resample to this ground resolution (m)")
     g.add_argument(
         "--overlap",
@@ -87,7 +88,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 # The segment options a raster input is segmented with (the group "raster inputs" above).
 SEGMENT_KEYS = (
     "engine", "bands", "preset", "green", "nir", "swir", "threshold", "index", "resolution", "overlap",
-    "model", "vae", "allow_custom_vae", "device", "batch_size",
+    "model", "vae", "allow_custom_vae", "device", "batch_size", "cloud_mask", "mask_classes",
 )  # fmt: skip
 
 

@@ -17,12 +17,14 @@ from .wording import failed_scenes
 
 EXIT_PARTIAL = 3  # the output was written, but some scenes failed
 UNSURE_REMEDY = "try --preset, a fixed --threshold, an --aoi around the water, or --engine paligemma"
+_SEARCH_OPTIONS = ("collection", "bbox", "datetime", "max_cloud", "limit", "sign")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "segment",
-        usage="%(prog)s [options] INPUT [INPUT ...] OUTPUT.gpkg",
+        usage="%(prog)s [options] INPUT [INPUT ...] OUTPUT.gpkg\n       %(prog)s [options] --stac-api URL "
+        "--collection NAME --bbox W,S,E,N|--aoi FILE --datetime START/END OUTPUT.gpkg",
         help="map water in one raster or a whole region -> GeoPackage (water polygons + audit layers)",
         description="Cut georeferenced rasters into chips, segment water in each (PaliGemma or a water "
         "index), merge the chips and write water polygons (layer 'water', areas in m2, one 'scene' and "
@@ -30,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "grid with each chip's status and model text (layer 'chips') to one GeoPackage. An interrupted "
         "run (crash, kill, Ctrl-C) continues where it stopped when the same command is run again.",
         epilog="INPUT may be a raster, a folder of rasters, a glob ('scenes/*.tif'), a text file listing "
-        "inputs, a GDAL path (/vsicurl/..., /vsis3/..., s3://...) or a local STAC Item/ItemCollection JSON. "
+        "inputs, a GDAL path (/vsicurl/..., /vsis3/..., s3://...) or a local STAC Item, ItemCollection or "
+        "Catalog JSON; or give --stac-api and map what a search finds. "
         "Exit codes: 0 done, 1 error, 3 output written but some scenes failed (see the scenes layer), "
         "130 cancelled (the journal beside the output keeps finished work).",
     )
@@ -58,6 +61,8 @@ def _add_chip_arguments(p: argparse.ArgumentParser, g: argparse._ArgumentGroup) 
         metavar="NAMES",
         help="STAC inputs: bands by common name, e.g. green,nir,swir16 (default: what the engine needs)",
     )
+    add_cloud_arguments(p.add_argument_group("clouds"))
+    add_search_arguments(p.add_argument_group("STAC search (the scenes of a STAC API instead of INPUTs)"))
     c = p.add_argument_group("chips")
     c.add_argument(
         "--overlap",
@@ -232,6 +237,95 @@ def add_band_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--index", choices=rules.INDEXES, default=rules.DEFAULT_INDEX, help="water index")
 
 
+CLOUD_MASK_HELP = (
+    "which pixels are clouds, so not observed (left out of the scene's footprint in the 'scenes' layer, "
+    "of the threshold statistics and of each chip's valid share; black in the model's chips; so "
+    "'change' calls water under them unknown and 'occurrence' does not count them): auto (default) = "
+    "the mask the data has: a STAC item's SCL (Sentinel-2 L2A) or qa_pixel (Landsat Collection 2) "
+    "asset, or a raster band described SCL or QA_PIXEL, else none; scl = SCL classes 0 no data, 1 "
+    "saturated, 3 cloud shadow, 8/9 cloud medium/high probability, 10 thin cirrus, 11 snow; qa_pixel = "
+    "QA_PIXEL bits 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud, 4 cloud shadow, 5 snow; s2cloudless = "
+    "Sentinel Hub's detector on the 10 L1C bands (pip install s2cloudless), run at 160 m; FILE = a mask "
+    "raster (non-zero = cloud, warped onto each scene; outside it nothing is masked); none. Never "
+    "masked: haze or thin cloud the mask calls clear, terrain shadow (SCL 2). The 'scenes' layer gives "
+    "each scene's cloud_pct"
+)
+
+
+def add_cloud_arguments(g: argparse._ArgumentGroup) -> None:
+    """How clouds are found (core/inputs/cloud_mask.py), as every command that segments takes it."""
+    g.add_argument(
+        "--cloud-mask",
+        default=rules.DEFAULT_CLOUD_MASK,
+        metavar="|".join(("auto", "none", "scl", "qa_pixel", "s2cloudless", "FILE")),
+        help=CLOUD_MASK_HELP,
+    )
+    g.add_argument(
+        "--mask-classes",
+        type=numbers,
+        metavar="N,N",
+        help="with scl: the SCL classes masked (default "
+        f"{','.join(map(str, rules.SCL_MASKED))}); with qa_pixel: the QA_PIXEL bits (default "
+        f"{','.join(map(str, rules.QA_PIXEL_MASKED_BITS))}); with a FILE: its values that are clouds "
+        "(default: any non-zero value)",
+    )
+
+
+def add_search_arguments(g: argparse._ArgumentGroup) -> None:
+    """A STAC API search whose items are the run's scenes (core/inputs/stac_search.py)."""
+    g.add_argument(
+        "--stac-api",
+        metavar="URL",
+        help="search this STAC API (e.g. https://earth-search.aws.element84.com/v1) and map the items "
+        "found, cloud-masked: then give only OUTPUT.gpkg. The items found are kept beside the output until "
+        "it is written, so an interrupted run continues with the same items",
+    )
+    g.add_argument(
+        "--collection", type=names, metavar="NAME", help="collection(s) to search, e.g. sentinel-2-l2a"
+    )
+    g.add_argument(
+        "--bbox",
+        type=numbers_float,
+        metavar="W,S,E,N",
+        help="search area in degrees; also the area mapped unless --aoi is given (or use --aoi FILE alone)",
+    )
+    g.add_argument(
+        "--datetime",
+        metavar="START/END",
+        help="dates to search: 2021-06-01/2021-06-30, 2021-06, 2021-06-01T00:00:00Z/.. ('..': open end)",
+    )
+    g.add_argument(
+        "--max-cloud",
+        type=float,
+        metavar="PCT",
+        help="only items at most this cloudy (their eo:cloud_cover; items without one are kept)",
+    )
+    g.add_argument("--limit", type=int, metavar="N", help="map at most N items (the first by date)")
+    g.add_argument(
+        "--sign",
+        choices=rules.SIGN_NAMES,
+        help="sign the asset URLs (Planetary Computer's need it; pip install planetary-computer)",
+    )
+
+
+def numbers(text: str) -> list[int]:
+    """'3,8,9' -> [3, 8, 9] (mask classes)."""
+    try:
+        return [int(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"whole numbers separated by commas expected, got {text!r}"
+        ) from None
+
+
+def numbers_float(text: str) -> list[float]:
+    """'5.1,45,5.3,45.2' -> [5.1, 45.0, 5.3, 45.2] (a bounding box)."""
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"numbers separated by commas expected, got {text!r}") from None
+
+
 def names(text: str) -> list[str]:
     """'water, river' or 'water;river' -> ['water', 'river'] (classes, STAC band names)."""
     return [c.strip() for c in text.replace(";", ",").split(",") if c.strip()]
@@ -244,7 +338,8 @@ def spec_values(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def spec_from_args(args: argparse.Namespace) -> SegmentSpec:
-    if len(args.paths) < 2:
+    searching = args.stac_api or any(getattr(args, n, None) is not None for n in _SEARCH_OPTIONS)
+    if len(args.paths) < (1 if searching else 2):  # a search option without --stac-api: the spec says so
         raise InputError("segment_needs_paths")
     *inputs, output = args.paths
     return segment_spec({**spec_values(args), "raster": inputs, "output": output})

@@ -22,6 +22,9 @@ CacheMode = Literal["dynamic", "static"]
 PresetName = Literal["sentinel2", "landsat89", "naip"]
 # How the water index picks a scene's threshold (core/model/thresholds.py says how each works).
 ThresholdMethod = Literal["auto", "edge-otsu", "multi-otsu", "otsu"]
+# Which pixels are clouds (core/inputs/cloud_mask.py); a cloud_mask that is none of these is a mask raster.
+CloudMaskMode = Literal["auto", "none", "scl", "qa_pixel", "s2cloudless"]
+SignName = Literal["planetary-computer"]  # how a STAC search's asset URLs are signed
 
 ENGINES: tuple[EngineName, ...] = get_args(EngineName)
 INDEXES: tuple[IndexName, ...] = get_args(IndexName)
@@ -33,6 +36,8 @@ DTYPES: tuple[DtypeName, ...] = get_args(DtypeName)
 CACHE_MODES: tuple[CacheMode, ...] = get_args(CacheMode)
 PRESETS: tuple[PresetName, ...] = get_args(PresetName)
 THRESHOLD_METHODS: tuple[ThresholdMethod, ...] = get_args(ThresholdMethod)
+CLOUD_MASK_MODES: tuple[CloudMaskMode, ...] = get_args(CloudMaskMode)
+SIGN_NAMES: tuple[SignName, ...] = get_args(SignName)
 
 # The water index: it runs without a model download, in seconds, on any machine.
 DEFAULT_ENGINE: EngineName = "water-index"
@@ -50,6 +55,18 @@ CPU_BATCH_SIZE = 8  # measured: docs/BENCHMARKS.md §5
 MODEL_OVERLAP = 32  # objects cut by a chip edge get context from the next chip
 PIXELWISE_ENGINES: tuple[EngineName, ...] = ("water-index",)  # overlap changes nothing but the cost
 OUTPUT_SUFFIX = ".gpkg"
+
+# Clouds: masked pixels are not observed (left out of the footprint, the statistics, each chip's
+# valid share). auto: the mask the data has (a STAC item's SCL or QA_PIXEL asset, a band described so).
+DEFAULT_CLOUD_MASK: CloudMaskMode = "auto"
+# Sentinel-2 L2A scene classes not observed: 0 no data, 1 saturated or defective, 3 cloud shadow,
+# 8 cloud medium probability, 9 cloud high probability, 10 thin cirrus, 11 snow or ice.
+SCL_MASKED: tuple[int, ...] = (0, 1, 3, 8, 9, 10, 11)
+# Landsat Collection 2 QA_PIXEL bits not observed: 0 fill, 1 dilated cloud, 2 cirrus, 3 cloud,
+# 4 cloud shadow, 5 snow.
+QA_PIXEL_MASKED_BITS: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+S2CLOUDLESS_THRESHOLD = 0.4  # cloud probability above which s2cloudless calls a pixel cloud (its default)
+S2CLOUDLESS_RESOLUTION_M = 160.0  # s2cloudless runs at this resolution, as its authors advise
 
 # Which band roles an engine needs, any one of each group.
 ENGINE_ROLES: Mapping[EngineName, tuple[tuple[str, ...], ...]] = {

@@ -55,6 +55,9 @@ class ReadSpec:
     stretch: tuple[float, float] = rules.DEFAULT_STRETCH
     stac_bands: tuple[str, ...] | None = None  # STAC assets by band common name
     on_read_error: rules.ReadErrorMode = "fail"  # skip: an unreadable block is nodata, counted
+    # Clouds are not observed: rules.CloudMaskMode, or a mask raster (its non-zero values are clouds).
+    cloud_mask: rules.CloudMaskMode | str = rules.DEFAULT_CLOUD_MASK
+    mask_classes: tuple[int, ...] | None = None  # SCL classes, QA_PIXEL bits or mask values (default: rules)
 
     def __post_init__(self) -> None:
         if self.bands is not None and len(self.bands) not in (1, 3):
@@ -67,6 +70,82 @@ class ReadSpec:
         lo, hi = self.stretch
         if not 0 <= lo < hi <= 100:
             raise InputError("stretch_range", field="stretch", low=lo, high=hi)
+        if not self.cloud_mask:
+            raise InputError(
+                "option_choice", field="cloud_mask", value="''", choices="auto, none, ... or a file"
+            )
+        for c in self.mask_classes or ():
+            _within("mask_classes", c, 0, 65535)
+        if self.mask_classes is not None and self.cloud_mask in ("none", "s2cloudless"):
+            raise InputError(
+                "cloud_mask_classes",
+                field="mask_classes",
+                value=",".join(map(str, self.mask_classes)),
+                kind=self.cloud_mask,
+            )
+        if self.cloud_mask == "qa_pixel":
+            for c in self.mask_classes or ():
+                _within("mask_classes", c, 0, 15)
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """A STAC API search whose items are the run's scenes (instead of input rasters).
+
+    The items found are kept beside the output until it is written (``run.found_items``), so an
+    interrupted run continues with the same items whatever the catalogue publishes meanwhile.
+    """
+
+    stac_api: str | None = None  # the API's landing page URL
+    collection: tuple[str, ...] | None = None
+    bbox: tuple[float, float, float, float] | None = None  # west, south, east, north in degrees
+    datetime: str | None = None  # a date, or START/END ('..' for an open end)
+    max_cloud: float | None = None  # the items' eo:cloud_cover, percent
+    limit: int | None = None  # at most this many items (the first found, by date)
+    sign: rules.SignName | None = field(default=None, metadata=RESUMABLE)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.stac_api)
+
+    def __post_init__(self) -> None:
+        if not self.active:
+            for name in ("collection", "bbox", "datetime", "max_cloud", "limit", "sign"):
+                if getattr(self, name) is not None:
+                    raise InputError("search_without_api", field=name)
+            return
+        needs = [n for n, v in (("a collection", self.collection), ("a date range", self.datetime)) if not v]
+        if needs:
+            raise InputError(
+                "search_needs",
+                field="collection" if self.collection is None else "datetime",
+                needs=" and ".join(needs),
+            )
+        if self.bbox is not None:
+            w, s, e, n = self.bbox
+            if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s < n <= 90):
+                raise InputError("search_bbox", field="bbox", value=",".join(f"{v:g}" for v in self.bbox))
+        _check_datetime(self.datetime or "")
+        _within("max_cloud", self.max_cloud, 0, 100)
+        _at_least("limit", self.limit, 1)
+
+
+def _check_datetime(text: str) -> None:
+    """A date (2021-06-01, 2021-06-01T10:00:00Z) or START/END with '..' for an open end."""
+    import datetime as dt
+    import re
+
+    parts = text.split("/")
+    ok = 1 <= len(parts) <= 2 and not all(p in ("..", "") for p in parts)
+    for part in parts if ok else ():
+        if (part in ("..", "") and len(parts) == 2) or re.fullmatch(r"\d{4}(-\d\d)?", part):
+            continue  # an open end; a year or a month (the API takes all of it)
+        try:
+            dt.datetime.fromisoformat(part.replace("Z", "+00:00"))
+        except ValueError:
+            ok = False
+    if not ok:
+        raise InputError("search_datetime", field="datetime", value=text)
 
 
 @dataclass(frozen=True)
@@ -188,9 +267,17 @@ class SegmentSpec:
     grid: GridSpec = field(default_factory=GridSpec)
     engine: EngineSpec = field(default_factory=EngineSpec)
     run: RunSpec = field(default_factory=RunSpec)
+    search: SearchSpec = field(default_factory=SearchSpec)  # scenes found by a STAC search instead
 
     def __post_init__(self) -> None:
-        if not self.raster or not all(self.raster):
+        if self.search.active:
+            if self.raster:
+                raise InputError("search_and_inputs", field="raster")
+            if self.search.bbox is None and self.grid.aoi in (None, ""):
+                raise InputError(
+                    "search_needs", field="bbox", needs="an area: a bounding box or an area of interest"
+                )
+        elif not self.raster or not all(self.raster):
             raise InputError("input_missing", field="raster")
 
     @property
@@ -201,10 +288,19 @@ class SegmentSpec:
         return rules.default_overlap(self.engine.name)
 
     def resolved(self) -> SegmentSpec:
-        """This spec with the engine's defaults filled in, as the journal and the run table record it."""
-        if self.grid.overlap is not None:
-            return self
-        return dataclasses.replace(self, grid=dataclasses.replace(self.grid, overlap=self.overlap))
+        """This spec with the defaults filled in, as the journal and the run table record it.
+
+        The engine's overlap; a search's bounding box is the area mapped when no AOI is given,
+        and a search's AOI extent without a CRS is in degrees (longitude, latitude).
+        """
+        grid = self.grid
+        if grid.overlap is None:
+            grid = dataclasses.replace(grid, overlap=self.overlap)
+        if self.search.active and self.search.bbox is not None and grid.aoi in (None, ""):
+            grid = dataclasses.replace(grid, aoi=self.search.bbox, aoi_crs="EPSG:4326")
+        elif self.search.active and isinstance(grid.aoi, tuple) and grid.aoi_crs is None:
+            grid = dataclasses.replace(grid, aoi_crs="EPSG:4326")  # no raster to lend its CRS: degrees
+        return self if grid == self.grid else dataclasses.replace(self, grid=grid)
 
     def flat(self) -> dict[str, Any]:
         return flatten(self)
@@ -214,8 +310,9 @@ def segment_spec(flat: Mapping[str, Any] | None = None, /, **values: Any) -> Seg
     """The one door from a front end's flat options (argument names, job options, run table rows).
 
     ``segment_spec({"raster": "a.tif", "output": "a.gpkg", "nir": 4})``, or the same as keywords.
+    A STAC search (``stac_api`` ...) needs no ``raster``.
     """
-    return unflatten(SegmentSpec, {**(flat or {}), **values})
+    return unflatten(SegmentSpec, {"raster": (), **(flat or {}), **values})
 
 
 def _same_path(a: str, b: str) -> bool:

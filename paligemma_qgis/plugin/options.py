@@ -123,12 +123,17 @@ def segment_job(
     ray_address: str | None = None,
     threshold: float | None = None,
     restart: bool = False,
+    search: dict | None = None,
+    cloud_mask: str | None = None,
 ) -> dict:
     """A worker job for core.run.driver.segment_raster; unset (None/empty/0) values are left out.
 
     ``raster``: one input, or a list of them (files, folders, /vsi paths ...: a region run).
     ``ray_address``: Worker setup's (worker_env.ray_address): empty runs in the worker; "local"
     sends the run to a Ray the worker starts on this machine; any other address to that cluster.
+    ``search``: a STAC search by the spec's flat names (stac_api, collection, bbox, datetime,
+    max_cloud, limit, sign) whose items are mapped instead of ``raster`` (then empty).
+    ``cloud_mask``: core.rules.CloudMaskMode (None: the default, auto).
     """
     if isinstance(raster, (list, tuple)):
         raster = [str(r) for r in raster] if len(raster) != 1 else str(raster[0])
@@ -159,6 +164,11 @@ def segment_job(
             }
         )
     options.update({k: v for k, v in optional.items() if v is not None})
+    if search:
+        options["raster"] = []
+        options.update({k: v for k, v in search.items() if v not in (None, "", [])})
+    if cloud_mask:
+        options["cloud_mask"] = cloud_mask
     if fail_fast:
         options["fail_fast"] = True
     if dissolve:

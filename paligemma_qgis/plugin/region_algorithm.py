@@ -30,6 +30,8 @@ from .options import gdal_path
 from .processing_base import _tr, failure
 from .processing_results import load_segment_result, report_unsure
 from .run_text import region_name
+from .stac_search_params import HELP as SEARCH_HELP
+from .stac_search_params import cloud_mask_option, cloud_mask_parameter, search_options, search_parameters
 
 
 class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
@@ -42,6 +44,14 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
         "raster": f"{INPUTS} / {FOLDER}",
         "fail_fast": FAIL_FAST,
         "dissolve": DISSOLVE,
+        "stac_api": "STAC_API",
+        "collection": "STAC_COLLECTION",
+        "bbox": "STAC_EXTENT",
+        "datetime": "STAC_START / STAC_END",
+        "max_cloud": "STAC_MAX_CLOUD",
+        "limit": "STAC_LIMIT",
+        "sign": "STAC_SIGN",
+        "cloud_mask": "CLOUD_MASK",
     }
     FRONT = processing(OPTIONS)
 
@@ -62,7 +72,7 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
             "FAIL_FAST. DISSOLVE adds 'water_dissolved', water merged across overlapping scenes.\n\n"
             "An interrupted run continues where it stopped when run again with the same parameters. "
             "RAY_ADDRESS (Worker setup's by default) sends the work to a Ray cluster (the rasters must "
-            "be readable there: shared storage or /vsis3/ paths)."
+            "be readable there: shared storage or /vsis3/ paths).\n\n" + SEARCH_HELP
         )
 
     def createInstance(self) -> SegmentWaterRegionAlgorithm:  # noqa: N802
@@ -85,6 +95,9 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
                 optional=True,
             )
         )
+        for param in search_parameters():
+            self.addParameter(param)
+        self.addParameter(cloud_mask_parameter())
         self._add_segment_parameters(
             [
                 QgsProcessingParameterBoolean(
@@ -104,8 +117,8 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("SCENES", _tr("Scenes")))
         self.addOutput(QgsProcessingOutputNumber("FAILED", _tr("Scenes that failed")))
 
-    def _inputs(self, parameters: dict, context: QgsProcessingContext) -> list[str]:
-        """The rasters of INPUTS (files or /vsi paths) and the FOLDER, in that order."""
+    def _inputs(self, parameters: dict, context: QgsProcessingContext, searching: bool = False) -> list[str]:
+        """The rasters of INPUTS (files or /vsi paths) and the FOLDER, in that order (none for a search)."""
         inputs = []
         for layer in self.parameterAsLayerList(parameters, self.INPUTS, context):
             path = gdal_path(layer)
@@ -115,21 +128,28 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
         folder = (self.parameterAsFile(parameters, self.FOLDER, context) or "").strip()
         if folder:
             inputs.append(folder)
+        if searching:
+            if inputs:
+                raise failure("give either the rasters to map (INPUTS, FOLDER) or a STAC search (STAC_API)")
+            return []
         if not inputs:
-            raise failure("give the rasters to map: INPUTS, FOLDER, or both")
+            raise failure("give the rasters to map: INPUTS, FOLDER, or both (or a STAC search: STAC_API)")
         return list(dict.fromkeys(inputs))
 
     def build_job(
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> dict:
+        search = search_options(self, parameters, context)
         return self._segment_job(
-            self._inputs(parameters, context),
+            self._inputs(parameters, context, searching=search is not None),
             self._output(parameters, context),
             parameters,
             context,
             feedback,
             fail_fast=self.parameterAsBool(parameters, self.FAIL_FAST, context),
             dissolve=self.parameterAsBool(parameters, self.DISSOLVE, context),
+            search=search,
+            cloud_mask=cloud_mask_option(self, parameters, context),
         )
 
     def processAlgorithm(  # noqa: N802

@@ -222,6 +222,8 @@ FALLBACK_REQUIREMENTS = {
         "pillow",
         "tqdm",
         "platformdirs",
+        "pystac",
+        "pystac-client",
     ],
     "model": ["torch", "transformers", "tokenizers", "safetensors", "huggingface-hub"],
     "region": ["ray[client]"],

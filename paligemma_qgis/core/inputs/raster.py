@@ -369,7 +369,7 @@ class RasterSource:
         thread gets its own clone (the stretch is copied, never recomputed, so chips read
         through any clone are identical).
         """
-        other = RasterSource(self._open_path, **self._init_args)
+        other = type(self)(self._open_path, **self._init_args)  # a subclass clones as itself
         other._stretch = self._stretch
         other._errors = self._errors  # one count for the run, whichever thread read
         return other

@@ -182,7 +182,7 @@ def journal_key(spec: SegmentSpec, scenes: list[Scene]) -> tuple[str, dict[str, 
     """What a journal must match to be continued: the spec's answer-changing values and the scenes."""
     from ..serial import fingerprint
 
-    return fingerprint(spec.resolved(), {"scenes": [[s.id, s.path] for s in scenes]})
+    return fingerprint(spec.resolved(), {"scenes": [[s.id, s.identity] for s in scenes]})
 
 
 def segment_raster(
@@ -206,22 +206,18 @@ def segment_raster(
     input, progress.Cancelled when cancelled (no output; the journal keeps finished work for
     the same command).
     """
-    from ..inputs.scenes import resolve_inputs
     from .atomic import atomic_output, claim_output
+    from .found_items import remove_found
     from .journal import journal_path
     from .output import output_crs, write_run_output
 
     t0 = time.perf_counter()
     progress = progress or SilentProgress()
     spec = spec.resolved()
-    progress.report(0, 1, "finding scenes")
-    if scenes is None:
-        scenes = resolve_inputs(
-            list(spec.raster), stac_bands=_names(spec.read.stac_bands), engine=spec.engine.name
-        )
-
     out = Path(spec.output.path)
     resuming = journal_path(out).exists() and not spec.run.restart
+    progress.report(0, 1, "searching the STAC API" if spec.search.active else "finding scenes")
+    scenes = scenes if scenes is not None else _find_scenes(spec, resuming)
     check_outputs(spec, scenes, resumed=resuming)  # before the claim too: a clear error first
     key = journal_key(spec, scenes)
     with (
@@ -236,33 +232,14 @@ def segment_raster(
             out, mask = check_outputs(spec, scenes, journal.resumed)
             from_journal = sum(1 for s in journal.finished().values() if s == "done")
             with _executor(spec, segmenter) as executor:
-                _run(
-                    spec,
-                    scenes,
-                    executor,
-                    _Answers(journal, given_texts, scenes),
-                    record,
-                    tracker,
-                    failed or {},
-                )
+                answers = _Answers(journal, given_texts, scenes)
+                _run(spec, scenes, executor, answers, record, tracker, failed or {})
                 info: EngineInfo | None = executor.info or _journaled_info(journal, scenes)
             done = [s for s in scenes if journal.finished().get(s.id) == "done"]
             if not done:  # every scene failed: the first error is the run's, nothing is written
                 _raise_all_failed(record)
         except BaseException as exc:
-            # Finished work stays for the same command to continue; an empty journal goes.
-            if not journal.holds_work():
-                journal.remove()
-                if isinstance(exc, Cancelled):  # said, so that a front end can say nothing is kept
-                    raise Cancelled(str(exc), {"scenes": 0, "total": len(scenes), "chips": 0}) from None
-            elif isinstance(exc, Cancelled):
-                done_now = sum(1 for s in journal.finished().values() if s == "done")
-                kept = {"scenes": done_now, "total": len(scenes), "chips": journal.n_texts()}
-                raise Cancelled(
-                    f"{exc}; {done_now} of {len(scenes)} scenes and {kept['chips']} chip answers are kept "
-                    f"in {journal.path.name}: run the same command again to continue",
-                    kept,
-                ) from None
+            _stopped(journal, exc, len(scenes), out)
             raise
         tracker.stage("writing GeoPackage", prefix="")
         crs_of = [SceneResult.from_bytes(b).crs_wkt for _, b in journal.results(s.id for s in done)]
@@ -272,6 +249,7 @@ def segment_raster(
         with atomic_output(out, overwrite=True, suffix=".gpkg") as tmp:
             totals = write_run_output(tmp, results, spec, dst, run_rows)
         journal.remove()
+        remove_found(out)
     # The output is in place: a signal now changes nothing (no cancel check, no "cancelled").
     progress.report(1, 1, "done")
     return summarise(
@@ -292,6 +270,21 @@ def segment_raster(
     )
 
 
+def _find_scenes(spec: SegmentSpec, resuming: bool) -> list[Scene]:
+    """The scenes of the spec's inputs, or of its STAC search (an interrupted search's own items)."""
+    from ..inputs.scenes import resolve_inputs
+    from .found_items import found_scenes
+
+    if spec.search.active:
+        return found_scenes(spec, resuming)
+    return resolve_inputs(
+        list(spec.raster),
+        stac_bands=_names(spec.read.stac_bands),
+        engine=spec.engine.name,
+        cloud_mask=spec.read.cloud_mask,
+    )
+
+
 def _journaled_info(journal: Journal, scenes: list[Scene]) -> EngineInfo | None:
     """The engine of an earlier run, as its first finished scene recorded it (a run resumed
     entirely from its journal builds no engine, and its run table must say the same)."""
@@ -302,6 +295,26 @@ def _journaled_info(journal: Journal, scenes: list[Scene]) -> EngineInfo | None:
         if data:
             return from_data(EngineInfo, data)
     return None
+
+
+def _stopped(journal: Journal, exc: BaseException, n_scenes: int, out: Path) -> None:
+    """A run ended early: finished work stays for the same command to continue, an empty journal
+    (and what its search found) goes; a cancel says what it keeps (``Cancelled.kept``)."""
+    from .found_items import remove_found
+
+    if not journal.holds_work():
+        journal.remove()
+        remove_found(out)
+        if isinstance(exc, Cancelled):  # said, so that a front end can say nothing is kept
+            raise Cancelled(str(exc), {"scenes": 0, "total": n_scenes, "chips": 0}) from None
+    elif isinstance(exc, Cancelled):
+        done_now = sum(1 for s in journal.finished().values() if s == "done")
+        kept = {"scenes": done_now, "total": n_scenes, "chips": journal.n_texts()}
+        raise Cancelled(
+            f"{exc}; {done_now} of {n_scenes} scenes and {kept['chips']} chip answers are kept "
+            f"in {journal.path.name}: run the same command again to continue",
+            kept,
+        ) from None
 
 
 def _names(names: tuple[str, ...] | None) -> list[str] | None:

@@ -141,6 +141,7 @@ def _scene_row(result: SceneResult, dst: pyproj.CRS) -> dict[str, Any]:
         "read_errors": int(result.read_errors),
         "water_area_m2": float(result.water_area_m2),
         "observed_area_m2": float(result.observed_area_m2),
+        "cloud_pct": _number(result.cloud_pct),  # NULL: read without a cloud mask
         "seconds": round(float(result.seconds), 3),
         "error": redact(result.error) if result.error else result.error,
         # The engine's self-check, where it makes one (the water index): NULL otherwise.

@@ -59,11 +59,12 @@ class ScenePlan:
 
 
 def open_scene(scene: Scene, read: ReadSpec) -> RasterSource:
-    """The scene's raster with the run's band choice (errors name the scene as the user gave it)."""
-    from ..inputs.raster import open_raster
+    """The scene's raster with the run's band choice and cloud mask (errors name the scene as the user gave it)."""
+    from ..inputs.cloud_mask import open_masked
 
-    return open_raster(
-        scene.path,
+    return open_masked(
+        scene,
+        read,
         bands=read.bands,
         preset=read.preset,
         resolution=read.resolution,

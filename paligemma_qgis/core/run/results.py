@@ -60,6 +60,7 @@ class SceneResult:
     # The engine that answered (model.segmenter.EngineInfo as JSON), so a run resumed from the
     # journal alone writes the same facts as one that ran the model.
     engine_info: dict[str, Any] | None = None
+    cloud_pct: float | None = None  # share of the scene's data its cloud mask left out (None: no mask)
 
     def to_bytes(self) -> bytes:
         """The journal's record: a JSON header of plain values, then WKB (see the module docstring)."""
@@ -87,6 +88,7 @@ class SceneResult:
             "transform": None if self.transform is None else [float(v) for v in self.transform],
             "engine": json.loads(json.dumps(self.engine, default=str)),
             "engine_info": self.engine_info,
+            "cloud_pct": None if self.cloud_pct is None else float(self.cloud_pct),
             "records": [_record_values(r) for r in self.records],
             **{k: int(getattr(self, k)) for k in _COUNTS},
             **{k: float(getattr(self, k)) for k in _FLOATS},

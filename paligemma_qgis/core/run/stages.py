@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
+from ..inputs.cloud_mask import cloud_percent
 from ..inputs.scenes import Scene
 from ..model.segmenter import (
     ChipBatch,
@@ -203,6 +204,7 @@ def run_scene(
                 elapsed = time.perf_counter() - t0
                 result = finish_scene(mosaic, plan, spec.output, tally, segmenter, elapsed, progress, traced)
                 result.read_errors = src.read_errors
+                result.cloud_pct = cloud_percent(src, plan.grid.extent)
                 if spec.output.mask_tif:
                     mosaic.write_mask_tif(spec.output.mask_tif, overwrite=True, progress=progress)
     result.seconds = time.perf_counter() - t0
