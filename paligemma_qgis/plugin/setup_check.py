@@ -1,13 +1,11 @@
-"""Worker setup: which Python runs the worker, is it ready, and the exact commands to fix it.
+"""Worker setup: which Python runs the worker, is it ready, and buttons (and commands) that fix it.
 
-Runs ``<python> -m paligemma_qgis worker --check`` (a QProcess, so QGIS stays responsive
-while torch imports; killed after CHECK_TIMEOUT_S, as a broken GPU driver can hang it) and
-shows packages, CUDA/GPU, model and VAE with a fix per gap. The Ray address (empty: runs
-stay in the worker) sends segment runs to a Ray cluster; the check then needs Ray too. Two
-buttons apply the usual fixes in background tasks (setup_tasks): create the plugin's worker
-venv (the geospatial packages, then torch in the build for this machine and transformers;
-said with its size before it starts, see setup_plan) and make it the worker Python, and
-download the VAE weights. "Copy diagnostics" puts what a bug report needs on the clipboard.
+Runs ``<python> -m paligemma_qgis worker --check`` (a QProcess, so QGIS stays responsive while
+torch imports; killed after CHECK_TIMEOUT_S, as a broken GPU driver can hang it) and shows
+packages, CUDA/GPU, model and VAE with a fix per gap; a button does what one can (setup_fixes:
+install what is missing, the VAE weights, the model), said with its size first (setup_plan). The
+Ray address sends segment runs to a Ray cluster (trusted once, ray_trust); the Hugging Face token
+goes to QGIS's authentication database (hf_token). "Copy diagnostics" is for a bug report.
 """
 
 from __future__ import annotations
