@@ -7,7 +7,7 @@ of them reprojected to EPSG:4326, and puts two in a folder with a file that is n
 Builds the plugin zip into a throw-away profile whose worker Python is this venv's, starts
 QGIS (xvfb-run, 1366x768) with the other two tiles (the second added from inside), and from inside QGIS (this file, run by
 ``--code``): opens the dialog from its toolbar action, adds the second layer and the folder
-under More rasters, chooses the NAIP preset and Run; waits for the group "Water in 5 scenes"
+under More rasters, chooses the NAIP preset and Run; waits for the group "Water in 5 rasters (1 failed)"
 and the warning naming the scene that failed; then runs ``paligemma:segment_water_region``
 with ``processing.runAndLoadResults`` (Merge water across scenes) and checks its group.
 Screenshots and a log go to --out.
@@ -161,7 +161,9 @@ def drive() -> None:
                 log("run finished", task.succeeded, task.error)
                 log("tree:", tree())
                 log("message bar:", [item.text() for item in iface.messageBar().items()])
-                state["dialog_ok"] = task.succeeded and any(name == "Water in 5 scenes" for name, _ in tree())
+                state["dialog_ok"] = task.succeeded and any(
+                    name == "Water in 5 rasters (1 failed)" for name, _ in tree()
+                )
                 iface.mapCanvas().zoomToFullExtent()
                 state["step"] = "processing"
                 state["at"] = time.monotonic() + 4
@@ -176,7 +178,7 @@ def drive() -> None:
                 )  # fmt: skip
                 log("processing:", result["SCENES"], "scenes,", result["FAILED"], "failed")
                 log("tree:", tree())
-                runs = [layers for name, layers in tree() if name == "Water in 5 scenes"]
+                runs = [layers for name, layers in tree() if name == "Water in 5 rasters (1 failed)"]
                 state["processing_ok"] = len(runs) == 2 and [n for n, _ in runs[0]] == [
                     "water_dissolved",
                     "water",

@@ -232,7 +232,7 @@ def render_region_map(out: Path, raster: Path, preset: str | None, workdir: Path
     project = QgsProject.instance()
     layer = QgsRasterLayer(str(raster), raster.stem, "gdal")
     project.addMapLayer(layer)
-    _, added = add_result_layers(gpkg, "Water in 4 scenes", project, region=True)
+    _, added = add_result_layers(gpkg, "Water in 4 rasters", project, region=True)
     shown = {lyr.name(): lyr for lyr in added}  # water under water_dissolved is hidden, as in QGIS
     settings = QgsMapSettings()
     settings.setLayers([shown["scenes"], shown["water_dissolved"], layer])

@@ -12,6 +12,7 @@ from waiting import wait_until
 
 from paligemma_qgis.plugin import dialog as dialog_module
 from paligemma_qgis.plugin.dialog import SegmentDialog
+from paligemma_qgis.plugin.messages import bar_texts
 from paligemma_qgis.plugin.options import ENGINES, PRESETS, segment_job
 from paligemma_qgis.plugin.setup_check import render_check, run_check
 from paligemma_qgis.plugin.worker_env import SETTINGS_GROUP, set_configured_python, worker_env
@@ -33,7 +34,7 @@ def raster_layer(water_scene, clean_project):
 
 
 def _messages(d: SegmentDialog) -> str:
-    return " | ".join(item.text() for item in d.message_bar.items())
+    return " | ".join(bar_texts(d.message_bar))  # each message whole (a bar item may show it cut)
 
 
 def test_dialog_opens_with_defaults(dlg):
@@ -293,7 +294,7 @@ def test_run_saves_settings_checks_the_worker_and_starts_a_task(dlg, raster_laye
     assert "Checking the worker Python" in _messages(dlg)
     wait_until(lambda: dlg.task is not None, what="the run to start")
     assert started == [dlg.task]
-    assert dlg.task.group_name == "lakes" and dlg.task.python == sys.executable
+    assert dlg.task.group_name == "Water in lakes" and dlg.task.python == sys.executable
     assert QgsSettings().value(f"{SETTINGS_GROUP}/dialog/engine") == "water-index"
 
 
@@ -317,9 +318,11 @@ def test_segment_job_leaves_out_unset_values():
         "output": "out.gpkg",
         "engine": "water-index",
         "overwrite": False,
-        "restart_if_changed": True,  # a dialog continues its own interrupted run, replaces another's
         "nir": 4,
     }
+    # An interrupted run of another job is never replaced silently: the dialog asks, then says restart.
+    assert "restart_if_changed" not in job["options"]
+    assert segment_job("in.tif", "out.gpkg", restart=True)["options"]["restart"] is True
 
 
 def test_worker_env_points_at_the_plugin_and_drops_proj(monkeypatch):
@@ -385,7 +388,7 @@ def test_export_dialog_opens_with_defaults(export_dlg):
 
 def test_export_refuses_missing_inputs_with_messages(export_dlg):
     assert export_dlg.run() is None
-    text = " | ".join(item.text() for item in export_dlg.message_bar.items())
+    text = " | ".join(bar_texts(export_dlg.message_bar))
     assert "Choose the input raster" in text
     assert "Choose the polygon layer" in text
     assert "Choose the output folder" in text
@@ -411,7 +414,7 @@ def test_export_refuses_bad_values(export_dlg, raster_layer, tmp_path, water_sce
     d.overwrite_check.setChecked(True)
     assert any("does not hold an earlier export" in e for e in d.validate())
     assert d.run() is None
-    assert "vector file not found" in " | ".join(i.text() for i in d.message_bar.items())
+    assert "vector file not found" in " | ".join(bar_texts(d.message_bar))
 
     # Points are not water areas; a mask that GDAL cannot read; an output folder holding the input.
     points = tmp_path / "points.geojson"

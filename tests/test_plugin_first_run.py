@@ -14,12 +14,12 @@ import pytest
 from bare_python import python_without
 from qgis.core import Qgis, QgsApplication, QgsRasterLayer, QgsSettings
 from qgis.gui import QgsMessageBar
-from qgis.PyQt.QtWidgets import QApplication, QDialogButtonBox, QMessageBox
+from qgis.PyQt.QtWidgets import QApplication, QDialogButtonBox, QMessageBox, QPushButton
 from waiting import wait_for_task, wait_until
 
 from paligemma_qgis.plugin import job_dialog
 from paligemma_qgis.plugin.first_run import PENDING
-from paligemma_qgis.plugin.messages import OURS, plugin_messages, push_message
+from paligemma_qgis.plugin.messages import OURS, bar_texts, plugin_messages, push_message
 from paligemma_qgis.plugin.setup_plan import SetupPlan
 from paligemma_qgis.plugin.setup_tasks import Step
 from paligemma_qgis.plugin.worker_env import SETTINGS_GROUP, configured_python, set_configured_python
@@ -45,7 +45,7 @@ def _set(combo, value) -> None:
 
 
 def _dialog_messages(d) -> str:
-    return " | ".join(item.text() for item in d.message_bar.items())
+    return " | ".join(bar_texts(d.message_bar))  # each message whole (a bar item may show it cut)
 
 
 # --------------------------------------------------------------------------- band roles
@@ -168,7 +168,7 @@ def test_first_run_offers_the_setup_and_then_runs(
     assert run is not None and run.python == sys.executable
     wait_for_task(run)
     assert run.succeeded, run.error
-    assert output.is_file() and clean_project.layerTreeRoot().findGroup("lakes") is not None
+    assert output.is_file() and clean_project.layerTreeRoot().findGroup("Water in lakes") is not None
 
 
 def test_not_now_leaves_the_dialog_open_and_says_how(dlg, water_scene, clean_project, tmp_path):
@@ -199,8 +199,17 @@ def test_missing_vae_is_said_in_the_dialog_before_the_run(
     dlg.run()
     wait_until(lambda: dlg.preflight is None, what="the worker check")
     text = _dialog_messages(dlg)
-    assert "VAE file: vae-oid.npz" in text and "Download…" in text and "--vae" not in text
+    assert "VAE file: vae-oid.npz" in text and "--vae" not in text
     assert dlg.task is None and dlg.isVisible() and dlg.vae_widget.download_button.isVisible()
+    # The fix is a button on the message itself: it starts the same download as the field's.
+    (item,) = dlg.message_bar.items()
+    (button,) = [b for b in item.findChildren(QPushButton) if b.text() == "Download"]
+    started = []
+    monkeypatch.setattr(dlg.vae_widget, "download", lambda: started.append(True))
+    dlg.show_errors(["x"], buttons=[("Download", dlg.vae_widget.download)])  # bound now, as the dialog does
+    (item,) = dlg.message_bar.items()
+    [b for b in item.findChildren(QPushButton) if b.text() == "Download"][0].click()
+    assert started == [True] and button is not None
 
 
 # --------------------------------------------------------------------------- messages and layers
@@ -299,8 +308,12 @@ def test_worker_setup_create_says_what_it_installs_first(qgis_iface, tmp_path):
     page.create_environment()  # asks QGIS's Python about this machine (GPU), in the background
     wait_until(lambda: page.question is not None, what="the create question")
     text = page.question.informativeText()
-    assert "geospatial packages" in text and "torch" in text and "transformers" in text
-    assert "About " in text and "to download in all" in text
+    # What the Python QGIS runs on already has is not installed again (the venv sees its packages).
+    assert "geospatial packages" not in text
+    # The model PaliGemma downloads on its first run is said: size, gated, its licence page, the token.
+    assert "google/paligemma2-3b-mix-224 from Hugging Face (about 6 GB, once)" in text
+    assert "gated" in text and "https://huggingface.co/google/paligemma2-3b-mix-224" in text
+    assert "token in Worker setup" in text
     page.question.button(QMessageBox.StandardButton.No).click()
     QApplication.processEvents()
     assert page.question is None and page.task is None and not RUNNING

@@ -18,11 +18,11 @@ from qgis.PyQt.QtWidgets import QApplication, QMessageBox, QPushButton
 from synthetic_rasters import make_scene
 from waiting import wait_for_task, wait_until
 
-from paligemma_qgis.plugin import job_dialog
+from paligemma_qgis.plugin import job_dialog, ray_trust
 from paligemma_qgis.plugin.algorithms import SegmentWaterAlgorithm
 from paligemma_qgis.plugin.dialog import SegmentDialog
 from paligemma_qgis.plugin.error_text import SEGMENT_DIALOG, translate
-from paligemma_qgis.plugin.messages import plugin_messages
+from paligemma_qgis.plugin.messages import bar_texts, item_text, plugin_messages
 from paligemma_qgis.plugin.more_rasters import MoreRastersDialog, describe
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.region_algorithm import SegmentWaterRegionAlgorithm
@@ -77,7 +77,7 @@ def _layer(scene, project) -> QgsRasterLayer:
 
 
 def _dialog_messages(d) -> str:
-    return " | ".join(item.text() for item in d.message_bar.items())
+    return " | ".join(bar_texts(d.message_bar))  # each message whole (a bar item may show it cut)
 
 
 def _editor_with(d: SegmentDialog) -> MoreRastersDialog:
@@ -108,14 +108,15 @@ def test_more_rasters_and_a_folder_map_a_region_into_one_group(
     assert dlg.more_rasters.label.text() == "none: only the raster above"
     editor = _editor_with(dlg)
     assert editor.add_layers([other]) == []
-    assert editor.add_folder(str(folder)) == []
+    # The folder's rasters are checked when it is added: the one that will fail is named now.
+    assert editor.add_folder(str(folder)) == ["tiles: broken.tif: GDAL cannot open it as a raster"]
     assert editor.add_folder(str(tmp_path / "no_such_folder")) == [
         f"{tmp_path / 'no_such_folder'}: folder not found"
     ]
     assert editor.problem_label.isVisibleTo(editor)
     editor.accept()
     QApplication.processEvents()
-    assert dlg.more_rasters.label.text() == "+2: 1 layer, 1 folder"
+    assert dlg.more_rasters.label.text() == "+2: 1 layer, 1 folder · ⚠ 1 with problems"
     assert dlg.dissolve_check.isEnabled() and dlg.fail_fast_check.isEnabled()
     assert dlg.validate() == []
 
@@ -134,7 +135,7 @@ def test_more_rasters_and_a_folder_map_a_region_into_one_group(
     assert task.succeeded, (task.error, task.outcome)
     summary = task.outcome.result
     assert (summary["scenes"], summary["failed"]) == (5, 1)
-    group = clean_project.layerTreeRoot().findGroup("Water in 5 scenes")
+    group = clean_project.layerTreeRoot().findGroup("Water in 5 rasters (1 failed)")
     assert group is not None
     nodes = {node.layer().name(): node for node in group.findLayers()}
     assert [node.layer().name() for node in group.findLayers()] == ["water", "scenes", "chips"]
@@ -178,7 +179,7 @@ def test_a_folder_alone_is_a_region_run(dlg, region, clean_project, qgis_iface, 
     wait_until(lambda: dlg.task is not None, what=_dialog_messages(dlg))
     wait_for_task(dlg.task, timeout=180)
     assert dlg.task.succeeded, dlg.task.error
-    group = clean_project.layerTreeRoot().findGroup("Water in 3 scenes")
+    group = clean_project.layerTreeRoot().findGroup("Water in 3 rasters (1 failed)")
     assert group is not None and [n.layer().name() for n in group.findLayers()] == [
         "water",
         "scenes",
@@ -226,7 +227,7 @@ def test_region_dialog_checks_bands_per_layer_and_remembers_the_list(
     editor.remove_selected()
     editor.accept()
     QApplication.processEvents()
-    assert again.more_rasters.label.text() == "+1: 1 folder"
+    assert again.more_rasters.label.text() == "+1: 1 folder · ⚠ 1 with problems"
     again.deleteLater()
 
 
@@ -277,7 +278,10 @@ def test_ray_address_from_worker_setup_reaches_the_job(dlg, region, clean_projec
     assert page.result is None and "Ray address 'gpu server'" in page.report.toPlainText()
     assert ray_address() == ""  # not saved
     page.ray_edit.setText("ray://gpu.example.org:10001")
-    page.save()
+    page.save()  # a cluster runs the plugin's code: confirmed once, where the address is chosen
+    assert page.question is not None and "trust it as you would trust code" in page.question.text()
+    page.question.button(QMessageBox.StandardButton.Yes).click()
+    QApplication.processEvents()
     assert ray_address() == "ray://gpu.example.org:10001"
     page.deleteLater()
 
@@ -342,6 +346,7 @@ def test_run_with_a_ray_address_offers_to_install_ray(
     scenes, _ = region
     set_configured_python(python_without(tmp_path, ("ray",)))
     set_ray_address("ray://gpu.example.org:10001")
+    ray_trust.remember("ray://gpu.example.org:10001", True)  # asked once (test_plugin_trust.py)
     planned = []
     real_plan_setup = job_dialog.plan_setup
 
@@ -396,14 +401,14 @@ def test_a_region_run_sent_to_ray_comes_back_as_layers(dlg, region, clean_projec
     _set(dlg.preset_combo, "naip")
     output = tmp_path / "on_ray.gpkg"
     dlg.output_widget.setFilePath(str(output))
-    assert dlg.task_names() == ("Water in 2 scenes", None)
+    assert dlg.task_names() == ("Water in 2 rasters", None)
     dlg.run()
     wait_until(lambda: dlg.task is not None, what=_dialog_messages(dlg))
     wait_for_task(dlg.task, timeout=300)
     assert dlg.task.succeeded, (dlg.task.error, dlg.task.outcome)
     run = pyogrio.read_dataframe(output, layer="run")
     assert dict(zip(run["key"], run["value"], strict=True))["executor"] == "ray"
-    group = clean_project.layerTreeRoot().findGroup("Water in 2 scenes")
+    group = clean_project.layerTreeRoot().findGroup("Water in 2 rasters")
     assert [n.layer().name() for n in group.findLayers()] == ["water", "scenes", "chips"]
     here = tmp_path / "here.gpkg"
     job = segment_job(
@@ -456,7 +461,7 @@ def test_processing_region_algorithm_end_to_end(provider, region, clean_project,
          "DISSOLVE": True, "OUTPUT": str(tmp_path / "loaded.gpkg")},
     )  # fmt: skip
     assert loaded["SCENES"] == 4
-    group = clean_project.layerTreeRoot().findGroup("Water in 4 scenes")
+    group = clean_project.layerTreeRoot().findGroup("Water in 4 rasters (1 failed)")
     assert group is not None
     nodes = [(n.layer().name(), n.isVisible()) for n in group.findLayers()]
     assert nodes == [("water_dissolved", True), ("water", False), ("scenes", True), ("chips", False)]
@@ -469,7 +474,7 @@ def test_processing_region_algorithm_end_to_end(provider, region, clean_project,
          "OUTPUT": str(tmp_path / "again.gpkg")},
     )  # fmt: skip
     root = clean_project.layerTreeRoot()
-    groups = [c for c in root.children() if c.name() == "Water in 4 scenes"]
+    groups = [c for c in root.children() if c.name() == "Water in 4 rasters (1 failed)"]
     assert len(groups) == 2 and [n.layer().name() for n in groups[0].findLayers()] == [
         "water",
         "scenes",
@@ -659,7 +664,7 @@ def test_a_failed_region_run_shows_every_scene_in_details(region, clean_project,
     QgsApplication.taskManager().addTask(task)
     wait_for_task(task)
     assert task.succeeded is False and task.error.startswith("Every scene failed (2)")
-    (item,) = [i for i in qgis_iface.messageBar().items() if "Every scene failed" in i.text()]
+    (item,) = [i for i in qgis_iface.messageBar().items() if "Every scene failed" in item_text(i)]
     item.findChild(QPushButton, "paligemmaDetails").click()
     QApplication.processEvents()
     (box,) = [

@@ -18,7 +18,7 @@ from qgis.PyQt.QtCore import QCoreApplication
 from waiting import wait_for_task, wait_until
 
 from paligemma_qgis.cli.worker import EXIT_CANCELLED
-from paligemma_qgis.plugin.messages import plugin_messages
+from paligemma_qgis.plugin.messages import item_text, plugin_messages
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.task import WorkerTask
 from paligemma_qgis.plugin.worker_env import ENV_PYTHON
@@ -96,7 +96,7 @@ def test_worker_error_reaches_message_bar_and_log(water_scene, clean_project, qg
     (shown,) = [m for m in plugin_messages(qgis_iface) if "99" in m]
     assert shown.startswith("Water in lakes failed.")
     # Details… shows the worker's own words and its error class.
-    (item,) = [i for i in qgis_iface.messageBar().items() if i.text() == shown]
+    (item,) = [i for i in qgis_iface.messageBar().items() if item_text(i) == shown]
     item.findChild(QPushButton, "paligemmaDetails").click()
     QCoreApplication.processEvents()
     (box,) = [
@@ -371,7 +371,7 @@ def test_task_with_paligemma_engine_tiny_model(
     device = task.outcome.result["device"]
     assert device.startswith("cpu (") and "float32" in device
     success = plugin_messages(qgis_iface)
-    assert any(m.endswith(f" on {device}") and "water polygons" in m for m in success), success
+    assert any(m.endswith(f" on {device}.") and "water polygons" in m for m in success), success
     details = next(m for m in logged if "finished:" in m)
     assert f"device: {device}" in details
     assert f"model: {tiny_paligemma}" in details and "decoding: constrained" in details
@@ -422,7 +422,7 @@ def test_export_dialog_run_adds_chips_and_review(
     assert summary["n_candidates"] == 9 and written + sum(summary["not_written"].values()) == 9
     assert written >= 6 and summary["n_objects"] >= 4
     assert progress and max(progress) == pytest.approx(100)
-    group = clean_project.layerTreeRoot().findGroup("lakes training data")
+    group = clean_project.layerTreeRoot().findGroup("Training data from lakes")
     assert group is not None
     layers = {node.layer().name(): node.layer() for node in group.findLayers()}
     assert set(layers) == {"chips", "review"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .. import __version__
@@ -41,7 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def no_side_files() -> None:
+    """Reading a user's raster leaves nothing beside it: no ``.aux.xml`` (GDAL's PAM side file,
+    where it keeps statistics and metadata it was asked for). GDAL_PAM_ENABLED=YES brings it back."""
+    os.environ.setdefault("GDAL_PAM_ENABLED", "NO")
+
+
 def main(argv: list[str] | None = None) -> int:
+    no_side_files()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

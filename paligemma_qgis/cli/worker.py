@@ -109,6 +109,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --probe: what the run needs (water-index, paligemma, export)",
     )
     parser.add_argument(
+        "--journal",
+        action="store_true",
+        help="read a segment job on stdin and say (JSON) whether an interrupted run beside its output is "
+        "the same run",
+    )
+    parser.add_argument(
         "--executor",
         default="local",
         choices=("local", "ray"),
@@ -124,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("GDAL_PAM_ENABLED", "NO")  # no .aux.xml beside the rasters it reads
     if args.check:
         print(
             json.dumps(check_environment(model=args.model, vae=args.vae, executor=args.executor)), flush=True
@@ -133,6 +140,15 @@ def run(args: argparse.Namespace) -> int:
         print(
             json.dumps(probe(args.engine, model=args.model, vae=args.vae, executor=args.executor)), flush=True
         )
+        return EXIT_OK
+    if args.journal:
+        from .worker_journal import journal_state
+
+        try:
+            state = journal_state(_read_job(_stdin_lines()))
+        except BadJob as exc:
+            state = {"journal": "unknown", "why": str(exc)}
+        print(json.dumps(redact_tree(state)), flush=True)
         return EXIT_OK
     events = _private_stdout()
     return run_job_stream(_stdin_lines(), events)
@@ -215,7 +231,7 @@ def run_job_stream(stdin: Lines, events: IO[str]) -> int:
         listen_for_cancel(stdin, progress)
         result = run_job(job, progress)
     except Cancelled as exc:
-        progress.emit("cancelled", message=str(exc) or "cancelled by the user")
+        progress.emit("cancelled", message=str(exc) or "cancelled by the user", kept=exc.kept)
         return EXIT_CANCELLED
     except Exception as exc:  # every error, said by code: the plugin words it, the log keeps the rest
         progress.emit("error", **error_event(exc))

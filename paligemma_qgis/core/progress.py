@@ -11,7 +11,15 @@ from typing import Protocol
 
 
 class Cancelled(Exception):
-    """Raised inside the core when the user cancelled; front ends catch it."""
+    """Raised inside the core when the user cancelled; front ends catch it.
+
+    ``kept``: what the next run of the same command continues from, when the run says so
+    (``{"scenes": done, "total": scenes, "chips": answers}``): "12 of 36 scenes are kept".
+    """
+
+    def __init__(self, message: str = "cancelled by the user", kept: dict[str, int] | None = None):
+        super().__init__(message)
+        self.kept = dict(kept or {})
 
 
 class Progress(Protocol):

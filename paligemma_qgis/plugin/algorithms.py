@@ -15,7 +15,6 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingOutputVectorLayer,
@@ -28,8 +27,9 @@ from qgis.core import (
 )
 
 from ..core import rules
+from . import ray_trust
 from .error_text import processing
-from .layers import WATER_LAYER, style_water
+from .layers import WATER_LAYER
 from .options import (
     AUTO_OVERLAP,
     DEFAULT_DEVICE,
@@ -42,18 +42,9 @@ from .options import (
     segment_job,
 )
 from .processing_base import WorkerAlgorithm, _tr, failure
+from .processing_results import load_segment_result, report_unsure
+from .run_text import single_name
 from .worker_env import ray_address, ray_address_problem
-
-# Keeps post-processors alive until QGIS has used them (it holds no Python reference).
-_POST_PROCESSORS: list[QgsProcessingLayerPostProcessorInterface] = []
-
-
-class WaterStyler(QgsProcessingLayerPostProcessorInterface):
-    """Gives the loaded water layer the plugin's blue style."""
-
-    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
-        if layer is not None and layer.isValid():
-            style_water(layer)
 
 
 # The segment options' parameters, as segment_water, segment_water_region and water_change declare them.
@@ -160,6 +151,7 @@ class SegmentAlgorithm(EngineAlgorithm):
     RESOLUTION = "RESOLUTION"
     MIN_AREA = "MIN_AREA"
     AOI = "AOI"
+    THRESHOLD = "THRESHOLD"
     RAY_ADDRESS = "RAY_ADDRESS"
     OUTPUT = "OUTPUT"
 
@@ -179,6 +171,7 @@ class SegmentAlgorithm(EngineAlgorithm):
         "resolution": RESOLUTION,
         "min_area_m2": MIN_AREA,
         "aoi": AOI,
+        "threshold": THRESHOLD,
         "ray_address": RAY_ADDRESS,
         "executor": RAY_ADDRESS,
         "output": OUTPUT,
@@ -218,6 +211,15 @@ class SegmentAlgorithm(EngineAlgorithm):
                 optional=True,
             ),
             *band_parameters(self.GREEN, self.NIR, self.SWIR),
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                _tr("Water index threshold (empty: one per scene, from its histogram)"),
+                QgsProcessingParameterNumber.Type.Double,
+                None,
+                True,
+                -1.0,
+                1.0,
+            ),
             *(advanced_extra or []),
             QgsProcessingParameterString(
                 self.RAY_ADDRESS,
@@ -267,6 +269,14 @@ class SegmentAlgorithm(EngineAlgorithm):
         problem = ray_address_problem(address)
         if problem:
             raise failure(problem.replace("Ray address", "RAY_ADDRESS", 1))
+        if not ray_trust.trusted(
+            address
+        ):  # a cluster runs this plugin's code: confirmed once, in Worker setup
+            raise failure(ray_trust.refused_text(address, "RAY_ADDRESS"))
+        given = parameters.get(self.THRESHOLD)
+        threshold = (
+            None if given in (None, "") else self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        )
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
         return segment_job(
             raster,
@@ -278,6 +288,7 @@ class SegmentAlgorithm(EngineAlgorithm):
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             overwrite=True,  # Processing's file chooser already asked about replacing the file
             ray_address=address,
+            threshold=threshold,
             **extra,
         )
 
@@ -322,25 +333,13 @@ class SegmentWaterAlgorithm(SegmentAlgorithm):
         output = job["options"]["output"]
         result = self._run(job, feedback)
         water_uri = f"{output}|layername={WATER_LAYER}"
-        _load_water_layer_on_completion(context, output, water_uri)
+        report_unsure(output, 1, feedback)
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        name = single_name(layer.name() if layer else Path(job["options"]["raster"]).stem)
+        load_segment_result(context, output, name, region=False)
         return {
             self.OUTPUT: output,
             "WATER_LAYER": water_uri,
             "SUMMARY": json.dumps(result),
             "WATER_AREA_KM2": result.get("water_area_km2"),
         }
-
-
-def _load_water_layer_on_completion(context: QgsProcessingContext, output: str, water_uri: str) -> None:
-    """Make Processing load the GeoPackage's water layer (not its first layer), styled."""
-    layers = context.layersToLoadOnCompletion()
-    if output not in layers:
-        return
-    details = layers.pop(output)
-    if not details.name or details.name == SegmentAlgorithm.OUTPUT:
-        details.name = WATER_LAYER
-    styler = WaterStyler()
-    _POST_PROCESSORS.append(styler)
-    details.setPostProcessor(styler)
-    layers[water_uri] = details
-    context.setLayersToLoadOnCompletion(layers)

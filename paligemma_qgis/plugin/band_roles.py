@@ -10,9 +10,10 @@ the bands with their names and statistics and lets the user pick, or pick a sens
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from qgis.core import QgsRasterBandStats, QgsRasterLayer, QgsRectangle
-from qgis.PyQt.QtCore import QTimer
+from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDialog,
@@ -28,7 +29,8 @@ from qgis.PyQt.QtWidgets import (
 
 from ..core.inputs.bands import PRESETS as CORE_PRESETS
 from ..core.inputs.bands import roles_from_descriptions
-from .options import PRESETS
+from .options import PRESETS, gdal_path
+from .raster_probe import band_samples, raster_facts
 
 ROLE_LABELS = {"red": "Red", "green": "Green", "blue": "Blue", "nir": "NIR (near infrared)", "swir": "SWIR"}
 STATS_SAMPLE = 250_000  # pixels read for the statistics: enough to tell bands apart, quick on any raster
@@ -51,27 +53,49 @@ def band_descriptions(layer: QgsRasterLayer) -> list[str]:
     return [name.split(": ", 1)[1] if ": " in name else "" for name in names]
 
 
-def band_infos(layer: QgsRasterLayer) -> list[BandInfo]:
-    """Name, description, colour interpretation and sampled min/mean/max of every band."""
-    provider = layer.dataProvider()
-    stats_wanted = QgsRasterBandStats.Stats.Min | QgsRasterBandStats.Stats.Max | QgsRasterBandStats.Stats.Mean
+BandSource = QgsRasterLayer | str  # a project layer, or a raster file that is not one
+
+
+def source_name(source: BandSource) -> str:
+    return source.name() if isinstance(source, QgsRasterLayer) else Path(source).stem
+
+
+def band_infos(source: BandSource) -> list[BandInfo]:
+    """Name, description, colour interpretation and sampled min/mean/max of every band.
+
+    The statistics come from a decimated read of the file with GDAL's side files off
+    (raster_probe): QGIS's own statistics would be kept in a .aux.xml beside the user's raster.
+    """
+    layer = source if isinstance(source, QgsRasterLayer) else None
+    path = gdal_path(layer) if layer is not None else source
+    facts = raster_facts(path) if path else None
+    samples = band_samples(path) if facts is not None else []
+    if layer is not None:
+        descriptions = band_descriptions(layer)
+        names = [layer.bandName(i) for i in range(1, layer.bandCount() + 1)]
+        colours = [layer.dataProvider().colorInterpretationName(i) for i in range(1, len(names) + 1)]
+    elif facts is not None:
+        descriptions = list(facts.descriptions)
+        names = [f"Band {i}" + (f": {d}" if d else "") for i, d in enumerate(descriptions, start=1)]
+        colours = [""] * len(names)
+    else:
+        return []
+    if layer is not None and not samples:  # not a GDAL file: the provider's own statistics
+        samples = [_provider_stats(layer, number) for number in range(1, len(names) + 1)]
     infos = []
-    for number, description in enumerate(band_descriptions(layer), start=1):
-        try:
-            stats = provider.bandStatistics(number, stats_wanted, QgsRectangle(), STATS_SAMPLE)
-            values = (stats.minimumValue, stats.mean, stats.maximumValue)
-        except Exception:  # a provider that cannot compute them: the names still help
-            values = (None, None, None)
-        infos.append(
-            BandInfo(
-                number,
-                layer.bandName(number),
-                description,
-                provider.colorInterpretationName(number),
-                *values,
-            )
-        )
+    for number, description in enumerate(descriptions, start=1):
+        values = samples[number - 1] if number <= len(samples) and samples[number - 1] else (None, None, None)
+        infos.append(BandInfo(number, names[number - 1], description, colours[number - 1], *values))
     return infos
+
+
+def _provider_stats(layer: QgsRasterLayer, number: int) -> tuple[float, float, float] | None:
+    wanted = QgsRasterBandStats.Stats.Min | QgsRasterBandStats.Stats.Max | QgsRasterBandStats.Stats.Mean
+    try:
+        stats = layer.dataProvider().bandStatistics(number, wanted, QgsRectangle(), STATS_SAMPLE)
+    except Exception:  # a provider that cannot compute them: the names still help
+        return None
+    return stats.minimumValue, stats.mean, stats.maximumValue
 
 
 def roles_needed(
@@ -103,7 +127,7 @@ def roles_needed(
 class BandRolesDialog(QDialog):
     """Shows the bands (name, description, statistics) and asks which one has each role."""
 
-    def __init__(self, layer: QgsRasterLayer, roles: list[str], parent: QWidget | None = None) -> None:
+    def __init__(self, layer: BandSource, roles: list[str], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("paligemmaBandRoles")
         self.setWindowTitle("PaliGemma Water — which band is which?")
@@ -118,11 +142,12 @@ class BandRolesDialog(QDialog):
             needs.append("the green band and the NIR or SWIR band (water index)")
         what = "The run needs " + " and ".join(needs)
         intro = QLabel(
-            f"{what}, and {layer.name()} does not say which of its {len(self.infos)} bands they are. "
+            f"{what}, and {source_name(layer)} does not say which of its {len(self.infos)} bands they are. "
             "Choose them below, or the sensor's band order. The statistics help: water is dark in "
             "NIR and SWIR, vegetation bright in NIR."
         )
         intro.setWordWrap(True)
+        intro.setTextFormat(Qt.TextFormat.PlainText)  # a file name is user data, never HTML
         layout.addWidget(intro)
         self.table = QTableWidget(len(self.infos), 6)
         self.table.setHorizontalHeaderLabels(["Band", "Description", "Colour", "Min", "Mean", "Max"])
@@ -196,6 +221,17 @@ class BandRolesDialog(QDialog):
         for role, combo in self.combos.items():
             band = roles.get(role, 0)
             combo.setCurrentIndex(max(combo.findData(band if band <= len(self.infos) else 0), 0))
+
+    def chosen_preset(self) -> str | None:
+        """The sensor band order chosen, when the roles are still that order's (else None)."""
+        name = self.preset_combo.currentData()
+        if not name:
+            return None
+        preset = CORE_PRESETS[name]
+        expected = {**preset.roles_for(len(self.infos))}
+        expected.update(dict(zip(("red", "green", "blue"), preset.rgb, strict=True)))
+        same = all(expected.get(role, 0) == band for role, band in self.chosen().items())
+        return name if same else None
 
     def chosen(self) -> dict[str, int]:
         """{role: band} of the roles given (0 left out)."""

@@ -41,10 +41,12 @@ from .algorithms import (
     min_area_parameter,
     model_parameter,
 )
-from .change_styles import load_as_group, style_class_layer
+from .change_styles import style_class_layer
 from .error_text import processing
 from .options import raster_file, segment_job
 from .processing_base import _tr, failure
+from .run_groups import load_as_group, new_run
+from .run_text import change_name
 
 CHANGE_LAYERS = ("gained", "lost", "persistent", "unknown")
 
@@ -261,13 +263,12 @@ class WaterChangeAlgorithm(EngineAlgorithm):
             shutil.rmtree(scratch, ignore_errors=True)
         for note in result.get("notes") or []:
             feedback.pushWarning(note)
-        dates = f"{result.get('before_date') or 'before'} → {result.get('after_date') or 'after'}"
-        group = f"Water change {dates} ({Path(output).stem})"
+        group = change_name(result.get("before_date"), result.get("after_date"))
         layers = [(f"{output}|layername={name}", name, class_styler(name), True) for name in CHANGE_LAYERS]
         layers.append(
             (f"{output}|layername=observed", "observed on both dates", class_styler("observed"), False)
         )
-        load_as_group(context, output, group, layers)
+        load_as_group(context, output, group, layers, new_run())
         out = {self.OUTPUT: output, "SUMMARY": json.dumps(result)}
         for name in CHANGE_LAYERS:
             out[f"{name.upper()}_LAYER"] = f"{output}|layername={name}"

@@ -26,7 +26,9 @@ from .band_roles import band_descriptions, roles_needed
 from .dialog_fields import SegmentFields
 from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
-from .options import AUTO_OVERLAP, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_MODEL, region_name, segment_job
+from .options import AUTO_OVERLAP, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_MODEL, segment_job
+from .raster_probe import raster_facts
+from .run_text import region_name, single_name
 from .widgets import ONE_BAND_INDEX, check_vae, set_combo_value, set_row_visible
 from .worker_env import SETTINGS_GROUP, executor, ray_address
 
@@ -55,12 +57,13 @@ class SegmentDialog(SegmentFields, JobDialog):
         self.setMinimumWidth(560)
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
-        layout.addWidget(self._input_group())
-        layout.addWidget(self._model_group())
-        layout.addWidget(self._bands_group())
-        layout.addWidget(self._output_group())
-        layout.addWidget(self._advanced_group())
-        layout.addStretch(1)
+        body = self.body(layout)  # the fields scroll when they are taller than a laptop screen
+        body.addWidget(self._input_group())
+        body.addWidget(self._model_group())
+        body.addWidget(self._bands_group())
+        body.addWidget(self._output_group())
+        body.addWidget(self._advanced_group())
+        body.addStretch(1)
         self.buttons = QDialogButtonBox()
         self.run_button = self.buttons.addButton("Run", QDialogButtonBox.ButtonRole.AcceptRole)
         self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.ButtonRole.HelpRole)
@@ -115,6 +118,9 @@ class SegmentDialog(SegmentFields, JobDialog):
         if not self.advanced_box.isCollapsed():
             self.batch_spin.setVisible(paligemma)
             self.advanced_labels["Batch size"].setVisible(paligemma)
+            self.threshold_spin.setVisible(not paligemma)
+            self.advanced_labels["Threshold"].setVisible(not paligemma)
+        self.more_rasters.set_engine(self.engine())
         self.dissolve_check.setEnabled(self.is_region())
         self.fail_fast_check.setEnabled(self.is_region())
         on_layer = self.area() == "layer"
@@ -241,15 +247,16 @@ class SegmentDialog(SegmentFields, JobDialog):
             fail_fast=region and self.fail_fast_check.isChecked(),
             dissolve=region and self.dissolve_check.isChecked(),
             ray_address=ray_address(),  # Worker setup's: empty runs in the worker
+            threshold=self.threshold_spin.value() if self.threshold_spin.value() > -1.0 else None,
         )
         return with_copies(job, copies)
 
     def task_names(self) -> tuple[str, str | None]:
-        """("Water in lakes", "lakes"); a region run: "Water in 5 scenes" (a folder's rasters are
-        counted by the worker: the group is named from the run's summary)."""
+        """("Water in lakes", "Water in lakes"); a region run: "Water in 5 rasters" (the group is named
+        from the run's summary: what a folder held, what failed)."""
         if not self.is_region():
-            name = self.raster_name()
-            return f"Water in {name}", name
+            name = single_name(self.raster_name())
+            return name, name
         extras = self.more_rasters.entries()
         expanding = [entry.name for entry in extras if entry.expands]
         counted = len(self.inputs()) - len(expanding)
@@ -273,24 +280,31 @@ class SegmentDialog(SegmentFields, JobDialog):
     def band_question(self) -> tuple[QgsRasterLayer | None, list[str]]:
         """Ask for the bands when the engine needs roles that neither the raster nor the dialog gives."""
         layer = self.raster_picker.layer()
-        if layer is None:  # a file, or (a region without the main raster) the first raster of the list
+        if layer is not None:
+            source, bands, descriptions = layer, layer.bandCount(), band_descriptions(layer)
+        else:  # a file, or (a region without the main raster) the first raster of the list
             files = [e.path for e in self.more_rasters.entries() if e.bands]
             path = self.raster_path() or (files[0] if files else None)
-            layer = QgsRasterLayer(path, Path(path).stem, "gdal") if path else None
-        if layer is None or not layer.isValid():
-            return None, []
+            facts = raster_facts(path) if path else None  # read without writing a .aux.xml beside it
+            if facts is None:
+                return None, []
+            source, bands, descriptions = path, facts.bands, list(facts.descriptions)
         roles = roles_needed(
             "water-index" if self.engine() == "water-index" else "rgb",
-            layer.bandCount(),
-            band_descriptions(layer),
+            bands,
+            descriptions,
             self.bands_box.preset(),
             self.bands_box.bands(),
             {"green": self.green_spin.value(), "nir": self.nir_spin.value(), "swir": self.swir_spin.value()},
         )
-        return layer, roles
+        return source, roles
 
-    def apply_bands(self, roles: dict[str, int]) -> None:
-        self.bands_box.apply_roles(roles)
+    def apply_bands(self, roles: dict[str, int], preset: str | None = None) -> None:
+        self.bands_box.apply_roles(roles, preset)
+
+    def use_water_index(self) -> bool:
+        set_combo_value(self.engine_combo, "water-index")
+        return self.engine() == "water-index"
 
     def open_export(self) -> None:
         """Close this dialog and open the training-data export (the caller opens it, see plugin.py)."""
@@ -311,7 +325,9 @@ class SegmentDialog(SegmentFields, JobDialog):
         s = QgsSettings()
         p = SETTINGS_PREFIX
         s.setValue(f"{p}/raster", self.raster_path() or "")
+        s.setValue(f"{p}/raster_layer", self.raster_picker.layer_id())
         self.bands_box.save(s, p)
+        s.setValue(f"{p}/threshold", self.threshold_spin.value())
         s.setValue(f"{p}/area", self.area())
         s.setValue(f"{p}/selected_only", self.selected_check.isChecked())
         s.setValue(f"{p}/engine", self.engine())
@@ -331,8 +347,11 @@ class SegmentDialog(SegmentFields, JobDialog):
     def load_settings(self) -> None:
         s = QgsSettings()
         p = SETTINGS_PREFIX
-        self.raster_picker.restore(s.value(f"{p}/raster", "", type=str))
+        self.raster_picker.restore(
+            s.value(f"{p}/raster", "", type=str), s.value(f"{p}/raster_layer", "", type=str)
+        )
         self.bands_box.load(s, p)
+        self.threshold_spin.setValue(s.value(f"{p}/threshold", -1.0, type=float))
         set_combo_value(self.area_combo, s.value(f"{p}/area", "raster", type=str))
         self.selected_check.setChecked(s.value(f"{p}/selected_only", False, type=bool))
         set_combo_value(self.engine_combo, s.value(f"{p}/engine", DEFAULT_ENGINE, type=str))

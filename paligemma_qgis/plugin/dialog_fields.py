@@ -166,6 +166,22 @@ class SegmentFields:
             self.advanced_labels[text] = label
             grid.addWidget(label, i // 2, 2 * (i % 2))
             grid.addWidget(widget, i // 2, 2 * (i % 2) + 1)
+        # The water index's threshold shares the Batch size cell: each engine shows its own.
+        self.threshold_spin = QDoubleSpinBox()
+        self.threshold_spin.setRange(-1.0, 1.0)
+        self.threshold_spin.setDecimals(2)
+        self.threshold_spin.setSingleStep(0.05)
+        self.threshold_spin.setSpecialValueText("Auto")  # -1: one per scene, chosen from its histogram
+        self.threshold_spin.setValue(-1.0)
+        self.threshold_spin.setToolTip(
+            "Water where the index is above this value. Auto: each scene's own, from its histogram; "
+            "a fixed value (e.g. 0.2) when the result warns that the water index is unsure."
+        )
+        label = QLabel("Threshold")
+        label.setBuddy(self.threshold_spin)
+        self.advanced_labels["Threshold"] = label
+        grid.addWidget(label, 1, 2)
+        grid.addWidget(self.threshold_spin, 1, 3)
         # Runs over several rasters (More rasters) only.
         self.dissolve_check = QCheckBox("Merge water across scenes")
         self.dissolve_check.setToolTip(

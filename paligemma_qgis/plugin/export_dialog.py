@@ -34,6 +34,8 @@ from .export_fields import ExportFields
 from .job_dialog import JobDialog
 from .layers import LayerSnapshot, with_copies
 from .options import WATER_INDEX_LABELS, export_job
+from .raster_probe import raster_facts
+from .run_text import export_name
 from .widgets import (
     ONE_BAND_INDEX,
     check_vae,
@@ -58,12 +60,13 @@ class ExportDialog(ExportFields, JobDialog):
         self.setMinimumWidth(600)
         layout = QVBoxLayout(self)
         layout.addWidget(self.message_bar)
-        layout.addWidget(self._input_group())
-        layout.addWidget(self._bands_group())
-        layout.addWidget(self._chips_group())
-        layout.addWidget(self._output_group())
-        layout.addWidget(self._advanced_group())
-        layout.addStretch(1)
+        body = self.body(layout)  # the fields scroll when they are taller than a laptop screen
+        body.addWidget(self._input_group())
+        body.addWidget(self._bands_group())
+        body.addWidget(self._chips_group())
+        body.addWidget(self._output_group())
+        body.addWidget(self._advanced_group())
+        body.addStretch(1)
         self.buttons = QDialogButtonBox()
         self.run_button = self.buttons.addButton("Export", QDialogButtonBox.ButtonRole.AcceptRole)
         self.setup_button = self.buttons.addButton("Worker setup…", QDialogButtonBox.ButtonRole.HelpRole)
@@ -218,8 +221,8 @@ class ExportDialog(ExportFields, JobDialog):
         return with_copies(job, copies)
 
     def task_names(self) -> tuple[str, str]:
-        name = self.raster_picker.name()
-        return f"Training data from {name}", f"{name} training data"
+        name = export_name(self.raster_picker.name())
+        return name, name
 
     def probe_engine(self) -> tuple[str, str | None, str | None]:
         return "export", None, self.vae_widget.filePath().strip() or None
@@ -227,12 +230,15 @@ class ExportDialog(ExportFields, JobDialog):
     def band_question(self) -> tuple[QgsRasterLayer | None, list[str]]:
         """The chips' R,G,B (4 bands or more) and, for water-index labels, the NIR or SWIR band."""
         layer = self.raster_picker.layer()
-        if layer is None:
+        if layer is not None:
+            source, bands, descriptions = layer, layer.bandCount(), band_descriptions(layer)
+        else:
             path = self.raster_picker.path()
-            layer = QgsRasterLayer(path, Path(path).stem, "gdal") if path else None
-        if layer is None or not layer.isValid():
-            return None, []
-        args = (layer.bandCount(), band_descriptions(layer), self.bands_box.preset(), self.bands_box.bands())
+            facts = raster_facts(path) if path else None  # read without writing a .aux.xml beside it
+            if facts is None:
+                return None, []
+            source, bands, descriptions = path, facts.bands, list(facts.descriptions)
+        args = (bands, descriptions, self.bands_box.preset(), self.bands_box.bands())
         spins = {
             "green": self.green_spin.value(),
             "nir": self.nir_spin.value(),
@@ -241,10 +247,10 @@ class ExportDialog(ExportFields, JobDialog):
         roles = roles_needed("rgb", *args, spins)
         if self.labels_source() == WATER_INDEX_LABELS:
             roles += [r for r in roles_needed("water-index", *args, spins) if r not in roles]
-        return layer, roles
+        return source, roles
 
-    def apply_bands(self, roles: dict[str, int]) -> None:
-        self.bands_box.apply_roles(roles)
+    def apply_bands(self, roles: dict[str, int], preset: str | None = None) -> None:
+        self.bands_box.apply_roles(roles, preset)
 
     def open_setup(self) -> None:
         from .setup_check import SetupCheckDialog
@@ -256,6 +262,7 @@ class ExportDialog(ExportFields, JobDialog):
         s = QgsSettings()
         p = SETTINGS_PREFIX
         s.setValue(f"{p}/raster", self.raster_picker.path() or "")
+        s.setValue(f"{p}/raster_layer", self.raster_picker.layer_id())
         s.setValue(f"{p}/labels_source", self.labels_source())
         layer = self.polygon_combo.currentLayer()
         s.setValue(f"{p}/polygon_layer", layer.id() if layer is not None else "")
@@ -282,7 +289,9 @@ class ExportDialog(ExportFields, JobDialog):
     def load_settings(self) -> None:
         s = QgsSettings()
         p = SETTINGS_PREFIX
-        self.raster_picker.restore(s.value(f"{p}/raster", "", type=str))
+        self.raster_picker.restore(
+            s.value(f"{p}/raster", "", type=str), s.value(f"{p}/raster_layer", "", type=str)
+        )
         set_combo_value(self.labels_combo, s.value(f"{p}/labels_source", "layer", type=str))
         layer = QgsProject.instance().mapLayer(s.value(f"{p}/polygon_layer", "", type=str) or "")
         if isinstance(layer, QgsVectorLayer):

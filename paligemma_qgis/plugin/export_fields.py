@@ -13,7 +13,9 @@ from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
+    QLabel,
     QLineEdit,
     QSpinBox,
     QStackedWidget,
@@ -115,39 +117,48 @@ class ExportFields:
         return box
 
     def _advanced_group(self) -> QgsCollapsibleGroupBox:
-        """Rarely changed options, collapsed (their defaults are the command line's)."""
+        """Rarely changed options, collapsed, two per line (their defaults are the command line's)."""
         box = QgsCollapsibleGroupBox("Advanced")
         box.setObjectName("paligemmaExportAdvanced")
         box.setSaveCollapsedState(False)
-        form = QFormLayout(box)
+        grid = QGridLayout(box)
         self.overlap_spin = QSpinBox()
         self.overlap_spin.setRange(0, 400)
         self.overlap_spin.setSuffix(" px")
         self.overlap_spin.setToolTip("Overlapping training chips next to a validation chip are left out")
-        form.addRow("Chip overlap", self.overlap_spin)
         self.resolution_spin = QDoubleSpinBox()
         self.resolution_spin.setRange(0.0, 10000.0)
         self.resolution_spin.setDecimals(2)
         self.resolution_spin.setSuffix(" m/px")
         self.resolution_spin.setSpecialValueText("native")
-        form.addRow("Target resolution", self.resolution_spin)
         self.min_pixels_spin = QSpinBox()
         self.min_pixels_spin.setRange(1, 1_000_000)
         self.min_pixels_spin.setValue(rules.EXPORT_MIN_OBJECT_PIXELS)
         self.min_pixels_spin.setSuffix(" px")
         self.min_pixels_spin.setToolTip("Smaller water objects are not written (each costs ~24 tokens)")
-        form.addRow("Smallest water object", self.min_pixels_spin)
         self.block_spin = QSpinBox()
         self.block_spin.setRange(1, 1000)
         self.block_spin.setValue(rules.EXPORT_BLOCK_SIZE)
         self.block_spin.setSuffix(" chips")
         self.block_spin.setToolTip("Whole blocks of chips go to train or valid, so neighbours do not leak")
-        form.addRow("Spatial block side", self.block_spin)
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 2_147_483_647)
-        form.addRow("Random seed", self.seed_spin)
+        cells = [
+            ("Chip overlap", self.overlap_spin),
+            ("Target resolution", self.resolution_spin),
+            ("Smallest water object", self.min_pixels_spin),
+            ("Spatial block side", self.block_spin),
+            ("Random seed", self.seed_spin),
+        ]
+        for i, (text, widget) in enumerate(cells):  # two a line: the dialog fits a laptop screen
+            label = QLabel(text)
+            label.setBuddy(widget)
+            grid.addWidget(label, i // 2, 2 * (i % 2))
+            grid.addWidget(widget, i // 2, 2 * (i % 2) + 1)
         self.allow_custom_check = QCheckBox("Accept a VAE that is not Google's vae-oid.npz")
-        form.addRow("", self.allow_custom_check)
+        grid.addWidget(self.allow_custom_check, 3, 0, 1, 4)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
         box.setCollapsed(True)
         self.advanced_box = box
         return box

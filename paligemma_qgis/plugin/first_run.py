@@ -15,10 +15,11 @@ import json
 from collections.abc import Callable
 
 from qgis.core import QgsApplication
-from qgis.PyQt.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, pyqtSignal
+from qgis.PyQt.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, pyqtSignal
 from qgis.PyQt.QtWidgets import QMessageBox, QWidget
 
-from .setup_plan import SetupPlan
+from .hf_token import stored_id
+from .setup_plan import SetupPlan, model_download_text
 from .setup_tasks import SetupTask
 from .worker_env import set_configured_python, worker_command, worker_env, worker_flags
 
@@ -160,26 +161,49 @@ def missing_text(probe: dict, python: str, source: str) -> str:
 
 
 def setup_question(
-    parent: QWidget | None, plan: SetupPlan, probe: dict, python: str, source: str
+    parent: QWidget | None,
+    plan: SetupPlan,
+    probe: dict,
+    python: str,
+    source: str,
+    water_index: bool = False,
+    model: str | None = None,
 ) -> QMessageBox:
-    """The "Set up the worker now?" box (not shown yet: the caller opens it and reads the answer)."""
+    """The "Set up the worker now?" box (not shown yet: the caller opens it and reads the answer).
+
+    ``water_index``: also offer the water index, which needs nothing more (``box.water_index_button``);
+    ``model``: the PaliGemma model the run uses, whose download is said too when it is not here.
+    """
     box = QMessageBox(parent)
     box.setObjectName("paligemmaSetupQuestion")
     box.setIcon(QMessageBox.Icon.Question)
     box.setWindowTitle("PaliGemma Water — worker setup")
+    box.setTextFormat(Qt.TextFormat.PlainText)  # paths and names are user data, never HTML
     box.setText("Set up the worker now? The run starts when it is done.")
     switch = (
         f"\nAfterwards the plugin's environment is the worker Python instead of {python}."
         if source == "settings"
         else ""
     )
+    found = (probe.get("model") or {}).get("found") or (probe.get("model") or {}).get("local")
+    download = (
+        ""
+        if found or "model" not in (probe.get("needs") or [])
+        else model_download_text(model, bool(stored_id()))
+    )
     box.setInformativeText(
-        f"{missing_text(probe, python, source)}\n\n{plan.describe()}{switch}\n\n"
-        "It runs in the background: progress and Cancel are in QGIS's task bar."
+        f"{missing_text(probe, python, source)}\n\n{plan.describe()}{switch}"
+        + (f"\n\n{download}" if download else "")
+        + "\n\nIt runs in the background: progress and Cancel are in QGIS's task bar."
     )
     box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
     box.button(QMessageBox.StandardButton.Yes).setText("Set up and run")
     box.button(QMessageBox.StandardButton.No).setText("Not now")
+    box.water_index_button = (
+        box.addButton("Use the water index", QMessageBox.ButtonRole.ActionRole) if water_index else None
+    )
+    if water_index:
+        box.water_index_button.setToolTip("Map with the water index instead: it needs nothing more")
     box.setDefaultButton(QMessageBox.StandardButton.Yes)
     return box
 

@@ -16,7 +16,6 @@ from qgis.core import (
     QgsFeatureRequest,
     QgsFillSymbol,
     QgsLayerTreeGroup,
-    QgsLayerTreeLayer,
     QgsProject,
     QgsProviderRegistry,
     QgsRendererCategory,
@@ -33,7 +32,6 @@ CHIPS_LAYER = "chips"
 # Order of a segment result's layers in its group, top first.
 RESULT_ORDER = (DISSOLVED_LAYER, WATER_LAYER, SCENES_LAYER, CHIPS_LAYER)
 RESULT_PROPERTY = "paligemma_qgis/result_layer"  # custom property: which of RESULT_ORDER a layer is
-RUN_PROPERTY = "paligemma_qgis/run"  # custom property of the group Processing's layers of one run go to
 REVIEW_LAYER = "review"
 EXPORT_GPKG = "chips.gpkg"
 # Job key of the LayerSnapshots a WorkerTask writes before the worker starts (never sent to it).
@@ -198,71 +196,9 @@ def style_result_layer(layer: QgsVectorLayer, kind: str) -> None:
         style_chips(layer)
 
 
-def _shown(kind: str, kinds: set[str]) -> bool:
+def shown(kind: str, kinds: set[str]) -> bool:
     """Chips are an audit layer (hidden); per-scene water hides under the dissolved water."""
     return kind != CHIPS_LAYER and not (kind == WATER_LAYER and DISSOLVED_LAYER in kinds)
-
-
-def _rank(layer) -> int | None:
-    kind = layer.customProperty(RESULT_PROPERTY) if layer is not None else None
-    return RESULT_ORDER.index(kind) if kind in RESULT_ORDER else None
-
-
-def move_into_group(
-    layer: QgsVectorLayer, group_name: str, project: QgsProject, run: str
-) -> QgsLayerTreeGroup | None:
-    """Put a styled result layer (style_result_layer) that is already in the layer tree into the
-    group of its run (``run``: a key of that run; the group is named ``group_name`` and made at
-    the top when missing), after the result layers that come before it in RESULT_ORDER. Layers
-    arriving in any order end up in that order; Processing loads them so, one post-processor
-    call each, in every QGIS version. Another group of the same name (an earlier run) is left alone."""
-    root = project.layerTreeRoot()
-    node = root.findLayer(layer.id())
-    rank = _rank(layer)
-    if node is None or rank is None:
-        return None
-    group = next(
-        (
-            child
-            for child in root.children()
-            if isinstance(child, QgsLayerTreeGroup) and child.customProperty(RUN_PROPERTY) == run
-        ),
-        None,
-    )
-    if group is None:
-        group = root.insertGroup(0, group_name)
-        group.setCustomProperty(RUN_PROPERTY, run)
-    children = group.children()
-    others = [child for child in children if child is not node]
-    before = [
-        i
-        for i, child in enumerate(others)
-        if isinstance(child, QgsLayerTreeLayer)
-        and (_rank(child.layer()) or 0) < rank
-        and _rank(child.layer()) is not None
-    ]
-    target = before[-1] + 1 if before else 0  # position among the others
-    if node in children:
-        current = children.index(node)
-        if current == target:
-            _update_visibility(group)
-            return group
-        position = target if target <= current else target + 1
-    else:
-        position = target
-    # Insert the copy first, then remove the old node: a layer whose last node leaves the tree
-    # would leave the project too.
-    group.insertChildNode(position, node.clone())
-    node.parent().removeChildNode(node)
-    _update_visibility(group)
-    return group
-
-
-def _update_visibility(group: QgsLayerTreeGroup) -> None:
-    nodes = [n for n in group.findLayers() if _rank(n.layer()) is not None]
-    kinds = {n.layer().customProperty(RESULT_PROPERTY) for n in nodes}
-    for n in nodes:
-        n.setItemVisibilityChecked(_shown(n.layer().customProperty(RESULT_PROPERTY), kinds))
 
 
 def layers_of_file(path: str | Path, project: QgsProject) -> list:
@@ -292,6 +228,8 @@ def _place_for(gpkg: str | Path, group_name: str, project: QgsProject) -> tuple[
         index = group.children().index(node) if node in group.children() else 0
         project.removeMapLayers([layer.id() for layer in old])
         if group is not root:
+            if not group.children():  # it held the old result alone: named by what it holds now
+                group.setName(group_name)
             return group, min(index, len(group.children()))
         return root.insertGroup(index, group_name), 0
     return root.insertGroup(0, group_name), 0
@@ -326,7 +264,7 @@ def add_result_layers(
         style_result_layer(layer, kind)
         project.addMapLayer(layer, False)
         node = group.insertLayer(index + offset, layer)
-        node.setItemVisibilityChecked(_shown(kind, set(layers)))
+        node.setItemVisibilityChecked(shown(kind, set(layers)))
     return group, [water, *(layers[k] for k in RESULT_ORDER if k in layers and k != WATER_LAYER)]
 
 
@@ -386,3 +324,14 @@ def add_export_layers(
         project.addMapLayer(layer, False)
         group.insertLayer(index + offset, layer)
     return group, layers
+
+
+def unsure_scenes(gpkg: str | Path) -> list[tuple[str, str]]:
+    """(scene, why) of the scenes whose map the water index doubts (``scenes.unsure``), in order."""
+    layer = open_layer(gpkg, SCENES_LAYER)
+    if layer is None or "unsure" not in layer.fields().names():
+        return []
+    request = QgsFeatureRequest().setFilterExpression('"unsure" IS NOT NULL AND "status" = \'done\'')
+    found = [(str(f["scene"]), str(f["unsure"])) for f in layer.getFeatures(request)]
+    del layer
+    return found

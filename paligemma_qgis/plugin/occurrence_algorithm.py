@@ -26,9 +26,11 @@ from qgis.core import (
 
 from ..core import rules
 from .change_algorithms import class_styler, layer_file
-from .change_styles import load_as_group, style_occurrence
+from .change_styles import style_occurrence
 from .error_text import processing
 from .processing_base import WorkerAlgorithm, _tr, failure
+from .run_groups import load_as_group, new_run
+from .run_text import occurrence_name
 
 
 class WaterOccurrenceAlgorithm(WorkerAlgorithm):
@@ -198,9 +200,9 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
         result = self._run(job, feedback)
         for note in result.get("notes") or []:
             feedback.pushWarning(note)
-        group = f"Water occurrence ({Path(output).stem}, {result.get('observations')} observations)"
+        group, run = occurrence_name(result.get("observations"), result.get("dates")), new_run()
         load_as_group(
-            context, output, group, [(output, "water occurrence", style_occurrence, True)], first_rank=10
+            context, output, group, [(output, "water occurrence", style_occurrence, True)], run, first_rank=10
         )
         if classes:
             load_as_group(
@@ -211,6 +213,7 @@ class WaterOccurrenceAlgorithm(WorkerAlgorithm):
                     (f"{classes}|layername={name}", name, class_styler(name), name != "observed")
                     for name in ("permanent", "seasonal", "rare", "observed")
                 ],
+                run,
             )
         return {
             self.OUTPUT: output,

@@ -99,11 +99,6 @@ def gdal_path(layer: QgsMapLayer | None) -> str | None:
     return path if Path(path).is_file() else None
 
 
-def region_name(count: int) -> str:
-    """The name of a run over several rasters: its task and its layer group ("Water in 5 scenes")."""
-    return f"Water in {count} scenes"
-
-
 def segment_job(
     raster: str | list[str],
     output: str,
@@ -126,6 +121,8 @@ def segment_job(
     fail_fast: bool = False,
     dissolve: bool = False,
     ray_address: str | None = None,
+    threshold: float | None = None,
+    restart: bool = False,
     search: dict | None = None,
     cloud_mask: str | None = None,
 ) -> dict:
@@ -141,8 +138,10 @@ def segment_job(
     if isinstance(raster, (list, tuple)):
         raster = [str(r) for r in raster] if len(raster) != 1 else str(raster[0])
     options: dict = {"raster": raster, "output": output, "engine": engine, "overwrite": bool(overwrite)}
-    # A dialog has no --restart: an interrupted run of the same job continues, one of another is replaced.
-    options["restart_if_changed"] = True
+    # An interrupted run of the same job continues; one of another job is never replaced silently:
+    # the dialog asks first (interrupted.py) and sends ``restart`` when the answer is "Start over".
+    if restart:
+        options["restart"] = True
     optional = {
         "bands": bands or None,
         "preset": preset or None,
@@ -154,6 +153,7 @@ def segment_job(
         "aoi": aoi or None,
         "min_area_m2": min_area_m2,
         "batch_size": batch_size or None,  # chips per batch, also how often a run checks for cancel
+        "threshold": threshold if engine == "water-index" else None,  # None: one per scene
     }
     if engine == "paligemma":
         optional.update(

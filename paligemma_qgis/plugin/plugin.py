@@ -30,6 +30,7 @@ class PaliGemmaPlugin:
         self.toolbar = None
         self.actions: list[QAction] = []
         self.tasks: list = []  # running tasks, kept referenced until they end
+        self.opened: set[str] = set()  # dialogs opened in this session (the first takes the active layer)
 
     # Processing only (qgis_process calls this without initGui).
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API
@@ -87,13 +88,23 @@ class PaliGemmaPlugin:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None
 
+    def _preselect(self, picker, which: str, layer=None) -> None:
+        """The dialog keeps its remembered raster; the active layer (or ``layer``) is chosen on the
+        first opening in this session, or when the remembered one is gone."""
+        first = which not in self.opened
+        self.opened.add(which)
+        layer = layer if isinstance(layer, QgsRasterLayer) else None
+        active = self.iface.activeLayer()
+        if layer is None and (first or not picker.has_choice()) and isinstance(active, QgsRasterLayer):
+            layer = active
+        if layer is not None:
+            picker.set_layer(layer)
+
     def show_dialog(self) -> None:
         from .dialog import SegmentDialog
 
         dialog = SegmentDialog(self.iface)
-        active = self.iface.activeLayer()
-        if isinstance(active, QgsRasterLayer):
-            dialog.set_raster_layer(active)
+        self._preselect(dialog.raster_picker, "segment")
         if dialog.exec() and dialog.task is not None:
             self._keep(dialog.task)
         if dialog.export_requested:
@@ -103,9 +114,7 @@ class PaliGemmaPlugin:
         from .export_dialog import ExportDialog
 
         dialog = ExportDialog(self.iface)
-        layer = layer if isinstance(layer, QgsRasterLayer) else self.iface.activeLayer()
-        if isinstance(layer, QgsRasterLayer):
-            dialog.set_raster_layer(layer)
+        self._preselect(dialog.raster_picker, "export", layer)
         if dialog.exec() and dialog.task is not None:
             self._keep(dialog.task)
 

@@ -11,6 +11,7 @@ compare its defaults with the command line's. Defaults and choices come from cor
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from qgis.core import (
     QgsApplication,
@@ -26,7 +27,10 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 
 from .error_text import FrontEnd, processing, scene_errors, translate
+from .interrupted import interrupted_problem
 from .options import PRESETS, raster_file
+from .raster_probe import no_side_files
+from .run_text import stopped_text
 from .runner import run_worker
 from .worker_env import worker_command, worker_env
 
@@ -51,6 +55,12 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
 
     def groupId(self) -> str:  # noqa: N802
         return ""
+
+    def checkParameterValues(self, parameters: dict, context: QgsProcessingContext):  # noqa: N802 - QGIS API
+        """QGIS's own check, which opens a raster given as a file (it is kept for the run): with
+        GDAL's side files off, so that no .aux.xml of its statistics lands beside the user's file."""
+        with no_side_files():
+            return super().checkParameterValues(parameters, context)
 
     def build_job(
         self, parameters: dict, context: QgsProcessingContext, feedback: QgsProcessingFeedback
@@ -93,7 +103,8 @@ class WorkerAlgorithm(QgsProcessingAlgorithm):
 
     def _raster_input(self, parameters: dict, context: QgsProcessingContext, hint: str = "") -> str:
         """The input raster's file; QgsProcessingException when it is not a GDAL file on disk."""
-        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        with no_side_files():  # a file QGIS opens for this run writes no .aux.xml beside it
+            layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         raster = raster_file(layer)
         if raster is None:
             source = layer.source() if layer is not None else parameters.get(self.INPUT)
@@ -123,6 +134,9 @@ def run_job(job: dict, feedback: QgsProcessingFeedback, front: FrontEnd) -> dict
     command = worker_command()
     env = worker_env()
     feedback.pushInfo(f"worker: {' '.join(command)} (PYTHONPATH={env['PYTHONPATH']})")
+    problem = interrupted_problem(job, command[0], front.labels.get("output", "OUTPUT"))
+    if problem:  # never discard an interrupted run silently: Processing cannot ask, so it says
+        raise failure(problem)
     last = {"message": None}
 
     def on_progress(done: int, total: int, message: str) -> None:
@@ -136,7 +150,8 @@ def run_job(job: dict, feedback: QgsProcessingFeedback, front: FrontEnd) -> dict
     for line in outcome.log:
         feedback.pushDebugInfo(line)
     if outcome.status == "cancelled":
-        raise failure("cancelled; no output was kept")
+        output = (job.get("options") or {}).get("output")
+        raise failure(stopped_text(outcome.kept, bool(output) and Path(f"{output}.journal").exists()))
     if not outcome.ok:
         if outcome.details:  # the worker's traceback or error class: for the log, not an error line
             feedback.pushDebugInfo(outcome.details)

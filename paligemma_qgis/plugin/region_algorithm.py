@@ -2,23 +2,20 @@
 
 The same parameters and worker job as ``segment_water`` (algorithms.SegmentAlgorithm), with
 many inputs (project layers or files, and a folder), Stop at the first failing scene and
-Merge water across scenes. The result is one GeoPackage; loaded into QGIS it is one group
-"Water in N scenes": water (blue), scenes (observed footprints, failed scenes hatched red)
-and chips (hidden). The layers' post-processor moves them into the run's own group: QGIS 3.22
-has no groups for Processing outputs, and newer ones would join any group of the same name;
-the post-processor runs once the layer is in the layer tree in every version.
+Merge water across scenes. The result is one GeoPackage; loaded into QGIS it is one top-level group
+"Water in N rasters (k failed)": water (blue), scenes (observed footprints, failed scenes hatched
+red) and chips (hidden), filed by run_groups (QGIS 3.22 has no groups for Processing outputs,
+and newer ones would join any group of the same name).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 
 from qgis.core import (
     QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBoolean,
@@ -26,40 +23,15 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
 )
 
-from .algorithms import _POST_PROCESSORS, SegmentAlgorithm
+from .algorithms import SegmentAlgorithm
 from .error_text import processing, scene_errors
-from .layers import (
-    CHIPS_LAYER,
-    DISSOLVED_LAYER,
-    SCENES_LAYER,
-    WATER_LAYER,
-    gpkg_layer_names,
-    move_into_group,
-    style_result_layer,
-)
-from .options import gdal_path, region_name
+from .layers import SCENES_LAYER, WATER_LAYER
+from .options import gdal_path
 from .processing_base import _tr, failure
+from .processing_results import load_segment_result, report_unsure
+from .run_text import region_name
 from .stac_search_params import HELP as SEARCH_HELP
 from .stac_search_params import cloud_mask_option, cloud_mask_parameter, search_options, search_parameters
-
-
-class RegionLayerPlacer(QgsProcessingLayerPostProcessorInterface):
-    """Styles one layer of a region result and puts it into the run's group."""
-
-    def __init__(self, kind: str, group_name: str, run: str) -> None:
-        super().__init__()
-        self.kind = kind
-        self.group_name = group_name
-        self.run = run  # this run's key: its layers share a group, another run's group is left alone
-
-    def postProcessLayer(self, layer, context, feedback) -> None:  # noqa: N802 - QGIS API
-        if layer is None or not layer.isValid():
-            return
-        layer.setName(self.kind)
-        style_result_layer(layer, self.kind)
-        project = context.project()
-        if project is not None:
-            move_into_group(layer, self.group_name, project, self.run)
 
 
 class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
@@ -192,7 +164,8 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
             feedback.pushWarning(f"scene {scene} failed: {error}")
         if failed:
             feedback.pushWarning(f"{failed} of {scenes} scenes failed: see the 'scenes' layer")
-        _load_region_on_completion(context, output, region_name(scenes))
+        report_unsure(output, scenes, feedback)
+        load_segment_result(context, output, region_name(scenes, failed))
         return {
             self.OUTPUT: output,
             "WATER_LAYER": f"{output}|layername={WATER_LAYER}",
@@ -202,25 +175,3 @@ class SegmentWaterRegionAlgorithm(SegmentAlgorithm):
             "SCENES": scenes,
             "FAILED": failed,
         }
-
-
-def _load_region_on_completion(context: QgsProcessingContext, output: str, group_name: str) -> None:
-    """Instead of the GeoPackage's first layer: its water, scenes, chips (and water_dissolved), as
-    one group ``group_name``, styled (RegionLayerPlacer)."""
-    layers = context.layersToLoadOnCompletion()
-    if output not in layers:
-        return
-    details = layers.pop(output)
-    names = set(gpkg_layer_names(output))
-    run = f"{output}#{uuid.uuid4().hex}"
-    for kind in (DISSOLVED_LAYER, WATER_LAYER, SCENES_LAYER, CHIPS_LAYER):
-        if kind not in names:
-            continue
-        # No LayerDetails.groupName (QGIS 3.32+): Processing would put the layers into any group of
-        # that name, an earlier run's too; the placer makes this run's group in every version.
-        entry = QgsProcessingContext.LayerDetails(kind, details.project, kind)
-        placer = RegionLayerPlacer(kind, group_name, run)
-        _POST_PROCESSORS.append(placer)
-        entry.setPostProcessor(placer)
-        layers[f"{output}|layername={kind}"] = entry
-    context.setLayersToLoadOnCompletion(layers)

@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .events import describe as describe_event
+from .events import parse_line, problem
 from .processes import escalate, popen_text, pump_lines, wait_or_kill
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -62,6 +64,9 @@ class WorkerOutcome:
     # What the worker's error event says beyond its message: ``field`` (the option at fault),
     # ``code``, ``kind`` (the error class), ``packages`` (missing ones), ``engine_only``.
     error_info: dict = field(default_factory=dict)
+    # A cancelled run: what the worker said it keeps for the next run ({"scenes", "total", "chips"});
+    # empty when it did not say (stopped before, or killed).
+    kept: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -137,7 +142,9 @@ def _run_worker(
         _send(proc, json.dumps(job) + "\n")
         if not plan.line:
             _close_stdin(proc)
-        outcome, log, cancelled = _follow(proc, lines, on_progress, is_cancelled, plan, poll_s)
+        outcome, log, cancelled = _follow(
+            proc, lines, on_progress, is_cancelled, plan, poll_s, str(job.get("task") or "segment")
+        )
         returncode = _wait(proc, plan.grace_s if cancelled else 5.0)
     except BaseException:  # never leave a worker running (and writing) unobserved
         _signal(proc, _SIGKILL)
@@ -153,8 +160,11 @@ def _run_worker(
                 with contextlib.suppress(OSError):
                     stream.close()
     stderr = "".join(stderr_chunks)
-    if cancelled:
-        outcome = WorkerOutcome(status="cancelled", message="cancelled by the user")
+    if cancelled:  # what the worker said about it, when it stopped itself and said so
+        said = outcome if outcome is not None and outcome.status == "cancelled" else None
+        outcome = WorkerOutcome(
+            status="cancelled", message="cancelled by the user", kept=said.kept if said is not None else {}
+        )
     elif outcome is None:
         outcome = WorkerOutcome(
             status="error",
@@ -184,10 +194,12 @@ def _follow(
     is_cancelled: CancelledCallback | None,
     plan: CancelPlan,
     poll_s: float,
+    task: str = "segment",
     drain_s: float = 2.0,
 ) -> tuple[WorkerOutcome | None, list[str], bool]:
     """Read the worker's events until its stdout ends, or ``drain_s`` after the worker exited
-    (a process it started may hold stdout open); stop it as ``plan`` says when ``is_cancelled``."""
+    (a process it started may hold stdout open); stop it as ``plan`` says when ``is_cancelled``.
+    An event whose fields are not what the plugin reads is logged and ignored (events.py)."""
     outcome: WorkerOutcome | None = None
     log: list[str] = []
     cancelled = False
@@ -206,13 +218,17 @@ def _follow(
             continue
         if line is None:
             break
-        event = _parse_event(line)
+        event = parse_line(line)
         if event is None:
             log.append(line.rstrip())
             continue
+        why = problem(event, task)
+        if why is not None:
+            log.append(describe_event(line, why))
+            continue
         kind = event.pop("event", None)
         if kind == "progress" and on_progress is not None:
-            on_progress(int(event.get("done", 0)), int(event.get("total", 0)), str(event.get("message", "")))
+            on_progress(event.get("done", 0), event.get("total", 0), event.get("message", ""))
         elif kind == "result":
             outcome = WorkerOutcome(status="ok", result=event)
         elif kind == "error":
@@ -223,7 +239,11 @@ def _follow(
                 error_info={k: v for k, v in event.items() if k not in ("message", "details")},
             )
         elif kind == "cancelled":
-            outcome = WorkerOutcome(status="cancelled", message=str(event.get("message", "cancelled")))
+            outcome = WorkerOutcome(
+                status="cancelled",
+                message=str(event.get("message", "cancelled")),
+                kept=event.get("kept") or {},
+            )
     return outcome, log, cancelled
 
 
@@ -247,17 +267,6 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
 def _pump_text(stream, chunks: list[str]) -> None:
     for line in stream:
         chunks.append(line)
-
-
-def _parse_event(line: str) -> dict | None:
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return event if isinstance(event, dict) and "event" in event else None
 
 
 def _cancel(proc: subprocess.Popen, plan: CancelPlan) -> None:

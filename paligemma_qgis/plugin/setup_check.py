@@ -1,13 +1,11 @@
-"""Worker setup: which Python runs the worker, is it ready, and the exact commands to fix it.
+"""Worker setup: which Python runs the worker, is it ready, and buttons (and commands) that fix it.
 
-Runs ``<python> -m paligemma_qgis worker --check`` (a QProcess, so QGIS stays responsive
-while torch imports; killed after CHECK_TIMEOUT_S, as a broken GPU driver can hang it) and
-shows packages, CUDA/GPU, model and VAE with a fix per gap. The Ray address (empty: runs
-stay in the worker) sends segment runs to a Ray cluster; the check then needs Ray too. Two
-buttons apply the usual fixes in background tasks (setup_tasks): create the plugin's worker
-venv (the geospatial packages, then torch in the build for this machine and transformers;
-said with its size before it starts, see setup_plan) and make it the worker Python, and
-download the VAE weights. "Copy diagnostics" puts what a bug report needs on the clipboard.
+Runs ``<python> -m paligemma_qgis worker --check`` (a QProcess, so QGIS stays responsive while
+torch imports; killed after CHECK_TIMEOUT_S, as a broken GPU driver can hang it) and shows
+packages, CUDA/GPU, model and VAE with a fix per gap; a button does what one can (setup_fixes:
+install what is missing, the VAE weights, the model), said with its size first (setup_plan). The
+Ray address sends segment runs to a Ray cluster (trusted once, ray_trust); the Hugging Face token
+goes to QGIS's authentication database (hf_token). "Copy diagnostics" is for a bug report.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from . import ray_trust
 from .check_report import (  # noqa: F401 - run_check and render_check: also this page's API
     CHECK_TIMEOUT_S,
     _mark,
@@ -45,7 +44,10 @@ from .check_report import (  # noqa: F401 - run_check and render_check: also thi
 )
 from .diagnostics import diagnostics_text
 from .first_run import Preflight
-from .setup_plan import plan_setup, torch_build
+from .hf_token import TokenField, stored_id
+from .options import DEFAULT_MODEL
+from .setup_fixes import INSTALL, MODEL, VAE, fixes, model_steps
+from .setup_plan import model_download_text, plan_setup, torch_build
 from .setup_tasks import SetupTask, download_weights_task
 from .worker_env import (
     configured_python,
@@ -122,6 +124,8 @@ class SetupCheckDialog(QDialog):
             "the cluster must run the worker's Ray and Python versions. The layers come back to QGIS."
         )
         form.addRow("Ray address", self.ray_edit)
+        self.token_field = TokenField()
+        form.addRow("Hugging Face token", self.token_field)
         layout.addLayout(form)
         self.check_button = QPushButton("Check the worker")
         self.check_button.clicked.connect(self.start_check)
@@ -142,6 +146,21 @@ class SetupCheckDialog(QDialog):
         commands_box.setCollapsed(True)
         self.commands_box = commands_box
         layout.addWidget(commands_box)
+        fix_row = self._fix_row()
+        self.copy_when_checked = False
+        self.preflight: Preflight | None = None
+        self.question: QMessageBox | None = None
+        layout.addLayout(fix_row)
+        self.task: SetupTask | None = None
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
+        )
+        buttons.accepted.connect(self.save)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+    def _fix_row(self) -> QHBoxLayout:
+        """The buttons that fix what a check finds (shown when it finds it), Create and Copy diagnostics."""
         fix_row = QHBoxLayout()
         self.venv_button = QPushButton("Create worker environment")
         self.venv_button.setToolTip(
@@ -161,21 +180,27 @@ class SetupCheckDialog(QDialog):
             "clipboard, for a bug report (checks the worker first when it was not checked yet)"
         )
         self.diagnostics_button.clicked.connect(self.copy_diagnostics)
-        fix_row.addWidget(self.venv_button)
-        fix_row.addWidget(self.weights_button)
-        fix_row.addStretch(1)
-        fix_row.addWidget(self.diagnostics_button)
-        self.copy_when_checked = False
-        self.preflight: Preflight | None = None
-        self.question: QMessageBox | None = None
-        layout.addLayout(fix_row)
-        self.task: SetupTask | None = None
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Close
+        # The fixes a button can do, shown after a check finds the gap (setup_fixes).
+        self.install_button = QPushButton("Install what is missing")
+        self.install_button.setToolTip(
+            "Installs the packages the worker lacks, in the background, after saying what it downloads"
         )
-        buttons.accepted.connect(self.save)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
+        self.install_button.clicked.connect(self.install_missing)
+        self.model_button = QPushButton("Download the model")
+        self.model_button.setToolTip(
+            "Downloads the PaliGemma model into the Hugging Face cache, with the token given above "
+            "(Google's models are gated: accept the licence on the model's page first)"
+        )
+        self.model_button.clicked.connect(self.download_model)
+        for button in (self.install_button, self.model_button):
+            button.setVisible(False)
+        fix_row.addWidget(self.install_button)
+        fix_row.addWidget(self.weights_button)
+        fix_row.addWidget(self.model_button)
+        fix_row.addStretch(1)
+        fix_row.addWidget(self.venv_button)
+        fix_row.addWidget(self.diagnostics_button)
+        return fix_row
 
     def python(self) -> str:
         return self.python_widget.filePath().strip() or worker_python()[0]
@@ -202,12 +227,40 @@ class SetupCheckDialog(QDialog):
                 process.waitForFinished(2000)
 
     def save(self) -> None:
-        problem = ray_address_problem(self.ray_edit.text())
+        """Save the choices; a new Ray cluster address is confirmed as trusted first (asked here)."""
+        address = self.ray_address()
+        problem = ray_address_problem(address) or self.token_field.save()
         if problem:
             self.report.setHtml(f"<p>{_mark(False)} <b>{html.escape(problem)}</b></p>")
             return
+        if (
+            address != ray_address()
+            and ray_trust.needs_trust(address)
+            and ray_trust.trusted(address) is not True
+        ):
+            box = ray_trust.trust_question(self, address)
+            self.question = box
+
+            def answered(_result: int) -> None:
+                self.question = None
+                yes = box.clickedButton() is box.button(QMessageBox.StandardButton.Yes)
+                ray_trust.remember(address, yes)
+                box.deleteLater()
+                if yes:
+                    self._commit(address)
+                else:
+                    self.report.setHtml(
+                        f"<p>{_mark(False)} {html.escape(ray_trust.refused_text(address))}</p>"
+                    )
+
+            box.finished.connect(answered)
+            box.open()
+            return
+        self._commit(address)
+
+    def _commit(self, address: str) -> None:
         set_configured_python(self.python_widget.filePath())
-        set_ray_address(self.ray_edit.text())
+        set_ray_address(address)
         self.accept()
 
     def ray_address(self) -> str:
@@ -223,21 +276,44 @@ class SetupCheckDialog(QDialog):
         preflight.done.connect(self._plan_environment)
         preflight.start()
 
-    def _plan_environment(self, probe: dict) -> None:
+    def install_missing(self) -> None:
+        """What the checked worker Python lacks, installed as the first Run would (asked first)."""
+        self.install_button.setEnabled(False)
+        source = "settings" if self.python_widget.filePath().strip() else worker_python()[1]
+        executor = "ray" if self.ray_address() else "local"
+        preflight = Preflight(self.python(), "paligemma", self.model, self.vae, self, executor=executor)
+        self.preflight = preflight
+        preflight.done.connect(lambda probe: self._plan_environment(probe, source))
+        preflight.start()
+
+    def download_model(self) -> SetupTask | None:
+        """Download the checked model into the Hugging Face cache (the check runs again afterwards)."""
+        model = str((self.result or {}).get("model", {}).get("value") or self.model or "")
+        try:
+            steps = model_steps(self.python(), model)
+        except ValueError as exc:
+            self.report.setHtml(f"<p>{_mark(False)} {html.escape(str(exc))}</p>")
+            return None
+        return self._start(SetupTask(f"Download the model {model}", steps), self.start_check)
+
+    def _plan_environment(self, probe: dict, source: str = "QGIS python") -> None:
         self.preflight = None
         self.venv_button.setEnabled(True)
+        self.install_button.setEnabled(True)
         if "error" in probe:
             self.report.setHtml(
-                f"<p>{_mark(False)} <b>QGIS's Python {html.escape(system_python())} does not answer:</b> "
-                f"{html.escape(probe['error'])}</p>"
+                f"<p>{_mark(False)} <b>The Python {html.escape(str(probe.get('python') or system_python()))} "
+                f"does not answer:</b> {html.escape(probe['error'])}</p>"
             )
             return
         plan = plan_setup(
             {**probe, "needs": [*probe.get("needs", []), *(["region"] if self.ray_address() else [])]},
             "paligemma",
-            "QGIS python",
+            source,
             with_vae=not (probe.get("vae") or {}).get("found"),
         )
+        found = (probe.get("model") or {}).get("found") or (probe.get("model") or {}).get("local")
+        download = "" if found else model_download_text(self.model or DEFAULT_MODEL, bool(stored_id()))
         box = QMessageBox(
             QMessageBox.Icon.Question,
             "PaliGemma Water — worker setup",
@@ -246,7 +322,11 @@ class SetupCheckDialog(QDialog):
             self,
         )
         box.setObjectName("paligemmaCreateQuestion")
-        box.setInformativeText(plan.describe() + "\n\nProgress and Cancel are in QGIS's task bar.")
+        box.setInformativeText(
+            plan.describe()
+            + (f"\n\n{download}" if download else "")
+            + "\n\nProgress and Cancel are in QGIS's task bar."
+        )
         self.question = box
 
         def answered(_result: int) -> None:
@@ -285,8 +365,8 @@ class SetupCheckDialog(QDialog):
 
     def _start(self, task: SetupTask, on_done) -> SetupTask:
         self.task = task
-        self.venv_button.setEnabled(False)
-        self.weights_button.setEnabled(False)
+        for button in (self.venv_button, self.weights_button, self.install_button, self.model_button):
+            button.setEnabled(False)
         task.taskCompleted.connect(on_done)
         task.taskCompleted.connect(self._task_ended)
         task.taskTerminated.connect(self._task_ended)
@@ -297,8 +377,8 @@ class SetupCheckDialog(QDialog):
         return start_setup_task(task)
 
     def _task_ended(self) -> None:
-        self.venv_button.setEnabled(True)
-        self.weights_button.setEnabled(True)
+        for button in (self.venv_button, self.weights_button, self.install_button, self.model_button):
+            button.setEnabled(True)
         if self.task is not None and self.task.succeeded is False and self.task.error:
             self.report.setHtml(
                 f"<p>{_mark(False)} <b>{html.escape(self.task.description())} failed:</b> "
@@ -357,6 +437,10 @@ class SetupCheckDialog(QDialog):
         self.result = check
         self.report.setHtml(render_check(check, self.ray_address()))
         self.check_button.setEnabled(True)
+        can_fix = fixes(check, self.ray_address())
+        self.install_button.setVisible(INSTALL in can_fix)
+        self.model_button.setVisible(MODEL in can_fix)
+        self.weights_button.setVisible("error" in check or VAE in can_fix)
         gpu = check.get("gpu")
         if isinstance(gpu, dict) and "error" not in check:  # the commands name the torch build for it
             build = torch_build(str(check.get("system")), str(check.get("machine")), gpu)

@@ -185,7 +185,8 @@ def plan_setup(
 
     ``source``: where that Python came from (worker_env.worker_python). The plugin's own venv
     is completed in place; any other Python is left alone and the plugin's venv is made from
-    QGIS's Python instead (installing into a system or conda Python can break it).
+    QGIS's Python instead (installing into a system or conda Python can break it), with only
+    what QGIS's Python lacks when that is the Python probed.
     ``with_vae``: also download vae-oid.npz (default: when the probe did not find it).
     ``groups_requirements``: the requirement lines per group, installed by name where no lock
     covers the Python (tests; default: the plugin's). ``locks``: the hashed lock files (tests;
@@ -199,7 +200,10 @@ def plan_setup(
         needs.append("region")
     in_place = source == "managed venv"
     missing = probe.get("missing") or {}
-    groups = [g for g in needs if missing.get(g)] if in_place else needs
+    # The new venv sees the packages of the Python it is made from (--system-site-packages): what
+    # the probe found there (QGIS's own Python) is not installed again.
+    sees_probed = in_place or source == "QGIS python"
+    groups = [g for g in needs if missing.get(g)] if sees_probed else needs
     python = str(probe.get("python")) if in_place else str(venv_python(venv_dir))
     # A new venv runs the Python QGIS runs on (this one); in place, the probed one.
     version = str(probe.get("python_version") or "") if in_place else platform.python_version()
@@ -240,3 +244,32 @@ def plan_setup(
         steps += weights_steps(python)
         parts.append(("the VAE mask codec vae-oid.npz", VAE_MB))
     return SetupPlan(python=python, steps=steps, create_venv=create, parts=parts, torch=torch, notes=notes)
+
+
+# Approximate download of the models the dialog offers (bf16 weights: 2 bytes a parameter).
+MODEL_GB = {
+    "google/paligemma2-3b-mix-224": 6,
+    "google/paligemma2-3b-mix-448": 6,
+    "google/paligemma2-3b-pt-224": 6,
+    "google/paligemma2-10b-mix-224": 20,
+}
+
+
+def model_download_text(model: str | None, token_stored: bool) -> str:
+    """What the first PaliGemma run downloads besides the packages: the model, gated, with its licence."""
+    if not model or model.count("/") != 1 or model.startswith((".", "/", "~")):
+        return ""
+    size = MODEL_GB.get(model)
+    how_big = f"about {size} GB" if size else "several GB"
+    text = f"Then the first run downloads the model {model} from Hugging Face ({how_big}, once)."
+    if model.startswith("google/"):
+        text += (
+            f" Google's PaliGemma models are gated: accept the licence at https://huggingface.co/{model} "
+            "with your Hugging Face account, "
+            + (
+                "and the access token given in Worker setup is used."
+                if token_stored
+                else "then give an access token in Worker setup (kept in QGIS's password store)."
+            )
+        )
+    return text

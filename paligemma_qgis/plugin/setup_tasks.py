@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import QTimer
 
-from .messages import LOG_TAG, push_message
+from .messages import LOG_TAG, drop_task_notices, push_message
 from .processes import popen_text, pump_lines, stop_later, wait_or_kill
 from .worker_env import (
     PACKAGE_DIR,
@@ -37,6 +38,10 @@ from .worker_env import (
     worker_python,
 )
 from .worker_locks import Locks, hashed_install
+
+# QGIS 3.26+: no "Task complete"/"Task failed" notice of its own (the plugin says what happened).
+_SILENT = getattr(QgsTask.Flag, "Silent", None)
+TASK_FLAGS = QgsTask.Flag.CanCancel | _SILENT if _SILENT is not None else QgsTask.Flag.CanCancel
 
 
 @dataclass
@@ -273,8 +278,10 @@ class SetupTask(QgsTask):
         remove_on_failure: Sequence[Path] = (),
         iface=None,
         on_failure: Callable[[], None] | None = None,
+        quiet: bool = False,
     ) -> None:
-        super().__init__(description, QgsTask.Flag.CanCancel)
+        super().__init__(description, TASK_FLAGS)
+        self.quiet = quiet  # the caller says how it ended (a dialog's own message bar), not QGIS's bar
         self.steps = steps
         self.on_success = on_success
         self.on_failure = on_failure  # failed or cancelled (a run waiting on it gives up)
@@ -309,6 +316,9 @@ class SetupTask(QgsTask):
             self.finished_called = True
             if not result and self.on_failure is not None:
                 self.on_failure()
+            if _SILENT is None:  # QGIS < 3.26: its "Task complete: …" would stay while a run goes on
+                description, iface = self.description(), self.iface
+                QTimer.singleShot(0, lambda: drop_task_notices(iface, description))
 
     def _finished(self, result: bool) -> None:
         outcome = self.outcome
@@ -335,7 +345,8 @@ class SetupTask(QgsTask):
         )
 
     def _push(self, text: str, level, details: str | None = None) -> None:
-        push_message(self.iface, text, level, details)
+        if not self.quiet:
+            push_message(self.iface, text, level, details)
 
 
 def create_venv_task(
@@ -360,6 +371,8 @@ def create_venv_task(
     )
 
 
-def download_weights_task(python: str | None = None, extra_args: Sequence[str] = (), iface=None) -> SetupTask:
+def download_weights_task(
+    python: str | None = None, extra_args: Sequence[str] = (), iface=None, quiet: bool = False
+) -> SetupTask:
     """The "Download VAE weights" task (``weights download`` in the worker Python)."""
-    return SetupTask("Download the VAE weights", weights_steps(python, extra_args), iface=iface)
+    return SetupTask("Download the VAE weights", weights_steps(python, extra_args), iface=iface, quiet=quiet)

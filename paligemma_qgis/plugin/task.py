@@ -14,13 +14,18 @@ import traceback
 from pathlib import Path
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
+from qgis.PyQt.QtCore import QTimer
 
 from .error_text import EXPORT_DIALOG, SEGMENT_DIALOG, translate
-from .layers import LAYER_COPIES, LayerSnapshot, add_export_layers, add_result_layers
-from .messages import LOG_TAG, push_message
-from .options import region_name
+from .layers import LAYER_COPIES, LayerSnapshot, add_export_layers, add_result_layers, unsure_scenes
+from .messages import LOG_TAG, drop_task_notices, push_message
+from .run_text import continued_text, region_name, single_name, stopped_text, unsure_text
 from .runner import WorkerOutcome, run_worker
+from .setup_tasks import _SILENT, TASK_FLAGS
 from .worker_env import worker_command, worker_env
+
+# QGIS 3.26+: no "Task complete"/"Task failed" notice of its own (the plugin's message says what
+# happened); before, messages.drop_task_notices takes it off the bar.
 
 
 class WorkerTask(QgsTask):
@@ -30,6 +35,7 @@ class WorkerTask(QgsTask):
     and a warning naming the scenes that failed); export: ``chips`` and ``review`` of
     ``OUT_DIR/chips.gpkg``. The job's ``LAYER_COPIES`` (and ``copies``) are written first,
     on the task's thread; a copy that fails or is cancelled ends the task before the worker starts.
+    ``env``: variables the worker gets for this run only (a Hugging Face token; never logged).
     """
 
     def __init__(
@@ -43,18 +49,19 @@ class WorkerTask(QgsTask):
         grace_s: float = 20.0,
         cleanup: list | None = None,
         copies: list[LayerSnapshot] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(description, QgsTask.Flag.CanCancel)
+        super().__init__(description, TASK_FLAGS)
         self.copies: list[LayerSnapshot] = list(job.get(LAYER_COPIES) or []) + list(copies or [])
         self.job = {key: value for key, value in job.items() if key != LAYER_COPIES}  # what the worker gets
         self.python = python
+        self.env = dict(env or {})
         options = job.get("options", {})
         raster = options.get("raster") or "result"
-        # A region run without a name (several inputs, or one folder): "Water in N scenes", N from
-        # the summary (a folder's count is the worker's to know).
-        self.name_from_summary = group_name is None
+        # A region run is named from its summary ("Water in 5 rasters (2 failed)"): a folder's
+        # count, and what failed, are the worker's to know.
         self.group_name = group_name or (
-            region_name(len(raster)) if isinstance(raster, list) else Path(raster).stem
+            region_name(len(raster)) if isinstance(raster, list) else single_name(Path(raster).stem)
         )
         self.iface = iface
         self.add_layers = add_layers
@@ -64,6 +71,7 @@ class WorkerTask(QgsTask):
         self.message = ""
         self.layers: list = []
         self.error: str = ""
+        self.notice: str = ""  # what the run's message said (success, stop or warning)
         self.worker_started = False  # False when a layer copy failed or the task was cancelled first
         self.finished_called = False  # set once finished() has run on the main thread
         self.succeeded: bool | None = None  # finished()'s verdict (the C++ task may be gone by then)
@@ -82,7 +90,7 @@ class WorkerTask(QgsTask):
             self.outcome = run_worker(
                 self.job,
                 worker_command(python=self.python),
-                env=worker_env(),
+                env={**worker_env(), **self.env},
                 on_progress=on_progress,
                 is_cancelled=self.isCanceled,
                 grace_s=self.grace_s,
@@ -117,6 +125,13 @@ class WorkerTask(QgsTask):
         self.succeeded = bool(result)
         try:
             self._finished(result)
+        except Exception:  # never raise inside QGIS's GUI thread: say it, and log what happened
+            self.succeeded = False
+            QgsMessageLog.logMessage(traceback.format_exc(), LOG_TAG, Qgis.MessageLevel.Critical)
+            self._push(
+                f"{self.description()}: the plugin could not show the result (see the log panel).",
+                Qgis.MessageLevel.Critical,
+            )
         finally:
             self.finished_called = True
             for path in self.cleanup:  # temporary AOI files and the like
@@ -124,6 +139,9 @@ class WorkerTask(QgsTask):
                     shutil.rmtree(path, ignore_errors=True)
                 else:
                     path.unlink(missing_ok=True)
+            if _SILENT is None:  # QGIS < 3.26: its "Task failed" for a cancel, "Task complete" …
+                description, iface = self.description(), self.iface
+                QTimer.singleShot(0, lambda: drop_task_notices(iface, description))
 
     def _finished(self, result: bool) -> None:
         outcome = self.outcome
@@ -133,21 +151,22 @@ class WorkerTask(QgsTask):
             self._on_success(outcome)
             return
         if self.isCanceled() or (outcome is not None and outcome.status == "cancelled"):
-            self._push(f"{self.description()}: cancelled; no output was kept.", Qgis.MessageLevel.Info)
+            output = (self.job.get("options") or {}).get("output")
+            journal = bool(output) and Path(f"{output}.journal").exists()
+            self.notice = stopped_text(outcome.kept if outcome else {}, journal, self.worker_started)
+            self._push(self.notice, Qgis.MessageLevel.Info, title=self.description())
             return
         message = outcome.message if outcome is not None else "the worker did not run"
         front = EXPORT_DIALOG if self.job.get("task") == "export" else SEGMENT_DIALOG
         info = outcome.error_info if outcome is not None else {}
         # In the dialog's words ("choose the NIR band"); the worker's own words go to Details.
         self.error = translate(message, info, self.job.get("options", {}), front)
+        params = info.get("params") if isinstance(info.get("params"), dict) else {}
         details = "\n".join(
             part
             for part in (
                 f"{self.description()} failed: {message}",
-                failed_scenes_text(
-                    (info.get("params") or {}).get("failed_scenes") or {},
-                    (info.get("params") or {}).get("count"),
-                ),
+                failed_scenes_text(params.get("failed_scenes") or {}, params.get("count")),
                 f"command: {' '.join(worker_command(python=self.python))}" if self.worker_started else "",
                 outcome.details if outcome is not None else "",
                 f"worker stderr:\n{outcome.stderr[-4000:]}" if outcome is not None and outcome.stderr else "",
@@ -164,9 +183,11 @@ class WorkerTask(QgsTask):
         )
         options = self.job.get("options", {})
         task = self.job.get("task")
-        region = isinstance(options.get("raster"), list) or (summary.get("scenes") or 1) > 1
-        if region and self.name_from_summary and isinstance(summary.get("scenes"), int):
-            self.group_name = region_name(summary["scenes"])
+        scenes = summary.get("scenes") if isinstance(summary.get("scenes"), int) else 1
+        failed = summary.get("failed") or 0
+        region = isinstance(options.get("raster"), list) or scenes > 1
+        if region:
+            self.group_name = region_name(scenes, failed)
         try:
             if task == "segment" and self.add_layers and options.get("output"):
                 _, self.layers = add_result_layers(
@@ -179,22 +200,27 @@ class WorkerTask(QgsTask):
             QgsMessageLog.logMessage(str(exc), LOG_TAG, Qgis.MessageLevel.Critical)
             self._push(str(exc), Qgis.MessageLevel.Critical)
             return
-        failed = summary.get("failed") or 0
+        said = " ".join(p for p in (continued_text(summary), describe_summary(summary) + ".") if p)
+        notes: list[str] = []
+        details = ""
         if task == "segment" and failed:
             # Written, with failures: the layers are there, and the failed scenes are named.
             failures = (summary.get("details") or {}).get("failed_scenes") or {}
             details = failed_scenes_text(failures, failed)
             QgsMessageLog.logMessage(details, LOG_TAG, Qgis.MessageLevel.Warning)
-            self._push(
-                f"{self.description()}: {describe_summary(summary)}. {describe_failures(failures, failed)}",
-                Qgis.MessageLevel.Warning,
-                details,
-            )
-            return
-        self._push(f"{self.description()}: {describe_summary(summary)}", Qgis.MessageLevel.Success)
+            notes.append(describe_failures(failures, failed))
+        if task == "segment" and options.get("output") and summary.get("engine") == "water-index":
+            unsure = unsure_text(unsure_scenes(options["output"]), scenes)
+            if unsure:
+                QgsMessageLog.logMessage(unsure, LOG_TAG, Qgis.MessageLevel.Warning)
+                notes.append(unsure)
+        # The warnings first: they are what the line a message bar shows must say (Details… has all).
+        self.notice = " ".join([*notes, said])
+        level = Qgis.MessageLevel.Warning if notes else Qgis.MessageLevel.Success
+        self._push(self.notice, level, details or None, title=self.description())
 
-    def _push(self, text: str, level, details: str | None = None) -> None:
-        push_message(self.iface, text, level, details)
+    def _push(self, text: str, level, details: str | None = None, title: str = LOG_TAG) -> None:
+        push_message(self.iface, text, level, details, title=title)
 
 
 def describe_summary(summary: dict) -> str:

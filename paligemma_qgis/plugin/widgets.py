@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from qgis.core import (
+    Qgis,
     QgsMapLayerProxyModel,
     QgsProject,
     QgsRasterLayer,
@@ -29,7 +30,9 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from .messages import push_item
 from .options import PRESETS, raster_file
+from .raster_probe import raster_facts
 from .worker_env import worker_python
 
 BANDS_RE = re.compile(r"^\s*\d+\s*(,\s*\d+\s*){0,2}$")
@@ -120,18 +123,27 @@ class RasterPicker(QWidget):
             return layer.name()
         return Path(self.combo.currentText() or "raster").stem
 
-    def restore(self, path: str) -> None:
-        """Select a remembered raster file again: its project layer if there is one, else the file."""
-        if not path:
-            return
-        layer = next(
-            (lyr for lyr in QgsProject.instance().mapLayers().values() if raster_file(lyr) == path),
-            None,
-        )
-        if layer is not None:
+    def layer_id(self) -> str:
+        layer = self.combo.currentLayer()
+        return layer.id() if layer is not None else ""
+
+    def has_choice(self) -> bool:
+        """Whether a layer or a file is chosen."""
+        return self.combo.currentLayer() is not None or bool(self.combo.currentText())
+
+    def restore(self, path: str, layer_id: str = "") -> None:
+        """Select a remembered choice again: the same project layer, else a layer of the same file,
+        else the file itself (a remembered layer that left the project leaves nothing chosen)."""
+        project = QgsProject.instance()
+        layer = project.mapLayer(layer_id) if layer_id else None
+        if not isinstance(layer, QgsRasterLayer) and path:
+            layer = next((lyr for lyr in project.mapLayers().values() if raster_file(lyr) == path), None)
+        if isinstance(layer, QgsRasterLayer):
             self.set_layer(layer)
-        elif Path(path).is_file():
+        elif path and not layer_id and Path(path).is_file():
             self.set_file(path)
+        elif path or layer_id:  # the remembered choice is gone: nothing chosen (not another layer)
+            self.combo.setLayer(None)
 
     def check(self, what: str, errors: list[str]) -> int | None:
         """Append a problem with the choice to ``errors``; return the band count when readable.
@@ -151,11 +163,11 @@ class RasterPicker(QWidget):
             return None
         if layer is not None:
             return layer.bandCount()
-        probe = QgsRasterLayer(path, "probe", "gdal")
-        if not probe.isValid():
+        facts = raster_facts(path)  # no QgsRasterLayer: its statistics would land in a .aux.xml
+        if facts is None:
             errors.append(f"{path}: GDAL cannot open this file as a raster.")
             return None
-        return probe.bandCount()
+        return facts.bands
 
 
 class BandsGroup(QGroupBox):
@@ -200,8 +212,12 @@ class BandsGroup(QGroupBox):
             if band_count is not None and spin.value() > band_count:
                 errors.append(f"{label} band {spin.value()}: {raster} has bands 1 to {band_count}.")
 
-    def apply_roles(self, roles: dict[str, int]) -> None:
-        """The band question's answer: R,G,B into the bands field, green/NIR/SWIR into the spins."""
+    def apply_roles(self, roles: dict[str, int], preset: str | None = None) -> None:
+        """The band question's answer: a sensor's band order into Preset (so it is not asked again);
+        else R,G,B into the bands field, green/NIR/SWIR into the spins."""
+        if preset:
+            set_combo_value(self.preset_combo, preset)
+            return
         if all(r in roles for r in ("red", "green", "blue")):
             self.bands_edit.setText(f"{roles['red']},{roles['green']},{roles['blue']}")
         for role, spin in (("green", self.green_spin), ("nir", self.nir_spin), ("swir", self.swir_spin)):
@@ -300,12 +316,22 @@ class VaeField(QWidget):
         from .setup_tasks import download_weights_task
 
         self.download_button.setEnabled(False)
-        task = download_weights_task(worker_python()[0])
+        dialog = self.window()
+        in_dialog = hasattr(dialog, "show_errors") and dialog.isVisible()
+        # In the dialog it was pressed in, its own bar says how it went (not QGIS's, behind the dialog).
+        task = download_weights_task(worker_python()[0], quiet=in_dialog)
         self.task = task
 
         def ended(*_args) -> None:
             with contextlib.suppress(RuntimeError):  # the dialog is gone
                 self.download_button.setEnabled(True)
+                if not in_dialog or not dialog.isVisible():
+                    return
+                if task.succeeded:
+                    dialog.show_errors([])
+                    push_item(dialog.message_bar, "", "vae-oid.npz is downloaded.", Qgis.MessageLevel.Success)
+                else:
+                    dialog.show_errors([task.error or "The VAE download did not finish."])
 
         task.taskCompleted.connect(ended)
         task.taskTerminated.connect(ended)

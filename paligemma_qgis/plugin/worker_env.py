@@ -154,23 +154,27 @@ def worker_python() -> tuple[str, str]:
     if os.environ.get(ENV_PYTHON, "").strip():
         return os.environ[ENV_PYTHON].strip(), "environment"
     configured = configured_python()
+    managed = venv_python(managed_venv_dir())
+    if configured and configured != str(managed):
+        return configured, "settings"
+    if managed.is_file():  # also when the plugin's setup wrote it into the settings
+        return str(managed), "managed venv"
     if configured:
         return configured, "settings"
-    managed = venv_python(managed_venv_dir())
-    if managed.is_file():
-        return str(managed), "managed venv"
     python, found = qgis_python()
     return python, "QGIS python" if found else "python3 on PATH"
 
 
 def worker_env(base: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for the worker (and pip): plugin on PYTHONPATH, no QGIS PROJ/GDAL data paths,
-    QGIS's proxy (network.py) for its downloads."""
+    no GDAL side files (.aux.xml) beside the rasters it reads, QGIS's proxy (network.py) for its
+    downloads."""
     env = with_qgis_proxy(dict(os.environ if base is None else base))
     for name in _DROPPED_ENV:
         env.pop(name, None)
     # Only the plugin's parent: QGIS's own PYTHONPATH may hold packages built for another Python.
     env["PYTHONPATH"] = str(PACKAGE_DIR.parent)
+    env["GDAL_PAM_ENABLED"] = "NO"  # reading a user's raster writes no .aux.xml beside it
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     env.setdefault("TQDM_DISABLE", "1")

@@ -239,16 +239,7 @@ def segment_raster(
             if not done:  # every scene failed: the first error is the run's, nothing is written
                 _raise_all_failed(record)
         except BaseException as exc:
-            # Finished work stays for the same command to continue; an empty journal goes.
-            if not journal.holds_work():
-                journal.remove()
-                remove_found(out)
-            elif isinstance(exc, Cancelled):
-                done_now = sum(1 for s in journal.finished().values() if s == "done")
-                raise Cancelled(
-                    f"{exc}; {done_now} of {len(scenes)} scenes and {journal.n_texts()} chip answers are kept "
-                    f"in {journal.path.name}: run the same command again to continue"
-                ) from None
+            _stopped(journal, exc, len(scenes), out)
             raise
         tracker.stage("writing GeoPackage", prefix="")
         crs_of = [SceneResult.from_bytes(b).crs_wkt for _, b in journal.results(s.id for s in done)]
@@ -304,6 +295,26 @@ def _journaled_info(journal: Journal, scenes: list[Scene]) -> EngineInfo | None:
         if data:
             return from_data(EngineInfo, data)
     return None
+
+
+def _stopped(journal: Journal, exc: BaseException, n_scenes: int, out: Path) -> None:
+    """A run ended early: finished work stays for the same command to continue, an empty journal
+    (and what its search found) goes; a cancel says what it keeps (``Cancelled.kept``)."""
+    from .found_items import remove_found
+
+    if not journal.holds_work():
+        journal.remove()
+        remove_found(out)
+        if isinstance(exc, Cancelled):  # said, so that a front end can say nothing is kept
+            raise Cancelled(str(exc), {"scenes": 0, "total": n_scenes, "chips": 0}) from None
+    elif isinstance(exc, Cancelled):
+        done_now = sum(1 for s in journal.finished().values() if s == "done")
+        kept = {"scenes": done_now, "total": n_scenes, "chips": journal.n_texts()}
+        raise Cancelled(
+            f"{exc}; {done_now} of {n_scenes} scenes and {kept['chips']} chip answers are kept "
+            f"in {journal.path.name}: run the same command again to continue",
+            kept,
+        ) from None
 
 
 def _names(names: tuple[str, ...] | None) -> list[str] | None:
