@@ -226,6 +226,27 @@ def test_inputs_folders_lists_globs_and_stac_resolve_once_with_unique_ids(scenes
             resolve_inputs(bad)
 
 
+def test_rasters_in_subfolders_are_said_not_skipped_in_silence(scenes, tmp_path, caplog) -> None:
+    top = tmp_path / "region"
+    (top / "2020" / "june").mkdir(parents=True)
+    (top / "2021").mkdir()
+    (top / "2020" / "june" / scenes[0].name).write_bytes(scenes[0].read_bytes())
+    (top / "2021" / scenes[1].name).write_bytes(scenes[1].read_bytes())
+    (top / "2021" / "notes.txt").write_text("not a raster")
+    # Only subfolders hold rasters: an error that gives the glob that maps them.
+    with pytest.raises(InputError) as caught:
+        resolve_inputs([str(top)])
+    assert caught.value.code == "folder_rasters_deeper" and caught.value.params["count"] == 2
+    pattern = caught.value.params["pattern"]
+    assert pattern == str(top / "**" / "*.tif")
+    assert [s.id for s in resolve_inputs([pattern])] == [scenes[0].stem, scenes[1].stem]
+    # Rasters at the top too: those are mapped, the others said in a warning.
+    (top / scenes[2].name).write_bytes(scenes[2].read_bytes())
+    with caplog.at_level("WARNING", logger="paligemma_qgis.core.inputs.scenes"):
+        assert [s.id for s in resolve_inputs([str(top)])] == [scenes[2].stem]
+    assert "2 raster(s) in its subfolders are not mapped" in caplog.text and pattern in caplog.text
+
+
 def _stac_item(folder: Path, scene, item_id: str, date: str) -> dict:
     """Green and NIR at 10 m, SWIR at 20 m, each its own GeoTIFF, as a STAC catalogue publishes them."""
     import rasterio

@@ -76,6 +76,7 @@ _GUI_REMEDIES: dict[str, tuple[str, ...]] = {
     "search_items_unreadable": (
         "choose another output, or delete the files the interrupted run left beside it to start over",
     ),
+    "folder_rasters_deeper": ("choose the rasters in its subfolders",),
     "labels_invalid": ("fix them (QGIS: Fix geometries)",),
     # export-pairs only (the command line): no QGIS front end reads image folders
     "image_too_large": ("only the command line reads images this large, for files you trust",),

@@ -48,6 +48,10 @@ MESSAGES: dict[str, Message] = {
     "input_not_found": Message("{path}: input not found"),
     "glob_no_match": Message("{pattern}: no file matches this pattern"),
     "folder_no_raster": Message("{path}: folder holds no raster ({suffixes}, ...)"),
+    "folder_rasters_deeper": Message(
+        "{path}: the folder's rasters are in its subfolders ({count}), which are not read",
+        "give {pattern} (quoted) to map them all",
+    ),
     "input_list_loop": Message("{path}: the list of inputs includes itself"),
     "input_list_unreadable": Message("{path}: cannot read the list of inputs ({detail})"),
     "input_list_empty": Message("{path}: the list of inputs is empty"),

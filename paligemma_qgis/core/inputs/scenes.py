@@ -1,7 +1,8 @@
 """The scenes of a run: what ``segment IN... OUT`` was given, expanded into rasters with an id and a date.
 
 An input is a raster file, a GDAL virtual path (``/vsicurl/``, ``/vsis3/``, ``s3://`` ...), a
-VRT, a folder (its rasters, sorted by name), a glob (``"scenes/*.tif"``), a text file of
+VRT, a folder (its rasters, sorted by name; rasters in its subfolders are said, not mapped), a
+glob (``"scenes/*.tif"``, ``"scenes/**/*.tif"`` for every level), a text file of
 inputs (one per line, ``#`` comments, relative to the list's folder), or a local STAC Item or
 ItemCollection JSON (see ``stac``). Expansion is lazy about the rasters themselves: nothing
 is opened here, so a thousand scenes cost a thousand path checks.
@@ -23,7 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import logging
 import re
+from collections import Counter
 from pathlib import Path
 
 from ..errors import InputError
@@ -36,6 +39,8 @@ from .scene import (  # noqa: F401 - re-exported: callers know them from here
     normalise_date,
 )
 from .stac import stac_scenes
+
+log = logging.getLogger(__name__)
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".ntf", ".nc", ".hdf", ".h5")
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -58,7 +63,7 @@ def _expand(
     if base is not None and not path.is_absolute():
         path = base / path
     if not path.exists() and _GLOB.search(text):
-        matches = sorted(glob.glob(str(path)))
+        matches = sorted(glob.glob(str(path), recursive=True))
         if not matches:
             raise InputError("glob_no_match", field="raster", pattern=text)
         return [s for m in matches for s in _expand(m, None, seen_lists, stac)]
@@ -66,9 +71,20 @@ def _expand(
         raise InputError("input_not_found", field="raster", path=text)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and _is_raster_name(p.name))
+        deeper = _rasters_below(path)
+        if not files and deeper:
+            raise InputError(
+                "folder_rasters_deeper", field="raster", path=str(path), count=deeper[0], pattern=deeper[1]
+            )
         if not files:
             suffixes = ", ".join(RASTER_SUFFIXES[:4])
             raise InputError("folder_no_raster", field="raster", path=str(path), suffixes=suffixes)
+        if deeper:
+            log.warning(
+                "%s: %d raster(s) in its subfolders are not mapped; give %s to map them too",
+                path,
+                *deeper,
+            )
         return [Scene(p.stem, str(p), str(p), date_from_name(p.name)) for p in files]
     suffix = path.suffix.lower()
     if suffix in LIST_SUFFIXES:
@@ -89,6 +105,23 @@ def _expand(
     if suffix in STAC_SUFFIXES:
         return stac_scenes(path, *stac)
     return [Scene(path.stem, str(path), str(path), date_from_name(path.name))]
+
+
+def _rasters_below(folder: Path, limit: int = 10_000) -> tuple[int, str] | None:
+    """How many rasters the subfolders of ``folder`` hold (counted up to ``limit`` files), and the
+    glob that would map them: a folder is read one level deep, and a skipped raster must be said."""
+    count, suffixes, seen = 0, Counter[str](), 0
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        for p in sub.rglob("*"):
+            seen += 1
+            if seen > limit:
+                break
+            if _is_raster_name(p.name) and p.is_file():
+                count += 1
+                suffixes[p.suffix] += 1
+    if not count:
+        return None
+    return count, str(folder / "**" / f"*{suffixes.most_common(1)[0][0]}")
 
 
 def resolve_inputs(
