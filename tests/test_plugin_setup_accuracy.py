@@ -13,6 +13,7 @@ from qgis.PyQt.QtWidgets import QApplication, QMessageBox
 from synthetic_rasters import make_scene
 from waiting import wait_until
 
+from paligemma_qgis.core.environment import GEO_PACKAGES
 from paligemma_qgis.plugin import hf_token, ray_trust
 from paligemma_qgis.plugin.first_run import setup_question
 from paligemma_qgis.plugin.job_dialog import make_task
@@ -122,8 +123,7 @@ def test_fixes_are_buttons_where_a_button_can_do_it(tmp_path):
     from paligemma_qgis.plugin.setup_check import SetupCheckDialog
 
     check = {
-        "packages": {"numpy": "1", "rasterio": "1", "geopandas": "1", "pyogrio": "1", "shapely": "1",
-                     "pyproj": "1", "torch": None, "transformers": None},
+        "packages": {**dict.fromkeys(GEO_PACKAGES.values(), "1"), "torch": None, "transformers": None},
         "vae": {"found": False}, "model": {"value": "google/paligemma2-3b-mix-224", "found": False, "local": False},
         "cuda": {}, "ready": {}, "fixes": [],
     }  # fmt: skip

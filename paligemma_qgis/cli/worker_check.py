@@ -87,7 +87,7 @@ def _find_vae(vae: str | None) -> dict:
     return {"value": None, "found": False, "where": None}
 
 
-GEO_MODULES = ("numpy", "rasterio", "shapely", "pyproj", "geopandas", "pyogrio")
+GEO_MODULES = tuple(GEO_PACKAGES.values())
 MODEL_MODULES = ("torch", "transformers")
 
 

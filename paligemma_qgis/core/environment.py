@@ -28,6 +28,8 @@ GEO_PACKAGES: dict[str, str] = {
     "pillow": "PIL",
     "tqdm": "tqdm",
     "platformdirs": "platformdirs",
+    "pystac": "pystac",  # STAC inputs
+    "pystac-client": "pystac_client",  # segment --stac-api
 }
 # Only the PaliGemma engine needs these (about 1-3 GB with torch).
 MODEL_PACKAGES: dict[str, str] = {

@@ -10,6 +10,7 @@ import html
 import json
 import subprocess
 
+from ..core.environment import GEO_PACKAGES
 from .worker_env import worker_command, worker_env, worker_flags
 
 # The dialog's check is killed after this long (seconds): importing torch takes a few seconds,
@@ -105,7 +106,7 @@ def render_check(check: dict, ray_address: str = "") -> str:
     rows = [
         (True, False, "Python", f"{check.get('python')} ({check.get('python_version')})"),
     ]
-    for name in ("numpy", "rasterio", "geopandas", "pyogrio", "shapely", "pyproj"):
+    for name in GEO_PACKAGES.values():
         rows.append((bool(packages.get(name)), False, name, packages.get(name) or "missing"))
     for name in ("torch", "transformers"):
         rows.append(

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 
+from ..core.environment import GEO_PACKAGES
 from . import hf_token
 from .setup_tasks import Step
 from .worker_env import PACKAGE_DIR, worker_env
 
 INSTALL, VAE, MODEL = "install", "vae", "model"
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-_GEO = ("numpy", "rasterio", "geopandas", "pyogrio", "shapely", "pyproj")
+_GEO = tuple(GEO_PACKAGES.values())
 
 
 def fixes(check: dict, ray_address: str = "") -> list[str]:
