@@ -11,7 +11,7 @@ export QT_QPA_PLATFORM ?= offscreen
 # Debian's QGIS must use its own proj.db, not pyproj's or rasterio's.
 unexport PROJ_LIB PROJ_DATA
 
-.PHONY: setup test lint demo package repo lock bench clean
+.PHONY: setup test test-fast lint demo package repo lock bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): requirements.in constraints.txt pyproject.toml scripts/setup.sh
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The unit and in-process tests (about a minute on 2 cores): end-to-end runs through subprocesses,
+# QGIS tasks, Ray and local servers are marked slow and left to `make test`.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check paligemma_qgis tests scripts

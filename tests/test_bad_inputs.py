@@ -35,6 +35,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 OLD_BYTES = b"an output from an earlier run: must survive byte for byte\n"
 _BAR = re.compile(r"^\s*[\w-]+:\s+\d+%\|")  # a tqdm progress line

@@ -395,6 +395,7 @@ def test_worker_runs_a_change_job(tmp_path):
 # --------------------------------------------------------------------------- real Landsat pair
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_pucallpa_gains_and_losses_are_the_polygon_differences(shared_data, tmp_path):
     """The Ucayali moved between 1985 and 2020: gained/lost equal the polygon differences of the

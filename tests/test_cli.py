@@ -49,6 +49,7 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path):
     assert not (tmp_path / "out.gpkg").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signals_cancel_cleanly_and_leave_no_output(tmp_path, signum):
     """Ctrl-C, a scheduler's SIGTERM and a closed terminal's SIGHUP: a clean cancel, then a resume."""

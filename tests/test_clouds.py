@@ -73,6 +73,7 @@ def _change(run: Path, out: Path) -> dict[str, float]:
 @pytest.mark.parametrize(
     ("pair", "grid", "mask"), [("s2_pair", Grid(10), "scl"), ("landsat_pair", Grid(30), "qa_pixel")]
 )
+@pytest.mark.slow
 def test_clouded_pair_change_is_the_truth_and_clouded_water_is_unknown(
     pair, grid, mask, request, tmp_path
 ) -> None:

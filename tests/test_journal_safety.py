@@ -33,6 +33,9 @@ from paligemma_qgis.core.run.journal_seal import STATE_ENV
 from paligemma_qgis.core.run.results import RecordError, SceneResult
 from paligemma_qgis.core.specs import SegmentSpec
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 OVERLAP = "120"  # many small steps: a killed run stops part way
 
 

@@ -12,6 +12,9 @@ import time
 import pytest
 from synthetic_rasters import make_scene
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 psutil = pytest.importorskip("psutil")
 pytest.importorskip("ray")
 

@@ -18,6 +18,9 @@ from urllib.parse import quote
 import pytest
 from credential_server import SECRETS, serve
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 NAIP = "rasters/opengeos_naip_m_4709963_se_14_1_20200831.tif"
 NAMES = ["a/lakes_20200831.tif", "b/ponds_20200901.tif", "c/marsh_20200902.tif", "d/fens_20200903.tif"]

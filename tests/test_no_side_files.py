@@ -39,8 +39,10 @@ def _inputs(tmp_path: Path) -> Path:
     return folder
 
 
-def test_a_qgis_layer_would_write_one(tmp_path):
-    """The control: what a QgsRasterLayer of the file leaves (so the tests below would catch it)."""
+def test_a_qgis_layer_would_write_one(tmp_path, monkeypatch):
+    """The control: what a QgsRasterLayer of the file leaves (so the tests below would catch it).
+    GDAL's default, whatever an in-process CLI run of an earlier test left in the environment."""
+    monkeypatch.setenv("GDAL_PAM_ENABLED", "YES")
     folder = _inputs(tmp_path)
     layer = QgsRasterLayer(str(folder / "lakes.tif"), "lakes", "gdal")
     assert layer.isValid()

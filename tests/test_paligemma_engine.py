@@ -130,6 +130,7 @@ def test_processor_makes_256_image_tokens_and_gemma_layout(loaded):
 # --------------------------------------------------------------------------- grammar
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sampled"])
 def test_constrained_outputs_always_parse(loaded, images, sample):
     texts_in = ["<image>segment water"] * len(images)
@@ -146,6 +147,7 @@ def test_constrained_outputs_always_parse(loaded, images, sample):
     assert sum(n_objects) > 0
 
 
+@pytest.mark.slow
 def test_constrained_with_left_padding_and_two_classes(loaded, images):
     """Rows with prompts of different length (left padded) each follow the grammar."""
     texts_in = ["<image>" + build_prompt(["water"]), "<image>" + build_prompt(["water", "river"])] * 4
@@ -447,6 +449,7 @@ def test_device_and_dtype_selection():
 # --------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_cli_segment_end_to_end(tmp_path, tiny_paligemma, vae_npz):
     pytest.importorskip("paligemma_qgis.cli.segment")
     pytest.importorskip("paligemma_qgis.core.run.driver")
@@ -551,6 +554,7 @@ def test_generation_gets_a_bidirectional_prefix(segmenter, images, monkeypatch):
 # --------------------------------------------------------------------------- static cache, compile
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("constrained", [True, False], ids=["constrained", "free"])
 def test_static_cache_loop_gives_the_same_tokens_as_generate(loaded, vae_npz, images, constrained):
     """The engine's own decode loop over a StaticCache is generate(), token for token.
@@ -611,6 +615,7 @@ def test_cache_and_compile_options_are_checked(loaded, vae_npz):
     not any(__import__("shutil").which(c) for c in ("g++", "c++", "clang++")),
     reason="torch.compile on CPU needs a C++ compiler",
 )
+@pytest.mark.slow
 def test_compiled_decode_step_gives_the_same_tokens(loaded, vae_npz, images):
     """torch.compile of the decode step (about 20 s of compilation on CPU) changes no token."""
     from paligemma_qgis.core.model.codec import MaskCodec

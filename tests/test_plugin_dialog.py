@@ -333,6 +333,7 @@ def test_worker_env_points_at_the_plugin_and_drops_proj(monkeypatch):
     assert env["PYTHONPATH"] == str(Path(dialog_module.__file__).resolve().parents[2])
 
 
+@pytest.mark.slow
 def test_setup_check_with_the_test_python():
     check = run_check(python=sys.executable, model="google/no-such-model")
     assert check["python"] == sys.executable

@@ -24,6 +24,9 @@ from paligemma_qgis.plugin.setup_plan import SetupPlan
 from paligemma_qgis.plugin.setup_tasks import Step
 from paligemma_qgis.plugin.worker_env import SETTINGS_GROUP, configured_python, set_configured_python
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 def fresh_settings(monkeypatch):

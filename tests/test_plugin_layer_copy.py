@@ -229,6 +229,7 @@ def _segment_dialog(qgis_iface, raster, polys, output: Path) -> SegmentDialog:
     return dlg
 
 
+@pytest.mark.slow
 def test_building_the_job_writes_nothing_and_the_task_copies_first(
     water_scene, clean_project, qgis_iface, tmp_path
 ):

@@ -193,6 +193,7 @@ INNER_TEST = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_loading_imports_nothing_heavy(installed_plugins_dir, tmp_path):
     """A fresh QGIS (pytest-qgis's iface in its own process): start the plugin and open its
     dialogs; torch, transformers or rasterio must not appear in that process."""

@@ -23,6 +23,9 @@ from paligemma_qgis.plugin.setup_tasks import run_steps, weights_steps
 from paligemma_qgis.plugin.worker_env import venv_python, worker_env
 from paligemma_qgis.plugin.worker_locks import LOCKS_DIR, Locks
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 INDEX = "http://index.paligemma.test"  # .test never resolves: only the proxy knows it
 PIP_ARGS = ("--index-url", f"{INDEX}/simple", "--trusted-host", "index.paligemma.test")
 USER, PASSWORD = "mapper", "p@ss:w/rd"

@@ -40,6 +40,9 @@ from paligemma_qgis.plugin.worker_env import (
     worker_env,
 )
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 def fresh_settings(monkeypatch):
@@ -385,7 +388,6 @@ def test_run_with_a_ray_address_offers_to_install_ray(
     )
 
 
-@pytest.mark.slow
 def test_a_region_run_sent_to_ray_comes_back_as_layers(dlg, region, clean_project, tmp_path):
     """Ray address "local" (a Ray the worker starts, as on a GPU workstation): the run goes through
     Ray's executor and its layers come back into QGIS as from a run here, equal polygons."""

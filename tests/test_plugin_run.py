@@ -23,6 +23,9 @@ from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.task import WorkerTask
 from paligemma_qgis.plugin.worker_env import ENV_PYTHON
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 SLOW_WORKER = """
 import sys, time
 from paligemma_qgis.cli import worker
@@ -180,7 +183,6 @@ def test_processing_reports_worker_errors(provider, water_scene, clean_project, 
     assert not (tmp_path / "w.gpkg").exists()
 
 
-@pytest.mark.slow
 def test_qgis_process_runs_the_installed_plugin(qgis_process, installed_plugins_dir, water_scene, tmp_path):
     exe, env = qgis_process
     enable = subprocess.run(
@@ -333,7 +335,6 @@ def test_runner_reports_a_worker_that_dies_without_a_result(tmp_path):
     assert missing.status == "error" and "cannot start the worker Python" in missing.message
 
 
-@pytest.mark.slow
 def test_task_with_paligemma_engine_tiny_model(
     water_scene, tiny_paligemma, vae_npz, clean_project, qgis_iface, tmp_path
 ):

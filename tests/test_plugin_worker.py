@@ -28,7 +28,11 @@ from paligemma_qgis.plugin.setup_check import render_check, run_check
 from paligemma_qgis.plugin.task import WorkerTask
 from paligemma_qgis.plugin.worker_env import worker_command, worker_env
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="shell-script stand-ins for Python")
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform == "win32", reason="shell-script stand-ins for Python"),
+]
 
 # QGIS's own Python: numpy, but none of the worker's other packages.
 QGIS_PYTHON_LACKS = (

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsVectorLayer
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -23,7 +26,6 @@ def _readme_block(heading: str) -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
 
 
-@pytest.mark.slow
 @pytest.mark.shared_data
 def test_qgis_process_examples_work_as_written(qgis_process, shared_data, tmp_path):
     exe, env = qgis_process
@@ -51,7 +53,6 @@ def test_qgis_process_examples_work_as_written(qgis_process, shared_data, tmp_pa
     assert counts[0] > 10 and counts[0] == counts[1]  # the preset and NIR=4 say the same
 
 
-@pytest.mark.slow
 @pytest.mark.shared_data
 def test_qgis_process_region_example_works_as_written(qgis_process, shared_data, tmp_path):
     """The region example: the sample tile and a folder ``tiles`` of two more (its quarters)."""

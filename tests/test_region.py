@@ -29,6 +29,9 @@ from paligemma_qgis.core.run.driver import segment_raster
 from paligemma_qgis.core.run.revectorize import revectorize
 from paligemma_qgis.core.specs import segment_spec
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 ENV = dict(os.environ, PYTHONUNBUFFERED="1")
 CRSS = ["EPSG:32633", "EPSG:32633", "EPSG:4326", "EPSG:4326", "EPSG:3857"]
 

@@ -18,7 +18,11 @@ from waiting import pid_gone
 from paligemma_qgis.plugin import setup_check
 from paligemma_qgis.plugin.setup_check import SetupCheckDialog, run_check
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="shell-script stand-ins for Python")
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform == "win32", reason="shell-script stand-ins for Python"),
+]
 
 HANGING = "import sys, time; print('importing torch', file=sys.stderr, flush=True); time.sleep(30)"
 ANSWERING = '{"python": "/opt/fake/python", "python_version": "3.12.0", "packages": {}, "ready": {}}'

@@ -194,6 +194,7 @@ def test_probe_of_a_bare_python_names_what_to_install(tmp_path):
     assert set(probe["gpu"]) == {"present", "name", "driver", "cuda"}
 
 
+@pytest.mark.slow
 def test_copy_diagnostics(qgis_iface, tmp_path, monkeypatch):
     from paligemma_qgis.plugin.setup_check import SetupCheckDialog
 

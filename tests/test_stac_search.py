@@ -26,6 +26,9 @@ from paligemma_qgis.core.errors import InputError
 from paligemma_qgis.core.run.driver import segment_raster
 from paligemma_qgis.core.specs import segment_spec
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
 WINDOW = "2021-06-01/2021-06-30"
 BBOX = "15.0,45.1,15.1,45.2"

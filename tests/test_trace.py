@@ -102,6 +102,7 @@ def small_stripes(monkeypatch, request):
     return request.param
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overlap", [None, 32, 100])
 def test_seam_heavy_scene_equals_one_whole_trace(tmp_path, small_stripes, overlap) -> None:
     """Mask, polygons and observed footprint equal the whole-raster reference, whatever the overlap."""
@@ -135,6 +136,7 @@ def test_seam_heavy_scene_equals_one_whole_trace(tmp_path, small_stripes, overla
     assert recorded == ("0" if overlap is None else str(overlap))  # the default is recorded as used
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", [ThreadTracer, ProcessTracer])
 def test_stripe_tracer_equals_a_trace_after_the_loop_in_any_chip_order(tmp_path, backend) -> None:
     """Chips arriving in random order (threads, batches) with the tracer racing them: same polygons."""

@@ -63,6 +63,7 @@ def _stop_at(message: str, stage: str) -> None:
         raise Cancelled("cancelled by the user")
 
 
+@pytest.mark.slow
 def test_revectorize_keeps_the_scenes_that_failed_and_exits_3(two, tmp_path) -> None:
     broken = tmp_path / "broken.tif"
     broken.write_bytes(two[0].read_bytes()[:3000])  # truncated: the header, no pixels

@@ -357,6 +357,7 @@ def test_write_geopackage_missing_folder_is_a_clear_error(tmp_path):
     "box_px",
     [(0, 0, 180, 360), (20, 100, 160, 350), (0, 0, 30, 360)],  # r0, c0, r1, c1 at 1 degree
 )
+@pytest.mark.slow
 def test_areas_of_continent_and_globe_sized_polygons(box_px) -> None:
     """Polygons wider than a hemisphere broke the single equal-area centre (global rasters)."""
     r0, c0, r1, c1 = box_px

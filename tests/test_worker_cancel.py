@@ -26,6 +26,9 @@ from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.runner import CANCEL_LINE, run_worker
 from paligemma_qgis.plugin.worker_env import worker_command, worker_env
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 # 600 x 500 px at 10 m read at 0.8 m: about 3600 chips with this overlap, several seconds.
 SLOW_READ = {"resolution": 0.8, "overlap": 112, "batch_size": 1}
 

@@ -100,6 +100,10 @@ def uses_model(engine: EngineName) -> bool:
 # Processing algorithms show these defaults and choices (core.train.options, core.temporal.options).
 EmptyPolicy = Literal["cap", "keep", "drop"]  # the dialogs list them in this order
 EMPTY_POLICIES: tuple[EmptyPolicy, ...] = get_args(EmptyPolicy)
+# What an input path is, by its suffix (core.inputs.scenes expands them; the dialog checks them)
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".ntf", ".nc", ".hdf", ".h5")
+LIST_SUFFIXES = (".txt", ".lst", ".list")  # a text file of inputs, one per line
+STAC_SUFFIXES = (".json", ".geojson")  # a STAC Item, ItemCollection or Catalog
 CHIP_SIZE = 224  # PaliGemma's smallest input
 CHIP_SIZES = (224, 448, 896)  # PaliGemma's input sizes
 EXPORT_OVERLAP = 0

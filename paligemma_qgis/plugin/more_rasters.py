@@ -32,12 +32,10 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ..core.inputs.scenes import RASTER_SUFFIXES as FOLDER_SUFFIXES
+from ..core.rules import RASTER_SUFFIXES
 from .options import gdal_path
 from .raster_probe import raster_facts
 
-# Raster files GDAL reads, plus what the worker expands: lists of paths and STAC items.
-RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 FILES_FILTER = (
     "Rasters, lists of paths, STAC items (*.tif *.tiff *.vrt *.img *.jp2 *.txt *.json);;All files (*)"
 )
@@ -79,7 +77,7 @@ class RasterEntry:
         """What will make its scenes fail with ``engine``, in words (empty: nothing known)."""
         if self.kind == "folder":
             if self.rasters == 0:
-                return [f"the folder holds no raster ({', '.join(FOLDER_SUFFIXES[:4])}, …)"]
+                return [f"the folder holds no raster ({', '.join(RASTER_SUFFIXES[:4])}, …)"]
             named = [(n, c) for n, c in self.issues if c != "one_band" or engine == "water-index"]
             return [f"{name}: {ISSUES.get(code, code)}" for name, code in named]
         found = []
@@ -120,7 +118,7 @@ def folder_entry(path: str) -> RasterEntry | str:
     folder = Path(path)
     if not folder.is_dir():
         return f"{path}: folder not found"
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(FOLDER_SUFFIXES))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(RASTER_SUFFIXES))
     issues: list[tuple[str, str]] = []
     for file in files[:FOLDER_PROBE_LIMIT]:
         facts = raster_facts(str(file))

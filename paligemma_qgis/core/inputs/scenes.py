@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..redact import redact, scene_stem
+from ..rules import LIST_SUFFIXES, RASTER_SUFFIXES, STAC_SUFFIXES
 from .scene import (  # noqa: F401 - re-exported: callers know them from here
     Scene,
     _virtual,
@@ -42,9 +43,6 @@ from .stac import stac_scenes
 
 log = logging.getLogger(__name__)
 
-RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".ntf", ".nc", ".hdf", ".h5")
-LIST_SUFFIXES = (".txt", ".lst", ".list")
-STAC_SUFFIXES = (".json", ".geojson")
 _GLOB = re.compile(r"[*?\[]")
 
 
