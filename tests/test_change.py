@@ -345,6 +345,7 @@ def test_bad_inputs_and_existing_output_are_refused_by_name(tmp_path):
         water_change(ChangeOptions(before=str(plain), after=str(run), output=str(out), overwrite=True))
 
 
+@pytest.mark.slow
 def test_cli_prints_the_summary_and_refuses_an_existing_output(tmp_path, capsys):
     before, after = _scenes(tmp_path)
     out = tmp_path / "change.gpkg"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "paligemma_qgis"
 
@@ -49,6 +51,7 @@ def _imports_in_subprocess(modules: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh Python importing all of core; the static check below stays fast
 def test_importing_core_pulls_in_no_qgis():
     assert _imports_in_subprocess(_modules("core")) == []
 

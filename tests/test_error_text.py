@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 
+import pytest
 from bare_python import python_without
 
 from paligemma_qgis.plugin.algorithms import SegmentWaterAlgorithm
@@ -58,6 +59,7 @@ def test_band_out_of_range_names_the_field(water_scene, tmp_path):
     assert processing.endswith("; set GREEN to a band from 1 to 4")
 
 
+@pytest.mark.slow
 def test_missing_vae_points_at_the_download_button(water_scene, tiny_paligemma, tmp_path):
     job = segment_job(
         str(water_scene.path),

@@ -535,6 +535,7 @@ def test_reference_loc_boxes_come_out_identical(shared_data, vae_npz, tmp_path):
     assert all(c.pixels <= 7 for c in extra)
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_export_pairs_on_kaggle_subset(shared_data, vae_npz, tmp_path):
     d = _kaggle(shared_data)

@@ -13,12 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from qgis.core import QgsApplication, QgsRasterLayer
 from synthetic_rasters import make_scene
 from waiting import wait_for_task
 
 from paligemma_qgis.plugin.band_roles import BandRolesDialog
 from paligemma_qgis.plugin.task import WorkerTask
+
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 LANDSAT = REPO.parent / "shared" / "data" / "rasters" / "opengeos_landsat_pucallpa_2020.tif"

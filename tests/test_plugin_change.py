@@ -19,6 +19,9 @@ from water_series import SceneTruth, write_run
 
 from paligemma_qgis.plugin.change_styles import FILLS
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 
 def _maps(tmp_path):
     lake0 = box(501_000, 4_996_000, 502_000, 4_997_000)

@@ -21,6 +21,9 @@ from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.run_text import change_name, occurrence_name, region_name, stopped_text
 from paligemma_qgis.plugin.task import WorkerTask
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def selected_group(clean_project):

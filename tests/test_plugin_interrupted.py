@@ -24,6 +24,9 @@ from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.task import WorkerTask
 from paligemma_qgis.plugin.worker_env import ENV_PYTHON, SETTINGS_GROUP, set_configured_python
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 SLOW_WORKER = """
 import sys, time
 from paligemma_qgis.cli import worker

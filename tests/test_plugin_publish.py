@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from waiting import wait_until
 
+# End to end (git, the zip build, QGIS installing it): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "paligemma_qgis"
 sys.path.insert(0, str(REPO / "scripts"))

@@ -14,6 +14,9 @@ from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.run_text import unsure_text
 from paligemma_qgis.plugin.task import WorkerTask
 
+# End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
+pytestmark = pytest.mark.slow
+
 
 def test_unsure_text_in_each_front_ends_words():
     one = unsure_text([("chip", "water and land overlap in the index")], 1)
