@@ -243,11 +243,29 @@ def test_rasters_in_subfolders_are_said_not_skipped_in_silence(scenes, tmp_path,
     pattern = caught.value.params["pattern"]
     assert pattern == str(top / "**" / "*.tif")
     assert [s.id for s in resolve_inputs([pattern])] == [scenes[0].stem, scenes[1].stem]
+    assert [s.id for s in resolve_inputs([str(top)], recursive=True)] == [scenes[0].stem, scenes[1].stem]
     # Rasters at the top too: those are mapped, the others said in a warning.
     (top / scenes[2].name).write_bytes(scenes[2].read_bytes())
     with caplog.at_level("WARNING", logger="paligemma_qgis.core.inputs.scenes"):
         assert [s.id for s in resolve_inputs([str(top)])] == [scenes[2].stem]
     assert "2 raster(s) in its subfolders are not mapped" in caplog.text and pattern in caplog.text
+    deeper = [scenes[0].stem, scenes[1].stem]
+    assert [s.id for s in resolve_inputs([str(top)], recursive=True)] == [*deeper, scenes[2].stem]
+
+
+def test_recursive_is_the_command_line_s_flag_and_a_spec_field(scenes, tmp_path) -> None:
+    from paligemma_qgis.cli.wording import cli_message
+
+    top = tmp_path / "region"
+    (top / "2021").mkdir(parents=True)
+    (top / "2021" / scenes[1].name).write_bytes(scenes[1].read_bytes())
+    out = tmp_path / "o.gpkg"
+    with pytest.raises(InputError) as caught:
+        resolve_inputs([str(top)])
+    assert "add --recursive to map them all" in cli_message(caught.value)
+    summary = segment_raster(segment_spec(raster=[str(top)], output=str(out), nir=4, recursive=True))
+    assert summary.scenes == 1
+    assert pyogrio.read_dataframe(out, layer="scenes")["scene"].tolist() == [scenes[1].stem]
 
 
 def _stac_item(folder: Path, scene, item_id: str, date: str) -> dict:

@@ -142,6 +142,11 @@ def _add_region_arguments(r: argparse._ArgumentGroup) -> None:
     """How a run goes: restart, failing scenes, the work folder and Ray."""
     r.add_argument("--restart", action="store_true", help="start over, ignoring an interrupted run's journal")
     r.add_argument(
+        "--recursive",
+        action="store_true",
+        help="an input folder's subfolders are read too (default: its rasters only; skipped ones are said)",
+    )
+    r.add_argument(
         "--fail-fast", action="store_true", help="stop at the first scene that fails (default: go on)"
     )
     r.add_argument("--workdir", metavar="DIR", help="folder for temporary mosaics (default: the system temp)")

@@ -27,7 +27,9 @@ def journal_state(job: dict[str, Any]) -> dict[str, Any]:
 
         spec = segment_spec(options).resolved()
         stac = list(spec.read.stac_bands) if spec.read.stac_bands else None
-        scenes = resolve_inputs(list(spec.raster), stac_bands=stac, engine=spec.engine.name)
+        scenes = resolve_inputs(
+            list(spec.raster), stac_bands=stac, engine=spec.engine.name, recursive=spec.recursive
+        )
         return peek(spec.output.path, journal_key(spec, scenes))
     except (PaliGemmaQgisError, OSError, ValueError, TypeError, KeyError) as exc:
         return {"journal": "unknown", "why": str(exc) or type(exc).__name__}

@@ -268,6 +268,7 @@ class SegmentSpec:
     engine: EngineSpec = field(default_factory=EngineSpec)
     run: RunSpec = field(default_factory=RunSpec)
     search: SearchSpec = field(default_factory=SearchSpec)  # scenes found by a STAC search instead
+    recursive: bool = field(default=False, metadata=RESUMABLE)  # a folder's subfolders are read too
 
     def __post_init__(self) -> None:
         if self.search.active:

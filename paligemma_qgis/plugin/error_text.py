@@ -162,6 +162,7 @@ PLAIN_NAMES = {
     "max_objects": "the most objects per chip",
     "cloud_mask": "the cloud mask",
     "mask_classes": "the masked cloud classes",
+    "recursive": "reading subfolders",
     "restart": "starting over",
     "stac_api": "a STAC API",
     "collection": "a collection",

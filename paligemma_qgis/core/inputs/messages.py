@@ -50,7 +50,7 @@ MESSAGES: dict[str, Message] = {
     "folder_no_raster": Message("{path}: folder holds no raster ({suffixes}, ...)"),
     "folder_rasters_deeper": Message(
         "{path}: the folder's rasters are in its subfolders ({count}), which are not read",
-        "give {pattern} (quoted) to map them all",
+        "add {opt_recursive} to map them all, or give {pattern} (quoted)",
     ),
     "input_list_loop": Message("{path}: the list of inputs includes itself"),
     "input_list_unreadable": Message("{path}: cannot read the list of inputs ({detail})"),

@@ -1,7 +1,8 @@
 """The scenes of a run: what ``segment IN... OUT`` was given, expanded into rasters with an id and a date.
 
 An input is a raster file, a GDAL virtual path (``/vsicurl/``, ``/vsis3/``, ``s3://`` ...), a
-VRT, a folder (its rasters, sorted by name; rasters in its subfolders are said, not mapped), a
+VRT, a folder (its rasters, sorted by name; with ``recursive`` its subfolders' too, else those
+are said, not mapped), a
 glob (``"scenes/*.tif"``, ``"scenes/**/*.tif"`` for every level), a text file of
 inputs (one per line, ``#`` comments, relative to the list's folder), or a local STAC Item or
 ItemCollection JSON (see ``stac``). Expansion is lazy about the rasters themselves: nothing
@@ -51,7 +52,11 @@ def _is_raster_name(name: str) -> bool:
 
 
 def _expand(
-    text: str, base: Path | None, seen_lists: set[Path], stac: tuple[list[str] | None, str, str]
+    text: str,
+    base: Path | None,
+    seen_lists: set[Path],
+    stac: tuple[list[str] | None, str, str],
+    recursive: bool = False,
 ) -> list[Scene]:
     virtual = _virtual(text)
     if virtual is not None:
@@ -64,12 +69,13 @@ def _expand(
         matches = sorted(glob.glob(str(path), recursive=True))
         if not matches:
             raise InputError("glob_no_match", field="raster", pattern=text)
-        return [s for m in matches for s in _expand(m, None, seen_lists, stac)]
+        return [s for m in matches for s in _expand(m, None, seen_lists, stac, recursive)]
     if not path.exists():
         raise InputError("input_not_found", field="raster", path=text)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and _is_raster_name(p.name))
-        deeper = _rasters_below(path)
+        found = path.rglob("*") if recursive else path.iterdir()
+        files = sorted(p for p in found if p.is_file() and _is_raster_name(p.name))
+        deeper = None if recursive else _rasters_below(path)
         if not files and deeper:
             raise InputError(
                 "folder_rasters_deeper", field="raster", path=str(path), count=deeper[0], pattern=deeper[1]
@@ -79,7 +85,8 @@ def _expand(
             raise InputError("folder_no_raster", field="raster", path=str(path), suffixes=suffixes)
         if deeper:
             log.warning(
-                "%s: %d raster(s) in its subfolders are not mapped; give %s to map them too",
+                "%s: %d raster(s) in its subfolders are not mapped; read subfolders too (recursive), "
+                "or give %s",
                 path,
                 *deeper,
             )
@@ -99,7 +106,7 @@ def _expand(
         entries = [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
         if not entries:
             raise InputError("input_list_empty", field="raster", path=str(path))
-        return [s for e in entries for s in _expand(e, path.parent, seen_lists, stac)]
+        return [s for e in entries for s in _expand(e, path.parent, seen_lists, stac, recursive)]
     if suffix in STAC_SUFFIXES:
         return stac_scenes(path, *stac)
     return [Scene(path.stem, str(path), str(path), date_from_name(path.name))]
@@ -128,17 +135,19 @@ def resolve_inputs(
     stac_bands: list[str] | None = None,
     engine: str = "water-index",
     cloud_mask: str = "auto",
+    recursive: bool = False,
 ) -> list[Scene]:
     """Every scene the inputs name, in order, without duplicates, with unique ids.
 
-    ``cloud_mask``: which masks STAC items bring along (see ``stac``).
+    ``cloud_mask``: which masks STAC items bring along (see ``stac``). ``recursive``: a folder's
+    subfolders are read too (their rasters sorted by path).
     """
     if not inputs:
         raise InputError("input_missing", field="raster")
     scenes: list[Scene] = []
     seen_lists: set[Path] = set()
     for text in inputs:
-        scenes.extend(_expand(str(text), None, seen_lists, (stac_bands, engine, cloud_mask)))
+        scenes.extend(_expand(str(text), None, seen_lists, (stac_bands, engine, cloud_mask), recursive))
     return unique_scenes(scenes)
 
 

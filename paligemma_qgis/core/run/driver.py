@@ -282,6 +282,7 @@ def _find_scenes(spec: SegmentSpec, resuming: bool) -> list[Scene]:
         stac_bands=_names(spec.read.stac_bands),
         engine=spec.engine.name,
         cloud_mask=spec.read.cloud_mask,
+        recursive=spec.recursive,
     )
 
 

@@ -109,7 +109,9 @@ def revectorize(
         _read_layer(run, "scenes", ["scene", "status", "error"]) if _has_layer(run, "scenes") else None
     )
     stac = list(spec.read.stac_bands) if spec.read.stac_bands else None
-    scenes = resolve_inputs(list(spec.raster), stac_bands=stac, engine=spec.engine.name)
+    scenes = resolve_inputs(
+        list(spec.raster), stac_bands=stac, engine=spec.engine.name, recursive=spec.recursive
+    )
     failed: dict[str, str] = {}
     if scenes_layer is not None:
         status = dict(zip(scenes_layer["scene"], scenes_layer["status"], strict=True))
