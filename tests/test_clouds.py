@@ -228,3 +228,24 @@ def test_s2cloudless_on_an_l1c_stack(tmp_path) -> None:
                 fail_fast=True,
             )
         )
+
+
+def test_the_journal_peek_expands_an_s2cloudless_run_as_the_run_did(tmp_path) -> None:
+    """The plugin's question before a run (worker --journal) expands the job's scenes as the run
+    does (driver.input_scenes, cloud mask included) and tells a change of cloud mask apart."""
+    pytest.importorskip("s2cloudless")
+    from paligemma_qgis.cli.worker_journal import journal_state
+    from paligemma_qgis.core.progress import CallbackProgress, Cancelled
+
+    items = _catalogue(tmp_path / "l1c", l1c_item)
+    options = {"raster": [str(items)], "output": str(tmp_path / "o.gpkg"), "cloud_mask": "s2cloudless"}
+    seen = {"second": False}
+
+    def report(done, total, message):
+        seen["second"] = seen["second"] or (message.startswith("scene 2/2") and "segmenting" in message)
+
+    with pytest.raises(Cancelled):
+        segment_raster(segment_spec(options), CallbackProgress(report, lambda: seen["second"]))
+    assert journal_state({"task": "segment", "options": options})["journal"] == "same"
+    other = journal_state({"task": "segment", "options": {**options, "cloud_mask": "none"}})
+    assert other["journal"] == "other"

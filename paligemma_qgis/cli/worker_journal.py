@@ -20,16 +20,11 @@ def journal_state(job: dict[str, Any]) -> dict[str, Any]:
     if job.get("task") != "segment" or not isinstance(options, dict):
         return {"journal": "unknown", "why": "not a segment job"}
     try:
-        from ..core.inputs.scenes import resolve_inputs
-        from ..core.run.driver import journal_key
+        from ..core.run.driver import input_scenes, journal_key
         from ..core.run.journal_peek import peek
         from ..core.specs import segment_spec
 
         spec = segment_spec(options).resolved()
-        stac = list(spec.read.stac_bands) if spec.read.stac_bands else None
-        scenes = resolve_inputs(
-            list(spec.raster), stac_bands=stac, engine=spec.engine.name, recursive=spec.recursive
-        )
-        return peek(spec.output.path, journal_key(spec, scenes))
+        return peek(spec.output.path, journal_key(spec, input_scenes(spec)))
     except (PaliGemmaQgisError, OSError, ValueError, TypeError, KeyError) as exc:
         return {"journal": "unknown", "why": str(exc) or type(exc).__name__}

@@ -272,11 +272,18 @@ def segment_raster(
 
 def _find_scenes(spec: SegmentSpec, resuming: bool) -> list[Scene]:
     """The scenes of the spec's inputs, or of its STAC search (an interrupted search's own items)."""
-    from ..inputs.scenes import resolve_inputs
     from .found_items import found_scenes
 
     if spec.search.active:
         return found_scenes(spec, resuming)
+    return input_scenes(spec)
+
+
+def input_scenes(spec: SegmentSpec) -> list[Scene]:
+    """The scenes the spec's inputs expand to, with every option that shapes them (the run, the
+    journal peek and revectorize must expand them alike, or the journal is not recognised)."""
+    from ..inputs.scenes import resolve_inputs
+
     return resolve_inputs(
         list(spec.raster),
         stac_bands=_names(spec.read.stac_bands),

@@ -74,10 +74,9 @@ def revectorize(
     run: str | Path, output: str | Path, progress: Progress | None = None, **changes: Any
 ) -> SegmentSummary:
     """Write ``output`` from the run ``run`` with ``changes`` (min_area_m2, simplify, out_crs, vote ...)."""
-    from ..inputs.scenes import resolve_inputs
     from ..model.segmenter import EngineInfo
     from ..model.text_decoder import ChipTextDecoder
-    from .driver import segment_raster
+    from .driver import input_scenes, segment_raster
     from .stages import TextReplay, replay_info
 
     run = Path(run)
@@ -108,10 +107,7 @@ def revectorize(
     scenes_layer = (
         _read_layer(run, "scenes", ["scene", "status", "error"]) if _has_layer(run, "scenes") else None
     )
-    stac = list(spec.read.stac_bands) if spec.read.stac_bands else None
-    scenes = resolve_inputs(
-        list(spec.raster), stac_bands=stac, engine=spec.engine.name, recursive=spec.recursive
-    )
+    scenes = input_scenes(spec)
     failed: dict[str, str] = {}
     if scenes_layer is not None:
         status = dict(zip(scenes_layer["scene"], scenes_layer["status"], strict=True))
