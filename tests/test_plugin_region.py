@@ -22,7 +22,7 @@ from paligemma_qgis.plugin import job_dialog, ray_trust
 from paligemma_qgis.plugin.algorithms import SegmentWaterAlgorithm
 from paligemma_qgis.plugin.dialog import SegmentDialog
 from paligemma_qgis.plugin.error_text import SEGMENT_DIALOG, translate
-from paligemma_qgis.plugin.messages import bar_texts, item_text, plugin_messages
+from paligemma_qgis.plugin.messages import bar_texts, item_text, message_bar, plugin_messages
 from paligemma_qgis.plugin.more_rasters import MoreRastersDialog, describe
 from paligemma_qgis.plugin.options import segment_job
 from paligemma_qgis.plugin.region_algorithm import SegmentWaterRegionAlgorithm
@@ -159,6 +159,8 @@ def test_more_rasters_and_a_folder_map_a_region_into_one_group(
     (warning,) = [m for m in plugin_messages(qgis_iface) if "failed" in m]
     assert "1 scene failed, see the scenes layer: broken — cannot open as a raster" in warning
     assert "5 scenes" in warning and "--" not in warning
+    titles = [i.title() for i in message_bar(qgis_iface).items() if "failed" in item_text(i)]
+    assert titles == ["Water in 5 rasters (1 failed)"]  # titled as its group is named
     assert str(folder) not in warning  # the scene's name, not its path (Details… has the whole error)
 
 

@@ -217,7 +217,9 @@ class WorkerTask(QgsTask):
         # The warnings first: they are what the line a message bar shows must say (Details… has all).
         self.notice = " ".join([*notes, said])
         level = Qgis.MessageLevel.Warning if notes else Qgis.MessageLevel.Success
-        self._push(self.notice, level, details or None, title=self.description())
+        # Titled by what was loaded ("Water in 5 rasters (1 failed)"), as its group is: the task's
+        # own name was given before a folder's rasters were counted.
+        self._push(self.notice, level, details or None, title=self.group_name)
 
     def _push(self, text: str, level, details: str | None = None, title: str = LOG_TAG) -> None:
         push_message(self.iface, text, level, details, title=title)
