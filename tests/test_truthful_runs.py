@@ -129,3 +129,24 @@ def test_an_unsure_water_map_is_a_one_line_warning(tmp_path) -> None:
     assert json.loads(proc.stdout)["details"]["unsure_scenes"]
     lines = [line for line in proc.stderr.splitlines() if "the water map is unsure" in line]
     assert len(lines) == 1 and "--preset" in lines[0] and lines[0].startswith("warning: scene s:")
+
+
+def test_revectorize_refuses_a_stac_search_run_in_one_line(two, tmp_path) -> None:
+    """A search run's items are not kept once it ends, so its scenes cannot be read again: a coded
+    refusal, not "no input given" from deep inside."""
+    import sqlite3
+
+    from paligemma_qgis.core.run.revectorize import revectorize
+
+    out = tmp_path / "o.gpkg"
+    segment_raster(segment_spec(raster=str(two[0]), output=str(out), nir=4))
+    search = {"raster": [], "stac_api": "https://earth-search.example/v1", "collection": "sentinel-2-l2a",
+              "datetime": "2021-06-01/2021-06-30", "bbox": [15.0, 45.1, 15.1, 45.2]}  # fmt: skip
+    with sqlite3.connect(out) as db:
+        for name, value in search.items():
+            db.execute("DELETE FROM run WHERE key = ?", (f"option.{name}",))
+            db.execute("INSERT INTO run (key, value) VALUES (?, ?)", (f"option.{name}", json.dumps(value)))
+    with pytest.raises(InputError) as caught:
+        revectorize(out, tmp_path / "again.gpkg", min_area_m2=100)
+    assert caught.value.code == "revectorize_search_run"
+    assert "earth-search.example" in str(caught.value) and not (tmp_path / "again.gpkg").exists()

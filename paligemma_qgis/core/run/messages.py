@@ -49,6 +49,11 @@ MESSAGES: dict[str, Message] = {
     "not_a_run": Message("{path}: not the output of a segment run (no {layer!r} layer: {detail})"),
     "run_not_found": Message("{path}: run GeoPackage not found"),
     "run_without_inputs": Message("{path}: its run table does not say which rasters were mapped"),
+    "revectorize_search_run": Message(
+        "{path}: a run of a STAC search ({api}) cannot be revectorized: the items it found are not kept "
+        "after the run",
+        "map the search again with other output options",
+    ),
     "revectorize_cannot_change": Message(
         "revectorize cannot change {names} (the chips were decided by the run)"
     ),

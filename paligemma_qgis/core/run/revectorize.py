@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..progress import Progress
+from ..redact import redact
 from ..serial import flatten, leaves
 from ..specs import SegmentSpec, segment_spec
 from .summary import SegmentSummary
@@ -67,7 +68,10 @@ def run_spec(path: str | Path) -> tuple[SegmentSpec, dict[str, str]]:
             values[key[7:]] = text
     if "raster" not in values or "output" not in values:
         raise InputError("run_without_inputs", path=str(path))
-    return segment_spec(values), rows
+    spec = segment_spec(values)
+    if spec.search.active:  # its items lived beside the output until the run ended
+        raise InputError("revectorize_search_run", path=str(path), api=redact(spec.search.stac_api or ""))
+    return spec, rows
 
 
 def revectorize(
