@@ -2,10 +2,9 @@
 
 An input is a raster file, a GDAL virtual path (``/vsicurl/``, ``/vsis3/``, ``s3://`` ...), a
 VRT, a folder (its rasters, sorted by name; with ``recursive`` its subfolders' too, else those
-are said, not mapped), a
-glob (``"scenes/*.tif"``, ``"scenes/**/*.tif"`` for every level), a text file of
-inputs (one per line, ``#`` comments, relative to the list's folder), or a local STAC Item or
-ItemCollection JSON (see ``stac``). Expansion is lazy about the rasters themselves: nothing
+are said, not mapped), a glob (``"scenes/*.tif"``, ``"scenes/**/*.tif"`` for every level), a
+text file of inputs (one per line, ``#`` comments, relative to the list's folder), or a local
+STAC Item or ItemCollection JSON (see ``stac``). Expansion is lazy about the rasters themselves: nothing
 is opened here, so a thousand scenes cost a thousand path checks.
 
 A scene's id is its file stem (or STAC item id), made unique with ``_2``, ``_3``... in input
