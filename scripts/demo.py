@@ -107,7 +107,10 @@ def paligemma_demo(raster: Path, preset: str | None) -> None:
         find_vae()
         resolve_model_folder(DEFAULT_MODEL, offline=True)
     except (ImportError, PaliGemmaQgisError) as exc:
-        print(f"demo: PaliGemma step skipped: {str(exc).splitlines()[0]}")
+        from paligemma_qgis.cli.wording import cli_message  # the command line's words (--vae)
+
+        said = cli_message(exc) if isinstance(exc, PaliGemmaQgisError) else str(exc)
+        print(f"demo: PaliGemma step skipped: {said.splitlines()[0]}")
         print(
             "demo: to run it: accept the licence of google/paligemma2-3b-mix-224 on Hugging Face, "
             "`hf auth login`, `python -m paligemma_qgis weights download`, then `make demo` again"
