@@ -30,20 +30,6 @@ import traceback
 from pathlib import Path
 
 REPO = Path(globals().get("__file__", ".")).resolve().parents[1] if "__file__" in globals() else None
-SLOW_WORKER = """
-import sys, time
-from paligemma_qgis.cli import worker
-
-_report = worker.JsonLinesProgress.report
-
-def slow_report(self, done, total, message=""):
-    _report(self, done, total, message)
-    if message.endswith("segmenting chips"):
-        time.sleep(0.5)
-
-worker.JsonLinesProgress.report = slow_report
-sys.exit(worker.main(sys.argv[sys.argv.index("paligemma_qgis.cli.worker") + 1:]))
-"""
 
 
 def launch(argv: list[str] | None = None) -> int:
@@ -53,8 +39,9 @@ def launch(argv: list[str] | None = None) -> int:
 
     from qgis_desktop import NAIP, plugin_profile, run_qgis
 
-    sys.path.insert(0, str(REPO / "scripts"))
+    sys.path[:0] = [str(REPO / "scripts"), str(REPO / "tests")]
     from render_docs import _tiles
+    from slow_worker import slow_worker_python  # the tests' slowed worker: a cancel lands mid-run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="desktop_second_day")
@@ -71,11 +58,7 @@ def launch(argv: list[str] | None = None) -> int:
     naip = rasters / NAIP.name
     with tempfile.TemporaryDirectory(prefix="qgis_desktop_") as tmp:
         work = Path(tmp)
-        slow = work / "slow_worker.py"
-        slow.write_text(SLOW_WORKER)
-        python = work / "python"
-        python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{slow}" "$@"\n')
-        python.chmod(0o755)
+        python = slow_worker_python(work, 0.5)
         plugin_profile(work, f"[paligemma_qgis]\nworker_python={python}\n")
         tiles = sorted(_tiles(naip, work / "tiles").glob("*.tif"))
         folder = work / "more_tiles"

@@ -14,6 +14,7 @@ import pytest
 from qgis.core import QgsApplication, QgsProcessingException, QgsSettings
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtWidgets import QApplication
+from slow_worker import slow_worker_python
 from synthetic_rasters import make_scene
 from waiting import wait_for_task, wait_until
 
@@ -26,21 +27,6 @@ from paligemma_qgis.plugin.worker_env import ENV_PYTHON, SETTINGS_GROUP, set_con
 
 # End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
 pytestmark = pytest.mark.slow
-
-SLOW_WORKER = """
-import sys, time
-from paligemma_qgis.cli import worker
-
-_report = worker.JsonLinesProgress.report
-
-def slow_report(self, done, total, message=""):
-    _report(self, done, total, message)
-    if message.endswith("segmenting chips"):
-        time.sleep(0.3)
-
-worker.JsonLinesProgress.report = slow_report
-sys.exit(worker.main(sys.argv[sys.argv.index("paligemma_qgis.cli.worker") + 1:]))
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -59,12 +45,7 @@ def three(tmp_path) -> list[Path]:
 
 @pytest.fixture
 def slow_python(tmp_path) -> str:
-    script = tmp_path / "slow_worker.py"
-    script.write_text(SLOW_WORKER)
-    wrapper = tmp_path / "python"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n')
-    wrapper.chmod(0o755)
-    return str(wrapper)
+    return slow_worker_python(tmp_path, 0.3)
 
 
 def _cancel_in_scene_two(task) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from qgis.core import QgsApplication, QgsProcessingException, QgsVectorLayer
 from qgis.PyQt.QtCore import QCoreApplication
+from slow_worker import slow_worker_python
 from waiting import wait_for_task, wait_until
 
 from paligemma_qgis.cli.worker import EXIT_CANCELLED
@@ -25,21 +26,6 @@ from paligemma_qgis.plugin.worker_env import ENV_PYTHON
 
 # End to end (subprocesses, QGIS tasks, Ray, servers): `make test` runs it, `make test-fast` does not.
 pytestmark = pytest.mark.slow
-
-SLOW_WORKER = """
-import sys, time
-from paligemma_qgis.cli import worker
-
-_report = worker.JsonLinesProgress.report
-
-def slow_report(self, done, total, message=""):
-    _report(self, done, total, message)
-    if message == "segmenting chips":
-        time.sleep(0.4)
-
-worker.JsonLinesProgress.report = slow_report
-sys.exit(worker.main(sys.argv[sys.argv.index("paligemma_qgis.cli.worker") + 1:]))
-"""
 
 
 def _leftovers(folder: Path, output: Path) -> list[str]:
@@ -116,16 +102,12 @@ def test_worker_error_reaches_message_bar_and_log(water_scene, clean_project, qg
 
 def test_cancel_stops_worker_and_leaves_no_output(water_scene, clean_project, qgis_iface, tmp_path):
     """Cancel mid-run: the worker stops at its next batch (SIGTERM, clean exit) and no file stays."""
-    slow = tmp_path / "slow_worker.py"
-    slow.write_text(SLOW_WORKER)
-    wrapper = tmp_path / "python"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{slow}" "$@"\n')
-    wrapper.chmod(0o755)
+    wrapper = slow_worker_python(tmp_path, 0.4)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     output = out_dir / "water.gpkg"
     job = segment_job(str(water_scene.path), str(output), engine="water-index", preset="naip", batch_size=1)
-    task = WorkerTask("Water in lakes", job, python=str(wrapper), iface=qgis_iface)
+    task = WorkerTask("Water in lakes", job, python=wrapper, iface=qgis_iface)
     QgsApplication.taskManager().addTask(task)
     deadline = time.monotonic() + 60
     while task.message != "segmenting chips":
