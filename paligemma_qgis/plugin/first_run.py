@@ -11,17 +11,17 @@ end, and the plugin cancels them when it is unloaded.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable
 
 from qgis.core import QgsApplication
-from qgis.PyQt.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, pyqtSignal
+from qgis.PyQt.QtCore import QObject, Qt
 from qgis.PyQt.QtWidgets import QMessageBox, QWidget
 
 from .hf_token import stored_id
 from .setup_plan import SetupPlan, model_download_text
 from .setup_tasks import SetupTask
-from .worker_env import set_configured_python, worker_command, worker_env, worker_flags
+from .worker_env import set_configured_python, worker_command, worker_flags
+from .worker_question import WorkerQuestion
 
 PROBE_TIMEOUT_S = 60.0
 # Setup tasks and the runs that wait on them, referenced until they end (QGIS holds no Python ref).
@@ -53,10 +53,8 @@ def probe_args(
     return ["--probe", "--engine", engine, *worker_flags(model, vae, executor)]
 
 
-class Preflight(QObject):
+class Preflight(WorkerQuestion):
     """``worker --probe`` in a QProcess; ``done`` carries its JSON, or ``{"error", "details"}``."""
-
-    done = pyqtSignal(dict)
 
     def __init__(
         self,
@@ -68,68 +66,21 @@ class Preflight(QObject):
         timeout_s: float = PROBE_TIMEOUT_S,
         executor: str = "local",
     ) -> None:
-        super().__init__(parent)
-        self.command = worker_command(*probe_args(engine, model, vae, executor), python=python)
-        self.process = QProcess(self)
-        env = QProcessEnvironment()
-        for key, value in worker_env().items():
-            env.insert(key, value)
-        self.process.setProcessEnvironment(env)
-        self.process.finished.connect(self._finished)
-        self.process.errorOccurred.connect(self._error)
-        self.timer = QTimer(self)
-        self.timer.setSingleShot(True)
-        self.timer.timeout.connect(self._timed_out)
-        self.timeout_s = timeout_s
-        self.result: dict | None = None
+        command = worker_command(*probe_args(engine, model, vae, executor), python=python)
+        super().__init__(command, timeout_s, parent=parent)
 
-    def start(self) -> None:
-        self.timer.start(int(self.timeout_s * 1000))
-        self.process.start(self.command[0], self.command[1:])
-
-    def stop(self) -> None:
-        """Stop a probe still running; ``done`` is not emitted any more."""
-        self.timer.stop()
-        self.result = self.result or {"error": "stopped"}
-        with contextlib.suppress(RuntimeError):
-            if self.process.state() != QProcess.ProcessState.NotRunning:
-                self.process.kill()
-                self.process.waitForFinished(2000)
-
-    def _emit(self, result: dict) -> None:
-        if self.result is not None:
-            return
-        self.timer.stop()
-        self.result = result
-        self.done.emit(result)
-
-    def _finished(self, code: int, _status) -> None:
-        stdout = bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace")
-        stderr = bytes(self.process.readAllStandardError()).decode("utf-8", "replace")
-        for line in reversed(stdout.strip().splitlines()):
-            if line.startswith("{"):
-                with contextlib.suppress(json.JSONDecodeError):
-                    self._emit(json.loads(line))
-                    return
-        self._emit(
-            {
+    def failure(self, why: str, code: int | None = None, output: str = "") -> dict:
+        command = " ".join(self.command)
+        if why == "exit":
+            return {
                 "error": f"it stopped with exit code {code} before saying what it has",
-                "details": f"{' '.join(self.command)}\n{(stderr or stdout)[-3000:]}",
+                "details": f"{command}\n{output[-3000:]}",
             }
-        )
-
-    def _error(self, _error) -> None:
-        if self.process.error() == QProcess.ProcessError.FailedToStart:
-            self._emit(
-                {
-                    "error": "it cannot be started (not found, or not a program)",
-                    "details": " ".join(self.command),
-                }
-            )
-
-    def _timed_out(self) -> None:
-        self._emit({"error": f"it did not answer in {self.timeout_s:g} s", "details": " ".join(self.command)})
-        self.stop()  # after the answer: the kill's own "finished" is ignored
+        if why == "start":
+            return {"error": "it cannot be started (not found, or not a program)", "details": command}
+        if why == "timeout":
+            return {"error": f"it did not answer in {self.timeout_s:g} s", "details": command}
+        return {"error": "stopped"}
 
 
 def describe_python(python: str, source: str) -> str:

@@ -21,11 +21,12 @@ import subprocess
 from pathlib import Path
 
 from qgis.core import QgsSettings
-from qgis.PyQt.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, pyqtSignal
+from qgis.PyQt.QtCore import QObject, Qt, pyqtSignal
 from qgis.PyQt.QtWidgets import QMessageBox, QWidget
 
 from ..core.redact import redact
 from .worker_env import SETTINGS_GROUP, worker_command, worker_env
+from .worker_question import WorkerQuestion
 
 RUNS_GROUP = f"{SETTINGS_GROUP}/runs"
 CHECK_TIMEOUT_S = 120.0
@@ -110,64 +111,26 @@ def interrupted_problem(job: dict, python: str, option: str = "OUTPUT") -> str |
     )
 
 
-class JournalCheck(QObject):
+class JournalCheck(WorkerQuestion):
     """``worker --journal`` for ``job`` in a QProcess; ``done`` carries its answer (``journal``: none,
     same, other, unusable, or unknown when the worker could not tell)."""
 
-    done = pyqtSignal(dict)
+    _WHY = {
+        "exit": "the worker did not answer",
+        "start": "the worker could not be started",
+        "timeout": "no answer in time",
+        "stopped": "stopped",
+    }
 
     def __init__(self, python: str, job: dict, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.job = {k: v for k, v in job.items() if k in ("task", "options")}
-        self.command = worker_command("--journal", python=python)
-        self.process = QProcess(self)
-        env = QProcessEnvironment()
-        for key, value in worker_env().items():
-            env.insert(key, value)
-        self.process.setProcessEnvironment(env)
-        self.process.finished.connect(self._finished)
-        self.process.errorOccurred.connect(self._error)
-        self.timer = QTimer(self)
-        self.timer.setSingleShot(True)
-        self.timer.timeout.connect(lambda: self._emit({"journal": "unknown", "why": "no answer in time"}))
-        self.result: dict | None = None
+        question = {k: v for k, v in job.items() if k in ("task", "options")}
+        super().__init__(worker_command("--journal", python=python), CHECK_TIMEOUT_S, question, parent)
 
-    def start(self) -> None:
-        self.timer.start(int(CHECK_TIMEOUT_S * 1000))
-        self.process.start(self.command[0], self.command[1:])
-        self.process.write((json.dumps(self.job) + "\n").encode("utf-8"))
-        self.process.closeWriteChannel()
+    def accepts(self, answer: object) -> bool:
+        return isinstance(answer, dict) and isinstance(answer.get("journal"), str)
 
-    def stop(self) -> None:
-        self.timer.stop()
-        self.result = self.result or {"journal": "unknown", "why": "stopped"}
-        with contextlib.suppress(RuntimeError):
-            if self.process.state() != QProcess.ProcessState.NotRunning:
-                self.process.kill()
-                self.process.waitForFinished(2000)
-
-    def _emit(self, answer: dict) -> None:
-        if self.result is not None:
-            return
-        self.timer.stop()
-        self.result = answer
-        self.done.emit(answer)
-        if self.process.state() != QProcess.ProcessState.NotRunning:
-            self.process.kill()
-
-    def _finished(self, _code: int, _status) -> None:
-        stdout = bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace")
-        for line in reversed(stdout.strip().splitlines()):
-            with contextlib.suppress(ValueError):
-                answer = json.loads(line)
-                if isinstance(answer, dict) and isinstance(answer.get("journal"), str):
-                    self._emit(answer)
-                    return
-        self._emit({"journal": "unknown", "why": "the worker did not answer"})
-
-    def _error(self, _error) -> None:
-        if self.process.error() == QProcess.ProcessError.FailedToStart:
-            self._emit({"journal": "unknown", "why": "the worker could not be started"})
+    def failure(self, why: str, code: int | None = None, output: str = "") -> dict:
+        return {"journal": "unknown", "why": self._WHY[why]}
 
 
 def _kept(state: dict) -> str:
