@@ -68,7 +68,7 @@ def change_figures(tmp: Path) -> None:
                 parts.append(f"{key} {got[key] / 1e6:.4f}{err}")
             print(f"    cloud mask {mode:4}: {', '.join(parts)}; cloud_pct {pct}")
             if make is s2_item:
-                occ = items.parent / "occurrence.tif"
+                occ = items.parent / f"occurrence_{mode}.tif"
                 water_occurrence(
                     OccurrenceOptions(inputs=[str(run)], output=str(occ), crs=CRS, resolution=10.0)
                 )
