@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 
 from paligemma_qgis.core.errors import InputError  # noqa: E402
 from paligemma_qgis.core.inputs.raster import open_raster  # noqa: E402
+from paligemma_qgis.core.model.segmenter import fixed  # noqa: E402
 from paligemma_qgis.core.model.water_index import WaterIndexSegmenter  # noqa: E402
 from paligemma_qgis.core.run.driver import segment_raster  # noqa: E402
 from paligemma_qgis.core.specs import segment_spec  # noqa: E402
@@ -171,7 +172,7 @@ def measure(case: Case, method: str, data_dir: Path, scratch: Path) -> dict:
     t0 = time.perf_counter()
     summary = segment_raster(
         segment_spec(raster=str(path), output=str(out), preset=case.preset, overwrite=True, **case.roles),
-        segmenter=seg,
+        segmenter=fixed(seg),
     )
     seconds = time.perf_counter() - t0
     index_bands = [roles["green"], roles["swir"] if seg.index_name == "mndwi" else roles["nir"]]
@@ -205,13 +206,15 @@ def measure(case: Case, method: str, data_dir: Path, scratch: Path) -> dict:
 
 
 def refusal(case: Case, data_dir: Path, scratch: Path) -> str:
-    """The one line an RGB-only raster gets, or a note that it was not refused."""
+    """The one line an RGB-only raster gets on the command line, or a note that it was not refused."""
+    from paligemma_qgis.cli.wording import cli_message
+
     try:
         segment_raster(
             segment_spec(raster=str(data_dir / case.raster), output=str(scratch / "rgb.gpkg"), overwrite=True)
         )
     except InputError as exc:
-        return f"refused: {exc}"
+        return f"refused: {cli_message(exc)}"
     return "NOT REFUSED"
 
 
