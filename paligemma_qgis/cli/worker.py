@@ -68,6 +68,7 @@ from typing import IO, Any, Protocol
 from ..core.environment import probe
 from ..core.progress import Cancelled
 from ..core.redact import redact, redact_tree
+from . import no_side_files
 from .worker_check import check_environment
 from .worker_errors import BadJob, error_event
 
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("GDAL_PAM_ENABLED", "NO")  # no .aux.xml beside the rasters it reads
+    no_side_files()  # no .aux.xml beside the rasters it reads, as on the command line
     if args.check:
         print(
             json.dumps(check_environment(model=args.model, vae=args.vae, executor=args.executor)), flush=True
